@@ -1,0 +1,58 @@
+# reds_tf developer and user entry points. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3.11
+export TF_CPP_MIN_LOG_LEVEL ?= 3
+RECIPE ?= models/ds_cnn_s-fashion_mnist.yaml
+RUN_DIR ?= runs/$(basename $(notdir $(RECIPE)))
+MODEL ?= ds_cnn_s
+APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang
+
+.PHONY: help install install-system install-python quickstart run test test-slow lint \
+        train-kws train-vww demo-kws flash-nano33 bench firmware-test clean
+
+help:
+	@echo "make quickstart      set up everything, then run the default recipe (DS-CNN-S on Fashion-MNIST)"
+	@echo "make test            run the default test suite (about 15 min on 2 cores)"
+	@echo "make test-slow       run the slow tests"
+	@echo "make run RECIPE=...  run any recipe under models/ (SCHEDULE=full for the long schedule)"
+	@echo "make train-kws DATA_DIR=... [MODEL=ds_cnn_s|dnn_s|cnn_s|ds_cnn_l]   Speech Commands v0.02"
+	@echo "make train-vww DATA_DIR=...  Visual Wake Words (vw_coco2014_96 or TFRecords)"
+	@echo "make demo-kws        synthetic espeak/flite keywords through the KWS pipeline (labelled synthetic)"
+	@echo "make flash-nano33    build and upload the Arduino Nano 33 BLE sketch (needs arduino-cli)"
+	@echo "make bench           run the benchmarks under benchmarks/"
+	@echo "make lint            ruff, import-linter, clang-format check"
+
+# System packages: Fashion-MNIST (the embedded default data), speech synthesis for the KWS demo,
+# the Cortex-M4 cross compiler and clang (libFuzzer). Skipped where apt is absent or we are not root.
+install-system:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	else echo "install-system: no apt-get as root; install these yourself: $(APT_PACKAGES)"; fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install-python: $(PY)
+	$(PY) -m pip install -q -e ".[dev]"
+
+install: install-system install-python
+
+quickstart: install run
+
+run: $(PY)
+	$(VENV)/bin/reds run --recipe $(RECIPE) --run-dir $(RUN_DIR) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RESUME),--resume)
+
+test: $(PY)
+	$(PY) -m pytest -m "not slow" -q --durations=15
+
+test-slow: $(PY)
+	$(PY) -m pytest -m slow -q --durations=15
+
+lint: $(PY)
+	$(VENV)/bin/ruff check reds_tf tests benchmarks
+	$(VENV)/bin/lint-imports
