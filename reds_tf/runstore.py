@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from .errors import NotARedsModelError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -26,4 +33,103 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# --- Run directories -------------------------------------------------------------------------------
+# Everything one `reds run` makes lives under one directory. Progress is recorded in state.json
+# (written atomically after every finished step or epoch), so an interrupted run resumes exactly where
+# it stopped: finished steps are skipped, and training restarts at the epoch after its last checkpoint.
+
+STATE_FILE = "state.json"
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory; on success it replaces ``path`` in one rename.
+
+    A crash inside the block leaves the previous ``path`` (if any) untouched and no partial files.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            # os.replace cannot overwrite a non-empty directory: move the old one aside first.
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class RunDir:
+    """The layout of one run directory and its resumable progress record.
+
+    Layout: ``recipe.yaml``, ``state.json``, ``pretrained.keras``, ``scores*.npz``, ``plan*.json``,
+    ``solve_report*.json``, ``model.keras`` (nested, shared BN), ``results.json``, ``results.md``,
+    ``plots/``, ``checkpoints/<stage>/epoch-<n>/``, ``baselines/<name>/`` and ``converted/``.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run directory (parents created)."""
+        p = self.root.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    # progress record
+    def state(self) -> dict[str, Any]:
+        p = self.root / STATE_FILE
+        if not p.exists():
+            return {"done": {}, "epochs": {}}
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise NotARedsModelError(
+                f"{p} is not a valid run state: {e}. Fix: delete the run directory or run without --resume."
+            ) from e
+
+    def _update(self, fn: Any) -> None:
+        s = self.state()
+        fn(s)
+        atomic_write_text(self.root / STATE_FILE, json.dumps(s, indent=2, sort_keys=True) + "\n")
+
+    def is_done(self, step: str) -> bool:
+        return step in self.state()["done"]
+
+    def mark_done(self, step: str, info: dict[str, Any] | None = None) -> None:
+        """Record that ``step`` finished (with optional JSON-able details)."""
+        self._update(lambda s: s["done"].__setitem__(step, info or {}))
+
+    def done_info(self, step: str) -> dict[str, Any]:
+        return self.state()["done"].get(step, {})
+
+    # per-epoch checkpoints
+    def checkpoint_dir(self, stage: str, epoch: int) -> Path:
+        return self.root / "checkpoints" / stage / f"epoch-{epoch}"
+
+    def last_epoch(self, stage: str) -> tuple[int, dict[str, Any]]:
+        """(number of finished epochs, their recorded history) of a training stage; (0, {}) if none."""
+        rec = self.state()["epochs"].get(stage)
+        if not rec or not self.checkpoint_dir(stage, rec["epoch"]).exists():
+            return 0, {}
+        return int(rec["epoch"]), rec
+
+    def record_epoch(self, stage: str, epoch: int, record: dict[str, Any]) -> None:
+        """Mark ``epoch`` (1-based) of ``stage`` finished; call after its checkpoint dir is in place."""
+        self._update(lambda s: s["epochs"].__setitem__(stage, {**record, "epoch": int(epoch)}))
+        # Keep only the newest checkpoint (plus the best one, which trainers keep separately).
+        for old in (self.root / "checkpoints" / stage).glob("epoch-*"):
+            if old.name != f"epoch-{epoch}":
+                shutil.rmtree(old, ignore_errors=True)

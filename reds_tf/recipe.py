@@ -1,0 +1,290 @@
+"""Recipes: one YAML file per architecture x dataset under ``models/``, read into a frozen dataclass.
+
+A recipe is data only (like nanoGPT's ``config/``). The top level is the short schedule; an optional
+``schedules:`` mapping holds named overrides (e.g. ``full``) that are deep-merged over it. Unknown keys
+and bad values raise ``RecipeError`` naming the key, the value and the fix, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import RedsError
+
+IMPORTANCE_METHODS = ("taylor", "magnitude", "random")
+BASELINES = ("magnitude", "random", "scratch")
+
+
+class RecipeError(RedsError, ValueError):
+    """A recipe file is missing, unreadable, or has an unknown key or a bad value."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset split and batching."""
+
+    validation_fraction: float = 0.1
+    limit: int | None = None
+    augment: bool = True
+    batch_size: int = 128
+    shuffle_buffer: int = 10000
+
+
+@dataclass(frozen=True)
+class ImportanceConfig:
+    """How units are ranked before permutation."""
+
+    method: str = "taylor"
+    num_batches: int = 100
+
+
+@dataclass(frozen=True)
+class SolveConfig:
+    """Knapsack settings (see reds_tf.solve.solve)."""
+
+    budgets: tuple[float, ...] = (0.25, 0.5, 0.75)
+    include_full: bool = True
+    peak_memory_bytes: int | None = None
+    solver: str = "cbc"
+    time_limit: float = 60.0
+    gap: float = 0.01
+    strategy: str = "bottom_up"
+    granularity: int = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training stage: epochs, base learning rate, warm-up and cosine decay to ``final_lr_fraction``."""
+
+    epochs: int = 1
+    learning_rate: float = 1e-3
+    warmup_epochs: float = 0.0
+    final_lr_fraction: float = 0.05
+    patience: int | None = None
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig):
+    """Joint fine-tuning plus the reference's short gamma/beta-only BN stage."""
+
+    bn_epochs: int = 1
+    bn_learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True)
+class BNConfig:
+    """Whether to also measure per-level BN statistics (re-estimated per level on training data)."""
+
+    recalibrate: bool = True
+    recalibration_batches: int = 50
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Conversion to int8 TFLite / device blob after training (when reds_tf.convert exists)."""
+
+    enabled: bool = True
+    calibration_samples: int = 200
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe. Build it with ``Recipe.load(path)`` or ``Recipe.from_dict(d)``."""
+
+    name: str
+    model: str
+    dataset: str
+    seed: int = 0
+    schedule: str = "short"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    importance: ImportanceConfig = field(default_factory=ImportanceConfig)
+    solve: SolveConfig = field(default_factory=SolveConfig)
+    pretrain: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    bn: BNConfig = field(default_factory=BNConfig)
+    baselines: tuple[str, ...] = ()
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    schedules: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def load(cls, path: str | Path, schedule: str | None = None, **overrides: Any) -> Recipe:
+        """Read a recipe YAML; apply the named schedule section and ``overrides`` (dotted keys allowed,
+        e.g. ``{"data.limit": 500}``)."""
+        path = Path(path)
+        if not path.is_file():
+            here = sorted(p.name for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
+            raise RecipeError(
+                f"Recipe file not found. Received: {path}. Fix: pass one of the recipes under models/ "
+                f"(found here: {here or 'none'})."
+            )
+        try:
+            d = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise RecipeError(f"Recipe {path} is not valid YAML: {e}") from e
+        if not isinstance(d, dict):
+            raise RecipeError(f"Recipe {path} must be a YAML mapping. Received: {type(d).__name__}")
+        d.setdefault("name", path.stem)
+        return cls.from_dict(d, schedule=schedule, **overrides)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], schedule: str | None = None, **overrides: Any) -> Recipe:
+        d = copy.deepcopy(d)
+        schedules = d.pop("schedules", None) or {}
+        if not isinstance(schedules, dict):
+            raise RecipeError(f"'schedules' must map names to overrides. Received: {schedules!r}")
+        schedule = schedule or d.get("schedule", "short")
+        if schedule != d.get("schedule", "short") or schedule in schedules:
+            if schedule not in schedules:
+                raise RecipeError(
+                    f"Unknown schedule. Received: schedule={schedule!r}. Fix: use one of "
+                    f"{sorted({d.get('schedule', 'short'), *schedules})}."
+                )
+            d = _merge(d, schedules[schedule], "schedules." + schedule)
+        d["schedule"] = schedule
+        for key, value in overrides.items():
+            _set_dotted(d, key, value)
+        return _build(cls, {**d, "schedules": schedules}, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (YAML/JSON-able) that ``from_dict`` accepts and that reproduces this recipe."""
+        d = dataclasses.asdict(self)
+        d.pop("schedules")
+        return _plain(d)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def levels(self) -> int:
+        return len(self.solve.budgets) + (1 if self.solve.include_full else 0)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _merge(base: dict[str, Any], over: Any, where: str) -> dict[str, Any]:
+    if not isinstance(over, dict):
+        raise RecipeError(f"'{where}' must be a mapping of overrides. Received: {over!r}")
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = (
+            _merge(out[k], v, f"{where}.{k}") if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
+    return out
+
+
+def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    *head, last = key.split(".")
+    for h in head:
+        d = d.setdefault(h, {})
+    d[last] = value
+
+
+def _build(cls: type, d: Any, where: str) -> Any:
+    """Construct dataclass ``cls`` from mapping ``d``, checking keys and value types recursively."""
+    label = where or "recipe"
+    if not isinstance(d, dict):
+        raise RecipeError(f"'{label}' must be a mapping. Received: {d!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise RecipeError(
+            f"Unknown key(s) in {label}: {unknown}. Fix: use only {sorted(fields)} (check for typos)."
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in d:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise RecipeError(f"Missing required key '{where + '.' if where else ''}{name}' in {label}.")
+            continue
+        kwargs[name] = _value(f, d[name], f"{where}.{name}" if where else name)
+    obj = cls(**kwargs)
+    _validate(obj, label)
+    return obj
+
+
+def _value(f: dataclasses.Field, v: Any, where: str) -> Any:
+    t = str(f.type)
+    sub = {
+        "DataConfig": DataConfig,
+        "ImportanceConfig": ImportanceConfig,
+        "SolveConfig": SolveConfig,
+        "TrainConfig": TrainConfig,
+        "FinetuneConfig": FinetuneConfig,
+        "BNConfig": BNConfig,
+        "ConvertConfig": ConvertConfig,
+    }
+    if t in sub:
+        return _build(sub[t], v or {}, where)
+    if t.startswith("tuple"):
+        if v is None:
+            v = []
+        if not isinstance(v, (list, tuple)):
+            raise RecipeError(f"'{where}' must be a list. Received: {v!r}")
+        return tuple(_scalar("float" if "float" in t else "str", x, where) for x in v)
+    if t.startswith("dict"):
+        return v
+    if v is None and "None" in t:
+        return None
+    return _scalar(t.split(" |")[0], v, where)
+
+
+def _scalar(t: str, v: Any, where: str) -> Any:
+    ok = {
+        "int": isinstance(v, int) and not isinstance(v, bool),
+        "float": isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": isinstance(v, bool),
+        "str": isinstance(v, str),
+    }[t]
+    if not ok:
+        raise RecipeError(f"'{where}' must be a {t}. Received: {where.rsplit('.', 1)[-1]}={v!r}")
+    return float(v) if t == "float" else v
+
+
+def _validate(obj: Any, where: str) -> None:
+    def bad(msg: str) -> None:
+        raise RecipeError(f"In {where}: {msg}")
+
+    if isinstance(obj, DataConfig):
+        if not 0.0 < obj.validation_fraction < 1.0:
+            bad(f"validation_fraction must be in (0, 1). Received: {obj.validation_fraction}")
+        if obj.limit is not None and obj.limit < 1:
+            bad(f"limit must be a positive number of samples or null. Received: {obj.limit}")
+        if obj.batch_size < 1:
+            bad(f"batch_size must be >= 1. Received: {obj.batch_size}")
+    elif isinstance(obj, ImportanceConfig):
+        if obj.method not in IMPORTANCE_METHODS:
+            bad(f"method must be one of {list(IMPORTANCE_METHODS)}. Received: {obj.method!r}")
+        if obj.num_batches < 1:
+            bad(f"num_batches must be >= 1. Received: {obj.num_batches}")
+    elif isinstance(obj, SolveConfig):
+        b = obj.budgets
+        if not b or any(not 0.0 < x < 1.0 for x in b) or list(b) != sorted(set(b)):
+            bad(f"budgets must be increasing MACs fractions in (0, 1). Received: {list(b)}")
+        if obj.granularity < 1 or obj.time_limit <= 0 or not 0 <= obj.gap < 1:
+            bad(f"need granularity >= 1, time_limit > 0, 0 <= gap < 1. Received: {obj}")
+    elif isinstance(obj, TrainConfig):
+        if obj.epochs < 0 or obj.learning_rate <= 0:
+            bad(f"need epochs >= 0 and learning_rate > 0. Received: {obj}")
+        if not 0.0 <= obj.final_lr_fraction <= 1.0 or obj.warmup_epochs < 0:
+            bad(f"need 0 <= final_lr_fraction <= 1 and warmup_epochs >= 0. Received: {obj}")
+    elif isinstance(obj, Recipe):
+        bad_b = [b for b in obj.baselines if b not in BASELINES]
+        if bad_b:
+            bad(f"baselines must be chosen from {list(BASELINES)}. Received: {bad_b}")
+        if obj.levels < 2:
+            bad(f"a REDS recipe needs at least 2 levels. Received: budgets={list(obj.solve.budgets)}")
