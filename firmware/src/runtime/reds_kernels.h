@@ -1,0 +1,76 @@
+/*
+ * reds_kernels.h - int8 kernels of the reds runtime, one public function per file.
+ *
+ * Every kernel follows TFLM's reference integer kernels exactly (accumulate in int32 ->
+ * add bias -> requantise -> add output zero point -> clamp) so its outputs are bit-exact with
+ * the tflite-micro interpreter. Kernels never allocate, keep no state and return REDS_ARG_ERROR
+ * for NULL pointers, non-positive sizes or a weight view that does not fit its full tensor.
+ * Layouts and offsets are documented once in reds_types.h.
+ */
+#ifndef REDS_KERNELS_H
+#define REDS_KERNELS_H
+
+#include <stdint.h>
+
+#include "reds_types.h"
+
+/**
+ * FULLY_CONNECTED int8 on a width prefix.
+ * @param params      input/output offsets and activation clamp
+ * @param quant       per-tensor or per-output-channel multiplier/shift (index = output row)
+ * @param batches     number of input rows (>= 1)
+ * @param input       [batches, filter->dims.c] int8, contiguous
+ * @param filter      [out_full, in_full] weights; dims.n = out_w rows used, dims.c = in_w columns used,
+ *                    c_stride = in_full (row stride)
+ * @param bias        [>= out_w] int32 or NULL
+ * @param output      [batches, out_w] int8, contiguous
+ */
+reds_status reds_fully_connected_s8(const reds_fc_params *params, const reds_quant *quant,
+                                    int32_t batches, const int8_t *input, const reds_filter *filter,
+                                    const int32_t *bias, int8_t *output);
+
+/**
+ * CONV_2D int8 (NHWC input, OHWI filter) on channel prefixes.
+ * @param input_dims  active input {n, h, w, c}; c must equal filter->dims.c
+ * @param filter      OHWI weights; dims = {out_c, kh, kw, in_c}, c_stride = C_in_full
+ * @param bias        [>= out_c] int32 or NULL
+ * @param output_dims active output {n, out_h, out_w, out_c}; out_c must equal filter->dims.n
+ * Input positions outside the image (padding) contribute nothing, as in TFLM.
+ */
+reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant,
+                         const reds_dims *input_dims, const int8_t *input, const reds_filter *filter,
+                         const int32_t *bias, const reds_dims *output_dims, int8_t *output);
+
+/**
+ * DEPTHWISE_CONV_2D int8 on a channel prefix.
+ * @param input_dims  active input {n, h, w, c_in}
+ * @param filter      [1, kh, kw, C_full] weights; dims = {1, kh, kw, c_out}, c_stride = C_out_full;
+ *                    c_out = c_in * params->ch_mult
+ * @param output_dims active output {n, out_h, out_w, c_out}
+ */
+reds_status reds_depthwise_conv_s8(const reds_dw_params *params, const reds_quant *quant,
+                                   const reds_dims *input_dims, const int8_t *input,
+                                   const reds_filter *filter, const int32_t *bias,
+                                   const reds_dims *output_dims, int8_t *output);
+
+/** AVERAGE_POOL_2D int8 (TFLM: rounded-half-away division by the count of in-image taps). */
+reds_status reds_avgpool_s8(const reds_pool_params *params, const reds_dims *input_dims,
+                            const int8_t *input, const reds_dims *output_dims, int8_t *output);
+
+/** MAX_POOL_2D int8. */
+reds_status reds_maxpool_s8(const reds_pool_params *params, const reds_dims *input_dims,
+                            const int8_t *input, const reds_dims *output_dims, int8_t *output);
+
+/**
+ * MEAN over H and W with keep_dims = false (Keras GlobalAveragePooling2D), int8 -> int8.
+ * TFLM has two paths and both are reproduced:
+ *  - requantize != 0 (input and output quantisation differ): out = clamp(requant(sum - zp_in * n,
+ *    params->multiplier, params->shift) + zp_out) with multiplier/shift already folded with 1/n by
+ *    reds_mean_multiplier();
+ *  - requantize == 0 (identical scale and zero point): out = (sum of raw int8) / n, truncated.
+ * @param input_dims  {n, h, w, c}; output is [n, c] contiguous
+ */
+reds_status reds_mean_s8(const reds_mean_params *params, const reds_dims *input_dims,
+                         const int8_t *input, int8_t *output);
+
+#endif /* REDS_KERNELS_H */

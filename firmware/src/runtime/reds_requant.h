@@ -1,0 +1,79 @@
+/*
+ * reds_requant.h - TFLite's int32 -> int8 requantisation, bit-exact with TFLM's default
+ * (double-rounding) MultiplyByQuantizedMultiplier. Python twin: firmware/tests/requant_ref.py.
+ *
+ * Signed overflow is avoided with unsigned arithmetic where TFLM relies on two's-complement
+ * wrap-around; right shifts of negative values are arithmetic on every compiler we target
+ * (gcc, clang, arm-none-eabi-gcc), as in TFLM itself.
+ */
+#ifndef REDS_REQUANT_H
+#define REDS_REQUANT_H
+
+#include <stdint.h>
+
+#include "reds_types.h"
+
+/** gemmlowp SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating INT32_MIN * INT32_MIN. */
+static inline int32_t reds_sat_round_doubling_high_mul(int32_t a, int32_t b)
+{
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    /* C division truncates toward zero, exactly as the C++ reference does. */
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+/** gemmlowp RoundingDivideByPOT: x / 2^exponent rounded half away from zero, exponent in [0, 31]. */
+static inline int32_t reds_rounding_divide_by_pot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/** TFLM MultiplyByQuantizedMultiplier(int32 x, multiplier, shift): shift > 0 shifts left first. */
+static inline int32_t reds_requantize(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    /* x * 2^left wraps like the int32 multiply in TFLM (no UB through the unsigned path). */
+    const int32_t shifted = (int32_t)((uint32_t)x << left);
+    return reds_rounding_divide_by_pot(reds_sat_round_doubling_high_mul(shifted, multiplier), right);
+}
+
+/** Requantise an accumulator, add the output zero point and clamp to the fused activation. */
+static inline int8_t reds_requant_clamp(int32_t acc, int32_t multiplier, int32_t shift,
+                                        int32_t output_offset, reds_act act)
+{
+    int32_t v = reds_requantize(acc, multiplier, shift) + output_offset;
+    v = v < act.min ? act.min : v;
+    v = v > act.max ? act.max : v;
+    return (int8_t)v;
+}
+
+/**
+ * Fold TFLM's 1/num_elements into a MEAN multiplier (prepare-time; reference_ops::QuantizedMeanOrSum):
+ * shift_n = min(floor(log2 n), 32, 31 + shift); multiplier' = (multiplier << shift_n) / n;
+ * shift' = shift - shift_n. n >= 1.
+ */
+static inline void reds_mean_multiplier(int32_t multiplier, int32_t shift, int32_t n,
+                                        int32_t *out_multiplier, int32_t *out_shift)
+{
+    int32_t s = 0;
+    while (((int64_t)1 << (s + 1)) <= (int64_t)n) {
+        ++s;
+    }
+    if (s > 32) {
+        s = 32;
+    }
+    if (s > 31 + shift) {
+        s = 31 + shift;
+    }
+    *out_multiplier = (int32_t)(((int64_t)multiplier << s) / (int64_t)n);
+    *out_shift = shift - s;
+}
+
+#endif /* REDS_REQUANT_H */
