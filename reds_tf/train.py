@@ -1,0 +1,380 @@
+"""Training: plain (pretraining, scratch baselines) and REDS joint fine-tuning of all nested levels.
+
+Joint step (one per batch): run every level on the batch, loss ``sum_i a_i L_i`` with
+``a_i = sqrt(p_i) / sum_j sqrt(p_j)`` (``p_i`` = share of parameters level i uses), then ONE
+``optimizer.apply_gradients`` -- so the LR schedule and Adam's step count advance once per batch
+(the published loop updated variables directly and froze both).
+
+BatchNorm, reference behaviour: shared BN layers sliced per width keep frozen statistics during joint
+fine-tuning (forward in inference mode, gamma/beta excluded), then a short stage trains only gamma/beta.
+``recalibrate_bn`` re-estimates statistics per level on training data for nested models built with
+``stats_per_level=True`` (the slimmable-networks improvement the pipeline measures against it).
+
+Every stage checkpoints after each epoch (atomically, via ``runstore``) and resumes at the next epoch.
+Model selection uses the validation split only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import nested
+from ._keras import keras, tf
+from .errors import RedsError
+from .evaluate import accuracy, level_accuracies
+from .recipe import TrainConfig
+from .runstore import RunDir, atomic_dir
+
+STOP_ENV = "REDS_STOP_AFTER_EPOCHS"
+
+
+class TrainingInterrupted(RedsError, RuntimeError):
+    """Training stopped on request (``max_epochs_this_call`` or $REDS_STOP_AFTER_EPOCHS); resume it."""
+
+
+# --- loss weights and learning rate ------------------------------------------------------------------
+
+
+def loss_weights(params: Sequence[float]) -> np.ndarray:
+    """REDS level weights ``a_i = sqrt(p_i) / sum_j sqrt(p_j)`` from per-level parameter counts/shares."""
+    p = np.asarray(params, dtype=np.float64)
+    if p.ndim != 1 or p.size == 0 or np.any(p <= 0):
+        raise ValueError(
+            f"loss_weights needs positive parameter counts, one per level. Received: {p.tolist()}"
+        )
+    s = np.sqrt(p / p.max())
+    return s / s.sum()
+
+
+def lr_at(
+    step: int, base_lr: float, total_steps: int, warmup_steps: int = 0, final_fraction: float = 0.05
+) -> float:
+    """Learning rate at optimizer step ``step``: linear warm-up, then cosine decay to ``final_fraction``.
+
+    A pure function (nanoGPT's ``get_lr``); ``CosineSchedule`` is its TensorFlow twin.
+    """
+    if warmup_steps > 0 and step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    t = min(1.0, max(0.0, (step - warmup_steps) / span))
+    return base_lr * (final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+
+class CosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr_at`` as a Keras schedule of the optimizer's step counter (so it survives checkpoints)."""
+
+    def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0, final_fraction: float = 0.05):
+        super().__init__()
+        self.base_lr, self.total_steps = float(base_lr), int(total_steps)
+        self.warmup_steps, self.final_fraction = int(warmup_steps), float(final_fraction)
+
+    def __call__(self, step: Any) -> tf.Tensor:
+        step = tf.cast(step, tf.float32)
+        lr, w, f = self.base_lr, float(self.warmup_steps), self.final_fraction
+        t = tf.clip_by_value((step - w) / float(max(1, self.total_steps - self.warmup_steps)), 0.0, 1.0)
+        decayed = lr * (f + (1.0 - f) * 0.5 * (1.0 + tf.cos(math.pi * t)))
+        if self.warmup_steps <= 0:
+            return decayed
+        return tf.where(step < w, lr * (step + 1.0) / w, decayed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "base_lr": self.base_lr,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+            "final_fraction": self.final_fraction,
+        }
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, learning_rate: float | None = None) -> Any:
+    """Adam with ``CosineSchedule`` over ``cfg.epochs`` epochs."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    sched = CosineSchedule(
+        learning_rate or cfg.learning_rate,
+        total,
+        int(cfg.warmup_epochs * steps_per_epoch),
+        cfg.final_lr_fraction,
+    )
+    return keras.optimizers.Adam(learning_rate=sched)
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def batches(ds: tf.data.Dataset, batch_size: int, shuffle: int = 0, seed: int = 0) -> tf.data.Dataset:
+    """Batch an unbatched (x, y) dataset; shuffle (seeded, reshuffled every epoch) when ``shuffle`` > 0."""
+    if shuffle:
+        ds = ds.shuffle(shuffle, seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def num_batches(ds: tf.data.Dataset) -> int | None:
+    n = int(tf.data.experimental.cardinality(ds))
+    return n if n >= 0 else None
+
+
+# --- BatchNorm helpers -------------------------------------------------------------------------------
+
+
+def is_bn(layer: Any) -> bool:
+    return "BatchNormalization" in type(layer).__name__
+
+
+def bn_variables(model: keras.Model) -> list[tf.Variable]:
+    """Trainable BN parameters (gamma, beta) of every BN layer."""
+    return [v for layer in model.layers if is_bn(layer) for v in layer.trainable_weights]
+
+
+def non_bn_variables(model: keras.Model) -> list[tf.Variable]:
+    bn = {id(v) for v in bn_variables(model)}
+    return [v for v in model.trainable_variables if id(v) not in bn]
+
+
+def _outputs_probabilities(model: keras.Model) -> bool:
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    return type(last).__name__ == "Softmax" or getattr(act, "__name__", "") == "softmax"
+
+
+# --- the training step -------------------------------------------------------------------------------
+
+
+def make_step(
+    model: keras.Model,
+    optimizer: Any,
+    variables: Sequence[tf.Variable],
+    levels: Sequence[int] | None = None,
+    weights: Sequence[float] | None = None,
+    training: bool = True,
+    strategy: tf.distribute.Strategy | None = None,
+) -> Callable[[Any, Any], tf.Tensor]:
+    """A compiled train step ``step(x, y) -> per-level losses``.
+
+    ``levels=None`` trains the model as is (one forward pass); otherwise every listed level runs on
+    the batch and the weighted sum of their losses gets one ``apply_gradients``. ``training=False``
+    runs BN in inference mode (frozen statistics). Under a ``strategy`` pass a distributed dataset.
+    """
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=not _outputs_probabilities(model), reduction=keras.losses.Reduction.NONE
+    )
+    lv = [None] if levels is None else list(levels)
+    w = [1.0] if levels is None else [float(a) for a in (weights if weights is not None else [1.0] * len(lv))]
+    if len(w) != len(lv):
+        raise ValueError(
+            f"make_step needs one weight per level. Received: {len(w)} weights, {len(lv)} levels"
+        )
+    variables = list(variables)
+
+    def replica_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            losses = []
+            for k in lv:
+                if k is not None:
+                    nested.set_level(model, k)  # read at trace time: one static graph per level
+                out = model(x, training=training)
+                losses.append(tf.nn.compute_average_loss(loss_fn(y, out)))
+            total = tf.add_n([a * loss for a, loss in zip(w, losses, strict=True)])
+            if model.losses:
+                total += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        grads = tape.gradient(total, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return tf.stack(losses)
+
+    if strategy is None:
+        return tf.function(replica_step)
+
+    @tf.function
+    def dist_step(x: Any, y: Any) -> tf.Tensor:
+        per_replica = strategy.run(replica_step, args=(x, y))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return dist_step
+
+
+# --- the epoch loop with checkpoints -----------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """What a stage did: per-epoch train losses and validation scores, the best epoch, timings."""
+
+    stage: str
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = -1.0
+    resumed_from: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def fit(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    val: tf.data.Dataset | None,
+    cfg: TrainConfig,
+    *,
+    stage: str,
+    levels: Sequence[int] | None = None,
+    weights: Sequence[float] | None = None,
+    variables: Sequence[tf.Variable] | None = None,
+    training: bool = True,
+    learning_rate: float | None = None,
+    epochs: int | None = None,
+    run: RunDir | None = None,
+    resume: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
+    max_epochs_this_call: int | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` for ``epochs`` (default ``cfg.epochs``) epochs on batched ``train``.
+
+    After every epoch: validation score (mean level accuracy for nested levels, else accuracy), an
+    atomic checkpoint of model + optimizer under ``run`` and its record in ``state.json``. With
+    ``resume`` it restores the last checkpoint and continues at the next epoch. The weights of the
+    best validation epoch are restored at the end (early stopping after ``cfg.patience`` epochs
+    without improvement). Raises ``TrainingInterrupted`` after ``max_epochs_this_call`` epochs (or
+    $REDS_STOP_AFTER_EPOCHS) when epochs remain.
+    """
+    epochs = cfg.epochs if epochs is None else epochs
+    hist = History(stage)
+    if epochs <= 0:
+        return hist
+    t0 = time.perf_counter()
+    steps = num_batches(train) or 1
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        optimizer = make_optimizer(cfg, steps, learning_rate)
+        variables = list(variables if variables is not None else model.trainable_variables)
+        optimizer.build(variables)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    best = tf.train.Checkpoint(model=model)
+    start = 0
+    if run is not None and resume:
+        start, rec = run.last_epoch(stage)
+        if start:
+            ckpt.read(str(run.checkpoint_dir(stage, start) / "ckpt")).assert_existing_objects_matched()
+            hist.epochs = list(rec.get("history", []))
+            hist.best_epoch, hist.best_score = int(rec.get("best_epoch", 0)), float(rec.get("best_score", -1))
+            hist.resumed_from = start
+    step = make_step(model, optimizer, variables, levels, weights, training, strategy)
+    data = strategy.experimental_distribute_dataset(train) if strategy is not None else train
+    stop_after = max_epochs_this_call or (int(os.environ[STOP_ENV]) if os.environ.get(STOP_ENV) else None)
+    done_now = 0
+    best_weights: list[np.ndarray] | None = None
+    for epoch in range(start + 1, epochs + 1):
+        losses = _run_epoch(step, data, steps, f"{stage} {epoch}/{epochs}", progress)
+        score = _score(model, val, levels)
+        rec = {"epoch": epoch, "loss": losses, "val": score, "lr": float(_lr(optimizer))}
+        hist.epochs.append(rec)
+        val_score = float(np.mean(score)) if score is not None else -float(np.sum(losses))
+        if val_score > hist.best_score:
+            hist.best_epoch, hist.best_score = epoch, val_score
+            if run is not None:
+                with atomic_dir(run.root / "checkpoints" / stage / "best") as d:
+                    best.write(str(d / "ckpt"))
+            else:
+                best_weights = [v.numpy() for v in model.weights]
+        if run is not None:
+            with atomic_dir(run.checkpoint_dir(stage, epoch)) as d:
+                ckpt.write(str(d / "ckpt"))
+            run.record_epoch(
+                stage,
+                epoch,
+                {"history": hist.epochs, "best_epoch": hist.best_epoch, "best_score": hist.best_score},
+            )
+        done_now += 1
+        if progress:
+            print(f"[{stage}] epoch {epoch}: loss {np.round(losses, 4).tolist()} val {score}", flush=True)
+        if cfg.patience is not None and epoch - hist.best_epoch >= cfg.patience:
+            break
+        if stop_after is not None and done_now >= stop_after and epoch < epochs:
+            raise TrainingInterrupted(
+                f"Stage '{stage}' stopped after epoch {epoch} of {epochs} as requested. "
+                "Fix: rerun with --resume."
+            )
+    if hist.epochs and hist.best_epoch != hist.epochs[-1]["epoch"]:
+        # Model selection on the validation split: go back to the best epoch's weights.
+        if run is not None:
+            best.read(
+                str(run.root / "checkpoints" / stage / "best" / "ckpt")
+            ).assert_existing_objects_matched()
+        elif best_weights is not None:
+            for v, b in zip(model.weights, best_weights, strict=True):
+                v.assign(b)
+    if levels is not None:
+        nested.set_level(model, nested.num_levels(model) - 1)
+    hist.seconds = time.perf_counter() - t0
+    return hist
+
+
+def _lr(optimizer: Any) -> float:
+    lr = optimizer.learning_rate
+    return float(lr(optimizer.iterations) if callable(lr) else lr)
+
+
+def _run_epoch(step: Callable, data: Any, steps: int, desc: str, progress: bool) -> list[float]:
+    from tqdm.auto import tqdm
+
+    total = None
+    n = 0
+    bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False, mininterval=1.0)
+    for x, y in data:
+        loss = step(x, y)
+        total = loss if total is None else total + loss
+        n += 1
+        bar.update(1)
+        if n % 20 == 0:
+            bar.set_postfix(loss=f"{float(tf.reduce_mean(loss)):.4f}")
+    bar.close()
+    if total is None:
+        raise ValueError(f"{desc}: the training dataset is empty. Fix: check the data split and --limit.")
+    return [round(float(v), 6) for v in np.atleast_1d((total / n).numpy())]
+
+
+def _score(model: keras.Model, val: tf.data.Dataset | None, levels: Sequence[int] | None) -> Any:
+    if val is None:
+        return None
+    if levels is None:
+        return round(accuracy(model, val), 6)
+    return [round(a, 6) for a in level_accuracies(model, val, levels)]
+
+
+# --- per-level BN recalibration -----------------------------------------------------------------------
+
+
+def recalibrate_bn(model: keras.Model, data: tf.data.Dataset, num_batches: int = 50) -> None:
+    """Re-estimate BN moving statistics of every level from training data (cumulative average).
+
+    For a nested model built with ``stats_per_level=True`` each level has its own statistics; for a
+    shared-BN model this would overwrite the shared statistics with the last level's, so it refuses.
+    Runs eagerly in training mode with momentum ``1 - 1/(i+1)`` at batch i, which makes the moving
+    statistics the exact mean of the per-batch statistics; gradients are not computed.
+    """
+    bns = [layer for layer in model.layers if is_bn(layer)]
+    if not any(getattr(b, "stats_per_level", False) for b in bns):
+        raise ValueError(
+            "recalibrate_bn needs a nested model with per-level BN statistics. "
+            "Fix: build it with nested.make_nested(model, plan, stats_per_level=True)."
+        )
+    saved = [b.momentum for b in bns]
+    try:
+        for k in range(nested.num_levels(model)):
+            nested.set_level(model, k)
+            for i, (x, _) in enumerate(data.take(num_batches)):
+                for b in bns:
+                    b.momentum = i / (i + 1.0)  # i=0 replaces the old statistics entirely
+                model(x, training=True)
+    finally:
+        for b, m in zip(bns, saved, strict=True):
+            b.momentum = m
+        nested.set_level(model, nested.num_levels(model) - 1)
