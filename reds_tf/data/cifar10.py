@@ -48,7 +48,9 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.uint8)
 
 
-def load_arrays(data_dir: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def load_arrays(
+    data_dir: str | os.PathLike | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """(x_train, y_train, x_test, y_test, class_names) from the five data batches and the test batch."""
     root = find_cifar10(data_dir)
     parts = [read_batch(root / f"data_batch_{i}") for i in range(1, 6)]

@@ -78,7 +78,7 @@ _SOURCES = {
 
 def layout_error(name: str, problem: str, fix: str | None = None) -> DatasetLayoutError:
     """Build the standard error: problem, expected layout tree, source of the data, fix."""
-    fix = fix or f"point data_dir (DATA_DIR=... for make) at a folder with the layout above."
+    fix = fix or "point data_dir (DATA_DIR=... for make) at a folder with the layout above."
     return DatasetLayoutError(
         f"{problem}\nExpected layout for {name!r}:\n{_TREES[name]}\n"
         f"Where it comes from: {_SOURCES[name]}.\nFix: {fix}"
