@@ -34,7 +34,7 @@ class DataConfig:
     limit: int | None = None
     augment: bool = True
     batch_size: int = 128
-    shuffle_buffer: int = 10000
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class Recipe:
     name: str
     model: str
     dataset: str
+    model_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     schedule: str = "short"
     description: str = ""
