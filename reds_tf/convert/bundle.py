@@ -1,0 +1,147 @@
+"""One TFLite Micro file holding every level, with int8 weights stored once.
+
+Levels are separate ``Model`` tables in one flatbuffer (a multi-root blob, see
+``flatbuffer.pack_models``); level k is ``blob[offsets[k]:]``. Weight bytes are shared:
+
+* identical vectors are written once and a level tensor whose int8 bytes are a prefix of
+  the full tensor's points at the full vector (prefix view: output-channel-only shrinks,
+  the 1-input-channel first conv);
+* tensors that are a box of the full tensor but not a prefix (input channels shrink too,
+  depthwise channel prefixes) are handled by a strategy:
+  ``"copy"`` stores the level's own int8 copy (flash), ``"slice"`` inserts a builtin SLICE
+  op that cuts the level's box out of the shared tensor at run time (arena RAM and a copy
+  per inference), ``"auto"`` slices only where the copy would be larger than a SLICE op
+  costs in flash (``SLICE_MIN_BYTES``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .flatbuffer import S, add_buffer, pack_models, tensor_array
+from .quantize import WEIGHT_OPS, TensorShare
+
+STRATEGIES = ("copy", "slice", "auto")
+# A SLICE op adds an operator table, two int32 constant tensors and a tensor table:
+# about 200-300 bytes of flatbuffer. Copies smaller than this stay copies under "auto".
+SLICE_MIN_BYTES = 320
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A packed multi-level blob: ``blob[offsets[k]:]`` is level k's model."""
+
+    blob: bytes
+    offsets: tuple[int, ...]
+    strategy: str
+    slices: tuple[int, ...]
+    prefix_views: int
+
+    def level(self, k: int) -> bytes:
+        """Level k's model bytes (a valid standalone flatbuffer view of the blob)."""
+        if not 0 <= k < len(self.offsets):
+            raise IndexError(f"Bundle has levels 0..{len(self.offsets) - 1}. Received: level={k}")
+        return self.blob[self.offsets[k] :]
+
+    def index(self) -> dict:
+        return {
+            "format": "reds_tf multi-root tflite bundle v1",
+            "levels": len(self.offsets),
+            "offsets": list(self.offsets),
+            "strategy": self.strategy,
+            "slice_ops_per_level": list(self.slices),
+            "bytes": len(self.blob),
+        }
+
+
+def _slice_code(m: S.ModelT) -> int:
+    for i, c in enumerate(m.operatorCodes):
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == S.BuiltinOperator.SLICE:
+            return i
+    code = S.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = S.BuiltinOperator.SLICE
+    code.version = 2
+    m.operatorCodes.append(code)
+    return len(m.operatorCodes) - 1
+
+
+def _const(
+    m: S.ModelT, name: str, values: np.ndarray, ttype: int, quant: S.QuantizationParametersT | None = None
+) -> int:
+    t = S.TensorT()
+    t.shape = np.asarray(values.shape, np.int32)
+    t.type = ttype
+    t.name = name
+    t.buffer = add_buffer(m, values)
+    t.quantization = quant or S.QuantizationParametersT()
+    m.subgraphs[0].tensors.append(t)
+    return len(m.subgraphs[0].tensors) - 1
+
+
+def with_slices(
+    level: S.ModelT, full: S.ModelT, shares: Sequence[TensorShare], strategy: str
+) -> tuple[S.ModelT, int]:
+    """A copy of ``level`` whose non-prefix shared weights are SLICEd from the full tensor."""
+    chosen = {}
+    for s in shares:
+        nbytes = int(np.prod(s.level_shape))
+        if s.shared and s.layout == "slice" and (strategy == "slice" or nbytes >= SLICE_MIN_BYTES):
+            chosen[s.op_index] = s
+    if strategy == "copy" or not chosen:
+        return level, 0
+    m = copy.deepcopy(level)
+    sg = m.subgraphs[0]
+    code = _slice_code(m)
+    ops = []
+    for i, op in enumerate(sg.operators):
+        s = chosen.get(i)
+        if s is not None:
+            fi, _, axis = WEIGHT_OPS[s.op]
+            t_idx = int(op.inputs[fi])
+            t = sg.tensors[t_idx]
+            wf = tensor_array(full, int(full.subgraphs[0].operators[i].inputs[fi]))
+            ff = full.subgraphs[0].tensors[int(full.subgraphs[0].operators[i].inputs[fi])]
+            if axis == 0:
+                # Keep the level's output channels so the source reads a prefix of the full bytes.
+                src, scales = wf[: s.level_shape[0]], np.asarray(t.quantization.scale, np.float32)
+            else:
+                src, scales = wf, np.asarray(ff.quantization.scale, np.float32)
+            q = S.QuantizationParametersT()
+            q.scale, q.zeroPoint, q.quantizedDimension = scales, np.zeros(len(scales), np.int64), axis
+            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+            src_i = _const(m, name + "/shared", src.astype(np.int8), S.TensorType.INT8, q)
+            begin_i = _const(m, name + "/begin", np.zeros(len(s.level_shape), np.int32), S.TensorType.INT32)
+            size_i = _const(m, name + "/size", np.asarray(s.level_shape, np.int32), S.TensorType.INT32)
+            t.buffer = 0  # now an arena tensor written by SLICE
+            sl = S.OperatorT()
+            sl.opcodeIndex = code
+            sl.inputs = np.asarray([src_i, begin_i, size_i], np.int32)
+            sl.outputs = np.asarray([t_idx], np.int32)
+            sl.builtinOptionsType = S.BuiltinOptions.SliceOptions
+            sl.builtinOptions = S.SliceOptionsT()
+            ops.append(sl)
+        ops.append(op)
+    sg.operators = ops
+    return m, len(chosen)
+
+
+def build_bundle(
+    levels: Sequence[S.ModelT], shares: Sequence[Sequence[TensorShare]], strategy: str = "auto"
+) -> Bundle:
+    """Pack all levels (level 0 smallest, last = full) into one shared-weight blob."""
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown bundle strategy. Received: strategy={strategy!r}; expected one of {STRATEGIES}"
+        )
+    full = levels[-1]
+    models, slices = [], []
+    for m, sh in zip(levels, shares):
+        mm, n = with_slices(m, full, sh, strategy) if m is not full else (m, 0)
+        models.append(mm)
+        slices.append(n)
+    blob, offsets, views = pack_models(models)
+    return Bundle(blob, tuple(offsets), strategy, tuple(slices), views)

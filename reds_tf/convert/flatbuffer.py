@@ -1,0 +1,338 @@
+"""TFLite flatbuffers: validated reading, editing helpers and aligned, deduplicating packing.
+
+This is the one module that imports the TFLite flatbuffer schema. It uses the object API
+(``ModelT``) of the schema copy shipped with tflite-micro, which is the device reference.
+
+Packing differs from the generated ``ModelT.Pack`` in three ways that matter on a device:
+
+* every ``Buffer.data`` vector is 16-byte aligned (the schema's ``force_align: 16``, which
+  the Python generator ignores);
+* identical vectors and strings are written once (a flatbuffer DAG), within one model and
+  across the models of a multi-level bundle;
+* a buffer whose bytes are a prefix of an already written buffer points at that buffer's
+  vector ("prefix view"): TFLM reads only the bytes the tensor's shape needs.
+
+TFLM ignores ``Buffer.offset/size`` (external buffers), so they are never used here.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as S
+
+from ..errors import CorruptFlatbufferError
+
+__all__ = [
+    "S",
+    "BUILTIN_NAMES",
+    "TENSOR_DTYPES",
+    "read_tflite",
+    "pack_model",
+    "pack_models",
+    "op_name",
+    "tensor_array",
+    "add_buffer",
+]
+
+FILE_ID = b"TFL3"
+DATA_ALIGN = 16
+# Builtin operator code -> name, e.g. 3 -> "CONV_2D".
+BUILTIN_NAMES: dict[int, str] = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+# Schema TensorType -> numpy dtype, for the types int8 models use.
+TENSOR_DTYPES: dict[int, np.dtype] = {
+    S.TensorType.FLOAT32: np.dtype("<f4"),
+    S.TensorType.INT32: np.dtype("<i4"),
+    S.TensorType.INT8: np.dtype("i1"),
+    S.TensorType.UINT8: np.dtype("u1"),
+    S.TensorType.INT16: np.dtype("<i2"),
+    S.TensorType.INT64: np.dtype("<i8"),
+    S.TensorType.BOOL: np.dtype("?"),
+}
+
+
+# -- reading ------------------------------------------------------------------------------
+def read_tflite(src: str | Path | bytes | bytearray, *, name: str | None = None) -> S.ModelT:
+    """Parse a .tflite file or bytes into a ``ModelT``, refusing corrupt or truncated input.
+
+    The bytes are walked with bounds checks *before* the object API touches them, so a
+    damaged file raises ``CorruptFlatbufferError`` instead of crashing, hanging on a huge
+    vector length, or reaching an interpreter.
+    """
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        buf, label = bytes(src), name or "<bytes>"
+    else:
+        label = name or str(src)
+        try:
+            buf = Path(src).read_bytes()
+        except OSError as e:
+            raise CorruptFlatbufferError(
+                f"Cannot read TFLite model {label}: {e}. Fix: pass an existing .tflite file."
+            ) from e
+    if len(buf) < 16 or buf[4:8] != FILE_ID:
+        raise CorruptFlatbufferError(
+            f"{label} is not a TFLite flatbuffer: expected the file identifier {FILE_ID!r} at bytes 4..8 of at "
+            f"least 16 bytes. Received: {len(buf)} bytes, identifier {buf[4:8]!r}. Fix: pass a .tflite file "
+            "written by the TFLite converter or reds_tf.convert (re-create it if it was truncated)."
+        )
+    try:
+        _walk(buf)
+        model = S.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    except CorruptFlatbufferError as e:
+        raise CorruptFlatbufferError(f"{label}: {e}") from None
+    except (struct.error, IndexError, ValueError, TypeError, OverflowError, KeyError) as e:
+        raise CorruptFlatbufferError(
+            f"{label} is a corrupt or truncated TFLite flatbuffer ({type(e).__name__}: {e}). "
+            "Fix: re-create the file with reds_tf.convert."
+        ) from e
+    _check_model(model, label)
+    return model
+
+
+def _bad(msg: str) -> CorruptFlatbufferError:
+    return CorruptFlatbufferError(f"corrupt or truncated TFLite flatbuffer: {msg}. Fix: re-create the file.")
+
+
+def _table_ok(tab: flatbuffers.table.Table, n: int) -> None:
+    pos = tab.Pos
+    vt = pos - struct.unpack_from("<i", tab.Bytes, pos)[0] if 0 <= pos <= n - 4 else -1
+    if not (0 <= pos <= n - 4 and 0 <= vt <= n - 4):
+        raise _bad(f"table at byte {pos} lies outside the {n}-byte buffer")
+    vt_len = struct.unpack_from("<H", tab.Bytes, vt)[0]
+    if vt + vt_len > n:
+        raise _bad(f"vtable at byte {vt} runs past the end of the {n}-byte buffer")
+
+
+def _vec(tab: flatbuffers.table.Table, field: int, elem: int, n: int) -> int:
+    """Length of vector field ``field`` of a table, after checking it fits in the buffer."""
+    o = tab.Offset(4 + 2 * field)
+    if o == 0:
+        return 0
+    start = tab.Vector(o)
+    length = tab.VectorLen(o)
+    if start < 0 or start + length * elem > n:
+        raise _bad(f"vector of {length} x {elem} bytes at byte {start} runs past the end ({n} bytes)")
+    return length
+
+
+def _walk(buf: bytes) -> None:
+    """Bounds-check every table and vector the converter and interpreters read."""
+    n = len(buf)
+    m = S.Model.GetRootAs(buf, 0)
+    _table_ok(m._tab, n)
+    for i in range(_vec(m._tab, 1, 4, n)):
+        _table_ok(m.OperatorCodes(i)._tab, n)
+    for i in range(_vec(m._tab, 4, 4, n)):
+        b = m.Buffers(i)
+        _table_ok(b._tab, n)
+        _vec(b._tab, 0, 1, n)
+    for i in range(_vec(m._tab, 6, 4, n)):
+        _table_ok(m.Metadata(i)._tab, n)
+    for s in range(_vec(m._tab, 2, 4, n)):
+        sg = m.Subgraphs(s)
+        _table_ok(sg._tab, n)
+        _vec(sg._tab, 1, 4, n)
+        _vec(sg._tab, 2, 4, n)
+        for t in range(_vec(sg._tab, 0, 4, n)):
+            tensor = sg.Tensors(t)
+            _table_ok(tensor._tab, n)
+            _vec(tensor._tab, 0, 4, n)
+            _vec(tensor._tab, 3, 1, n)
+            q = tensor.Quantization()
+            if q is not None:
+                _table_ok(q._tab, n)
+                _vec(q._tab, 0, 4, n)
+                _vec(q._tab, 1, 4, n)
+                _vec(q._tab, 2, 4, n)
+                _vec(q._tab, 3, 8, n)
+        for k in range(_vec(sg._tab, 3, 4, n)):
+            op = sg.Operators(k)
+            _table_ok(op._tab, n)
+            _vec(op._tab, 1, 4, n)
+            _vec(op._tab, 2, 4, n)
+            _vec(op._tab, 5, 1, n)
+            _vec(op._tab, 7, 4, n)
+
+
+def _check_model(m: S.ModelT, label: str) -> None:
+    """Semantic checks: indices in range and constant data as long as the tensor needs."""
+
+    def bad(msg: str) -> CorruptFlatbufferError:
+        return CorruptFlatbufferError(f"{label} is not a valid TFLite model: {msg}. Fix: re-create the file.")
+
+    if m.version != 3:
+        raise bad(f"schema version {m.version}, expected 3")
+    if not m.subgraphs:
+        raise bad("it has no subgraph")
+    buffers = m.buffers or []
+    codes = m.operatorCodes or []
+    for sg in m.subgraphs:
+        tensors = sg.tensors or []
+        for idx in list(sg.inputs if sg.inputs is not None else []) + list(
+            sg.outputs if sg.outputs is not None else []
+        ):
+            if not 0 <= idx < len(tensors):
+                raise bad(f"subgraph input/output tensor index {idx} out of range [0, {len(tensors)})")
+        for t in tensors:
+            if not 0 <= t.buffer < max(len(buffers), 1):
+                raise bad(f"tensor {t.name!r} names buffer {t.buffer}; the model has {len(buffers)}")
+            data = buffers[t.buffer].data if buffers else None
+            if data is not None and len(data) and t.type in TENSOR_DTYPES and t.shape is not None:
+                need = int(np.prod(t.shape, dtype=np.int64)) * TENSOR_DTYPES[t.type].itemsize
+                if len(data) < need:
+                    raise bad(f"tensor {t.name!r} needs {need} bytes but its buffer holds {len(data)}")
+        for op in sg.operators or []:
+            if not 0 <= op.opcodeIndex < len(codes):
+                raise bad(f"operator opcode index {op.opcodeIndex} out of range [0, {len(codes)})")
+            ios = list(op.inputs if op.inputs is not None else []) + list(
+                op.outputs if op.outputs is not None else []
+            )
+            for idx in ios:
+                if not -1 <= idx < len(tensors):
+                    raise bad(f"operator tensor index {idx} out of range [-1, {len(tensors)})")
+
+
+# -- small accessors ----------------------------------------------------------------------
+def op_name(model: S.ModelT, op: S.OperatorT) -> str:
+    """Builtin name of an operator, e.g. ``"CONV_2D"``."""
+    code = model.operatorCodes[op.opcodeIndex]
+    return BUILTIN_NAMES.get(max(code.builtinCode, code.deprecatedBuiltinCode), f"OP_{code.builtinCode}")
+
+
+def tensor_array(model: S.ModelT, tensor_index: int, subgraph: int = 0) -> np.ndarray:
+    """The constant data of a tensor as a numpy array of its shape (a copy)."""
+    t = model.subgraphs[subgraph].tensors[tensor_index]
+    data = model.buffers[t.buffer].data
+    if data is None or len(data) == 0:
+        raise ValueError(f"Tensor {t.name!r} has no constant data.")
+    dt = TENSOR_DTYPES[t.type]
+    count = int(np.prod(t.shape, dtype=np.int64))
+    return np.frombuffer(bytes(np.asarray(data, np.uint8)), dt, count).reshape(tuple(t.shape)).copy()
+
+
+def add_buffer(model: S.ModelT, data: np.ndarray | bytes) -> int:
+    """Append a new constant buffer (never edit a buffer in place: the converter shares them)."""
+    b = S.BufferT()
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    b.data = np.frombuffer(raw, np.uint8).copy()
+    model.buffers.append(b)
+    return len(model.buffers) - 1
+
+
+# -- packing ------------------------------------------------------------------------------
+class _DedupBuilder(flatbuffers.Builder):
+    """A builder that writes identical numeric vectors and strings once."""
+
+    def __init__(self, size: int = 1024) -> None:
+        super().__init__(size)
+        self._vectors: dict[tuple[str, bytes], int] = {}
+        self._strings: dict[bytes, int] = {}
+        self._data: dict[bytes, int] = {}
+        self._data_list: list[tuple[bytes, int]] = []
+        self.prefix_views = 0
+
+    def CreateNumpyVector(self, x: np.ndarray) -> int:  # noqa: N802 - flatbuffers API name
+        key = (x.dtype.str, x.tobytes())
+        if key not in self._vectors:
+            self._vectors[key] = super().CreateNumpyVector(x)
+        return self._vectors[key]
+
+    def CreateString(self, s: str | bytes, encoding: str = "utf-8", errors: str = "strict") -> int:  # noqa: N802
+        key = s.encode(encoding, errors) if isinstance(s, str) else bytes(s)
+        if key not in self._strings:
+            self._strings[key] = super().CreateString(s, encoding, errors)
+        return self._strings[key]
+
+    def data_vector(self, raw: bytes) -> int:
+        """A 16-byte aligned data vector: reused when identical or a prefix of one written."""
+        if raw in self._data:
+            return self._data[raw]
+        for full, off in self._data_list:
+            if len(full) > len(raw) and full.startswith(raw):
+                self.prefix_views += 1
+                self._data[raw] = off
+                return off
+        self.StartVector(1, len(raw), DATA_ALIGN)
+        self.head -= len(raw)
+        self.Bytes[self.head : self.head + len(raw)] = raw
+        off = self.EndVector(len(raw))
+        self._data[raw] = off
+        self._data_list.append((raw, off))
+        return off
+
+
+class _BufferRef:
+    """Stands in for a ``BufferT`` during packing; its data vector comes from the builder's cache."""
+
+    def __init__(self, data: np.ndarray | None) -> None:
+        self.raw = b"" if data is None else bytes(np.asarray(data, np.uint8))
+
+    def Pack(self, builder: _DedupBuilder) -> int:  # noqa: N802 - flatbuffers API name
+        data = builder.data_vector(self.raw) if self.raw else None
+        S.BufferStart(builder)
+        if data is not None:
+            S.BufferAddData(builder, data)
+        return S.BufferEnd(builder)
+
+
+def _pack_into(builder: _DedupBuilder, model: S.ModelT) -> int:
+    saved = model.buffers
+    model.buffers = [_BufferRef(b.data) for b in saved]
+    try:
+        return model.Pack(builder)
+    finally:
+        model.buffers = saved
+
+
+def _prewrite_data(builder: _DedupBuilder, models: Sequence[S.ModelT]) -> None:
+    """Write all buffer data first, longest first, so shorter buffers can become prefix views."""
+    raws = {
+        bytes(np.asarray(b.data, np.uint8))
+        for m in models
+        for b in m.buffers
+        if b.data is not None and len(b.data)
+    }
+    for raw in sorted(raws, key=len, reverse=True):
+        builder.data_vector(raw)
+
+
+def pack_model(model: S.ModelT) -> bytes:
+    """Serialise one model with aligned, deduplicated data (a valid standalone .tflite)."""
+    builder = _DedupBuilder(4096)
+    _prewrite_data(builder, [model])
+    root = _pack_into(builder, model)
+    builder.Finish(root, file_identifier=FILE_ID)
+    return bytes(builder.Output())
+
+
+def pack_models(models: Sequence[S.ModelT]) -> tuple[bytes, list[int], int]:
+    """Serialise several models into one blob sharing data vectors (a multi-root flatbuffer).
+
+    Each model gets an 8-byte root header ``[uoffset to its Model][b"TFL3"]`` at a 16-byte
+    aligned position, so ``blob[offsets[k]:]`` (in C: ``tflite::GetModel(blob + offsets[k])``)
+    is model k. The blob's own root (offset 0) is the last model. Returns
+    ``(blob, offsets, prefix_views)``.
+    """
+    if not models:
+        raise ValueError("pack_models needs at least one model. Received: models=[]")
+    builder = _DedupBuilder(16384)
+    _prewrite_data(builder, models)
+    roots = [_pack_into(builder, m) for m in models]
+    marks = []
+    for root in roots[:-1]:
+        builder.Prep(DATA_ALIGN, 8)
+        for c in reversed(FILE_ID):
+            builder.PrependByte(c)
+        builder.PrependUOffsetTRelative(root)
+        marks.append(builder.Offset())
+    builder.Finish(roots[-1], file_identifier=FILE_ID)
+    out = bytes(builder.Output())
+    offsets = [len(out) - mark for mark in marks] + [0]
+    for k, off in enumerate(offsets):
+        if off % DATA_ALIGN or out[off + 4 : off + 8] != FILE_ID:  # pragma: no cover - builder invariant
+            raise AssertionError(f"bundle root header {k} at byte {off} is misplaced")
+    return out, offsets, builder.prefix_views

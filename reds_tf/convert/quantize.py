@@ -1,0 +1,192 @@
+"""Quantise once from the full model and reuse those int8 weights in every level.
+
+TFLiteConverter quantises each level on its own, so two levels never share int8 bytes.
+``share_weights`` rewrites a level's converted model so that every weight tensor holds the
+FULL level's int8 values and per-channel scales restricted to the level's units (a
+prefix, or for Flatten -> Dense a strided sub-block), and recomputes the int32 biases
+for the new weight scales: ``bias_q = round(bias_float / (s_in * s_w[c]))`` with
+``bias_float`` recovered from the converter's own int32 bias and scale. Activation
+quantisation (calibrated per level) is kept.
+
+Also here: ``quantize_multiplier``, the Python twin of TFLM's ``QuantizeMultiplier``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import UnsupportedLayerError
+from .flatbuffer import S, add_buffer, op_name, tensor_array
+
+# op name -> (filter input index, bias input index, quantized (output-channel) axis of the filter)
+WEIGHT_OPS = {"CONV_2D": (1, 2, 0), "DEPTHWISE_CONV_2D": (1, 2, 3), "FULLY_CONNECTED": (1, 2, 0)}
+# Ops whose constant inputs are small parameters (axes, shapes), not weights to share.
+PARAM_OPS = {
+    "MEAN", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE", "SOFTMAX", "ADD", "MUL", "PAD", "RELU", "RELU6",
+    "QUANTIZE", "DEQUANTIZE", "CONCATENATION", "SLICE", "STRIDED_SLICE", "LOGISTIC", "TANH", "SQUEEZE",
+    "HARD_SWISH", "LEAKY_RELU", "SUM",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TensorShare:
+    """How one level's weight tensor sits inside the full level's tensor.
+
+    ``layout``: ``"prefix"`` (its int8 bytes are the first bytes of the full tensor),
+    ``"slice"`` (a box ``[0:s0, 0:s1, ...]`` of the full tensor, cut by SLICE at run time)
+    or ``"gather"`` (strided, e.g. Dense after Flatten: stored as a copy). ``shared`` is
+    False when the level's float weights are not the full model's restricted to its units
+    (e.g. per-level BatchNorm statistics): then the level keeps its own quantisation.
+    """
+
+    op_index: int
+    op: str
+    name: str
+    full_shape: tuple[int, ...]
+    level_shape: tuple[int, ...]
+    layout: str
+    shared: bool
+    max_abs_diff_lsb: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's QuantizeMultiplier: ``real ~= q * 2**(shift - 31)`` with q a Q31 int32."""
+    if real == 0.0:
+        return 0, 0
+    mant, shift = math.frexp(real)
+    q = int(round(mant * (1 << 31)))
+    if q == 1 << 31:
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q, shift
+
+
+def _scales(t: S.TensorT, n: int) -> np.ndarray:
+    s = np.asarray(t.quantization.scale, np.float64)
+    return np.full(n, s[0]) if s.size == 1 else s
+
+
+def _index_map(full: S.ModelT, level: S.ModelT, op_f: S.OperatorT, op_l: S.OperatorT, fshape, lshape):
+    """Per-axis indices of the level's weights inside the full tensor, and the layout name."""
+    idx = [np.arange(n) for n in lshape]
+    layout = "slice"
+    name = op_name(level, op_l)
+    if name == "FULLY_CONNECTED" and lshape[1] != fshape[1]:
+        # Dense after Flatten: input feature (h, w, c) sits at (h*W + w)*C + c in the full model.
+        src_l = _producer_input_shape(level, op_l.inputs[0])
+        src_f = _producer_input_shape(full, op_f.inputs[0])
+        if src_l is not None and src_f is not None and src_l[:-1] == src_f[:-1] and src_l[-1] != src_f[-1]:
+            hw = int(np.prod(src_l[1:-1]))
+            cl, cf = src_l[-1], src_f[-1]
+            idx[1] = (np.arange(hw)[:, None] * cf + np.arange(cl)[None, :]).ravel()
+            layout = "gather"
+    if layout == "slice" and _is_prefix(tuple(fshape), tuple(lshape)):
+        layout = "prefix"
+    return idx, layout
+
+
+def _is_prefix(fshape: tuple[int, ...], lshape: tuple[int, ...]) -> bool:
+    """True when the box ``[0:l0, 0:l1, ...]`` of a C-order tensor is its first bytes.
+
+    That holds when only one axis shrinks, every axis before it has size 1 and every axis
+    after it is full (OHWI conv with fewer filters, [out, in] dense with fewer outputs).
+    """
+    shrunk = [a for a in range(len(lshape)) if lshape[a] != fshape[a]]
+    if not shrunk:
+        return True
+    a = shrunk[0]
+    return int(np.prod(lshape[:a], dtype=np.int64)) == 1 and lshape[a + 1 :] == fshape[a + 1 :]
+
+
+def _producer_input_shape(model: S.ModelT, tensor: int) -> list[int] | None:
+    """Shape of the input of the RESHAPE that produces ``tensor`` (Flatten), if any."""
+    sg = model.subgraphs[0]
+    for op in sg.operators:
+        if tensor in list(op.outputs) and op_name(model, op) == "RESHAPE":
+            return [int(d) for d in sg.tensors[op.inputs[0]].shape]
+    return None
+
+
+def check_supported(model: S.ModelT, label: str) -> None:
+    """Refuse ops whose constant weights the shared arena cannot describe, and custom ops."""
+    sg = model.subgraphs[0]
+    for op in sg.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = op_name(model, op)
+        if code.customCode:
+            raise UnsupportedLayerError(
+                f"{label} contains the custom op {code.customCode!r}; TFLite Micro runs builtin ops only. "
+                "Fix: replace the layer that produces it with a builtin-op layer."
+            )
+        if name in WEIGHT_OPS or name in PARAM_OPS:
+            continue
+        for i in op.inputs:
+            if i >= 0 and sg.tensors[i].buffer and model.buffers[sg.tensors[i].buffer].data is not None:
+                if len(sg.tensors[i].shape) >= 2:
+                    raise UnsupportedLayerError(
+                        f"{label} contains op {name} with constant weights; reds_tf can share weights of "
+                        f"{sorted(WEIGHT_OPS)} only. Received: op={name}. Fix: use Conv2D, DepthwiseConv2D "
+                        "and Dense layers."
+                    )
+
+
+def share_weights(full: S.ModelT, level: S.ModelT, label: str = "level") -> list[TensorShare]:
+    """Rewrite ``level`` in place to use the full model's int8 weights and scales; see module doc."""
+    ops_f, ops_l = full.subgraphs[0].operators, level.subgraphs[0].operators
+    names_f = [op_name(full, o) for o in ops_f]
+    names_l = [op_name(level, o) for o in ops_l]
+    if names_f != names_l:
+        raise UnsupportedLayerError(
+            f"{label}'s TFLite graph is not the full model's graph with fewer units: ops {names_l} vs "
+            f"{names_f}. Fix: every level must keep every layer (width >= 1)."
+        )
+    shares = []
+    for i, (op_f, op_l, name) in enumerate(zip(ops_f, ops_l, names_l)):
+        if name not in WEIGHT_OPS:
+            continue
+        fi, bi, axis = WEIGHT_OPS[name]
+        tl = level.subgraphs[0].tensors[op_l.inputs[fi]]
+        tf_ = full.subgraphs[0].tensors[op_f.inputs[fi]]
+        wf, wl = tensor_array(full, op_f.inputs[fi]), tensor_array(level, op_l.inputs[fi])
+        if any(a > b for a, b in zip(wl.shape, wf.shape)) or wl.ndim != wf.ndim:
+            raise UnsupportedLayerError(
+                f"{label} op {i} ({name}) has weights of shape {wl.shape}, larger than the full model's "
+                f"{wf.shape}. Fix: levels must be width prefixes of the full model."
+            )
+        idx, layout = _index_map(full, level, op_f, op_l, wf.shape, wl.shape)
+        cand = wf[np.ix_(*idx)]
+        s_f = _scales(tf_, wf.shape[axis])[idx[axis]]
+        s_l = _scales(tl, wl.shape[axis])
+        bshape = [1] * wl.ndim
+        bshape[axis] = -1
+        diff = np.abs(cand * s_f.reshape(bshape) - wl * s_l.reshape(bshape))
+        # The two quantisations of one float weight differ by at most half an LSB of each scale.
+        tol = (0.5 * s_f + 0.5 * s_l) * 1.001 + 1e-12
+        lsb = float(np.max(diff / s_f.reshape(bshape))) if diff.size else 0.0
+        ok = bool(np.all(diff <= tol.reshape(bshape)))
+        shares.append(TensorShare(i, name, tl.name.decode() if isinstance(tl.name, bytes) else str(tl.name),
+                                  tuple(wf.shape), tuple(wl.shape), layout, ok, round(lsb, 4)))  # fmt: skip
+        if not ok:
+            continue
+        tl.buffer = add_buffer(level, cand.astype(np.int8))
+        tl.quantization.scale = s_f.astype(np.float32)
+        tl.quantization.zeroPoint = np.zeros(len(s_f), np.int64)
+        tl.quantization.quantizedDimension = axis
+        if len(op_l.inputs) > bi and op_l.inputs[bi] >= 0:
+            tb = level.subgraphs[0].tensors[op_l.inputs[bi]]
+            b_float = tensor_array(level, op_l.inputs[bi]).astype(np.float64) * _scales(tb, len(s_f))
+            s_in = float(level.subgraphs[0].tensors[op_l.inputs[0]].quantization.scale[0])
+            new_s = s_in * s_f.astype(np.float32).astype(np.float64)
+            bq = np.clip(np.round(b_float / new_s), -(2**31), 2**31 - 1).astype(np.int32)
+            tb.buffer = add_buffer(level, bq)
+            tb.quantization.scale = new_s.astype(np.float32)
+            tb.quantization.zeroPoint = np.zeros(len(s_f), np.int64)
+    return shares
