@@ -61,7 +61,7 @@ def run(
     ctx = dict(rd=rd, resume=resume, strategy=strat, progress=progress, stop=max_epochs_this_call, log=log)
 
     splits, batched = load_data(recipe, data_dir)
-    pre = pretrain(recipe, batched, **ctx)
+    pre = pretrain(recipe, splits, batched, **ctx)
     scores = rank(recipe, pre, batched, recipe.importance.method, rd)
     perm, sorted_scores = permute_model(pre, scores, batched, rd)
     graph, plan, report = solve_plan(recipe, perm, sorted_scores, rd, log)
@@ -137,6 +137,7 @@ def _custom_objects() -> dict[str, Any]:
 
 def pretrain(
     recipe: Recipe,
+    splits: Any,
     batched: dict,
     *,
     rd: RunDir,
@@ -151,7 +152,8 @@ def pretrain(
     with _scope(strategy):
         if rd.is_done("pretrain"):
             return keras.models.load_model(path, compile=False)
-        model = zoo.build(recipe.model, **recipe.model_options)
+        shape = dict(num_classes=splits.num_classes, input_shape=splits.input_shape)
+        model = zoo.build(recipe.model, **shape, **recipe.model_options)
     log(f"[pretrain] {model.name}: {model.count_params():,} params, {recipe.pretrain.epochs} epochs")
     hist = train.fit(
         model,
