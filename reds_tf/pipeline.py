@@ -467,3 +467,20 @@ def convert_run(recipe: Recipe, rd: RunDir, batched: dict, log: Any) -> dict[str
     rd.mark_done("convert", {})
     log(f"[convert] wrote {rd.path('converted')}")
     return out if isinstance(out, dict) else {"out_dir": str(rd.path("converted"))}
+
+
+def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None) -> list[dict]:
+    """Re-measure every level of a finished run's ``model.keras`` on ``split`` (rows as in results)."""
+    rd = RunDir(run_dir)
+    if not rd.is_done("finetune"):
+        from .errors import NotARedsModelError
+
+        raise NotARedsModelError(
+            f"{rd.root} has no fine-tuned model (model.keras). Fix: finish the run with reds run --resume."
+        )
+    recipe = Recipe.load(rd.path("recipe.yaml"))
+    _, batched = load_data(recipe, data_dir)
+    model = nested.load_model(rd.path("model.keras"))
+    plan = WidthPlan.load(rd.path("plan.json"))
+    graph = topology.graph_of(keras.models.load_model(rd.path("permuted.keras"), compile=False))
+    return level_rows(graph, plan, **{f"{split}_accuracy": level_accuracies(model, batched[split])})
