@@ -144,7 +144,14 @@ class Graph:
         return out
 
     def param_terms(self) -> list[tuple[str, BilinearTerm]]:
-        """Trainable parameters: kernels, biases and BatchNorm gamma/beta."""
+        """Trainable parameters: kernels, biases and BatchNorm gamma/beta.
+
+        A bias that exists only because a following BatchNorm folds into it (``op.bias``
+        with a BatchNorm reading the op) is not counted: before folding it is the BN's
+        beta, which is counted with the BN. This matches Keras' trainable-weight count
+        for the usual conv(use_bias=False) + BN pattern.
+        """
+        bn_fed = {op.inputs[0] for op in self.ops if op.kind == "batchnorm"}
         out = []
         for op in self.ops:
             kh, kw = op.kernel
@@ -154,7 +161,7 @@ class Graph:
                 out.append((op.name, _bilinear(op.in_hw[0] * op.in_hw[1], op, "in", "out")))
             elif op.kind == "depthwise":
                 out.append((op.name, _bilinear(kh * kw, op, "in", None)))
-            if op.kind in MIXING_KINDS + ("depthwise",) and op.bias:
+            if op.kind in MIXING_KINDS + ("depthwise",) and op.bias and op.name not in bn_fed:
                 out.append((op.name, _bilinear(1, op, None, "out")))
             if op.kind == "batchnorm":
                 out.append((op.name, _bilinear(2, op, None, "out")))

@@ -1,0 +1,72 @@
+"""Active widths of a nested layer and the prefix-slicing helpers its ``call`` uses.
+
+A nested layer stores only its column of the WidthPlan (one int per level) and a
+Python attribute ``level`` (None = full width). Slicing the first ``w`` units of the
+full weights (never masking) keeps shapes static per level, so a submodel costs its
+own MACs and a ``tf.function`` traces one graph per level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..errors import PlanError
+
+
+def check_widths(
+    layer: str, what: str, widths: Sequence[int] | None, full: int | None = None
+) -> list[int] | None:
+    """Validate one layer's plan column: positive, nested (non-decreasing), at most ``full``."""
+    if widths is None:
+        return None
+    ws = [int(w) for w in widths]
+    if not ws:
+        raise PlanError(f"Layer '{layer}': {what} needs at least one level. Received: {what}=[]")
+    for k, w in enumerate(ws):
+        if w < 1 or (full is not None and w > full):
+            raise PlanError(
+                f"Layer '{layer}': {what}[{k}] must be in [1, {full}]. Received: {what}={ws}. "
+                "Fix: use widths between 1 and the layer's full width."
+            )
+    for k in range(len(ws) - 1):
+        if ws[k] > ws[k + 1]:
+            raise PlanError(
+                f"Layer '{layer}': {what} must be non-decreasing from level 0 (smallest) up. Received: {what}={ws}"
+            )
+    return ws
+
+
+def active_width(layer: str, widths: Sequence[int] | None, level: int | None, full: int) -> int:
+    """Width at ``level``: ``full`` when the layer is not width-controlled or ``level`` is None."""
+    if widths is None or level is None:
+        return full
+    if not 0 <= level < len(widths):
+        raise PlanError(
+            f"Layer '{layer}' has {len(widths)} levels; level must be in [0, {len(widths) - 1}] or None. "
+            f"Received: level={level}"
+        )
+    return int(widths[level])
+
+
+def check_level(layer: str, level: int | None, num_levels: int | None) -> int | None:
+    """Validate a level index against the number of levels a layer knows (None = any)."""
+    if level is None:
+        return None
+    level = int(level)
+    if level < 0 or (num_levels is not None and level >= num_levels):
+        hi = "K-1" if num_levels is None else str(num_levels - 1)
+        raise PlanError(f"Layer '{layer}': level must be in [0, {hi}] or None. Received: level={level}")
+    return level
+
+
+def num_levels_of(*columns: Sequence[int] | None) -> int | None:
+    """Number of levels the non-None columns agree on (None if all are None)."""
+    ks = {len(c) for c in columns if c is not None}
+    if len(ks) > 1:
+        raise PlanError(f"Width columns of one layer have different numbers of levels: {sorted(ks)}")
+    return ks.pop() if ks else None
+
+
+def as_list(widths: Sequence[int] | None) -> list[int] | None:
+    """A plain list for get_config (Keras wraps list attributes in trackable wrappers)."""
+    return None if widths is None else [int(w) for w in widths]

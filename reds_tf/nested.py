@@ -1,0 +1,279 @@
+"""Nested models: convert a plain model, switch levels, extract plain submodels, save/load.
+
+``make_nested`` clones a plain (or nested) functional/Sequential model, replacing
+Conv2D/Dense/DepthwiseConv2D/BatchNormalization by their nested versions with the
+plan's columns and copying the weights. The result is an ordinary tf_keras model; its
+active submodel is chosen by ``set_level`` (or ``level_scope``), which only sets the
+Python attribute ``level`` of every nested layer. Because ``call`` reads ``level`` at
+trace time, a ``tf.function`` that loops over levels in Python traces one static-shape
+graph per level; a ``tf.function`` traced earlier keeps the level it was traced with.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._keras import keras
+from .errors import NotARedsModelError, PlanError
+from .layers import (
+    NestedBatchNormalization,
+    NestedConv2D,
+    NestedDense,
+    NestedDepthwiseConv2D,
+    custom_objects,
+    is_nested,
+)
+from .plan import WidthPlan
+from .topology import analyse
+
+L = keras.layers
+_PLAIN = {
+    NestedDense: L.Dense,
+    NestedConv2D: L.Conv2D,
+    NestedDepthwiseConv2D: L.DepthwiseConv2D,
+    NestedBatchNormalization: L.BatchNormalization,
+}
+
+
+def nested_layers(model: keras.Model) -> list[Any]:
+    """The nested layers of a model, in layer order."""
+    return [layer for layer in model.layers if is_nested(layer)]
+
+
+def _plain_config(layer: Any) -> dict[str, Any]:
+    return layer.plain_config(None) if is_nested(layer) else layer.get_config()
+
+
+def _full_weights(layer: Any) -> list[Any]:
+    return layer.sliced_weights(None) if is_nested(layer) else layer.get_weights()
+
+
+def _check_plan(plan: WidthPlan, groups: tuple[str, ...], full: tuple[int, ...], model: str) -> None:
+    if tuple(plan.groups) != groups or tuple(plan.full) != full:
+        raise PlanError(
+            f"Plan does not match model '{model}'. Plan groups/full: {list(zip(plan.groups, plan.full))}; "
+            f"model groups/full: {list(zip(groups, full))}. Fix: solve the plan for this model "
+            "(reds_tf.topology.graph_of(model))."
+        )
+
+
+def make_nested(
+    model: keras.Model, plan: WidthPlan | None = None, stats_per_level: bool = False
+) -> keras.Model:
+    """A nested copy of ``model`` (weights copied) whose levels are the plan's levels.
+
+    Args:
+        model: a built plain or nested functional/Sequential tf_keras model of supported
+            layers (``reds_tf.topology.SUPPORTED``); raises ``UnsupportedLayerError`` naming
+            the first unsupported layer.
+        plan: widths per level; None = one full-width level.
+        stats_per_level: give every width-controlled BatchNorm one row of moving
+            statistics per level (initialised from the model's statistics).
+    """
+    graph, _, roles = analyse(model)
+    if plan is None:
+        plan = WidthPlan.full_width(graph.group_names, graph.full_widths)
+    _check_plan(plan, graph.group_names, graph.full_widths, model.name)
+
+    def col(g: str | None) -> list[int] | None:
+        return None if g is None else list(plan.column(g))
+
+    def clone(layer: Any) -> Any:
+        role = roles.get(layer.name)
+        cfg = _plain_config(layer)
+        if role is None or role.kind not in ("conv2d", "dense", "depthwise", "batchnorm"):
+            return type(layer).from_config(cfg)
+        if role.kind == "conv2d":
+            return NestedConv2D(in_widths=col(role.in_group), out_widths=col(role.out_group), **cfg)
+        if role.kind == "dense":
+            return NestedDense(
+                in_widths=col(role.in_group),
+                out_widths=col(role.out_group),
+                in_positions=role.in_positions,
+                **cfg,
+            )
+        if role.kind == "depthwise":
+            return NestedDepthwiseConv2D(widths=col(role.in_group), **cfg)
+        per_level = stats_per_level and role.in_group is not None
+        return NestedBatchNormalization(widths=col(role.in_group), stats_per_level=per_level, **cfg)
+
+    new = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        target = new.get_layer(layer.name)
+        if not layer.weights:
+            continue
+        if isinstance(target, NestedBatchNormalization):
+            target.set_full_weights(_full_weights(layer))
+        else:
+            target.set_weights(_full_weights(layer))
+    return new
+
+
+def _set_columns(layer: Any, in_col: list[int] | None, out_col: list[int] | None) -> None:
+    if isinstance(layer, (NestedDepthwiseConv2D, NestedBatchNormalization)):
+        if isinstance(layer, NestedBatchNormalization) and layer.stats_per_level:
+            rows = int(layer.moving_mean.shape[0])
+            if in_col is None or len(in_col) != rows:
+                raise PlanError(
+                    f"Layer '{layer.name}' keeps BatchNorm statistics for {rows} levels; the plan has "
+                    f"{None if in_col is None else len(in_col)}. Fix: make_nested(model, plan, "
+                    "stats_per_level=True) with the new plan, or use a plan with the same number of levels."
+                )
+        layer.widths = in_col
+    else:
+        layer.in_widths, layer.out_widths = in_col, out_col
+    layer.level = None
+
+
+def set_plan(model: keras.Model, plan: WidthPlan) -> None:
+    """Write the plan's columns into the nested layers (group names and full widths must match)."""
+    graph, _, roles = analyse(model)
+    _check_plan(plan, graph.group_names, graph.full_widths, model.name)
+    layers = nested_layers(model)
+    if not layers:
+        raise NotARedsModelError(f"Model '{model.name}' has no nested layers. Fix: make_nested(model, plan).")
+    for layer in layers:
+        role = roles[layer.name]
+        in_col = None if role.in_group is None else list(plan.column(role.in_group))
+        out_col = None if role.out_group is None else list(plan.column(role.out_group))
+        _set_columns(layer, in_col, out_col)
+    _clear_functions(model)
+
+
+def num_levels(model: keras.Model) -> int:
+    """Number of levels of a nested model (1 when no layer is width-controlled)."""
+    layers = nested_layers(model)
+    if not layers:
+        raise NotARedsModelError(
+            f"Model '{model.name}' has no nested layers, so it has no levels. Fix: make_nested(model, plan)."
+        )
+    ks = {layer.num_levels for layer in layers if layer.num_levels is not None}
+    if len(ks) > 1:
+        raise PlanError(f"Nested layers of '{model.name}' disagree on the number of levels: {sorted(ks)}")
+    return ks.pop() if ks else 1
+
+
+def plan_of(model: keras.Model) -> WidthPlan:
+    """The WidthPlan stored in a nested model's layers (rebuilt from their columns)."""
+    graph, members, _ = analyse(model)
+    k = num_levels(model)
+    cols = []
+    for m in members:
+        producer = model.get_layer(m.producer)
+        col = getattr(producer, "out_widths", None)
+        if col is None:
+            raise NotARedsModelError(
+                f"Layer '{m.producer}' of model '{model.name}' carries no width column. "
+                "Fix: make_nested(model, plan) or set_plan(model, plan)."
+            )
+        cols.append(list(col))
+    widths = tuple(tuple(c[i] for c in cols) for i in range(k))
+    return WidthPlan(graph.group_names, graph.full_widths, widths)
+
+
+def _clear_functions(model: keras.Model) -> None:
+    # Keras caches traced predict/test/train functions; they would keep the old level.
+    model.predict_function = None
+    model.test_function = None
+    model.train_function = None
+
+
+def get_level(model: keras.Model) -> int | None:
+    """The level of the first nested layer (None = full width)."""
+    layers = nested_layers(model)
+    return layers[0].level if layers else None
+
+
+def set_level(model: keras.Model, level: int | None) -> None:
+    """Select submodel ``level`` (0 = smallest; None = full width) on every nested layer."""
+    k = num_levels(model)
+    if level is not None and not 0 <= int(level) < k:
+        raise PlanError(
+            f"Model '{model.name}' has {k} levels; level must be in [0, {k - 1}] or None. Received: {level}"
+        )
+    for layer in nested_layers(model):
+        layer.level = level
+    _clear_functions(model)
+
+
+@contextmanager
+def level_scope(model: keras.Model, level: int | None) -> Iterator[keras.Model]:
+    """``with level_scope(model, k):`` runs level k inside, then restores the previous level."""
+    previous = get_level(model)
+    set_level(model, level)
+    try:
+        yield model
+    finally:
+        set_level(model, previous)
+
+
+def extract_level(model: keras.Model, level: int) -> keras.Model:
+    """A standalone PLAIN tf_keras model of level ``level`` with the sliced weights."""
+    k = num_levels(model)
+    if not 0 <= int(level) < k:
+        raise PlanError(
+            f"Model '{model.name}' has {k} levels; level must be in [0, {k - 1}]. Received: {level}"
+        )
+
+    def clone(layer: Any) -> Any:
+        if is_nested(layer):
+            return _PLAIN[type(layer)].from_config(layer.plain_config(level))
+        return type(layer).from_config(layer.get_config())
+
+    plain = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        weights = layer.sliced_weights(level) if is_nested(layer) else layer.get_weights()
+        plain.get_layer(layer.name).set_weights(weights)
+    return keras.Model(plain.inputs, plain.outputs, name=f"{model.name}_level{level}")
+
+
+def save_model(model: keras.Model, path: str | Path) -> None:
+    """Save a nested model as ``.keras`` (atomically); weights and WidthPlan columns included."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"save_model writes the .keras format. Received: path={str(path)!r}. Fix: end it in '.keras'."
+        )
+    plan_of(model)  # refuse to save something load_model would reject
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp, save_format="keras")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_model(path: str | Path, compile: bool = False) -> keras.Model:
+    """Load a nested model saved by ``save_model``; raises NotARedsModelError otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise NotARedsModelError(f"No reds model at {str(path)!r}: the path does not exist.")
+    try:
+        model = keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
+    except Exception as e:  # keras raises many types for foreign files
+        raise NotARedsModelError(
+            f"{str(path)!r} is not a Keras model reds_tf can read ({type(e).__name__}: {e}). "
+            "Fix: pass a .keras file written by reds_tf.nested.save_model."
+        ) from e
+    if not isinstance(model, keras.Model) or not nested_layers(model):
+        raise NotARedsModelError(
+            f"{str(path)!r} is a plain Keras model without nested layers, not a reds model. "
+            "Fix: convert it with reds_tf.nested.make_nested(model, plan) first."
+        )
+    try:
+        plan_of(model)
+    except (PlanError, NotARedsModelError) as e:
+        raise NotARedsModelError(
+            f"{str(path)!r} holds nested layers without a consistent WidthPlan: {e}"
+        ) from e
+    return model

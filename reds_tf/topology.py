@@ -1,0 +1,273 @@
+"""Keras model -> pure ``Graph``: ops in execution order and the unit groups they share.
+
+The only bridge from Keras to the pure cost/solver world. Works on plain and nested
+models alike (nested layers subclass the built-ins and report full widths).
+
+Group rule: every Conv2D/Dense whose output does NOT reach a model output through
+pass-through layers starts a group named after it (full = filters/units). Depthwise,
+BatchNorm, activations, pooling, Flatten and Dropout keep their input's group. The
+classifier (a mixing layer feeding an output) and the model input are fixed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ._keras import keras
+from .errors import UnsupportedLayerError
+from .graph import INPUT, PASSTHROUGH_KINDS, Graph, Group, Op
+
+L = keras.layers
+
+SUPPORTED = (
+    "InputLayer, Conv2D (groups=1, channels_last), DepthwiseConv2D (depth_multiplier=1), Dense (on a "
+    "vector), BatchNormalization (axis=-1), ReLU, LeakyReLU, ELU, Softmax, Activation, MaxPooling2D, "
+    "AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Dropout"
+)
+
+
+@dataclass(frozen=True)
+class GroupMembers:
+    """Every layer whose weights index one unit group's units.
+
+    Attributes:
+        name: group name (= the producer's layer name).
+        index: position in ``Graph.groups`` and in WidthPlan columns.
+        full: number of units.
+        producer: the Conv2D/Dense whose output channels are the units.
+        tied: BatchNorm and DepthwiseConv2D layers whose channels are the units
+            (their parameters are indexed by unit on the channel axis).
+        consumers: (layer name, in_positions) of the Conv2D/Dense layers reading the
+            units on their input axis; in_positions = H*W for a Dense fed through
+            Flatten of an (H, W, C) tensor (row ``p*C + c``), else 1.
+    """
+
+    name: str
+    index: int
+    full: int
+    producer: str
+    tied: tuple[str, ...]
+    consumers: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class LayerRole:
+    """Groups of one layer's input and output channels (None = fixed) and its op kind."""
+
+    kind: str
+    in_group: str | None
+    out_group: str | None
+    in_positions: int = 1
+
+
+def _kind(layer: Any) -> str | None:
+    """Op kind of a supported layer, None for InputLayer; raises for anything else."""
+    if isinstance(layer, L.InputLayer):
+        return None
+    if isinstance(layer, L.DepthwiseConv2D):
+        if layer.depth_multiplier == 1 and layer.data_format == "channels_last":
+            return "depthwise"
+    elif isinstance(layer, L.Conv2D) and not isinstance(layer, L.Conv2DTranspose):
+        if layer.groups == 1 and layer.data_format == "channels_last":
+            return "conv2d"
+    elif isinstance(layer, L.Dense):
+        return "dense"
+    elif isinstance(layer, L.BatchNormalization):
+        return "batchnorm"
+    elif isinstance(layer, (L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation)):
+        return "activation"
+    elif isinstance(layer, L.Dropout):
+        return "dropout"
+    elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
+        return "pool"
+    elif isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
+        return "global_pool"
+    elif isinstance(layer, L.Flatten):
+        return "flatten"
+    raise UnsupportedLayerError(
+        f"Layer '{layer.name}' of class {type(layer).__name__} is not supported for nested widths "
+        f"(config: {_short_config(layer)}). Supported layers: {SUPPORTED}. Fix: rebuild the model from "
+        "supported layers (e.g. replace it by its supported equivalent, or remove it)."
+    )
+
+
+def _short_config(layer: Any) -> str:
+    keys = ("groups", "depth_multiplier", "data_format", "axis")
+    try:
+        cfg = layer.get_config()
+    except Exception:  # pragma: no cover - exotic custom layers
+        return "?"
+    return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg) or "defaults"
+
+
+def _ordered_layers(model: keras.Model) -> list[tuple[Any, list[str]]]:
+    """(layer, names of its input layers) in topological order; one call per layer."""
+    if not getattr(model, "_is_graph_network", False) or not model.inputs:
+        raise UnsupportedLayerError(
+            f"Model '{model.name}' is a subclassed or unbuilt model. Received: {type(model).__name__}. "
+            "Fix: use a built Sequential (with an input shape) or a functional model."
+        )
+    if len(model.inputs) != 1:
+        raise UnsupportedLayerError(
+            f"Model '{model.name}' has {len(model.inputs)} inputs; nested widths support one input."
+        )
+    out = []
+    for layer in model.layers:
+        nodes = [
+            n for i, n in enumerate(layer._inbound_nodes) if f"{layer.name}_ib-{i}" in model._network_nodes
+        ]
+        if isinstance(layer, keras.Model):
+            raise UnsupportedLayerError(
+                f"Layer '{layer.name}' is a nested model ({type(layer).__name__}). Supported layers: "
+                f"{SUPPORTED}. Fix: flatten the model into one functional model."
+            )
+        if len(nodes) > 1:
+            raise UnsupportedLayerError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) is called {len(nodes)} times; shared "
+                "layers are not supported. Fix: use one layer per call."
+            )
+        ins = [] if not nodes else [lyr.name for lyr, *_ in nodes[0].iterate_inbound()]
+        if len(ins) > 1:
+            raise UnsupportedLayerError(
+                f"Layer '{layer.name}' of class {type(layer).__name__} has {len(ins)} inputs; only "
+                f"single-input layers are supported: {SUPPORTED}."
+            )
+        out.append((layer, ins))
+    return out
+
+
+def _hw(shape: Any) -> tuple[int, int]:
+    """Spatial size of a Keras tensor shape (batch first): (H, W) for rank 4, (T, 1) for rank 3."""
+    dims = [int(d) for d in shape[1:-1]]
+    return (dims + [1, 1])[:2] if len(dims) <= 2 else (dims[0], dims[1])
+
+
+def analyse(
+    model: keras.Model, name: str | None = None
+) -> tuple[Graph, list[GroupMembers], dict[str, LayerRole]]:
+    """Graph, group membership and per-layer roles of a plain or nested Keras model."""
+    ordered = _ordered_layers(model)
+    kinds = {layer.name: _kind(layer) for layer, _ in ordered}
+    consumers: dict[str, list[str]] = {n: [] for n in kinds}
+    for layer, ins in ordered:
+        for src in ins:
+            consumers[src].append(layer.name)
+
+    # Mixing layers that reach an output through pass-through layers are fixed (classifiers).
+    fixed: set[str] = set()
+    stack = [t._keras_history.layer.name for t in model.outputs]
+    seen: set[str] = set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if kinds[n] in ("conv2d", "dense"):
+            fixed.add(n)
+        elif kinds[n] in PASSTHROUGH_KINDS:
+            stack += [s for layer, ins in ordered if layer.name == n for s in ins]
+
+    groups: list[Group] = []
+    ops: list[Op] = []
+    roles: dict[str, LayerRole] = {}
+    tensor: dict[str, tuple[int | None, int, tuple[int, int], int]] = {}  # group, channels, hw, rank
+    in_shape = model.inputs[0].shape
+    tensor[INPUT] = (None, int(in_shape[-1]), _hw(in_shape), len(in_shape))
+    input_layer_names = {layer.name for layer, _ in ordered if kinds[layer.name] is None}
+    tied: dict[int, list[str]] = {}
+    cons: dict[int, list[tuple[str, int]]] = {}
+    for layer, ins in ordered:
+        kind = kinds[layer.name]
+        if kind is None:
+            continue
+        src = INPUT if not ins or ins[0] in input_layer_names else ins[0]
+        g_in, c_in, hw_in, rank_in = tensor[src]
+        out_shape = layer.output_shape
+        out_hw = _hw(out_shape)
+        kernel, bias, in_pos = (1, 1), False, 1
+        folds_bn = len(consumers[layer.name]) == 1 and kinds[consumers[layer.name][0]] == "batchnorm"
+        if kind in ("conv2d", "dense"):
+            if kind == "dense" and rank_in != 2:
+                raise UnsupportedLayerError(
+                    f"Layer '{layer.name}' (Dense) reads a rank-{rank_in} tensor; only vectors are "
+                    f"supported. Fix: put Flatten or GlobalAveragePooling2D before it. Supported: {SUPPORTED}"
+                )
+            full_out = int(layer.filters if kind == "conv2d" else layer.units)
+            if kind == "conv2d":
+                kernel = tuple(int(k) for k in layer.kernel_size)
+            else:
+                in_pos = hw_in[0] * hw_in[1]
+                out_hw = (1, 1)
+            g_out = None
+            if layer.name not in fixed:
+                g_out = len(groups)
+                groups.append(Group(layer.name, full_out))
+                tied[g_out], cons[g_out] = [], []
+            if g_in is not None:
+                cons[g_in].append((layer.name, in_pos))
+            bias = bool(layer.use_bias) or folds_bn
+            c_out = full_out
+        else:
+            if kind == "batchnorm":
+                axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+                if len(axis) != 1 or axis[0] not in (-1, rank_in - 1):
+                    raise UnsupportedLayerError(
+                        f"Layer '{layer.name}' (BatchNormalization) normalises axis={list(axis)}; only the "
+                        f"channel axis -1 is supported. Supported: {SUPPORTED}"
+                    )
+            if kind == "depthwise":
+                kernel = tuple(int(k) for k in layer.kernel_size)
+                bias = bool(layer.use_bias) or folds_bn
+            if kind == "pool":
+                kernel = tuple(int(k) for k in layer.pool_size)
+            if kind in ("depthwise", "batchnorm") and g_in is not None:
+                tied[g_in].append(layer.name)
+            if kind == "flatten":
+                out_hw = hw_in  # Flatten keeps H*W*C elements; the next Dense sees in_hw = (H, W)
+            g_out, c_out = g_in, c_in
+        ops.append(
+            Op(
+                name=layer.name,
+                kind=kind,
+                inputs=(src,),
+                in_group=g_in,
+                out_group=g_out,
+                in_full=c_in,
+                out_full=c_out,
+                in_hw=hw_in,
+                out_hw=out_hw,
+                kernel=kernel,
+                bias=bias,
+            )
+        )
+        gname = lambda g: None if g is None else groups[g].name  # noqa: E731
+        roles[layer.name] = LayerRole(kind, gname(g_in), gname(g_out), in_pos)
+        tensor[layer.name] = (g_out, c_out, out_hw, len(out_shape))
+    graph = Graph(
+        name=name or model.name,
+        groups=tuple(groups),
+        ops=tuple(ops),
+        input_hw=tensor[INPUT][2],
+        input_channels=tensor[INPUT][1],
+        meta={"model": model.name},
+    )
+    members = [
+        GroupMembers(g.name, i, g.full, g.name, tuple(tied[i]), tuple(cons[i])) for i, g in enumerate(groups)
+    ]
+    return graph, members, roles
+
+
+def graph_of(model: keras.Model, name: str | None = None) -> Graph:
+    """Pure ``Graph`` of a plain or nested Keras model (full widths)."""
+    return analyse(model, name)[0]
+
+
+def unit_groups(model: keras.Model) -> list[GroupMembers]:
+    """Per unit group: producer, tied BN/depthwise layers and consumers (in group order)."""
+    return analyse(model)[1]
+
+
+def layer_roles(model: keras.Model) -> dict[str, LayerRole]:
+    """Per supported (non-input) layer: op kind and the group names of its input/output channels."""
+    return analyse(model)[2]
