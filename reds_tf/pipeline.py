@@ -219,17 +219,19 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, rd: RunD
     if rd.is_done("solve"):
         return graph, WidthPlan.load(rd.path("plan.json")), rd.done_info("solve")
     s = recipe.solve
-    kwargs: dict[str, Any] = dict(
+    budgets = [solve.Budget(b, peak_memory=s.peak_memory_bytes) for b in s.budgets]
+    report = solve.solve(
+        graph,
+        sorted_scores,
+        budgets,
         include_full=s.include_full,
         solver=s.solver,
         time_limit=s.time_limit,
         gap=s.gap,
         strategy=s.strategy,
         granularity=s.granularity,
+        progress=lambda line: log(f"[solve] {line}"),
     )
-    if s.peak_memory_bytes is not None:
-        kwargs["peak_memory"] = s.peak_memory_bytes
-    report = solve.solve(graph, sorted_scores, budgets=list(s.budgets), **kwargs)
     rep = report.to_dict()
     report.plan.save(rd.path("plan.json"))
     atomic_write_text(rd.path("solve_report.json"), _json(rep))
@@ -240,7 +242,7 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, rd: RunD
 
 
 def _solver_summary(rep: dict[str, Any]) -> str:
-    keys = ("status", "solver", "seconds", "gap", "statuses")
+    keys = ("status", "solver", "strategy", "wall_s", "objective", "gap")
     return ", ".join(f"{k}={rep[k]}" for k in keys if k in rep) or "solved"
 
 

@@ -1,0 +1,84 @@
+"""Recipes: every shipped recipe loads, schedules apply, bad input fails with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from reds_tf.recipe import Recipe, RecipeError
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+SHIPPED = sorted(MODELS.glob("*.yaml"))
+
+
+def _base(**kw):
+    return {"name": "t", "model": "ds_cnn_fmnist", "dataset": "fashion_mnist", **kw}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_recipes_load_and_round_trip(path):
+    r = Recipe.load(path)
+    assert r.name == path.stem
+    assert r.levels >= 2
+    assert Recipe.from_dict(r.to_dict()) == r
+    if r.schedules:
+        full = Recipe.load(path, schedule="full")
+        assert full.schedule == "full"
+        assert full.pretrain.epochs > r.pretrain.epochs
+
+
+def test_default_recipe_is_four_levels_at_quarter_steps():
+    r = Recipe.load(MODELS / "ds_cnn_s-fashion_mnist.yaml")
+    assert r.solve.budgets == (0.25, 0.5, 0.75) and r.solve.include_full and r.levels == 4
+    assert r.dataset == "fashion_mnist" and r.schedule == "short"
+    full = Recipe.load(MODELS / "ds_cnn_s-fashion_mnist.yaml", schedule="full")
+    assert set(full.baselines) == {"magnitude", "random", "scratch"}
+    # Overrides merge into the schedule: untouched keys keep the short values.
+    assert full.finetune.learning_rate == r.finetune.learning_rate
+
+
+def test_vww_recipe_enforces_the_nano_memory_budget():
+    r = Recipe.load(MODELS / "mobilenet_v1-vww.yaml")
+    assert r.model == "mobilenet_v1" and r.model_options["alpha"] <= 0.25
+    assert r.solve.peak_memory_bytes == 200000
+
+
+def test_dotted_overrides_apply():
+    r = Recipe.from_dict(_base(), **{"data.limit": 300, "seed": 7})
+    assert r.data.limit == 300 and r.seed == 7
+
+
+def test_unknown_key_names_the_key():
+    with pytest.raises(RecipeError, match=r"Unknown key\(s\) in pretrain: \['epochz'\]"):
+        Recipe.from_dict(_base(pretrain={"epochz": 3}))
+
+
+def test_wrong_type_names_key_and_value():
+    with pytest.raises(RecipeError, match=r"'pretrain.epochs' must be a int. Received: epochs='3'"):
+        Recipe.from_dict(_base(pretrain={"epochs": "3"}))
+
+
+def test_bad_values_are_rejected():
+    with pytest.raises(RecipeError, match="budgets must be increasing"):
+        Recipe.from_dict(_base(solve={"budgets": [0.5, 0.25]}))
+    with pytest.raises(RecipeError, match="method must be one of"):
+        Recipe.from_dict(_base(importance={"method": "hessian"}))
+    with pytest.raises(RecipeError, match="baselines must be chosen from"):
+        Recipe.from_dict(_base(baselines=["oracle"]))
+    with pytest.raises(RecipeError, match="Missing required key 'model'"):
+        Recipe.from_dict({"name": "t", "dataset": "fashion_mnist"})
+
+
+def test_unknown_schedule_lists_the_known_ones():
+    with pytest.raises(RecipeError, match=r"schedule='huge'.*\['full', 'short'\]"):
+        Recipe.from_dict(_base(schedules={"full": {"pretrain": {"epochs": 9}}}), schedule="huge")
+
+
+def test_missing_file_lists_available_recipes(tmp_path):
+    (tmp_path / "a.yaml").write_text("model: x\ndataset: y\n")
+    with pytest.raises(RecipeError, match=r"not found.*a.yaml"):
+        Recipe.load(tmp_path / "nope.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        Recipe.load(tmp_path / "bad.yaml")
