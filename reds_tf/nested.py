@@ -56,8 +56,9 @@ def _full_weights(layer: Any) -> list[Any]:
 def _check_plan(plan: WidthPlan, groups: tuple[str, ...], full: tuple[int, ...], model: str) -> None:
     if tuple(plan.groups) != groups or tuple(plan.full) != full:
         raise PlanError(
-            f"Plan does not match model '{model}'. Plan groups/full: {list(zip(plan.groups, plan.full))}; "
-            f"model groups/full: {list(zip(groups, full))}. Fix: solve the plan for this model "
+            f"Plan does not match model '{model}'. Plan groups "
+            f"{list(plan.groups)}, full: {list(plan.full)}; "
+            f"model groups: {list(groups)}, full: {list(full)}. Fix: solve the plan for this model "
             "(reds_tf.topology.graph_of(model))."
         )
 

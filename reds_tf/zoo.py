@@ -122,7 +122,7 @@ def mobilenet_v1(
         raise ValueError(f"mobilenet_v1 needs alpha > 0. Received: alpha={alpha}")
     inputs = keras.Input(input_shape, name="input")
     x = _conv_bn_relu(inputs, "conv1", max(1, int(32 * alpha)), 3, 2)
-    for i, (f, s) in enumerate(zip(MOBILENET_FILTERS, MOBILENET_STRIDES), start=1):
+    for i, (f, s) in enumerate(zip(MOBILENET_FILTERS, MOBILENET_STRIDES, strict=True), start=1):
         x = _ds_block(x, i, max(1, int(f * alpha)), s)
     x = L.GlobalAveragePooling2D(name="pool")(x)
     return _head(x, inputs, num_classes, softmax, f"mobilenet_v1_{alpha:g}")

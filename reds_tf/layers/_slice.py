@@ -31,7 +31,8 @@ def check_widths(
     for k in range(len(ws) - 1):
         if ws[k] > ws[k + 1]:
             raise PlanError(
-                f"Layer '{layer}': {what} must be non-decreasing from level 0 (smallest) up. Received: {what}={ws}"
+                f"Layer '{layer}': {what} must be non-decreasing from level 0 (smallest) up. "
+                f"Received: {what}={ws}"
             )
     return ws
 

@@ -62,7 +62,8 @@ class NestedDense(keras.layers.Dense):
         in_dim = int(self.kernel.shape[0])
         if in_dim % self.in_positions:
             raise ValueError(
-                f"Layer '{self.name}': input size {in_dim} is not a multiple of in_positions={self.in_positions}."
+                f"Layer '{self.name}': input size {in_dim} is not a multiple of "
+                f"in_positions={self.in_positions}."
             )
         full_in = in_dim // self.in_positions
         check_widths(self.name, "in_widths", self.in_widths, full_in)
