@@ -1,0 +1,336 @@
+/*
+ * reds_model.c - blob parser (validates everything once), O(1) level switch, and the op loop.
+ */
+#include "reds_model.h"
+
+#include <string.h>
+
+#include "reds_kernels.h"
+
+#define DIM_MAX 65535u            /* any single dimension */
+#define ELEMS_MAX (1u << 24)      /* elements of one activation tensor: keeps kernels' int32 index math safe */
+#define REDUCE_MAX (1u << 15)     /* products summed per output: |sum| <= 2^15 * 2^15 = 2^30 */
+#define BIAS_MAX (1 << 30)        /* |bias| <= 2^30, so sum + bias never overflows int32 */
+#define SMALL_MAX 255u            /* kernel size, stride, dilation, padding, depth multiplier */
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static float rdf32(const uint8_t *p)
+{
+    const uint32_t u = rd32(p);
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* [off, off + n) lies inside [0, total) without overflow. */
+static int in_bounds(uint64_t off, uint64_t n, uint64_t total)
+{
+    return off <= total && n <= total - off;
+}
+
+static int is_s8(int32_t v)
+{
+    return v >= -128 && v <= 127;
+}
+
+static uint32_t align16(uint32_t n)
+{
+    return (n + 15u) & ~15u;
+}
+
+/* An int32 array of n entries at byte offset off of the params section, each value in [lo, hi]. */
+static int check_i32_array(const reds_model *m, uint32_t params_bytes, uint32_t off, uint32_t n,
+                           int32_t lo, int32_t hi)
+{
+    if ((off & 3u) != 0 || !in_bounds(off, (uint64_t)n * 4u, params_bytes)) {
+        return 0;
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        const int32_t v = (int32_t)rd32(m->params + off + 4u * i);
+        if (v < lo || v > hi) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Validate one op record; in_elems is the element count the previous op produced. */
+static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes, uint32_t params_bytes,
+                    uint32_t in_elems)
+{
+    const uint32_t type = f[REDS_F_TYPE];
+    for (int i = REDS_F_USED; i < REDS_OP_WORDS; ++i) {
+        if (f[i] != 0) {
+            return 0;
+        }
+    }
+    for (int i = REDS_F_IN_H; i <= REDS_F_OUT_C; ++i) {
+        if (f[i] < 1 || f[i] > DIM_MAX) {
+            return 0;
+        }
+    }
+    for (int i = REDS_F_K_H; i <= REDS_F_DEPTH_MULT; ++i) {
+        const int may_be_zero = (i == REDS_F_PAD_H || i == REDS_F_PAD_W);
+        if (f[i] > SMALL_MAX || (!may_be_zero && f[i] < 1)) {
+            return 0;
+        }
+    }
+    const uint64_t in_n = (uint64_t)f[REDS_F_IN_H] * f[REDS_F_IN_W] * f[REDS_F_IN_C];
+    const uint64_t out_n = (uint64_t)f[REDS_F_OUT_H] * f[REDS_F_OUT_W] * f[REDS_F_OUT_C];
+    if (in_n > ELEMS_MAX || out_n > ELEMS_MAX || in_n != in_elems) {
+        return 0;
+    }
+    const int32_t in_zp = (int32_t)f[REDS_F_IN_ZP], out_zp = (int32_t)f[REDS_F_OUT_ZP];
+    const int32_t amin = (int32_t)f[REDS_F_ACT_MIN], amax = (int32_t)f[REDS_F_ACT_MAX];
+    if (!is_s8(in_zp) || !is_s8(out_zp) || !is_s8(amin) || !is_s8(amax) || amin > amax) {
+        return 0;
+    }
+    const uint32_t kh = f[REDS_F_K_H], kw = f[REDS_F_K_W], ic = f[REDS_F_IN_C], oc = f[REDS_F_OUT_C];
+    const uint32_t sp = f[REDS_F_W_STRIDE_P], so = f[REDS_F_W_STRIDE_O];
+    const int weighted = type == REDS_OP_CONV_2D || type == REDS_OP_DEPTHWISE_CONV_2D ||
+                         type == REDS_OP_FULLY_CONNECTED;
+    /* Fields an op does not use must be 0, so invoke never forms a pointer from an unchecked offset. */
+    for (int i = weighted ? REDS_F_MULT : REDS_F_W_OFF; i <= (weighted ? REDS_F_REQUANT : REDS_F_SHIFT_OFF); ++i) {
+        if (f[i] != 0) {
+            return 0;
+        }
+    }
+    if (type != REDS_OP_MEAN && (f[REDS_F_MULT] | f[REDS_F_SHIFT] | f[REDS_F_REQUANT]) != 0) {
+        return 0;
+    }
+    uint64_t extent = 0; /* last weight byte read + 1, relative to w_off */
+    uint64_t reduce = 0; /* products summed per output */
+    switch (type) {
+    case REDS_OP_CONV_2D:
+        /* The kernel reaches filter o at o * kh * kw * c_stride: the record must say exactly that. */
+        if (f[REDS_F_DEPTH_MULT] != 1 || sp < ic || so != kh * kw * sp) {
+            return 0;
+        }
+        extent = (uint64_t)(oc - 1u) * so + (uint64_t)(kh * kw - 1u) * sp + ic;
+        reduce = (uint64_t)kh * kw * ic;
+        break;
+    case REDS_OP_DEPTHWISE_CONV_2D:
+        if (oc != ic * f[REDS_F_DEPTH_MULT] || sp < oc) {
+            return 0;
+        }
+        extent = (uint64_t)(kh * kw - 1u) * sp + oc;
+        reduce = (uint64_t)kh * kw;
+        break;
+    case REDS_OP_FULLY_CONNECTED:
+        if (f[REDS_F_IN_H] != 1 || f[REDS_F_IN_W] != 1 || f[REDS_F_OUT_H] != 1 || f[REDS_F_OUT_W] != 1 ||
+            kh != 1 || kw != 1 || so < ic) {
+            return 0;
+        }
+        extent = (uint64_t)(oc - 1u) * so + ic;
+        reduce = ic;
+        break;
+    case REDS_OP_AVERAGE_POOL_2D:
+    case REDS_OP_MAX_POOL_2D:
+        /* Every window must hold at least one in-image tap (average pool divides by their count). */
+        if (oc != ic || f[REDS_F_PAD_H] >= kh || f[REDS_F_PAD_W] >= kw ||
+            (uint64_t)(f[REDS_F_OUT_H] - 1u) * f[REDS_F_STRIDE_H] >= (uint64_t)f[REDS_F_IN_H] + f[REDS_F_PAD_H] ||
+            (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W] ||
+            in_zp != out_zp) {
+            return 0;
+        }
+        return 1;
+    case REDS_OP_MEAN: {
+        const int32_t shift = (int32_t)f[REDS_F_SHIFT];
+        return oc == ic && f[REDS_F_OUT_H] == 1 && f[REDS_F_OUT_W] == 1 && f[REDS_F_REQUANT] <= 1u &&
+               shift >= -31 && shift <= 30;
+    }
+    default:
+        return 0;
+    }
+    /* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: weights, requantisation arrays, bias. */
+    if (reduce > REDUCE_MAX || !in_bounds(f[REDS_F_W_OFF], extent, arena_bytes) ||
+        !check_i32_array(m, params_bytes, f[REDS_F_MULT_OFF], oc, INT32_MIN, INT32_MAX) ||
+        !check_i32_array(m, params_bytes, f[REDS_F_SHIFT_OFF], oc, -31, 30)) {
+        return 0;
+    }
+    return f[REDS_F_BIAS_OFF] == REDS_NO_BIAS ||
+           check_i32_array(m, params_bytes, f[REDS_F_BIAS_OFF], oc, -BIAS_MAX, BIAS_MAX);
+}
+
+static void load_words(const uint8_t *p, uint32_t *w, int n)
+{
+    for (int i = 0; i < n; ++i) {
+        w[i] = rd32(p + 4 * i);
+    }
+}
+
+reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len)
+{
+    const uint32_t one = 1;
+    if (m == NULL || blob == NULL || ((uintptr_t)blob & 3u) != 0) {
+        return REDS_ARG_ERROR;
+    }
+    memset(m, 0, sizeof *m);
+    if (*(const uint8_t *)&one != 1 || len < REDS_HEADER_WORDS * 4u) {
+        return REDS_BAD_BLOB; /* big-endian hosts cannot read the int32 arrays in place */
+    }
+    uint32_t h[REDS_HEADER_WORDS];
+    load_words(blob, h, REDS_HEADER_WORDS);
+    const uint32_t total = h[REDS_H_TOTAL];
+    if (h[REDS_H_MAGIC] != REDS_BLOB_MAGIC || h[REDS_H_VERSION] != REDS_BLOB_VERSION || total > len ||
+        h[REDS_H_N_LEVELS] < 1 || h[REDS_H_N_LEVELS] > REDS_MAX_LEVELS ||
+        h[REDS_H_LEVELS_OFF] != REDS_HEADER_WORDS * 4u ||
+        !in_bounds(h[REDS_H_LEVELS_OFF], (uint64_t)h[REDS_H_N_LEVELS] * REDS_LEVEL_WORDS * 4u, total) ||
+        (h[REDS_H_ARENA_OFF] & 15u) != 0 || !in_bounds(h[REDS_H_ARENA_OFF], h[REDS_H_ARENA_BYTES], total) ||
+        (h[REDS_H_PARAMS_OFF] & 15u) != 0 || !in_bounds(h[REDS_H_PARAMS_OFF], h[REDS_H_PARAMS_BYTES], total)) {
+        return REDS_BAD_BLOB;
+    }
+    for (int i = REDS_H_USED; i < REDS_HEADER_WORDS; ++i) {
+        if (h[i] != 0) {
+            return REDS_BAD_BLOB;
+        }
+    }
+    m->blob = blob;
+    m->arena = (const int8_t *)(blob + h[REDS_H_ARENA_OFF]);
+    m->params = blob + h[REDS_H_PARAMS_OFF];
+    for (uint32_t k = 0; k < h[REDS_H_N_LEVELS]; ++k) {
+        uint32_t l[REDS_LEVEL_WORDS];
+        load_words(blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u, l, REDS_LEVEL_WORDS);
+        const uint32_t n_ops = l[REDS_L_N_OPS];
+        if (n_ops < 1 || n_ops > REDS_MAX_OPS || (l[REDS_L_OPS_OFF] & 3u) != 0 ||
+            !in_bounds(l[REDS_L_OPS_OFF], (uint64_t)n_ops * REDS_OP_WORDS * 4u, total) ||
+            !is_s8((int32_t)l[REDS_L_IN_ZP]) || !is_s8((int32_t)l[REDS_L_OUT_ZP]) ||
+            (uint64_t)l[REDS_L_IN_H] * l[REDS_L_IN_W] * l[REDS_L_IN_C] != l[REDS_L_IN_BYTES]) {
+            goto bad;
+        }
+        for (int i = REDS_L_USED; i < REDS_LEVEL_WORDS; ++i) {
+            if (l[i] != 0) {
+                goto bad;
+            }
+        }
+        uint32_t elems = l[REDS_L_IN_BYTES], inter_max = 0;
+        uint64_t macs = 0;
+        for (uint32_t j = 0; j < n_ops; ++j) {
+            uint32_t f[REDS_OP_WORDS];
+            load_words(blob + l[REDS_L_OPS_OFF] + j * REDS_OP_WORDS * 4u, f, REDS_OP_WORDS);
+            if (!check_op(m, f, h[REDS_H_ARENA_BYTES], h[REDS_H_PARAMS_BYTES], elems)) {
+                goto bad;
+            }
+            elems = f[REDS_F_OUT_H] * f[REDS_F_OUT_W] * f[REDS_F_OUT_C];
+            if (j + 1 < n_ops && elems > inter_max) {
+                inter_max = elems;
+            }
+        }
+        /* Scratch as reds_invoke uses it: op j writes ping-pong buffer j % 2, the last op the output. */
+        const uint32_t scratch = align16(inter_max) * (n_ops > 2 ? 2u : n_ops - 1u);
+        if (elems != l[REDS_L_OUT_BYTES] || scratch != l[REDS_L_SCRATCH] || scratch > h[REDS_H_MAX_SCRATCH] ||
+            l[REDS_L_IN_BYTES] > h[REDS_H_MAX_IN] || elems > h[REDS_H_MAX_OUT]) {
+            goto bad;
+        }
+        macs = ((uint64_t)l[REDS_L_MACS_HI] << 32) | l[REDS_L_MACS_LO];
+        reds_level *lv = &m->levels[k];
+        lv->ops = blob + l[REDS_L_OPS_OFF];
+        lv->n_ops = n_ops;
+        lv->in_bytes = l[REDS_L_IN_BYTES];
+        lv->out_bytes = elems;
+        lv->scratch = scratch;
+        lv->macs = macs;
+        lv->in_scale = rdf32(blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u + 4u * REDS_L_IN_SCALE);
+        lv->in_zp = (int32_t)l[REDS_L_IN_ZP];
+        lv->out_scale = rdf32(blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u + 4u * REDS_L_OUT_SCALE);
+        lv->out_zp = (int32_t)l[REDS_L_OUT_ZP];
+    }
+    m->n_levels = h[REDS_H_N_LEVELS];
+    m->max_scratch = h[REDS_H_MAX_SCRATCH];
+    m->max_in = h[REDS_H_MAX_IN];
+    m->max_out = h[REDS_H_MAX_OUT];
+    m->level = (int32_t)m->n_levels - 1;
+    m->active = &m->levels[m->level];
+    return REDS_OK;
+bad:
+    memset(m, 0, sizeof *m);
+    return REDS_BAD_BLOB;
+}
+
+reds_status reds_set_level(reds_model *m, int32_t k)
+{
+    if ((uint32_t)k >= m->n_levels) { /* also rejects k < 0 */
+        return REDS_BAD_LEVEL;
+    }
+    m->level = k;
+    m->active = &m->levels[k];
+    return REDS_OK;
+}
+
+static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *in, int8_t *out)
+{
+    const reds_dims in_dims = {1, (int32_t)f[REDS_F_IN_H], (int32_t)f[REDS_F_IN_W], (int32_t)f[REDS_F_IN_C]};
+    const reds_dims out_dims = {1, (int32_t)f[REDS_F_OUT_H], (int32_t)f[REDS_F_OUT_W], (int32_t)f[REDS_F_OUT_C]};
+    const reds_hw stride = {(int32_t)f[REDS_F_STRIDE_H], (int32_t)f[REDS_F_STRIDE_W]};
+    const reds_hw pad = {(int32_t)f[REDS_F_PAD_H], (int32_t)f[REDS_F_PAD_W]};
+    const reds_hw dil = {(int32_t)f[REDS_F_DIL_H], (int32_t)f[REDS_F_DIL_W]};
+    const reds_act act = {(int32_t)f[REDS_F_ACT_MIN], (int32_t)f[REDS_F_ACT_MAX]};
+    const int32_t in_off = -(int32_t)f[REDS_F_IN_ZP], out_off = (int32_t)f[REDS_F_OUT_ZP];
+    const reds_quant q = {(const int32_t *)(const void *)(m->params + f[REDS_F_MULT_OFF]),
+                          (const int32_t *)(const void *)(m->params + f[REDS_F_SHIFT_OFF]), 1};
+    const int32_t *bias = f[REDS_F_BIAS_OFF] == REDS_NO_BIAS
+                              ? NULL
+                              : (const int32_t *)(const void *)(m->params + f[REDS_F_BIAS_OFF]);
+    reds_filter w = {m->arena + f[REDS_F_W_OFF], {1, 1, 1, 1}, (int32_t)f[REDS_F_W_STRIDE_P]};
+    switch (f[REDS_F_TYPE]) {
+    case REDS_OP_CONV_2D: {
+        const reds_conv_params p = {in_off, out_off, stride, pad, dil, act};
+        w.dims = (reds_dims){out_dims.c, (int32_t)f[REDS_F_K_H], (int32_t)f[REDS_F_K_W], in_dims.c};
+        return reds_conv_s8(&p, &q, &in_dims, in, &w, bias, &out_dims, out);
+    }
+    case REDS_OP_DEPTHWISE_CONV_2D: {
+        const reds_dw_params p = {in_off, out_off, (int32_t)f[REDS_F_DEPTH_MULT], stride, pad, dil, act};
+        w.dims = (reds_dims){1, (int32_t)f[REDS_F_K_H], (int32_t)f[REDS_F_K_W], out_dims.c};
+        return reds_depthwise_conv_s8(&p, &q, &in_dims, in, &w, bias, &out_dims, out);
+    }
+    case REDS_OP_FULLY_CONNECTED: {
+        const reds_fc_params p = {in_off, out_off, act};
+        w.dims = (reds_dims){out_dims.c, 1, 1, in_dims.c};
+        w.c_stride = (int32_t)f[REDS_F_W_STRIDE_O]; /* FC: the row stride */
+        return reds_fully_connected_s8(&p, &q, 1, in, &w, bias, out);
+    }
+    case REDS_OP_AVERAGE_POOL_2D:
+    case REDS_OP_MAX_POOL_2D: {
+        const reds_pool_params p = {stride, pad, {(int32_t)f[REDS_F_K_H], (int32_t)f[REDS_F_K_W]}, act};
+        return f[REDS_F_TYPE] == REDS_OP_AVERAGE_POOL_2D ? reds_avgpool_s8(&p, &in_dims, in, &out_dims, out)
+                                                         : reds_maxpool_s8(&p, &in_dims, in, &out_dims, out);
+    }
+    case REDS_OP_MEAN: {
+        const reds_mean_params p = {in_off, out_off, (int32_t)f[REDS_F_MULT], (int32_t)f[REDS_F_SHIFT],
+                                    (int32_t)f[REDS_F_REQUANT]};
+        return reds_mean_s8(&p, &in_dims, in, out);
+    }
+    default:
+        return REDS_BAD_BLOB; /* unreachable after reds_model_init */
+    }
+}
+
+reds_status reds_invoke(const reds_model *m, const int8_t *input, int8_t *output, void *scratch,
+                        uint32_t scratch_len)
+{
+    if (m == NULL || m->active == NULL || input == NULL || output == NULL) {
+        return REDS_ARG_ERROR;
+    }
+    const reds_level *lv = m->active;
+    if (scratch_len < lv->scratch || (lv->scratch != 0 && scratch == NULL)) {
+        return REDS_ARG_ERROR;
+    }
+    int8_t *buf = (int8_t *)scratch;
+    const uint32_t half = lv->n_ops > 2 ? lv->scratch / 2u : lv->scratch;
+    const int8_t *src = input;
+    for (uint32_t j = 0; j < lv->n_ops; ++j) {
+        uint32_t f[REDS_OP_WORDS];
+        load_words(lv->ops + j * REDS_OP_WORDS * 4u, f, REDS_F_USED);
+        int8_t *dst = (j + 1 == lv->n_ops) ? output : buf + (j & 1u) * half;
+        const reds_status s = run_op(m, f, src, dst);
+        if (s != REDS_OK) {
+            return s;
+        }
+        src = dst;
+    }
+    return REDS_OK;
+}

@@ -1,0 +1,118 @@
+/*
+ * reds_model.h - the reds device model: one blob, one shared int8 weight arena, K levels.
+ *
+ *   reds_model m;
+ *   reds_model_init(&m, blob, blob_len);      validates EVERYTHING once (the libFuzzer target)
+ *   reds_set_level(&m, k);                    O(1): bounds check + pointer store
+ *   reds_invoke(&m, in, out, scratch, n);     runs the active level, ping-pong buffers in scratch
+ *
+ * The blob is written by reds_tf/convert/c_arena.py; its layout is documented there and mirrored by
+ * the REDS_H_* / REDS_L_* / REDS_F_* word indices below (every field a little-endian uint32).
+ * TFLM's prepare step (multipliers, shifts, zero points, clamps, padding) ran at build time, so
+ * invoke only decodes each op record into the kernel structs of reds_types.h and calls the kernel.
+ */
+#ifndef REDS_MODEL_H
+#define REDS_MODEL_H
+
+#include <stdint.h>
+
+#include "reds_types.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define REDS_BLOB_MAGIC 0x53444552u /* "REDS" */
+#define REDS_BLOB_VERSION 1u
+#define REDS_MAX_LEVELS 16
+#define REDS_MAX_OPS 256     /* per level */
+#define REDS_HEADER_WORDS 16
+#define REDS_LEVEL_WORDS 16
+#define REDS_OP_WORDS 32
+#define REDS_NO_BIAS 0xFFFFFFFFu
+
+/** Header word indices. */
+enum {
+    REDS_H_MAGIC, REDS_H_VERSION, REDS_H_TOTAL, REDS_H_N_LEVELS, REDS_H_LEVELS_OFF, REDS_H_ARENA_OFF,
+    REDS_H_ARENA_BYTES, REDS_H_PARAMS_OFF, REDS_H_PARAMS_BYTES, REDS_H_MAX_SCRATCH, REDS_H_MAX_IN,
+    REDS_H_MAX_OUT, REDS_H_USED /* words from here to REDS_HEADER_WORDS are reserved, must be 0 */
+};
+
+/** Level descriptor word indices. */
+enum {
+    REDS_L_OPS_OFF, REDS_L_N_OPS, REDS_L_IN_BYTES, REDS_L_OUT_BYTES, REDS_L_SCRATCH, REDS_L_MACS_LO,
+    REDS_L_MACS_HI, REDS_L_IN_SCALE, REDS_L_IN_ZP, REDS_L_OUT_SCALE, REDS_L_OUT_ZP, REDS_L_IN_H,
+    REDS_L_IN_W, REDS_L_IN_C, REDS_L_USED
+};
+
+/** Op record word indices (shapes are the level's ACTIVE shapes; w_off indexes the arena). */
+enum {
+    REDS_F_TYPE, REDS_F_IN_H, REDS_F_IN_W, REDS_F_IN_C, REDS_F_OUT_H, REDS_F_OUT_W, REDS_F_OUT_C,
+    REDS_F_K_H, REDS_F_K_W, REDS_F_STRIDE_H, REDS_F_STRIDE_W, REDS_F_PAD_H, REDS_F_PAD_W, REDS_F_DIL_H,
+    REDS_F_DIL_W, REDS_F_DEPTH_MULT, REDS_F_W_OFF, REDS_F_W_STRIDE_O, REDS_F_W_STRIDE_P,
+    REDS_F_BIAS_OFF, REDS_F_MULT_OFF, REDS_F_SHIFT_OFF, REDS_F_IN_ZP, REDS_F_OUT_ZP, REDS_F_ACT_MIN,
+    REDS_F_ACT_MAX, REDS_F_MULT, REDS_F_SHIFT, REDS_F_REQUANT, REDS_F_USED
+};
+
+/** Op types stored in REDS_F_TYPE (part of the blob format: never renumber). */
+typedef enum {
+    REDS_OP_CONV_2D = 1,
+    REDS_OP_DEPTHWISE_CONV_2D = 2,
+    REDS_OP_FULLY_CONNECTED = 3,
+    REDS_OP_AVERAGE_POOL_2D = 4,
+    REDS_OP_MAX_POOL_2D = 5,
+    REDS_OP_MEAN = 6,
+} reds_op_type;
+
+/** What the app needs to know about one level (copied out of the blob by reds_model_init). */
+typedef struct {
+    const uint8_t *ops;   /**< first op record */
+    uint32_t n_ops;
+    uint32_t in_bytes;    /**< int8 input elements (h * w * c) */
+    uint32_t out_bytes;   /**< int8 output elements (classes) */
+    uint32_t scratch;     /**< bytes of scratch reds_invoke needs for this level */
+    uint64_t macs;        /**< multiply-accumulates of one inference */
+    float in_scale;       /**< input quantisation: real = in_scale * (q - in_zp) */
+    int32_t in_zp;
+    float out_scale;
+    int32_t out_zp;
+} reds_level;
+
+/** A parsed model. Holds pointers into the caller's blob (which must outlive it); no allocation. */
+typedef struct {
+    const uint8_t *blob;
+    const int8_t *arena;    /**< shared int8 weights */
+    const uint8_t *params;  /**< int32 biases / multipliers / shifts */
+    uint32_t n_levels;
+    uint32_t max_scratch;   /**< scratch bytes enough for every level */
+    uint32_t max_in;
+    uint32_t max_out;
+    int32_t level;          /**< active level */
+    const reds_level *active;
+    reds_level levels[REDS_MAX_LEVELS];
+} reds_model;
+
+/**
+ * Parse and validate a blob: magic, version, every offset, count, enum, shape, stride, zero point,
+ * clamp, shift and bias range, so that no blob can make reds_invoke read out of bounds or overflow.
+ * The blob must be 4-byte aligned. Activates the widest level (n_levels - 1).
+ * @return REDS_OK, REDS_ARG_ERROR (NULL or misaligned pointer), REDS_BAD_BLOB (anything malformed).
+ */
+reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len);
+
+/** Activate level k in O(1). @return REDS_OK or REDS_BAD_LEVEL (k outside [0, n_levels)). */
+reds_status reds_set_level(reds_model *m, int32_t k);
+
+/**
+ * Run the active level: input [in_bytes] int8 -> output [out_bytes] int8.
+ * @param scratch      at least m->active->scratch bytes (may be NULL when that is 0)
+ * @return REDS_OK, REDS_ARG_ERROR (NULL pointers, scratch too small), or a kernel's status.
+ */
+reds_status reds_invoke(const reds_model *m, const int8_t *input, int8_t *output, void *scratch,
+                        uint32_t scratch_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* REDS_MODEL_H */

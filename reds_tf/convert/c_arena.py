@@ -1,0 +1,313 @@
+"""Per-level int8 .tflite files -> ONE device blob: a shared int8 weight arena plus per-level op tables.
+
+The firmware (``firmware/src/runtime/reds_model.c``) parses this blob; switching level there is one
+integer. TFLM's *prepare* step (per-channel multipliers/shifts, zero points, activation clamps, padding)
+runs here, once, at build time, so the device kernels only loop.
+
+Blob layout (all little-endian; every field below is a uint32 unless noted; sections 16-byte aligned)::
+
+    header   16 words   magic "REDS", version, total bytes, n_levels, offsets/sizes of the sections,
+                        max scratch/input/output bytes over the levels
+    levels   16 words per level: op table offset, n_ops, input/output bytes, scratch bytes, MACs (lo, hi),
+                        input scale (float32 bits), input zp, output scale, output zp, input h, w, c
+    ops      32 words per op (see ``OP_FIELDS``): type, shapes, kernel/stride/pad/dilation, weight offset
+                        into the arena with the FULL tensor's strides, offsets of the level's int32 bias,
+                        multiplier and shift arrays in the params section, zero points, clamps
+    arena    int8 weights of the widest (last) level, stored once; levels read sub-blocks with full strides
+    params   int32 arrays (biases, multipliers, shifts), per level, identical arrays stored once
+
+A narrower level whose int8 weights are NOT the widest level's prefix sub-block cannot share them; that
+tensor is then stored separately in the arena and listed under ``"separate_tensors"`` in the summary.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CorruptFlatbufferError, UnsupportedLayerError
+from ..runstore import atomic_write_bytes, atomic_write_text
+from .c_prepare import OP_FIELDS, OP_NAMES, act_bytes, op_macs, read_level
+
+MAGIC = 0x53444552  # b"REDS" read as a little-endian uint32
+VERSION = 1
+HEADER_WORDS = 16
+LEVEL_WORDS = 16
+OP_WORDS = 32
+ALIGN = 16
+NONE = 0xFFFFFFFF  # "no bias" offset
+HEADER_FIELDS = (
+    "magic",
+    "version",
+    "total_bytes",
+    "n_levels",
+    "levels_off",
+    "arena_off",
+    "arena_bytes",
+    "params_off",
+    "params_bytes",
+    "max_scratch",
+    "max_in",
+    "max_out",
+)
+LEVEL_FIELDS = (
+    "ops_off",
+    "n_ops",
+    "in_bytes",
+    "out_bytes",
+    "scratch",
+    "macs_lo",
+    "macs_hi",
+    "in_scale",
+    "in_zp",
+    "out_scale",
+    "out_zp",
+    "in_h",
+    "in_w",
+    "in_c",
+)
+
+
+def level_scratch_bytes(recs: list[dict[str, int]]) -> int:
+    """Scratch one level needs: up to two ping-pong buffers for the intermediate activations.
+
+    Mirrors ``reds_model.c``: op i writes buffer i % 2 (the last op writes the caller's output).
+    """
+    inter = [act_bytes(r, "out") for r in recs[:-1]]
+    if not inter:
+        return 0
+    one = -(-max(inter) // ALIGN) * ALIGN
+    return one * min(len(inter), 2)
+
+
+# --- packing ------------------------------------------------------------------------------------------
+
+
+class _Section:
+    """An append-only byte section that stores identical arrays once (a dedup cache keyed by content)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._seen: dict[bytes, int] = {}
+
+    def put(self, b: bytes, align: int) -> int:
+        if b in self._seen:
+            return self._seen[b]
+        self.data += b"\0" * (-len(self.data) % align)
+        off = len(self.data)
+        self.data += b
+        self._seen[b] = off
+        return off
+
+
+def _share(w: np.ndarray, full: np.ndarray) -> bool:
+    """True when ``w`` equals the prefix sub-block of ``full`` (both [O, H, W, I]) with the same kernel."""
+    o, h, kw, i = w.shape
+    fo, fh, fkw, fi = full.shape
+    return h == fh and kw == fkw and o <= fo and i <= fi and np.array_equal(w, full[:o, :, :, :i])
+
+
+def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
+    """Pack parsed levels (``read_level``) into the device blob. Returns ``(blob, summary)``."""
+    if not levels:
+        raise ValueError("At least one level is required. Received: 0 levels.")
+    full = levels[-1]["ops"]
+    kinds = [e["rec"]["type"] for e in full]
+    for k, lv in enumerate(levels):
+        got = [e["rec"]["type"] for e in lv["ops"]]
+        if got != kinds:
+            raise UnsupportedLayerError(
+                f"Level {k} has ops {[OP_NAMES[t] for t in got]} but the widest level has "
+                f"{[OP_NAMES[t] for t in kinds]}. All levels must share one topology."
+            )
+    arena, params = _Section(), _Section()
+    full_w = [None if e["weights"] is None else np.ascontiguousarray(e["weights"]) for e in full]
+    full_off = [None if w is None else arena.put(w.tobytes(), ALIGN) for w in full_w]
+    separate: list[dict[str, Any]] = []
+    level_recs: list[list[dict[str, int]]] = []
+    for k, lv in enumerate(levels):
+        recs = []
+        for i, e in enumerate(lv["ops"]):
+            r = dict(e["rec"])
+            if e["weights"] is not None:
+                w, fw = e["weights"], full_w[i]
+                src = fw if _share(w, fw) else np.ascontiguousarray(w)
+                if src is fw:
+                    r["w_off"] = full_off[i]
+                else:
+                    r["w_off"] = arena.put(src.tobytes(), ALIGN)
+                    separate.append({"level": k, "op": i, "type": OP_NAMES[r["type"]], "bytes": int(w.size)})
+                    warnings.warn(
+                        f"c_arena: level {k} op {i} ({OP_NAMES[r['type']]}) int8 weights are NOT the "
+                        "widest level's prefix sub-block; stored separately (costs flash). Quantise "
+                        "weights once from the full model to share them.",
+                        stacklevel=2,
+                    )
+                r["w_stride_p"] = int(src.shape[3])
+                r["w_stride_o"] = int(src.shape[1] * src.shape[2] * src.shape[3])
+                r["mult_off"] = params.put(e["mult"].astype("<i4").tobytes(), 4)
+                r["shift_off"] = params.put(e["shift"].astype("<i4").tobytes(), 4)
+                r["bias_off"] = (
+                    NONE if e["bias"] is None else params.put(e["bias"].astype("<i4").tobytes(), 4)
+                )
+            recs.append(r)
+        level_recs.append(recs)
+
+    n_levels = len(levels)
+    levels_off = HEADER_WORDS * 4
+    ops_off = levels_off + LEVEL_WORDS * 4 * n_levels
+    op_offsets = []
+    for recs in level_recs:
+        op_offsets.append(ops_off)
+        ops_off += OP_WORDS * 4 * len(recs)
+    arena_off = -(-ops_off // ALIGN) * ALIGN
+    params_off = -(-(arena_off + len(arena.data)) // ALIGN) * ALIGN
+    total = params_off + len(params.data)
+    blob = bytearray(total)
+
+    def words(off: int, vals: list[int]) -> None:
+        struct.pack_into(f"<{len(vals)}I", blob, off, *[v & 0xFFFFFFFF for v in vals])
+
+    f32 = lambda x: struct.unpack("<I", struct.pack("<f", x))[0]  # noqa: E731
+    summary_levels = []
+    for k, (lv, recs) in enumerate(zip(levels, level_recs, strict=True)):
+        macs = sum(op_macs(r) for r in recs)
+        scratch = level_scratch_bytes(recs)
+        in_bytes, out_bytes = act_bytes(recs[0], "in"), act_bytes(recs[-1], "out")
+        row = dict(
+            ops_off=op_offsets[k],
+            n_ops=len(recs),
+            in_bytes=in_bytes,
+            out_bytes=out_bytes,
+            scratch=scratch,
+            macs_lo=macs & 0xFFFFFFFF,
+            macs_hi=macs >> 32,
+            in_scale=f32(lv["in_scale"]),
+            in_zp=lv["in_zp"],
+            out_scale=f32(lv["out_scale"]),
+            out_zp=lv["out_zp"],
+            in_h=lv["in_hwc"][0],
+            in_w=lv["in_hwc"][1],
+            in_c=lv["in_hwc"][2],
+        )
+        words(levels_off + k * LEVEL_WORDS * 4, [row[f] for f in LEVEL_FIELDS])
+        for j, r in enumerate(recs):
+            words(op_offsets[k] + j * OP_WORDS * 4, [r[f] for f in OP_FIELDS])
+        summary_levels.append(
+            {
+                "level": k,
+                "n_ops": len(recs),
+                "macs": macs,
+                "scratch_bytes": scratch,
+                "input_bytes": in_bytes,
+                "output_bytes": out_bytes,
+                "weight_bytes_standalone": int(
+                    sum(e["weights"].size for e in lv["ops"] if e["weights"] is not None)
+                ),
+            }
+        )
+    blob[arena_off : arena_off + len(arena.data)] = arena.data
+    blob[params_off:] = params.data
+    hdr = dict(
+        magic=MAGIC,
+        version=VERSION,
+        total_bytes=total,
+        n_levels=n_levels,
+        levels_off=levels_off,
+        arena_off=arena_off,
+        arena_bytes=len(arena.data),
+        params_off=params_off,
+        params_bytes=len(params.data),
+        max_scratch=max(s["scratch_bytes"] for s in summary_levels),
+        max_in=max(s["input_bytes"] for s in summary_levels),
+        max_out=max(s["output_bytes"] for s in summary_levels),
+    )
+    words(0, [hdr[f] for f in HEADER_FIELDS])
+    summary = {
+        "blob_bytes": total,
+        "arena_bytes": len(arena.data),
+        "params_bytes": len(params.data),
+        "table_bytes": arena_off,
+        "max_scratch_bytes": hdr["max_scratch"],
+        "levels": summary_levels,
+        "separate_tensors": separate,
+    }
+    return bytes(blob), summary
+
+
+def read_blob(blob: bytes) -> dict[str, Any]:
+    """Decode a blob's header, level table and op records (for tests, reports and debugging)."""
+    if len(blob) < HEADER_WORDS * 4 or struct.unpack_from("<I", blob)[0] != MAGIC:
+        raise CorruptFlatbufferError(
+            f"Not a reds device blob (bad magic or {len(blob)} bytes). Regenerate it."
+        )
+    hdr = dict(zip(HEADER_FIELDS, struct.unpack_from(f"<{len(HEADER_FIELDS)}I", blob), strict=True))
+    out: dict[str, Any] = {"header": hdr, "levels": []}
+    for k in range(hdr["n_levels"]):
+        raw = struct.unpack_from(f"<{len(LEVEL_FIELDS)}I", blob, hdr["levels_off"] + 64 * k)
+        lv = dict(zip(LEVEL_FIELDS, raw, strict=True))
+        ops = [
+            struct.unpack_from(f"<{len(OP_FIELDS)}i", blob, lv["ops_off"] + 128 * j)
+            for j in range(lv["n_ops"])
+        ]
+        lv["ops"] = [dict(zip(OP_FIELDS, r, strict=True)) for r in ops]
+        out["levels"].append(lv)
+    return out
+
+
+# --- files --------------------------------------------------------------------------------------------
+
+
+def _c_source(blob: bytes, name: str) -> tuple[str, str]:
+    guard = f"REDS_{name.upper()}_BLOB_H"
+    h = (
+        f"/* Generated by reds_tf.convert.c_arena: device blob for reds_model_init(). Do not edit. */\n"
+        f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n"
+        f'#ifdef __cplusplus\nextern "C" {{\n#endif\n\n'
+        f"#define {name.upper()}_BLOB_LEN {len(blob)}u\n"
+        f"extern const uint8_t {name}_blob[{len(blob)}];\nextern const uint32_t {name}_blob_len;\n\n"
+        f"#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n"
+    )
+    rows = [", ".join(f"0x{b:02x}" for b in blob[i : i + 16]) for i in range(0, len(blob), 16)]
+    c = (
+        f"/* Generated by reds_tf.convert.c_arena: {len(blob)} bytes. Do not edit. */\n"
+        f'#include "{name}_blob.h"\n\n'
+        "/* 16-byte aligned so the int32 parameter arrays inside can be read in place. */\n"
+        "#if defined(__GNUC__) || defined(__clang__)\n__attribute__((aligned(16)))\n#endif\n"
+        f"const uint8_t {name}_blob[{len(blob)}] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
+        f"const uint32_t {name}_blob_len = {len(blob)}u;\n"
+    )
+    return c, h
+
+
+def write(level_tflite_paths: list[Path], out_dir: Path, name: str = "model") -> dict[str, Any]:
+    """Write ``<name>.blob``, ``<name>_blob.c`` and ``<name>_blob.h`` for the firmware.
+
+    Args:
+        level_tflite_paths: per-level int8 .tflite files, level 0 (smallest) first, the widest last.
+        out_dir: output directory (created).
+        name: C identifier prefix; the arrays are ``<name>_blob`` / ``<name>_blob_len``.
+
+    Returns:
+        A summary for report.json: blob/arena/params bytes, per-level MACs, scratch and standalone weight
+        bytes, the tensors that could not share the arena, and the written paths.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"name must be a C identifier. Received: name={name!r}. Use e.g. 'model'.")
+    levels = [read_level(Path(p)) for p in level_tflite_paths]
+    blob, summary = build_blob(levels)
+    out_dir = Path(out_dir)
+    c, h = _c_source(blob, name)
+    paths = {
+        "blob": atomic_write_bytes(out_dir / f"{name}.blob", blob),
+        "c": atomic_write_text(out_dir / f"{name}_blob.c", c),
+        "h": atomic_write_text(out_dir / f"{name}_blob.h", h),
+    }
+    full_standalone = summary["levels"][-1]["weight_bytes_standalone"]
+    summary["weights_ratio_vs_full"] = (summary["arena_bytes"] / full_standalone) if full_standalone else None
+    summary["paths"] = {k: str(v) for k, v in paths.items()}
+    return summary

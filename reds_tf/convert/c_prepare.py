@@ -1,0 +1,294 @@
+"""TFLM's *prepare* step in Python: one per-level int8 .tflite -> op records for the device blob.
+
+Computes what TFLM computes when it prepares each op (per-channel multiplier/shift with
+``QuantizeMultiplier``, activation clamps, SAME/VALID padding, MEAN's folded 1/n) so the firmware
+kernels only loop. ``c_arena`` packs the records of all levels into one blob.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CorruptFlatbufferError, UnsupportedLayerError
+from .flatbuffer import S, read_tflite
+
+# Blob op types (reds_model.h: enum reds_op_type). Values are part of the format: never renumber.
+OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED = 1, 2, 3
+OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN = 4, 5, 6
+OP_NAMES = {
+    1: "CONV_2D",
+    2: "DEPTHWISE_CONV_2D",
+    3: "FULLY_CONNECTED",
+    4: "AVERAGE_POOL_2D",
+    5: "MAX_POOL_2D",
+    6: "MEAN",
+}
+
+OP_FIELDS = (
+    "type",
+    "in_h",
+    "in_w",
+    "in_c",
+    "out_h",
+    "out_w",
+    "out_c",
+    "k_h",
+    "k_w",
+    "stride_h",
+    "stride_w",
+    "pad_h",
+    "pad_w",
+    "dil_h",
+    "dil_w",
+    "depth_mult",
+    "w_off",
+    "w_stride_o",
+    "w_stride_p",
+    "bias_off",
+    "mult_off",
+    "shift_off",
+    "in_zp",
+    "out_zp",
+    "act_min",
+    "act_max",
+    "mult",
+    "shift",
+    "requant",
+)
+_BUILTIN = S.BuiltinOperator
+_SUPPORTED = {
+    _BUILTIN.CONV_2D: OP_CONV_2D,
+    _BUILTIN.DEPTHWISE_CONV_2D: OP_DEPTHWISE_CONV_2D,
+    _BUILTIN.FULLY_CONNECTED: OP_FULLY_CONNECTED,
+    _BUILTIN.AVERAGE_POOL_2D: OP_AVERAGE_POOL_2D,
+    _BUILTIN.MAX_POOL_2D: OP_MAX_POOL_2D,
+    _BUILTIN.MEAN: OP_MEAN,
+}
+
+
+# --- TFLM prepare --------------------------------------------------------------------------
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's ``QuantizeMultiplier``: ``real ~= m * 2**(shift - 31)`` with ``m`` in [2**30, 2**31)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = int(math.copysign(math.floor(abs(q) * (1 << 31) + 0.5), q))  # std::round: half away from 0
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q_fixed, shift
+
+
+def mean_multiplier(multiplier: int, shift: int, n: int) -> tuple[int, int]:
+    """Fold MEAN's 1/n into (multiplier, shift) as TFLM's QuantizedMeanOrSum does.
+
+    Python twin of ``reds_mean_multiplier`` in ``firmware/src/runtime/reds_requant.h``.
+    """
+    s = min(n.bit_length() - 1, 32, 31 + shift)
+    return (multiplier << s) // n, shift - s
+
+
+def _act_range(act: int, scale: float, zp: int) -> tuple[int, int]:
+    """TFLM ``CalculateActivationRangeQuantized`` for int8 (the division is float32, as in C++)."""
+
+    def q(x: float) -> int:
+        v = float(np.float32(x) / np.float32(scale))
+        return zp + int(math.copysign(math.floor(abs(v) + 0.5), v))
+
+    A = S.ActivationFunctionType
+    if act == A.NONE:
+        return -128, 127
+    if act == A.RELU:
+        return max(-128, q(0.0)), 127
+    if act == A.RELU6:
+        return max(-128, q(0.0)), min(127, q(6.0))
+    if act == A.RELU_N1_TO_1:
+        return max(-128, q(-1.0)), min(127, q(1.0))
+    raise UnsupportedLayerError(
+        f"Fused activation {act} is not supported by the firmware. Use NONE, RELU, RELU6."
+    )
+
+
+def _pad(stride: int, dil: int, size_in: int, k: int, size_out: int) -> int:
+    """TFLM ``ComputePaddingWithOffset``: leading (top/left) padding."""
+    total = (size_out - 1) * stride + (k - 1) * dil + 1 - size_in
+    return max(total, 0) // 2
+
+
+# --- reading one level --------------------------------------------------------------------------------
+
+
+def _quant(t: Any) -> tuple[np.ndarray, np.ndarray]:
+    q = t.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        raise UnsupportedLayerError(
+            f"Tensor {t.name!r} is not quantised. Convert with full int8 quantisation."
+        )
+    return np.asarray(q.scale, np.float32), np.asarray(q.zeroPoint, np.int64)
+
+
+def _const(model: Any, t: Any) -> np.ndarray:
+    buf = model.buffers[t.buffer].data
+    if buf is None:
+        raise CorruptFlatbufferError(f"Constant tensor {t.name!r} has no data. Re-run the converter.")
+    dtype = {S.TensorType.INT8: np.int8, S.TensorType.INT32: np.int32}[t.type]
+    return np.frombuffer(bytes(np.asarray(buf, np.uint8)), dtype).reshape(list(t.shape))
+
+
+def read_level(path: Path) -> dict[str, Any]:
+    """Parse one per-level int8 .tflite into a list of ops with prepared quantisation parameters."""
+    model = read_tflite(path)  # validates the bytes before the object API touches them
+    g = model.subgraphs[0]
+    tensors = g.tensors
+    names = {v: k for k, v in vars(_BUILTIN).items() if not k.startswith("_")}
+    x_in, x_out = tensors[g.inputs[0]], tensors[g.outputs[0]]
+    for t, what in ((x_in, "input"), (x_out, "output")):
+        if t.type != S.TensorType.INT8:
+            raise UnsupportedLayerError(
+                f"{path}: the model {what} is not int8 (type {t.type}). Convert with "
+                f"inference_input_type=inference_output_type=tf.int8."
+            )
+    ops: list[dict[str, Any]] = []
+    cur = g.inputs[0]
+    for op in g.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if op.inputs[0] != cur:
+            raise UnsupportedLayerError(
+                f"{path}: the graph is not a single chain at op {names.get(builtin)}; "
+                "the firmware runs chains of ops only (no residual branches)."
+            )
+        tin, tout = tensors[op.inputs[0]], tensors[op.outputs[0]]
+        cur = op.outputs[0]
+        s_in, z_in = _quant(tin)
+        s_out, z_out = _quant(tout)
+        if builtin == _BUILTIN.RESHAPE:  # a view in NHWC int8 when the quantisation is unchanged
+            if s_in[0] != s_out[0] or z_in[0] != z_out[0]:
+                raise UnsupportedLayerError(f"{path}: RESHAPE changes quantisation; not supported.")
+            continue
+        if builtin not in _SUPPORTED:
+            raise UnsupportedLayerError(
+                f"{path}: op {names.get(builtin, builtin)} is not supported by the firmware. "
+                f"Supported: {sorted(OP_NAMES.values())} and RESHAPE."
+            )
+        kind = _SUPPORTED[builtin]
+        ishape = [int(v) for v in tin.shape]
+        oshape = [int(v) for v in tout.shape]
+        in_hwc = ishape[1:] if len(ishape) == 4 else [1, 1, int(np.prod(ishape[1:]))]
+        out_hwc = oshape[1:] if len(oshape) == 4 else [1, 1, int(np.prod(oshape[1:]))]
+        rec: dict[str, Any] = dict.fromkeys(OP_FIELDS, 0)
+        rec.update(
+            type=kind,
+            in_h=in_hwc[0],
+            in_w=in_hwc[1],
+            in_c=in_hwc[2],
+            out_h=out_hwc[0],
+            out_w=out_hwc[1],
+            out_c=out_hwc[2],
+            k_h=1,
+            k_w=1,
+            stride_h=1,
+            stride_w=1,
+            dil_h=1,
+            dil_w=1,
+            depth_mult=1,
+            in_zp=int(z_in[0]),
+            out_zp=int(z_out[0]),
+            act_min=-128,
+            act_max=127,
+        )
+        o = op.builtinOptions
+        entry: dict[str, Any] = {"rec": rec, "weights": None, "bias": None, "mult": None, "shift": None}
+        if kind in (OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED):
+            tw = tensors[op.inputs[1]]
+            w = _const(model, tw)
+            s_w, z_w = _quant(tw)
+            if np.any(z_w != 0):
+                raise UnsupportedLayerError(f"{path}: weights of {tw.name!r} have a non-zero zero point.")
+            n_ch = out_hwc[2]
+            if kind == OP_FULLY_CONNECTED and len(s_w) == 1:  # per-tensor: float32 product, as TFLM does
+                real = [float(np.float32(s_in[0]) * np.float32(s_w[0])) / float(s_out[0])] * n_ch
+            else:
+                s_w = np.broadcast_to(s_w, (n_ch,))
+                real = [float(s_in[0]) * float(sw) / float(s_out[0]) for sw in s_w]
+            ms = [quantize_multiplier(r) for r in real]
+            entry["mult"] = np.array([m for m, _ in ms], np.int32)
+            entry["shift"] = np.array([s for _, s in ms], np.int32)
+            if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                entry["bias"] = _const(model, tensors[op.inputs[2]]).astype(np.int32).reshape(-1)
+            rec["act_min"], rec["act_max"] = _act_range(
+                o.fusedActivationFunction, float(s_out[0]), int(z_out[0])
+            )
+            if kind == OP_FULLY_CONNECTED:
+                rec.update(in_h=1, in_w=1, in_c=int(w.shape[1]))
+                entry["weights"] = w.reshape(w.shape[0], 1, 1, w.shape[1])  # [O, 1, 1, I]
+            else:
+                rec.update(
+                    k_h=int(w.shape[1]),
+                    k_w=int(w.shape[2]),
+                    stride_h=o.strideH,
+                    stride_w=o.strideW,
+                    dil_h=o.dilationHFactor,
+                    dil_w=o.dilationWFactor,
+                )
+                if kind == OP_DEPTHWISE_CONV_2D:
+                    rec["depth_mult"] = o.depthMultiplier
+                entry["weights"] = w  # OHWI, or [1, H, W, C] for depthwise
+        elif kind in (OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D):
+            if s_in[0] != s_out[0] or z_in[0] != z_out[0]:
+                raise UnsupportedLayerError(f"{path}: pooling must keep the quantisation (TFLM requires it).")
+            rec.update(k_h=o.filterHeight, k_w=o.filterWidth, stride_h=o.strideH, stride_w=o.strideW)
+            rec["act_min"], rec["act_max"] = _act_range(
+                o.fusedActivationFunction, float(s_out[0]), int(z_out[0])
+            )
+        else:  # MEAN over H, W (global average pooling)
+            axis = sorted(int(a) for a in _const(model, tensors[op.inputs[1]]).reshape(-1))
+            if axis != [1, 2] or len(ishape) != 4:
+                raise UnsupportedLayerError(f"{path}: MEAN over axes {axis}; only axes [1, 2] of NHWC.")
+            rec.update(out_h=1, out_w=1)
+            m, sh = quantize_multiplier(float(s_in[0]) / float(s_out[0]))
+            rec["mult"], rec["shift"] = mean_multiplier(m, sh, in_hwc[0] * in_hwc[1])
+            # TFLM takes the plain-mean path (no requantisation) when in/out quantisation are identical.
+            rec["requant"] = int(not (s_in[0] == s_out[0] and z_in[0] == z_out[0]))
+        if kind in (OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D):
+            rec["pad_h"] = _pad(rec["stride_h"], rec["dil_h"], rec["in_h"], rec["k_h"], rec["out_h"])
+            rec["pad_w"] = _pad(rec["stride_w"], rec["dil_w"], rec["in_w"], rec["k_w"], rec["out_w"])
+        ops.append(entry)
+    if cur != g.outputs[0] or not ops:
+        raise UnsupportedLayerError(f"{path}: the op chain does not end at the model output.")
+    s_i, z_i = _quant(x_in)
+    s_o, z_o = _quant(x_out)
+    ishape = [int(v) for v in x_in.shape] + [1, 1, 1]
+    return {
+        "ops": ops,
+        "in_scale": float(s_i[0]),
+        "in_zp": int(z_i[0]),
+        "out_scale": float(s_o[0]),
+        "out_zp": int(z_o[0]),
+        "in_hwc": ishape[1:4] if len(x_in.shape) == 4 else [1, 1, ishape[1]],
+        "out_bytes": int(np.prod(x_out.shape)),
+    }
+
+
+def op_macs(r: dict[str, int]) -> int:
+    """Multiply-accumulates of one op record (pooling and MEAN count as 0)."""
+    pix = r["out_h"] * r["out_w"]
+    if r["type"] == OP_CONV_2D:
+        return pix * r["out_c"] * r["k_h"] * r["k_w"] * r["in_c"]
+    if r["type"] == OP_DEPTHWISE_CONV_2D:
+        return pix * r["out_c"] * r["k_h"] * r["k_w"]
+    if r["type"] == OP_FULLY_CONNECTED:
+        return r["in_c"] * r["out_c"]
+    return 0
+
+
+def act_bytes(r: dict[str, int], side: str) -> int:
+    return r[f"{side}_h"] * r[f"{side}_w"] * r[f"{side}_c"]

@@ -1,0 +1,114 @@
+"""Small nested tf_keras models converted to per-level int8 .tflite files, for the firmware tests.
+
+Each level is the full model cut to a width prefix. The full model's weights are arranged so that every
+output channel's largest |weight| sits at input index 0 (and the global largest at element 0): the
+per-channel (and per-tensor) int8 scales are then identical in every level, so the TFLite converter's
+int8 weights of a level are exactly the widest level's prefix sub-block, as the REDS converter produces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reds_tf._keras import keras, tf
+
+DSCNN_LEVELS = [(4, 4), (8, 8), (12, 16), (16, 16)]  # (conv/dw width, pointwise width)
+FC2_LEVELS = [8, 16, 24, 32]  # hidden width
+DSCNN_INPUT = (20, 10, 1)
+FC2_INPUT = 24
+
+
+def dscnn(widths: tuple[int, int], n_cls: int = 6) -> keras.Model:
+    """Conv(10x4, s2)+BN+ReLU -> DW3x3+BN+ReLU -> PW+BN+ReLU -> GAP -> Dense (logits)."""
+    c1, c2 = widths
+    x = inp = keras.Input(DSCNN_INPUT)
+    x = keras.layers.Conv2D(c1, (10, 4), strides=2, padding="same", use_bias=False)(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.Conv2D(c2, 1, use_bias=False)(x)
+    x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(x))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, keras.layers.Dense(n_cls)(x))
+
+
+def fc2(hidden: int, n_cls: int = 10) -> keras.Model:
+    """Dense(hidden, ReLU) -> Dense(n_cls)."""
+    inp = keras.Input((FC2_INPUT,))
+    x = keras.layers.Dense(hidden, activation="relu")(inp)
+    return keras.Model(inp, keras.layers.Dense(n_cls)(x))
+
+
+def _arrange(w: np.ndarray) -> np.ndarray:
+    """Put each output channel's max |w| at input index 0 (Keras kernels: [..., in, out])."""
+    w = w.copy()
+    flat = w.reshape(-1, w.shape[-1])  # view: rows = (kh, kw, in), cols = out
+    peak = np.abs(flat).max(axis=0) * 1.5 + 0.05
+    flat[0, :] = peak * np.sign(flat[0, :] + 1e-9)
+    flat[0, 0] = np.abs(flat).max() * 1.2  # the global max too (per-tensor quantisation)
+    return w
+
+
+def _randomise(model: keras.Model, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, n),
+                    rng.normal(0, 0.2, n),
+                    rng.normal(0, 0.3, n),
+                    rng.uniform(0.5, 2.0, n),
+                ]
+            )
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            k = rng.normal(0, 0.5, layer.depthwise_kernel.shape).astype(np.float32)
+            k[0, 0] = (np.abs(k).max(axis=(0, 1)) * 1.5 + 0.05)[None] if k.ndim == 4 else k[0, 0]
+            layer.set_weights([k])
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            ws = layer.get_weights()
+            ws[0] = _arrange(rng.normal(0, 0.5, ws[0].shape).astype(np.float32))
+            if len(ws) > 1:
+                ws[1] = rng.normal(0, 0.2, ws[1].shape).astype(np.float32)
+            layer.set_weights(ws)
+
+
+def _slice_into(full: keras.Model, small: keras.Model) -> None:
+    """Copy the width prefix of every weight of ``full`` into ``small`` (same topology)."""
+    for fl, sl in zip(full.layers, small.layers, strict=True):
+        for fw, sw in zip(fl.weights, sl.weights, strict=True):
+            sw.assign(fw.numpy()[tuple(slice(0, d) for d in sw.shape)])
+
+
+def convert(model: keras.Model, rep: np.ndarray) -> bytes:
+    """Full-integer int8 TFLite (int8 input and output, per-channel weights)."""
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def write_levels(kind: str, out_dir: Path, seed: int = 0) -> list[Path]:
+    """Build, nest and convert ``kind`` ("dscnn" or "fc2"); return the level paths, level 0 first."""
+    build, levels, shape = {
+        "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
+        "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
+    }[kind]
+    keras.utils.set_random_seed(seed)
+    full = build(levels[-1])
+    _randomise(full, seed)
+    rep = np.random.default_rng(seed + 1).normal(0, 1, (24, *shape)).astype(np.float32)
+    paths = []
+    for k, w in enumerate(levels):
+        m = build(w)
+        _slice_into(full, m)
+        p = Path(out_dir) / f"submodel_{k}.tflite"
+        p.write_bytes(convert(m, rep))
+        paths.append(p)
+    return paths
