@@ -62,12 +62,11 @@ reds_status reds_maxpool_s8(const reds_pool_params *params, const reds_dims *inp
                             const int8_t *input, const reds_dims *output_dims, int8_t *output);
 
 /**
- * MEAN over H and W with keep_dims = false (Keras GlobalAveragePooling2D), int8 -> int8.
- * TFLM has two paths and both are reproduced:
- *  - requantize != 0 (input and output quantisation differ): out = clamp(requant(sum - zp_in * n,
- *    params->multiplier, params->shift) + zp_out) with multiplier/shift already folded with 1/n by
- *    reds_mean_multiplier();
- *  - requantize == 0 (identical scale and zero point): out = (sum of raw int8) / n, truncated.
+ * MEAN over H and W with keep_dims = false (Keras GlobalAveragePooling2D), int8 -> int8, as TFLM's
+ * reference_ops::QuantizedMeanOrSum: out = clamp(requant(sum - zp_in * n, multiplier, shift) + zp_out,
+ * -128, 127) with n = H * W and multiplier/shift = QuantizeMultiplier(in_scale / out_scale) folded with
+ * 1/n by reds_mean_multiplier() at prepare time. TFLM takes this path even when input and output
+ * quantisation are identical, so params->requantize is ignored.
  * @param input_dims  {n, h, w, c}; output is [n, c] contiguous
  */
 reds_status reds_mean_s8(const reds_mean_params *params, const reds_dims *input_dims,

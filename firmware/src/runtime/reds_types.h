@@ -16,6 +16,7 @@
 #ifndef REDS_TYPES_H
 #define REDS_TYPES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /** Status returned by every kernel and runtime call; never undefined behaviour on bad input. */
@@ -116,7 +117,9 @@ typedef struct {
     int32_t output_offset; /**< +output zero point */
     int32_t multiplier;    /**< input_scale / output_scale folded with 1/(H*W) by reds_mean_multiplier */
     int32_t shift;
-    int32_t requantize;    /**< 0 when input and output quantisation are identical (TFLM's plain-mean path) */
+    int32_t requantize;    /**< IGNORED, kept so existing initialisers compile: TFLM (pinned tflite-micro)
+                                requantises even when input and output quantisation are identical
+                                (golden tests cover that case); to be removed */
 } reds_mean_params;
 
 /** Caller-owned scratch memory (no malloc anywhere in the runtime). */

@@ -1,0 +1,54 @@
+/*
+ * reds_avgpool_s8.c - AVERAGE_POOL_2D int8, as TFLM reference_integer_ops::AveragePool:
+ * the sum of the in-image taps is divided by their count, rounding half away from zero.
+ */
+#include "reds_kernels.h"
+
+reds_status reds_avgpool_s8(const reds_pool_params *params, const reds_dims *input_dims,
+                            const int8_t *input, const reds_dims *output_dims, int8_t *output)
+{
+    if (params == NULL || input_dims == NULL || input == NULL || output_dims == NULL ||
+        output == NULL) {
+        return REDS_ARG_ERROR;
+    }
+    const int32_t in_h = input_dims->h, in_w = input_dims->w, ch = input_dims->c;
+    const int32_t out_h = output_dims->h, out_w = output_dims->w;
+    if (input_dims->n < 1 || input_dims->n != output_dims->n || in_h < 1 || in_w < 1 || ch < 1 ||
+        output_dims->c != ch || out_h < 1 || out_w < 1 || params->stride.h < 1 ||
+        params->stride.w < 1 || params->filter.h < 1 || params->filter.w < 1 ||
+        params->padding.h < 0 || params->padding.w < 0 ||
+        params->activation.min > params->activation.max) {
+        return REDS_ARG_ERROR;
+    }
+    for (int32_t b = 0; b < input_dims->n; ++b) {
+        const int8_t *in_img = input + b * in_h * in_w * ch;
+        for (int32_t oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy * params->stride.h - params->padding.h;
+            const int32_t ky0 = y0 < 0 ? -y0 : 0;
+            const int32_t ky1 = params->filter.h < in_h - y0 ? params->filter.h : in_h - y0;
+            for (int32_t ox = 0; ox < out_w; ++ox) {
+                const int32_t x0 = ox * params->stride.w - params->padding.w;
+                const int32_t kx0 = x0 < 0 ? -x0 : 0;
+                const int32_t kx1 = params->filter.w < in_w - x0 ? params->filter.w : in_w - x0;
+                int8_t *out_px = output + ((b * out_h + oy) * out_w + ox) * ch;
+                const int32_t count = (ky1 - ky0) * (kx1 - kx0);
+                if (ky1 <= ky0 || kx1 <= kx0) {
+                    return REDS_ARG_ERROR; /* window entirely in the padding: TFLM fails too */
+                }
+                for (int32_t c = 0; c < ch; ++c) {
+                    int32_t acc = 0;
+                    for (int32_t ky = ky0; ky < ky1; ++ky) {
+                        for (int32_t kx = kx0; kx < kx1; ++kx) {
+                            acc += in_img[((y0 + ky) * in_w + (x0 + kx)) * ch + c];
+                        }
+                    }
+                    acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    acc = acc < params->activation.min ? params->activation.min : acc;
+                    acc = acc > params->activation.max ? params->activation.max : acc;
+                    out_px[c] = (int8_t)acc;
+                }
+            }
+        }
+    }
+    return REDS_OK;
+}
