@@ -122,17 +122,12 @@ def load_data(recipe: Recipe, data_dir: str | Path | None) -> tuple[Any, dict[st
 # --- steps -------------------------------------------------------------------------------------------
 
 
-def _save_keras(model: keras.Model, path: Path, save: Any = None) -> Path:
+def _save_keras(model: keras.Model, path: Path) -> Path:
+    """Save a plain model as .keras atomically (temp file in the same directory, then rename)."""
     tmp = path.with_name(f".{path.stem}.tmp.keras")
-    (save or (lambda m, p: m.save(p)))(model, str(tmp))
+    model.save(str(tmp))
     os.replace(tmp, path)
     return path
-
-
-def _custom_objects() -> dict[str, Any]:
-    from .layers import custom_objects
-
-    return custom_objects()
 
 
 def pretrain(
@@ -312,7 +307,7 @@ def finetune(
         max_epochs_this_call=stop,
         progress=progress,
     )
-    _save_keras(model, path, nested.save_model)
+    nested.save_model(model, path)
     rd.mark_done(stage, {"loss_weights": a.tolist(), "history": h1.to_dict(), "bn_history": h2.to_dict()})
     return model
 

@@ -353,28 +353,32 @@ def _score(model: keras.Model, val: tf.data.Dataset | None, levels: Sequence[int
 
 
 def recalibrate_bn(model: keras.Model, data: tf.data.Dataset, num_batches: int = 50) -> None:
-    """Re-estimate BN moving statistics of every level from training data (cumulative average).
+    """Re-estimate BN moving statistics from training data as the exact mean over ``num_batches``.
 
-    For a nested model built with ``stats_per_level=True`` each level has its own statistics; for a
-    shared-BN model this would overwrite the shared statistics with the last level's, so it refuses.
-    Runs eagerly in training mode with momentum ``1 - 1/(i+1)`` at batch i, which makes the moving
-    statistics the exact mean of the per-batch statistics; gradients are not computed.
+    Plain model: its statistics. Nested model built with ``stats_per_level=True``: every level's own
+    statistics. A shared-BN nested model is refused (each level would overwrite the shared statistics).
+    Runs eagerly in training mode with momentum ``i / (i + 1)`` at batch i, which makes the moving
+    statistics the mean of the per-batch statistics; no gradients are computed.
     """
     bns = [layer for layer in model.layers if is_bn(layer)]
-    if not any(getattr(b, "stats_per_level", False) for b in bns):
+    is_nested = bool(nested.nested_layers(model))
+    if is_nested and not any(getattr(b, "stats_per_level", False) for b in bns):
         raise ValueError(
-            "recalibrate_bn needs a nested model with per-level BN statistics. "
-            "Fix: build it with nested.make_nested(model, plan, stats_per_level=True)."
+            "recalibrate_bn needs per-level BN statistics on a nested model: recalibrating shared BN "
+            "would keep only the last level's statistics. "
+            "Fix: nested.make_nested(model, plan, stats_per_level=True)."
         )
     saved = [b.momentum for b in bns]
     try:
-        for k in range(nested.num_levels(model)):
-            nested.set_level(model, k)
+        for k in range(nested.num_levels(model)) if is_nested else [None]:
+            if k is not None:
+                nested.set_level(model, k)
             for i, (x, _) in enumerate(data.take(num_batches)):
                 for b in bns:
-                    b.momentum = i / (i + 1.0)  # i=0 replaces the old statistics entirely
+                    b.momentum = i / (i + 1.0)  # i = 0 replaces the old statistics entirely
                 model(x, training=True)
     finally:
         for b, m in zip(bns, saved, strict=True):
             b.momentum = m
-        nested.set_level(model, nested.num_levels(model) - 1)
+        if is_nested:
+            nested.set_level(model, nested.num_levels(model) - 1)
