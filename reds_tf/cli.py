@@ -119,3 +119,186 @@ def eval_cmd(run_dir, split, data_dir) -> None:
         raise click.ClickException(str(e)) from e
     click.echo(title)
     click.echo(_level_table(rows, _RUN_COLUMNS))
+
+
+# --- solve (knapsack issue) --------------------------------------------------------------------------
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '200000', '200KB' (= 200*1000, SI) or '200KiB' (= 200*1024); case-insensitive."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _SIZE_UNITS:
+        raise click.BadParameter(
+            f"Not a size. Received: {text!r}. Fix: bytes, or a number with KB/MB (x1000) or KiB/MiB (x1024)."
+        )
+    return int(round(float(m.group(1)) * _SIZE_UNITS[unit]))
+
+
+class _FloatList(click.ParamType):
+    """A comma-separated list of MACs budgets: fractions (<= 1) or absolute MACs."""
+
+    name = "float,float,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            out = [float(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            self.fail(
+                f"Expected comma-separated numbers such as 0.25,0.5,0.75. Received: {value!r}", param, ctx
+            )
+        if not out or any(v <= 0 for v in out):
+            self.fail(f"MACs budgets must be > 0. Received: {value!r}", param, ctx)
+        return out
+
+
+def _solve_inputs(model: str, scores_path: str | None) -> tuple:
+    """(Graph, scores, where the scores came from) for a zoo name, a .keras file or a graph JSON."""
+    import ast
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from reds_tf.graph import Graph
+
+    if model.endswith(".json"):
+        graph, keras_model = Graph.from_json(Path(model).read_text()), None
+    else:
+        from reds_tf import topology
+        from reds_tf._keras import keras
+
+        if model.endswith(".keras"):
+            from reds_tf.layers import custom_objects
+
+            keras_model = keras.models.load_model(model, custom_objects=custom_objects(), compile=False)
+        else:
+            from reds_tf import zoo
+
+            name, _, rest = model.partition(":")
+            kwargs = {}
+            for item in filter(None, rest.split(",")):
+                key, _, val = item.partition("=")
+                try:
+                    kwargs[key.strip()] = ast.literal_eval(val.strip())
+                except (ValueError, SyntaxError):
+                    kwargs[key.strip()] = val.strip()
+            # Magnitude scores of a fresh model must be reproducible: fixed seed.
+            keras.utils.set_random_seed(0)
+            keras_model = zoo.build(name, **kwargs)
+        graph = topology.graph_of(keras_model)
+    if scores_path:
+        raw = json.loads(Path(scores_path).read_text())
+        raw = raw.get("scores", raw)
+        return graph, {k: np.asarray(v, dtype=float) for k, v in raw.items()}, f"scores from {scores_path}"
+    if keras_model is None:
+        raise click.UsageError("A graph JSON carries no weights. Fix: pass --scores scores.json.")
+    from reds_tf import topology
+
+    scores = {}
+    for grp in topology.unit_groups(keras_model):
+        kernel = np.abs(keras_model.get_layer(grp.producer).get_weights()[0])
+        unit_l1 = kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+        scores[grp.name] = np.sort(unit_l1)[::-1]
+    seeded = "" if model.endswith(".keras") else " (fresh init, seed 0)"
+    return (
+        graph,
+        scores,
+        (
+            f"no --scores: L1-magnitude scores of the model's weights{seeded}, sorted descending "
+            "(widths mean the top-scoring units, as after permutation)"
+        ),
+    )
+
+
+_SOLVE_COLUMNS = [
+    ("level", "level", "{}"),
+    ("macs_pct", "MACs%", "{:.2f}"),
+    ("macs", "MACs", "{:,}"),
+    ("params", "params", "{:,}"),
+    ("peak_memory", "peak act. B", "{:,}"),
+    ("weight_bytes", "int8 weights B", "{:,}"),
+    ("importance_pct", "kept imp.%", "{:.2f}"),
+]
+
+
+@main.command("solve")
+@click.option("--model", required=True, help="Zoo name (mobilenet_v1:alpha=0.25), .keras or graph .json.")
+@click.option("--macs", "macs_budgets", required=True, type=_FloatList(), help="0.25,0.5,0.75 (>1: MACs)")
+@click.option("--peak-mem", default=None, help="Peak int8 activations cap: 200KB (x1000), 200KiB (x1024).")
+@click.option("--weight-bytes", default=None, help="int8 weight-bytes cap, same units as --peak-mem.")
+@click.option("--solver", type=click.Choice(["cbc", "highs"]), default="cbc", show_default=True)
+@click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds in all.")
+@click.option("--gap", type=float, default=0.01, show_default=True, help="Relative optimality gap.")
+@click.option("--granularity", type=int, default=1, show_default=True, help="Width multiple.")
+@click.option("--min-width", type=int, default=1, show_default=True, help="Smallest width.")
+@click.option("--strategy", type=click.Choice(["bottom_up", "joint"]), default="bottom_up")
+@click.option("--full/--no-full", default=True, show_default=True, help="Full model as top level.")
+@click.option("--scores", "scores_path", default=None, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", default=None, type=click.Path(dir_okay=False), help="Write plan + report JSON here.")
+@click.option("-v", "--verbose", is_flag=True, help="Show the solver's log.")
+def solve_cmd(
+    model,
+    macs_budgets,
+    peak_mem,
+    weight_bytes,
+    solver,
+    time_limit,
+    gap,
+    granularity,
+    min_width,
+    strategy,
+    full,
+    scores_path,
+    out,
+    verbose,
+) -> None:
+    """Choose nested per-layer widths (a WidthPlan) for MACs / memory budgets with the knapsack MILP.
+
+    Sizes: KB/MB are decimal (200KB = 200,000 B), KiB/MiB binary (200KiB = 204,800 B)."""
+    import json
+
+    from reds_tf.errors import RedsError
+    from reds_tf.runstore import atomic_write_text
+    from reds_tf.solve import Budget, solve
+
+    mem = parse_size(peak_mem) if peak_mem else None
+    wb = parse_size(weight_bytes) if weight_bytes else None
+    try:
+        graph, scores, source = _solve_inputs(model, scores_path)
+        click.echo(f"reds solve: {graph.name}, {len(graph.groups)} unit groups; {source}", err=True)
+        report = solve(
+            graph,
+            scores,
+            [Budget(m, mem, wb) for m in macs_budgets],
+            min_width=min_width,
+            granularity=granularity,
+            strategy=strategy,
+            solver=solver,
+            time_limit=time_limit,
+            gap=gap,
+            include_full=full,
+            msg=verbose,
+            progress=lambda s: click.echo(f"  {s}", err=True),
+        )
+    except (RedsError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    gap_txt = "n/a" if report.gap is None else f"{100 * report.gap:.3f} %"
+    click.echo(
+        f"{report.strategy} / {report.solver}: {report.status}, gap {gap_txt}, {report.wall_s:.1f} s, "
+        f"kept importance summed over levels {report.objective:.4f}"
+    )
+    click.echo(_level_table(report.per_level, _SOLVE_COLUMNS))
+    click.echo("\nwidths per unit group:")
+    click.echo(report.plan.describe())
+    if out:
+        doc = {**report.to_dict(), "model": model, "scores_source": source}
+        atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
+        click.echo(f"\nplan + report: {out}")
