@@ -1,0 +1,145 @@
+"""Host tests of the int8 kernels: bit-exact with the tflite-micro interpreter, requant twin parity.
+
+The C tests are built by `make -C firmware test` with gcc -Wall -Wextra -Werror and ASan/UBSan.
+Besides the committed golden headers, every run regenerates goldens with a fresh seed from TFLM, so
+a kernel (or twin) regression cannot hide behind stale headers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+sys.path.insert(0, str(FIRMWARE / "tests"))
+import gen_goldens  # noqa: E402
+import requant_ref as rq  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is required for the C tests")
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+    return subprocess.run(
+        ["make", "-s", "-C", str(FIRMWARE), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fw_build")
+
+
+def test_committed_goldens_bit_exact(build_dir):
+    r = _make("test", f"BUILD={build_dir / 'committed'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    kernels = ("fully_connected_s8", "conv_s8", "depthwise_conv_s8", "avgpool_s8", "maxpool_s8", "mean_s8")
+    for k in kernels:
+        assert f"OK: {k} " in r.stdout
+
+
+def test_fresh_tflm_goldens_bit_exact(tmp_path):
+    """New random shapes, quantisation and prefix views, run through TFLM now, then through the C kernels."""
+    gen_goldens.generate(tmp_path / "golden", seed=int.from_bytes(os.urandom(2), "little"), n_cases=10)
+    r = _make("test", f"GOLDEN_DIR={tmp_path / 'golden'}", f"BUILD={tmp_path / 'build'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("OK: ") == 6
+
+
+def test_corrupted_golden_is_detected(tmp_path):
+    """The C harness really compares: one flipped expected value makes `make test` fail."""
+    gen_goldens.generate(tmp_path / "golden", seed=3, n_cases=2, kinds=["fc"])
+    header = tmp_path / "golden" / "golden_fully_connected_s8.h"
+    text = header.read_text()
+    start = text.index("fc_0_expected[")
+    brace = text.index("{", start) + 1
+    end = text.index(",", brace) if "," in text[brace : text.index("}", brace)] else text.index("}", brace)
+    first = int(text[brace:end])
+    header.write_text(text[:brace] + str(first + 1 if first < 127 else first - 1) + text[end:])
+    exe = tmp_path / "build" / "host" / "test_reds_fully_connected_s8"
+    r = _make(f"GOLDEN_DIR={tmp_path / 'golden'}", f"BUILD={tmp_path / 'build'}", str(exe))
+    assert r.returncode == 0, r.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "FAIL fc case 0: element 0" in run.stdout
+
+
+def _requant_cli(build_dir: Path, lines: list[str]) -> list[str]:
+    r = _make(f"BUILD={build_dir}", f"{build_dir}/host/requant_cli")
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run(
+        [str(build_dir / "host" / "requant_cli")],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("\n")[:-1]
+
+
+def test_requantize_parity_c_vs_python_twin(build_dir):
+    rng = np.random.default_rng(0)
+    n = 20000
+    x = rng.integers(rq.INT32_MIN, rq.INT32_MAX, size=n, endpoint=True)
+    x[: n // 2] = rng.integers(-(2**20), 2**20, size=n // 2)  # accumulator-sized values
+    m = rng.integers(2**30, 2**31 - 1, size=n, endpoint=True)
+    s = rng.integers(-31, 31, size=n)
+    s[: n // 4] = rng.integers(-12, 2, size=n // 4)
+    edges = [(rq.INT32_MIN, rq.INT32_MIN + 0, 0), (rq.INT32_MIN, 2**31 - 1, 0), (rq.INT32_MAX, 2**31 - 1, 30)]
+    edges += [(v, 2**30, sh) for v in (-3, -2, -1, 0, 1, 2, 3, 5, -5) for sh in (-31, -2, -1, 0, 1)]
+    x = np.concatenate([x, [e[0] for e in edges]])
+    m = np.concatenate([m, [e[1] for e in edges]])
+    s = np.concatenate([s, [e[2] for e in edges]])
+    got = np.array(
+        [int(v) for v in _requant_cli(build_dir, [f"R {a} {b} {c}" for a, b, c in zip(x, m, s, strict=True)])]
+    )
+    want = rq.requantize(x, m, s)
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, (
+        f"first mismatch x={x[bad[0]]} m={m[bad[0]]} s={s[bad[0]]}: C {got[bad[0]]} py {want[bad[0]]}"
+    )
+
+
+def test_mean_multiplier_parity_c_vs_python_twin(build_dir):
+    rng = np.random.default_rng(1)
+    cases = [
+        (int(rng.integers(2**30, 2**31)), int(rng.integers(-31, 8)), int(rng.integers(1, 5000)))
+        for _ in range(500)
+    ]
+    cases += [(2**30, -31, 4096), (2**31 - 1, 0, 1), (2**30, 1, 2**20)]
+    got = _requant_cli(build_dir, [f"M {a} {b} {c}" for a, b, c in cases])
+    assert got == [" ".join(map(str, rq.mean_multiplier(*c))) for c in cases]
+
+
+def test_quantize_multiplier_reference_values():
+    assert rq.quantize_multiplier(0.5) == (2**30, 0)
+    assert rq.quantize_multiplier(1.0) == (2**30, 1)
+    assert rq.quantize_multiplier(0.0) == (0, 0)
+    assert rq.quantize_multiplier(2.0**-40) == (0, 0)  # below 2^-31 TFLite flushes to zero
+    mult, shift = rq.quantize_multiplier(0.3)
+    assert abs(mult * 2.0 ** (shift - 31) - 0.3) < 1e-9
+
+
+def test_activation_range_relu6_and_unknown():
+    assert rq.activation_range(rq.ACT_RELU6, 0.05, -10) == (-10, 110)
+    assert rq.activation_range(rq.ACT_RELU, 0.05, -128) == (-128, 127)
+    with pytest.raises(ValueError, match="unsupported fused activation: Received: activation=2"):
+        rq.activation_range(2, 0.05, 0)
+
+
+def test_kernel_objects_have_no_writable_globals(build_dir):
+    """No .data/.bss symbols in the Cortex-M4 kernel objects (state lives in the caller)."""
+    if shutil.which("arm-none-eabi-nm") is None:
+        pytest.skip("arm-none-eabi toolchain not installed")
+    objs = [f"{build_dir}/m4k/m4/{p.stem}.o" for p in (FIRMWARE / "src" / "runtime").glob("reds_*_s8.c")]
+    r = _make(f"BUILD={build_dir}/m4k", *objs)
+    assert r.returncode == 0, r.stderr
+    nm = subprocess.run(["arm-none-eabi-nm", *objs], capture_output=True, text=True, check=True).stdout
+    writable = [ln for ln in nm.splitlines() if ln.split()[-2:-1] and ln.split()[-2] in "DdBbCS"]
+    assert writable == []
