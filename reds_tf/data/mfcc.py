@@ -12,8 +12,10 @@ batch in one call (see speech_commands.py for the measured difference).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import tensorflow as tf
 
 SAMPLE_RATE = 16_000
@@ -76,16 +78,24 @@ def power_spectrogram(audio: tf.Tensor, cfg: MfccConfig = FEATURES["mfcc_49x10"]
     return tf.math.square(tf.abs(stft))
 
 
+@functools.lru_cache(maxsize=8)
+def mel_matrix(cfg: MfccConfig) -> np.ndarray:
+    """``[fft_length // 2 + 1, num_mel_bins]`` filterbank, computed once per config (eagerly: building
+    it inside every traced tf.data function made each ``load`` about 0.4 s slower per split)."""
+    with tf.init_scope():
+        return tf.signal.linear_to_mel_weight_matrix(
+            num_mel_bins=cfg.num_mel_bins,
+            num_spectrogram_bins=cfg.fft_length // 2 + 1,
+            sample_rate=cfg.sample_rate,
+            lower_edge_hertz=cfg.lower_hz,
+            upper_edge_hertz=cfg.upper_hz,
+        ).numpy()
+
+
+@tf.autograph.experimental.do_not_convert
 def mfcc(audio: tf.Tensor, cfg: MfccConfig = FEATURES["mfcc_49x10"]) -> tf.Tensor:
     """MFCCs of ``audio [..., samples]`` -> ``[..., frames, num_coefficients]`` float32."""
     power = power_spectrogram(audio, cfg)
-    mel_matrix = tf.signal.linear_to_mel_weight_matrix(
-        num_mel_bins=cfg.num_mel_bins,
-        num_spectrogram_bins=cfg.fft_length // 2 + 1,
-        sample_rate=cfg.sample_rate,
-        lower_edge_hertz=cfg.lower_hz,
-        upper_edge_hertz=cfg.upper_hz,
-    )
-    mel = tf.tensordot(power, mel_matrix, 1)
+    mel = tf.tensordot(power, tf.constant(mel_matrix(cfg)), 1)
     log_mel = tf.math.log(mel + cfg.log_offset)
     return tf.signal.mfccs_from_log_mel_spectrograms(log_mel)[..., : cfg.num_coefficients]

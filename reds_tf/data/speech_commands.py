@@ -90,6 +90,7 @@ def _fixed_silence(bank, n: int, volume: float, seed: int) -> np.ndarray:
     return np.clip(out * vol[:, None], -1.0, 1.0)
 
 
+@tf.autograph.experimental.do_not_convert
 def _decode(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     audio, _ = tf.audio.decode_wav(tf.io.read_file(path), desired_channels=1, desired_samples=CLIP_SAMPLES)
     return _to_int16(tf.reshape(audio[:, 0], [CLIP_SAMPLES])), tf.cast(label, tf.int32)
@@ -120,6 +121,7 @@ def _cache(ds: tf.data.Dataset, cache: str | os.PathLike | None, key: str) -> tf
 
 
 def _features(cfg: MfccConfig):
+    @tf.autograph.experimental.do_not_convert
     def fn(audio: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         x = tf.cast(audio, tf.float32) / 32768.0
         return mfcc(x, cfg)[..., None], label
@@ -132,6 +134,7 @@ def _augment_fn(cfg: MfccConfig, bank, *, time_shift: int, volume: float, freque
     has_noise = len(bank[2]) > 0
     pos = tf.range(CLIP_SAMPLES, dtype=tf.int32)
 
+    @tf.autograph.experimental.do_not_convert  # pure ops; skipping autograph makes tracing faster
     def fn(batch: tuple[tf.Tensor, tf.Tensor], seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         audio, label = batch
         x = tf.cast(audio, tf.float32) / 32768.0
