@@ -108,7 +108,29 @@ def write_levels(kind: str, out_dir: Path, seed: int = 0) -> list[Path]:
     for k, w in enumerate(levels):
         m = build(w)
         _slice_into(full, m)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         p = Path(out_dir) / f"submodel_{k}.tflite"
         p.write_bytes(convert(m, rep))
         paths.append(p)
     return paths
+
+
+if __name__ == "__main__":  # regenerate firmware/tests/golden/fc2_blob.{c,h} and firmware/fuzz/seeds/
+    import sys
+    import tempfile
+
+    from reds_tf.convert import c_arena
+
+    root = Path(__file__).resolve().parents[2] / "firmware"
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in ("fc2", "dscnn"):
+            summary = c_arena.write(write_levels(kind, Path(tmp) / kind), Path(tmp) / kind, kind)
+            blob = (Path(tmp) / kind / f"{kind}.blob").read_bytes()
+            (root / "fuzz" / "seeds").mkdir(parents=True, exist_ok=True)
+            (root / "fuzz" / "seeds" / f"{kind}.blob").write_bytes(blob)
+            if kind == "fc2":
+                for ext in ("_blob.c", "_blob.h"):
+                    (root / "tests" / "golden" / f"fc2{ext}").write_text(
+                        (Path(tmp) / kind / f"fc2{ext}").read_text()
+                    )
+            print(kind, summary["blob_bytes"], "bytes", file=sys.stderr)
