@@ -1,0 +1,117 @@
+"""Native runtime vs TFLite Micro, bit for bit, for every level, through the host app's serial protocol.
+
+Converts small nested models (a DS-CNN and a 2-layer FC, 4 levels each) to per-level int8 .tflite files,
+packs them into one device blob with ``c_arena.write``, builds ``make -C firmware host`` (gcc,
+-Wall -Wextra -Werror, ASan/UBSan) and compares the host app's int8 outputs with the tflite-micro
+interpreter running each level's standalone .tflite on the same int8 inputs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reds_tf.convert import c_arena
+from tests.firmware.nested_models import write_levels
+
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+N_INPUTS = 24
+
+
+@pytest.fixture(scope="session")
+def host_app() -> Path:
+    subprocess.run(["make", "-s", "-C", str(FIRMWARE), "host"], check=True, capture_output=True)
+    return FIRMWARE / "build" / "host" / "reds_host"
+
+
+@pytest.fixture(scope="session", params=["dscnn", "fc2"])
+def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp(request.param)
+    paths = write_levels(request.param, out)
+    summary = c_arena.write(paths, out, "model")
+    return {"kind": request.param, "paths": paths, "summary": summary, "blob": out / "model.blob"}
+
+
+def _tflm_outputs(path: Path, xs: np.ndarray) -> np.ndarray:
+    from tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=64 * 1024)
+    shape = it.get_input_details(0)["shape"]
+    outs = []
+    for x in xs:
+        it.set_input(x.reshape(shape), 0)
+        it.invoke()
+        outs.append(np.asarray(it.get_output(0)).reshape(-1))
+    return np.stack(outs)
+
+
+def _session(app: Path, blob: Path, script: str) -> list[str]:
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
+    r = subprocess.run([str(app), str(blob)], input=script, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr, r.stderr[-2000:]
+    return r.stdout.splitlines()
+
+
+def _feed(x: np.ndarray) -> str:
+    vals = [str(int(v)) for v in x.reshape(-1)]
+    return "".join("in " + " ".join(vals[i : i + 40]) + "\n" for i in range(0, len(vals), 40))
+
+
+def test_every_level_bit_exact_with_tflm(converted: dict, host_app: Path) -> None:
+    rng = np.random.default_rng(7)
+    n_in = converted["summary"]["levels"][0]["input_bytes"]
+    xs = rng.integers(-128, 128, size=(N_INPUTS, n_in), dtype=np.int8)
+    xs[0] = -128  # extremes reach the clamps and saturating paths
+    xs[1] = 127
+    script = []
+    for k in range(len(converted["paths"])):
+        script.append(f"level {k}\n")
+        for x in xs:
+            script.append(_feed(x) + "run\nout\n")
+    lines = _session(host_app, converted["blob"], "".join(script))
+    runs = [ln for ln in lines if ln.startswith("ok class=")]
+    outs = [ln for ln in lines if ln.startswith("ok out")]
+    assert not [ln for ln in lines if ln.startswith("err")]
+    assert len(outs) == len(converted["paths"]) * N_INPUTS
+    for k, path in enumerate(converted["paths"]):
+        want = _tflm_outputs(path, xs)
+        got = np.array([[int(v) for v in ln.split()[2:]] for ln in outs[k * N_INPUTS : (k + 1) * N_INPUTS]])
+        np.testing.assert_array_equal(got, want, err_msg=f"{converted['kind']} level {k} differs from TFLM")
+        classes = [int(ln.split()[1].split("=")[1]) for ln in runs[k * N_INPUTS : (k + 1) * N_INPUTS]]
+        assert classes == list(np.argmax(want, axis=1))
+        assert all(f"level={k}" in ln for ln in runs[k * N_INPUTS : (k + 1) * N_INPUTS])
+
+
+def test_levels_share_one_weight_arena(converted: dict) -> None:
+    s = converted["summary"]
+    assert s["separate_tensors"] == []
+    assert s["arena_bytes"] == s["levels"][-1]["weight_bytes_standalone"]  # stored once: ratio 1.0
+    assert sum(lv["weight_bytes_standalone"] for lv in s["levels"]) > 2 * s["arena_bytes"]
+    macs = [lv["macs"] for lv in s["levels"]]
+    assert macs == sorted(macs) and macs[0] < macs[-1]
+
+
+def test_protocol_errors_and_budget_policy(converted: dict, host_app: Path) -> None:
+    n_levels = len(converted["paths"])
+    x = _feed(np.zeros(converted["summary"]["levels"][0]["input_bytes"], np.int8))
+    script = (
+        f"info\nlevel {n_levels}\nlevel -1\nin 1 2 300\nrun\nbogus\n"
+        + "".join(f"level {k}\n{x}run\n" for k in range(n_levels))  # measure every level once
+        + f"budget 1000000000\n{x}run\nbudget 1\n{x}run\nebudget 5 2\nlevels\n"
+    )
+    lines = _session(host_app, converted["blob"], script)
+    assert lines[0].startswith(f"ok backend=native levels={n_levels} level={n_levels - 1}")
+    assert lines[1] == f"err bad level; valid 0..{n_levels - 1}" and lines[2] == lines[1]
+    assert lines[3].startswith("err input value outside int8")
+    assert lines[4].startswith("err need in=") and lines[5].startswith("err unknown command")
+    runs = [ln for ln in lines if ln.startswith("ok class=")]
+    assert len(runs) == n_levels + 2
+    assert f"level={n_levels - 1}" in runs[-2]  # a generous budget picks the widest level
+    assert "level=0" in runs[-1]  # an impossible budget falls back to the cheapest level
+    assert "ok budget_us=2500" in lines  # 5 uJ at 2 mW = 2500 us
+    assert sum(ln.startswith("level ") for ln in lines) == n_levels
