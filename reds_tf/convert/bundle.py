@@ -27,8 +27,8 @@ from .quantize import WEIGHT_OPS, TensorShare
 
 STRATEGIES = ("copy", "slice", "auto")
 # A SLICE op adds an operator table, two int32 constant tensors and a tensor table:
-# about 200-300 bytes of flatbuffer. Copies smaller than this stay copies under "auto".
-SLICE_MIN_BYTES = 320
+# measured at about 250-550 bytes of flatbuffer. Smaller copies stay copies under "auto".
+SLICE_MIN_BYTES = 512
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,11 @@ def with_slices(
                 src, scales = wf, np.asarray(ff.quantization.scale, np.float32)
             q = S.QuantizationParametersT()
             q.scale, q.zeroPoint, q.quantizedDimension = scales, np.zeros(len(scales), np.int64), axis
-            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-            src_i = _const(m, name + "/shared", src.astype(np.int8), S.TensorType.INT8, q)
-            begin_i = _const(m, name + "/begin", np.zeros(len(s.level_shape), np.int32), S.TensorType.INT32)
-            size_i = _const(m, name + "/size", np.asarray(s.level_shape, np.int32), S.TensorType.INT32)
+            src_i = _const(m, "reds_slice_src", src.astype(np.int8), S.TensorType.INT8, q)
+            begin_i = _const(
+                m, "reds_slice_begin", np.zeros(len(s.level_shape), np.int32), S.TensorType.INT32
+            )
+            size_i = _const(m, "reds_slice_size", np.asarray(s.level_shape, np.int32), S.TensorType.INT32)
             t.buffer = 0  # now an arena tensor written by SLICE
             sl = S.OperatorT()
             sl.opcodeIndex = code

@@ -279,9 +279,21 @@ class _BufferRef:
         return S.BufferEnd(builder)
 
 
+def referenced_buffers(model: S.ModelT) -> set[int]:
+    """Buffer indices some tensor or metadata entry uses (edits leave orphans behind)."""
+    used = {0}
+    for sg in model.subgraphs or []:
+        used |= {int(t.buffer) for t in sg.tensors or []}
+    used |= {int(md.buffer) for md in model.metadata or []}
+    used |= {int(i) for i in (model.metadataBuffer if model.metadataBuffer is not None else [])}
+    return used
+
+
 def _pack_into(builder: _DedupBuilder, model: S.ModelT) -> int:
     saved = model.buffers
-    model.buffers = [_BufferRef(b.data) for b in saved]
+    used = referenced_buffers(model)
+    # Orphaned buffers keep their index (tensors refer to buffers by position) but lose their data.
+    model.buffers = [_BufferRef(b.data if i in used else None) for i, b in enumerate(saved)]
     try:
         return model.Pack(builder)
     finally:
@@ -293,8 +305,8 @@ def _prewrite_data(builder: _DedupBuilder, models: Sequence[S.ModelT]) -> None:
     raws = {
         bytes(np.asarray(b.data, np.uint8))
         for m in models
-        for b in m.buffers
-        if b.data is not None and len(b.data)
+        for i, b in enumerate(m.buffers)
+        if b.data is not None and len(b.data) and i in referenced_buffers(m)
     }
     for raw in sorted(raws, key=len, reverse=True):
         builder.data_vector(raw)

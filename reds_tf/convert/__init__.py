@@ -1,0 +1,345 @@
+"""``convert``: a REDS model -> per-level int8 .tflite files, a shared-weight TFLM bundle, a report.
+
+Steps (one module each): ``tflite`` converts every level with its own calibration,
+``quantize`` rewrites the levels to reuse the full level's int8 weights, ``flatbuffer``
+packs them aligned and deduplicated, ``bundle`` puts all levels in one file, ``verify``
+runs TFLite Micro (the device reference) and reference tf.lite, ``report`` writes the
+numbers. ``python -m reds_tf.convert`` / ``reds convert`` is the command line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._keras import keras, tf
+from ..errors import NotARedsModelError, RedsError
+from ..runstore import atomic_write_bytes, atomic_write_text
+from . import bundle as _bundle
+from .flatbuffer import pack_model, read_tflite
+from .quantize import check_supported, share_weights
+from .report import ConvertReport, LevelReport, tflite_macs, weight_bytes
+from .tflite import convert_int8
+from .verify import dequantize_output, io_quant, measure_arena, quantize_input, run_tflite_ref, run_tflm
+
+__all__ = ["convert", "ConvertReport", "VerificationError", "read_tflite", "level_models", "as_arrays"]
+
+
+class VerificationError(RedsError, RuntimeError):
+    """A converted model failed a built-in check (TFLM vs reference kernels, bundle vs standalone)."""
+
+
+# -- inputs -------------------------------------------------------------------------------
+def _nested():
+    try:
+        from .. import nested
+    except ImportError as e:  # pragma: no cover - only while the core package is incomplete
+        raise NotARedsModelError(
+            f"reds_tf.nested is not available ({e}); pass a list of plain per-level Keras models instead."
+        ) from e
+    return nested
+
+
+def level_models(model_or_path: Any) -> list[keras.Model]:
+    """Plain Keras models of every level (level 0 smallest) from a nested model, a path or a list."""
+    if isinstance(model_or_path, (list, tuple)):
+        models = list(model_or_path)
+        if not models or not all(isinstance(m, keras.Model) for m in models):
+            raise NotARedsModelError(
+                "Expected a non-empty list of plain Keras models, one per level (smallest first). "
+                f"Received: {[type(m).__name__ for m in models]}"
+            )
+        return models
+    model = model_or_path
+    if isinstance(model_or_path, (str, Path)):
+        p = Path(model_or_path)
+        if p.is_dir():
+            if not (p / "model.keras").is_file():
+                raise NotARedsModelError(
+                    f"{p} is not a reds run directory: it has no model.keras. Fix: pass a run directory "
+                    "written by `reds run`, or the path of a nested .keras model."
+                )
+            p = p / "model.keras"
+        if not p.is_file():
+            raise NotARedsModelError(
+                f"No such model file. Received: {p}. Fix: pass a nested .keras model or run dir."
+            )
+        try:
+            model = _nested().load_model(p)
+        except NotARedsModelError:
+            raise
+        except Exception as e:
+            raise NotARedsModelError(f"{p} is not a reds nested model ({type(e).__name__}: {e}).") from e
+    if not isinstance(model, keras.Model):
+        raise NotARedsModelError(
+            f"Expected a nested Keras model, path or list of models. Received: {type(model).__name__}"
+        )
+    nested = _nested()
+    try:
+        k = int(nested.num_levels(model))
+    except Exception as e:
+        raise NotARedsModelError(
+            f"Model '{model.name}' is not a reds nested model ({e}). Fix: build it with "
+            "reds_tf.nested.make_nested(model, plan), or pass a list of per-level plain models."
+        ) from e
+    return [nested.extract_level(model, i) for i in range(k)]
+
+
+def as_arrays(data: Any, input_rank: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y) numpy arrays from arrays, an (x, y) tuple, or a tf.data of x or (x, y), batched or not.
+
+    ``input_rank`` is the model's input rank without the batch axis: an element of that
+    rank is one sample, one more is a batch.
+    """
+    if isinstance(data, np.ndarray):
+        return (data if limit is None else data[:limit]), None
+    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], np.ndarray):
+        x, y = np.asarray(data[0]), (None if data[1] is None else np.asarray(data[1]))
+        return (x[:limit], None if y is None else y[:limit]) if limit else (x, y)
+    if isinstance(data, tf.data.Dataset):
+        xs, ys, n = [], [], 0
+        for el in data:
+            x, y = (el[0], el[1]) if isinstance(el, (tuple, list)) else (el, None)
+            x = np.asarray(x)
+            batched = x.ndim == input_rank + 1
+            xs.append(x if batched else x[None])
+            if y is not None:
+                y = np.asarray(y)
+                ys.append(y if batched else y[None])
+            n += len(xs[-1])
+            if limit is not None and n >= limit:
+                break
+        if not xs:
+            raise NotARedsModelError("The dataset is empty. Fix: pass calibration/test data with samples.")
+        x = np.concatenate(xs)[:limit]
+        return x, (np.concatenate(ys)[:limit] if ys else None)
+    raise TypeError(
+        f"Data must be a numpy array, an (x, y) tuple of arrays or a tf.data.Dataset. Received: {type(data).__name__}"
+    )
+
+
+def _labels(y: np.ndarray | None) -> np.ndarray | None:
+    if y is None:
+        return None
+    y = np.asarray(y)
+    return y.argmax(-1) if y.ndim > 1 and y.shape[-1] > 1 else y.reshape(-1).astype(np.int64)
+
+
+def _parse_levels(levels: str | Sequence[int], k: int) -> list[int]:
+    if isinstance(levels, str):
+        if levels == "all":
+            return list(range(k))
+        levels = [int(s) for s in levels.split(",") if s.strip()]
+    out = sorted({int(i) for i in levels})
+    if not out or out[0] < 0 or out[-1] >= k:
+        raise NotARedsModelError(f"Levels must be in [0, {k - 1}]. Received: levels={list(levels)}")
+    return out
+
+
+def _graph_macs(model: keras.Model) -> int | None:
+    """MACs from reds_tf.costs (the cost model the solver uses), when the topology is supported."""
+    try:
+        from .. import costs, topology
+
+        g = topology.graph_of(model)
+        return int(costs.macs(g, g.full_widths))
+    except Exception:
+        return None
+
+
+# -- the orchestrator ---------------------------------------------------------------------
+def convert(
+    model_or_path: Any,
+    out_dir: str | Path,
+    *,
+    levels: str | Sequence[int] = "all",
+    calibration: Any = None,
+    calibration_samples: int = 200,
+    test_data: Any = None,
+    verify: bool = True,
+    verify_samples: int = 200,
+    strategy: str = "auto",
+    firmware: bool = True,
+) -> ConvertReport:
+    """Convert a REDS model to int8 TFLite: per-level files, one shared-weight bundle, a report.
+
+    Args:
+        model_or_path: a nested model, its .keras path, a run directory, or a list of plain
+            per-level Keras models (smallest first).
+        out_dir: where ``submodel_<k>.tflite``, ``bundle.tflite``, ``bundle.json``,
+            ``report.json`` and ``report.md`` are written.
+        levels: ``"all"``, ``"0,2"`` or a list of level indices to write.
+        calibration: representative inputs (array, (x, y) or tf.data); required.
+        calibration_samples: how many calibration samples each level's converter sees.
+        test_data: (x, y) data for float vs int8 accuracy; without it accuracy is not reported.
+        verify: run the built-in checks (int8 vs float, tf.lite reference vs TFLM, bundle vs
+            standalone bit-exactness); raises ``VerificationError`` when a hard check fails.
+        verify_samples: test (or calibration) samples used by the interpreter checks.
+        strategy: bundle strategy for non-prefix weights: "auto", "slice" or "copy".
+        firmware: also write the firmware's C arena when ``reds_tf.convert.c_arena`` exists.
+    """
+    models = level_models(model_or_path)
+    k_all = len(models)
+    chosen = _parse_levels(levels, k_all)
+    rank = len(models[-1].input_shape) - 1
+    if calibration is None:
+        raise NotARedsModelError(
+            "Calibration data is required for full-integer quantisation. Fix: pass calibration=(x, y) arrays or "
+            "a tf.data.Dataset (CLI: --calibration-data PATH.npz with arrays x and y)."
+        )
+    cal_x, _ = as_arrays(calibration, rank, calibration_samples)
+    test_x, test_y = as_arrays(test_data, rank, None) if test_data is not None else (None, None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. Convert the full level and the chosen levels, each calibrated through itself.
+    need = sorted(set(chosen) | {k_all - 1})
+    converted = {
+        k: read_tflite(convert_int8(models[k], cal_x, calibration_samples), name=f"level {k}") for k in need
+    }
+    full = converted[k_all - 1]
+    for k in need:
+        check_supported(converted[k], f"level {k}")
+    # 2. Quantise once: every level reuses the full level's int8 weights and scales.
+    shares = {k: ([] if k == k_all - 1 else share_weights(full, converted[k], f"level {k}")) for k in need}
+    standalone = {k: pack_model(converted[k]) for k in need}
+    files = {}
+    for k in chosen:
+        files[f"submodel_{k}"] = str(atomic_write_bytes(out / f"submodel_{k}.tflite", standalone[k]))
+
+    # 3. The bundle, measured under every strategy; the chosen one is written.
+    lv_models = [converted[k] for k in chosen]
+    lv_shares = [shares[k] for k in chosen]
+    bundles = {s: _bundle.build_bundle(lv_models, lv_shares, s) for s in _bundle.STRATEGIES}
+    strategies = {
+        s: {
+            "bytes": len(b.blob),
+            "arena_bytes": [measure_arena(b.level(i)) for i in range(len(chosen))],
+            "slice_ops": sum(b.slices),
+        }
+        for s, b in bundles.items()
+    }
+    chosen_bundle = (
+        bundles[strategy] if strategy in bundles else _bundle.build_bundle(lv_models, lv_shares, strategy)
+    )
+    files["bundle"] = str(atomic_write_bytes(out / "bundle.tflite", chosen_bundle.blob))
+    index = chosen_bundle.index() | {"level_ids": chosen}
+    files["bundle_index"] = str(atomic_write_text(out / "bundle.json", json.dumps(index, indent=2) + "\n"))
+
+    # 4. Per-level numbers and checks.
+    rows = []
+    for i, k in enumerate(chosen):
+        rest = [m for j, m in enumerate(lv_models) if j != i]
+        without = (
+            len(_bundle.build_bundle(rest, [s for j, s in enumerate(lv_shares) if j != i], strategy).blob)
+            if rest
+            else 0
+        )
+        lay: dict[str, int] = {}
+        for s in shares[k]:
+            lay[s.layout] = lay.get(s.layout, 0) + 1
+        macs_tfl = tflite_macs(converted[k])
+        row = LevelReport(
+            level=k,
+            file=f"submodel_{k}.tflite",
+            standalone_bytes=len(standalone[k]),
+            standalone_weight_bytes=weight_bytes(converted[k]),
+            bundle_marginal_bytes=len(chosen_bundle.blob) - without,
+            arena_standalone_bytes=measure_arena(standalone[k]),
+            arena_bundle_bytes=strategies[strategy]["arena_bytes"][i],
+            macs=_graph_macs(models[k]) or macs_tfl,
+            macs_tflite=macs_tfl,
+            shared_tensors=sum(s.shared for s in shares[k]),
+            unshared_tensors=sum(not s.shared for s in shares[k]),
+            layouts=lay,
+        )
+        if verify:
+            _verify_level(
+                row, models[k], standalone[k], chosen_bundle.level(i), test_x, test_y, cal_x, verify_samples
+            )
+        rows.append(row)
+
+    full_bytes = len(standalone[k_all - 1]) if k_all - 1 in standalone else len(pack_model(full))
+    report = ConvertReport(
+        out_dir=str(out),
+        levels=rows,
+        bundle_file=files["bundle"],
+        bundle_bytes=len(chosen_bundle.blob),
+        bundle_strategy=strategy,
+        full_standalone_bytes=full_bytes,
+        full_standalone_weight_bytes=weight_bytes(full),
+        naive_sum_bytes=sum(len(standalone[k]) for k in chosen),
+        strategies=strategies,
+        shares=[[s.to_dict() for s in shares[k]] for k in chosen],
+        files=files,
+        verified=verify,
+    )
+    if firmware:
+        _write_firmware(out, [files[f"submodel_{k}"] for k in chosen], report)
+    report.save(out / "report.json")
+    atomic_write_text(out / "report.md", report.markdown())
+    if verify:
+        _raise_on_failures(report)
+    return report
+
+
+def _verify_level(
+    row: LevelReport, model, standalone: bytes, in_bundle: bytes, test_x, test_y, cal_x, n: int
+) -> None:
+    """Fill the row's checks: int8 vs float, tf.lite reference vs TFLM, bundle vs standalone."""
+    x = (test_x if test_x is not None else cal_x)[:n]
+    q = io_quant(standalone)
+    xq = quantize_input(x, q)
+    y_tflm = run_tflm(standalone, xq)
+    y_ref = run_tflite_ref(standalone, xq)
+    y_bundle = run_tflm(in_bundle, xq)
+    row.verified_samples = len(x)
+    row.tflite_ref_vs_tflm_max_lsb = int(np.abs(y_tflm.astype(np.int32) - y_ref.astype(np.int32)).max())
+    row.bundle_bit_exact = bool(np.array_equal(y_tflm, y_bundle))
+    if test_x is None:
+        return
+    # Accuracy over the whole test set (TFLM is the device reference).
+    y_int8 = dequantize_output(run_tflm(standalone, quantize_input(test_x, q)), q).argmax(-1)
+    y_float = np.asarray(model.predict(test_x, batch_size=256, verbose=0)).reshape(len(test_x), -1).argmax(-1)
+    row.top1_agreement = float(np.mean(y_int8 == y_float))
+    labels = _labels(test_y)
+    if labels is not None:
+        row.float_accuracy = float(np.mean(y_float == labels))
+        row.int8_accuracy = float(np.mean(y_int8 == labels))
+        row.accuracy_diff_pp = round(100 * (row.float_accuracy - row.int8_accuracy), 4)
+
+
+def _raise_on_failures(report: ConvertReport) -> None:
+    bad = [
+        f"level {r.level}: " + ", ".join(
+            m for m, failed in (
+                (f"tf.lite reference vs TFLM differ by {r.tflite_ref_vs_tflm_max_lsb} LSB (> 1)",
+                 (r.tflite_ref_vs_tflm_max_lsb or 0) > 1),
+                ("bundle level is not bit-exact with the standalone file under TFLM", r.bundle_bit_exact is False),
+            ) if failed
+        )
+        for r in report.levels
+        if (r.tflite_ref_vs_tflm_max_lsb or 0) > 1 or r.bundle_bit_exact is False
+    ]  # fmt: skip
+    if bad:
+        raise VerificationError(
+            "Conversion verification failed: "
+            + "; ".join(bad)
+            + f". The report is in {report.out_dir}/report.json. "
+            "Fix: report this model as a reds_tf bug; pass verify=False (--no-verify) to keep the files anyway."
+        )
+
+
+def _write_firmware(out: Path, paths: list[str], report: ConvertReport) -> None:
+    """Write the firmware's C arena (``c_arena``, owned by the firmware issue) from the level files."""
+    try:
+        from . import c_arena
+    except ImportError:  # pragma: no cover - only while the firmware module is missing
+        return
+    summary = c_arena.write([Path(p) for p in paths], out)
+    report.firmware = summary
+    report.files.update({f"firmware_{k}": str(v) for k, v in summary.get("paths", {}).items()})

@@ -1,0 +1,145 @@
+"""The conversion report: per-level sizes, arenas, MACs and accuracies as JSON and markdown."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..runstore import atomic_write_text
+from .flatbuffer import S, op_name
+
+
+def tflite_macs(model: S.ModelT) -> int:
+    """Multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED, from tensor shapes."""
+    sg = model.subgraphs[0]
+    total = 0
+    for op in sg.operators:
+        name = op_name(model, op)
+        if name not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        w = [int(d) for d in sg.tensors[op.inputs[1]].shape]
+        out = int(np.prod(sg.tensors[op.outputs[0]].shape, dtype=np.int64))
+        if name == "CONV_2D":
+            total += out * w[1] * w[2] * w[3]
+        elif name == "DEPTHWISE_CONV_2D":
+            total += out * w[1] * w[2]
+        else:
+            total += out * w[1]
+    return total
+
+
+def weight_bytes(model: S.ModelT) -> int:
+    """Bytes of constant data the model's operators read (weights, biases, small params)."""
+    sg = model.subgraphs[0]
+    seen, total = set(), 0
+    for op in sg.operators:
+        for i in op.inputs:
+            if i < 0 or i in seen:
+                continue
+            seen.add(i)
+            data = model.buffers[sg.tensors[i].buffer].data
+            total += 0 if data is None else len(data)
+    return total
+
+
+@dataclass
+class LevelReport:
+    """One level's numbers; ``None`` where a measurement was skipped (no test data, --no-verify)."""
+
+    level: int
+    file: str
+    standalone_bytes: int
+    standalone_weight_bytes: int
+    bundle_marginal_bytes: int
+    arena_standalone_bytes: int
+    arena_bundle_bytes: int
+    macs: int
+    macs_tflite: int
+    shared_tensors: int
+    unshared_tensors: int
+    layouts: dict[str, int]
+    float_accuracy: float | None = None
+    int8_accuracy: float | None = None
+    accuracy_diff_pp: float | None = None
+    top1_agreement: float | None = None
+    tflite_ref_vs_tflm_max_lsb: int | None = None
+    bundle_bit_exact: bool | None = None
+    verified_samples: int = 0
+
+
+@dataclass
+class ConvertReport:
+    """Everything ``convert`` measured; ``to_dict`` is report.json."""
+
+    out_dir: str
+    levels: list[LevelReport]
+    bundle_file: str
+    bundle_bytes: int
+    bundle_strategy: str
+    full_standalone_bytes: int
+    full_standalone_weight_bytes: int
+    naive_sum_bytes: int
+    strategies: dict[str, dict[str, Any]]
+    shares: list[list[dict]] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    firmware: dict[str, Any] = field(default_factory=dict)
+    verified: bool = False
+
+    @property
+    def bundle_ratio(self) -> float:
+        """Bundle flash over the full level's standalone .tflite (target <= 1.10)."""
+        return self.bundle_bytes / self.full_standalone_bytes
+
+    @property
+    def bundle_ratio_weights(self) -> float:
+        """Bundle flash over the full level's constant data alone (stricter; no per-model tables)."""
+        return self.bundle_bytes / self.full_standalone_weight_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["bundle_ratio"] = round(self.bundle_ratio, 4)
+        d["bundle_ratio_weights"] = round(self.bundle_ratio_weights, 4)
+        d["naive_ratio"] = round(self.naive_sum_bytes / self.full_standalone_bytes, 4)
+        return d
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def markdown(self) -> str:
+        """A table per level plus the bundle totals and the measured strategies."""
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{100 * v:.2f}"
+
+        head = (
+            "| level | MACs | standalone B | in bundle B | arena standalone B | arena bundle B | float acc % "
+            "| int8 acc % | diff pp | top-1 agree % | ref vs TFLM LSB | bit-exact |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        )
+        rows = "".join(
+            f"| {r.level} | {r.macs:,} | {r.standalone_bytes:,} | {r.bundle_marginal_bytes:,} | "
+            f"{r.arena_standalone_bytes:,} | {r.arena_bundle_bytes:,} | {pct(r.float_accuracy)} | "
+            f"{pct(r.int8_accuracy)} | {'-' if r.accuracy_diff_pp is None else f'{r.accuracy_diff_pp:.2f}'} | "
+            f"{pct(r.top1_agreement)} | {'-' if r.tflite_ref_vs_tflm_max_lsb is None else r.tflite_ref_vs_tflm_max_lsb}"
+            f" | {'-' if r.bundle_bit_exact is None else ('yes' if r.bundle_bit_exact else 'NO')} |\n"
+            for r in self.levels
+        )
+        strat = "".join(
+            f"| {name} | {s['bytes']:,} | {s['bytes'] / self.full_standalone_bytes:.3f} | "
+            f"{', '.join(f'{a:,}' for a in s['arena_bytes'])} | {s['slice_ops']} |\n"
+            for name, s in self.strategies.items()
+        )
+        return (
+            f"# reds_tf conversion: {len(self.levels)} levels\n\n{head}{rows}\n"
+            f"Bundle `{Path(self.bundle_file).name}` ({self.bundle_strategy}): {self.bundle_bytes:,} B = "
+            f"{self.bundle_ratio:.3f} x the full level's standalone file ({self.full_standalone_bytes:,} B), "
+            f"{self.bundle_ratio_weights:.3f} x its constant data ({self.full_standalone_weight_bytes:,} B); "
+            f"naive sum of standalone files {self.naive_sum_bytes:,} B "
+            f"({self.naive_sum_bytes / self.full_standalone_bytes:.3f} x).\n\n"
+            "| strategy | bundle B | x full standalone | TFLM arena per level B | SLICE ops |\n"
+            f"|---|---|---|---|---|\n{strat}"
+        )
