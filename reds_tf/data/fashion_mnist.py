@@ -33,6 +33,10 @@ CLASS_NAMES = [
 _MAGIC = {1: 0x00000801, 3: 0x00000803}  # unsigned-byte data with 1 or 3 dimensions
 
 
+def _hex(v: int | None) -> str:
+    return "none (file shorter than 4 bytes)" if v is None else f"{v:#010x}"
+
+
 def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     """Read a gzipped IDX file of unsigned bytes with ``ndim`` dimensions, checking magic and size."""
     path = Path(path)
@@ -45,17 +49,17 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
             "re-install it (`apt-get install --reinstall dataset-fashion-mnist`) or download it again."
         ) from e
     header = 4 + 4 * ndim
+    magic = struct.unpack(">i", buf[:4])[0] if len(buf) >= 4 else None
+    if magic != _MAGIC[ndim]:
+        raise DatasetLayoutError(
+            f"IDX file {str(path)!r} has magic number {_hex(magic)}, expected {_MAGIC[ndim]:#010x} "
+            f"(unsigned bytes, {ndim} dimension(s)). Fix: images and labels files may be swapped or the "
+            "file is not an IDX file."
+        )
     if len(buf) < header:
         raise DatasetLayoutError(
             f"IDX file {str(path)!r} is {len(buf)} bytes, shorter than its {header}-byte header. "
             "Fix: the file is truncated; download it again."
-        )
-    (magic,) = struct.unpack(">i", buf[:4])
-    if magic != _MAGIC[ndim]:
-        raise DatasetLayoutError(
-            f"IDX file {str(path)!r} has magic number {magic:#010x}, expected {_MAGIC[ndim]:#010x} "
-            f"(unsigned bytes, {ndim} dimension(s)). Fix: images and labels files may be swapped or the "
-            "file is not an IDX file."
         )
     dims = struct.unpack(f">{ndim}i", buf[4:header])
     expected = int(np.prod(dims)) + header

@@ -1,0 +1,56 @@
+"""Dataset registry, check_layout and the shared split helpers."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from reds_tf.data import check_layout, names
+from reds_tf.data.splits import balanced_limit, stratified_carve
+from tests.data import fixtures
+
+
+def test_names_and_unknown_name():
+    assert names() == ["cifar10", "fashion_mnist", "speech_commands", "vww"]
+    with pytest.raises(ValueError, match=r"name='mnist'.*fashion_mnist"):
+        check_layout("mnist", None)
+
+
+def test_check_layout_returns_roots(tmp_path, sc_root):
+    assert check_layout("speech_commands", sc_root) == sc_root
+    c = fixtures.make_cifar10(tmp_path / "c", rows_per_batch=10)
+    assert check_layout("cifar10", c) == c / "cifar-10-batches-py"
+    assert check_layout("cifar10", c / "cifar-10-batches-py") == c / "cifar-10-batches-py"
+    fm = fixtures.make_fashion_mnist(tmp_path / "fm", n_train=10, n_test=10)
+    assert check_layout("fashion_mnist", fm) == fm
+
+
+def test_layout_module_imports_no_tensorflow():
+    import subprocess
+
+    code = "import sys, reds_tf.data as d; d.check_layout('cifar10', '.') if 0 else None; "
+    code += "print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_stratified_carve_is_disjoint_seeded_and_per_class():
+    y = np.repeat(np.arange(4), [10, 20, 30, 40])
+    keep, val = stratified_carve(y, 0.1, seed=0)
+    assert not set(keep) & set(val) and len(keep) + len(val) == 100
+    assert np.bincount(y[val]).tolist() == [1, 2, 3, 4]
+    np.testing.assert_array_equal(val, stratified_carve(y, 0.1, seed=0)[1])
+    assert not np.array_equal(val, stratified_carve(y, 0.1, seed=1)[1])
+    with pytest.raises(ValueError, match="validation_fraction=1.0"):
+        stratified_carve(y, 1.0, seed=0)
+
+
+def test_balanced_limit_round_robin():
+    y = np.repeat(np.arange(3), [50, 5, 20])
+    idx = balanced_limit(np.arange(75), y, 12, seed=0)
+    assert len(idx) == 12 and np.bincount(y[idx]).tolist() == [4, 4, 4]
+    idx = balanced_limit(np.arange(75), y, 30, seed=0)
+    assert np.bincount(y[idx]).tolist() == [13, 5, 12]  # the small class is exhausted, the rest share
+    assert len(balanced_limit(np.arange(75), y, None, seed=0)) == 75
