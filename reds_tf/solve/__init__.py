@@ -125,6 +125,42 @@ def _verify(prob: Problem, widths: list[list[int]]) -> None:
             )
 
 
+def _bottom_up(
+    prob: Problem,
+    levels: list[Level],
+    solver: str,
+    time_limit: float,
+    gap: float,
+    msg: bool,
+    progress: Callable[[str], None] | None,
+) -> tuple[list, list, list, list, list]:
+    """The paper's rule: each level alone, smallest first, at least as wide as the one below."""
+    t0 = time.perf_counter()
+    lower = [0] * len(prob.grids)
+    widths, statuses, bounds, gaps, extras = [], [], [], [], []
+    for k, lv in enumerate(levels):
+        left = max(1.0, time_limit - (time.perf_counter() - t0))
+        r = solve_levels(
+            prob, [lv], lower=lower, solver=solver, time_limit=left / (len(levels) - k), gap=gap, msg=msg
+        )
+        if r.status in ("infeasible", "no solution"):
+            raise _fail(prob, k, r.status, "bottom_up")
+        w = r.widths[0]
+        lvl_gap = None if r.bound is None else (r.bound - r.objective) / max(r.objective, 1e-12)
+        widths.append(w)
+        statuses.append(r.status)
+        bounds.append(r.bound)
+        gaps.append(lvl_gap)
+        extras.append({"status": r.status, "gap": lvl_gap, "wall_s": r.wall_s})
+        _say(
+            progress,
+            msg,
+            f"level {k}: {r.status}, {r.wall_s:.1f} s, kept importance {100 * r.objective:.2f} %",
+        )
+        lower = [int(np.searchsorted(g, x)) for g, x in zip(prob.grids, w, strict=True)]
+    return widths, statuses, bounds, gaps, extras
+
+
 def solve(
     graph: Graph,
     scores: Mapping[str, np.ndarray],
@@ -175,7 +211,17 @@ def solve(
     widths: list[list[int]] = []
     statuses, gaps, bounds, extras = [], [], [], []
     if strategy == "joint" and levels:
-        r = solve_levels(prob, levels, solver=solver, time_limit=time_limit, gap=gap, msg=msg)
+        # Bottom-up first (seconds): a feasible nested start, so the joint solve can only improve
+        # on it (without one, CBC found no incumbent in 60 s on DS-CNN-S with 10 levels).
+        try:
+            start = _bottom_up(prob, levels, solver, time_limit / 4, gap, False, None)[0]
+        except RedsError:  # bottom-up can fail where joint succeeds (caps not monotone)
+            start = None
+        left = max(1.0, time_limit - (time.perf_counter() - t0))
+        r = solve_levels(prob, levels, solver=solver, time_limit=left, gap=gap, msg=msg, start=start)
+        if r.status == "no solution" and start is not None:
+            # Out of time without an incumbent of its own: the start is a proven-feasible plan.
+            r.widths, r.status, r.bound = start, "feasible", None
         if r.status in ("infeasible", "no solution"):
             raise _fail(prob, None, r.status, strategy)
         widths, statuses, bounds = r.widths, [r.status], [r.bound]
@@ -184,27 +230,9 @@ def solve(
         )
         extras = [{} for _ in levels]
     else:
-        lower = [0] * len(prob.grids)
-        for k, lv in enumerate(levels):
-            left = max(1.0, time_limit - (time.perf_counter() - t0))
-            r = solve_levels(
-                prob, [lv], lower=lower, solver=solver, time_limit=left / (n_solve - k), gap=gap, msg=msg
-            )
-            if r.status in ("infeasible", "no solution"):
-                raise _fail(prob, k, r.status, strategy)
-            w = r.widths[0]
-            lvl_gap = None if r.bound is None else (r.bound - r.objective) / max(r.objective, 1e-12)
-            widths.append(w)
-            statuses.append(r.status)
-            bounds.append(r.bound)
-            gaps.append(lvl_gap)
-            extras.append({"status": r.status, "gap": lvl_gap, "wall_s": r.wall_s})
-            _say(
-                progress,
-                msg,
-                f"level {k}: {r.status}, {r.wall_s:.1f} s, kept importance {100 * r.objective:.2f} %",
-            )
-            lower = [int(np.searchsorted(g, x)) for g, x in zip(prob.grids, w, strict=True)]
+        widths, statuses, bounds, gaps, extras = _bottom_up(
+            prob, levels, solver, time_limit, gap, msg, progress
+        )
     if include_full:
         widths.append([int(prob.grids[g][i]) for g, i in enumerate(full_idx)])
         extras.append({})

@@ -80,6 +80,7 @@ class _Builder:
         self.pairs = sorted(p for p in pairs if p[0] != p[1])
         self.lp = pulp.LpProblem("reds_knapsack", pulp.LpMaximize)
         self.n_cons = 0
+        self.arcs: list[dict] = []  # per level: {(a, b): {(i, j): y}}
 
     # -- budgets as (terms, cap) rows ----------------------------------------------------
     def rows(self, lv: Level) -> list[tuple[str, list[BilinearTerm], float]]:
@@ -161,6 +162,7 @@ class _Builder:
                 self._con(pulp.lpSum(rows[i]) == self.x_expr(m, a, i))
             for j in range(m.lo[b], m.hi[b]):
                 self._con(pulp.lpSum(cols[j]) == self.x_expr(m, b, j))
+        self.arcs.append(arcs)
         for name, terms, cap in self.rows(lv):
             coefs: dict = defaultdict(float)
             const = 0.0
@@ -190,6 +192,17 @@ class _Builder:
                 )
             )
 
+    def set_start(self, models: list[LevelModel], start: list[list[int]]) -> None:
+        """Give the solver a known feasible plan (e.g. bottom-up's) as its first incumbent."""
+        for m, arcs, row in zip(models, self.arcs, start, strict=True):
+            idx = [int(np.searchsorted(g, w)) for g, w in zip(self.prob.grids, row, strict=True)]
+            for gi, sv in enumerate(m.s):
+                for i, v in sv.items():
+                    v.setInitialValue(1 if i <= idx[gi] else 0)
+            for (a, b), y in arcs.items():
+                for (i, j), v in y.items():
+                    v.setInitialValue(1 if (i, j) == (idx[a], idx[b]) else 0)
+
     def objective_terms(self, m: LevelModel) -> tuple[float, dict]:
         const, coefs = 0.0, {}
         for gi in range(len(self.prob.grids)):
@@ -208,8 +221,12 @@ def solve_levels(
     time_limit: float = 60.0,
     gap: float = 0.01,
     msg: bool = False,
+    start: list[list[int]] | None = None,
 ) -> SolveResult:
-    """Solve the levels jointly (nested); ``lower`` fixes grid-index lower bounds (bottom-up)."""
+    """Solve the levels jointly (nested); ``lower`` fixes grid-index lower bounds (bottom-up).
+
+    ``start``: a feasible nested plan (widths per level) to warm-start CBC from.
+    """
     if solver not in SOLVERS:
         raise ValueError(f"Unknown solver. Received: solver={solver!r}; expected one of {SOLVERS}")
     t0 = time.perf_counter()
@@ -239,7 +256,9 @@ def solve_levels(
         return SolveResult(widths, "optimal", obj_const, obj_const, time.perf_counter() - t0, 0, bld.n_cons)
     if msg:
         print(f"[reds solve] MILP: {n_vars} variables, {bld.n_cons} constraints", file=sys.stderr)
-    status, gap_abs = _run(bld.lp, solver, time_limit, gap, msg)
+    if start is not None:
+        bld.set_start(models, start)
+    status, gap_abs = _run(bld.lp, solver, time_limit, gap, msg, start is not None)
     if status in ("infeasible", "no solution"):
         return SolveResult([], status, None, None, time.perf_counter() - t0, n_vars, bld.n_cons)
     widths = []
@@ -257,11 +276,12 @@ def solve_levels(
 
 
 def _run(
-    lp: pulp.LpProblem, solver: str, time_limit: float, gap: float, msg: bool
+    lp: pulp.LpProblem, solver: str, time_limit: float, gap: float, msg: bool, warm: bool
 ) -> tuple[str, float | None]:
     if solver == "highs":
+        # pulp.HiGHS (highspy) takes no start; HiGHS's own heuristics find incumbents early.
         return _run_highs(lp, time_limit, gap, msg)
-    return _run_cbc(lp, time_limit, gap, msg)
+    return _run_cbc(lp, time_limit, gap, msg, warm)
 
 
 def _status(lp: pulp.LpProblem) -> str:
@@ -305,7 +325,9 @@ def _tail(path: str, stop: threading.Event) -> None:
         stop.wait(0.5)
 
 
-def _run_cbc(lp: pulp.LpProblem, time_limit: float, gap: float, msg: bool) -> tuple[str, float | None]:
+def _run_cbc(
+    lp: pulp.LpProblem, time_limit: float, gap: float, msg: bool, warm: bool
+) -> tuple[str, float | None]:
     fd, log_path = tempfile.mkstemp(prefix="reds_cbc_", suffix=".log")
     os.close(fd)
     # preprocess off: CBC 2.10's preprocessing once returned a wrong "Optimal" (knapsack-notes);
@@ -317,6 +339,7 @@ def _run_cbc(lp: pulp.LpProblem, time_limit: float, gap: float, msg: bool) -> tu
         gapRel=gap,
         options=["preprocess off", "feas off"],
         logPath=log_path,
+        warmStart=warm,
     )
     stop = threading.Event()
     tail = threading.Thread(target=_tail, args=(log_path, stop), daemon=True) if msg else None
