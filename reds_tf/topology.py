@@ -127,7 +127,11 @@ def _ordered_layers(model: keras.Model) -> list[tuple[Any, list[str]]]:
                 f"Layer '{layer.name}' ({type(layer).__name__}) is called {len(nodes)} times; shared "
                 "layers are not supported. Fix: use one layer per call."
             )
-        ins = [] if not nodes else [lyr.name for lyr, *_ in nodes[0].iterate_inbound()]
+        if isinstance(layer, L.InputLayer):
+            continue
+        _kind(layer)  # the first unsupported layer in execution order raises here
+        # Sequential models do not list their InputLayer; name every input tensor INPUT.
+        ins = [] if not nodes else [_src_name(lyr) for lyr, *_ in nodes[0].iterate_inbound()]
         if len(ins) > 1:
             raise UnsupportedLayerError(
                 f"Layer '{layer.name}' of class {type(layer).__name__} has {len(ins)} inputs; only "
@@ -135,6 +139,10 @@ def _ordered_layers(model: keras.Model) -> list[tuple[Any, list[str]]]:
             )
         out.append((layer, ins))
     return out
+
+
+def _src_name(layer: Any) -> str:
+    return INPUT if isinstance(layer, L.InputLayer) else layer.name
 
 
 def _hw(shape: Any) -> tuple[int, int]:
@@ -150,19 +158,22 @@ def analyse(
     ordered = _ordered_layers(model)
     kinds = {layer.name: _kind(layer) for layer, _ in ordered}
     consumers: dict[str, list[str]] = {n: [] for n in kinds}
+    consumers[INPUT] = []
     for layer, ins in ordered:
         for src in ins:
             consumers[src].append(layer.name)
 
     # Mixing layers that reach an output through pass-through layers are fixed (classifiers).
     fixed: set[str] = set()
-    stack = [t._keras_history.layer.name for t in model.outputs]
+    stack = [_src_name(t._keras_history.layer) for t in model.outputs]
     seen: set[str] = set()
     while stack:
         n = stack.pop()
         if n in seen:
             continue
         seen.add(n)
+        if n == INPUT:
+            continue
         if kinds[n] in ("conv2d", "dense"):
             fixed.add(n)
         elif kinds[n] in PASSTHROUGH_KINDS:
@@ -174,14 +185,11 @@ def analyse(
     tensor: dict[str, tuple[int | None, int, tuple[int, int], int]] = {}  # group, channels, hw, rank
     in_shape = model.inputs[0].shape
     tensor[INPUT] = (None, int(in_shape[-1]), _hw(in_shape), len(in_shape))
-    input_layer_names = {layer.name for layer, _ in ordered if kinds[layer.name] is None}
     tied: dict[int, list[str]] = {}
     cons: dict[int, list[tuple[str, int]]] = {}
     for layer, ins in ordered:
         kind = kinds[layer.name]
-        if kind is None:
-            continue
-        src = INPUT if not ins or ins[0] in input_layer_names else ins[0]
+        src = ins[0] if ins else INPUT
         g_in, c_in, hw_in, rank_in = tensor[src]
         out_shape = layer.output_shape
         out_hw = _hw(out_shape)
