@@ -94,6 +94,32 @@ def convert(model: keras.Model, rep: np.ndarray) -> bytes:
     return conv.convert()
 
 
+ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
+    "ds_cnn_s": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
+    "fc2": [[32], [64], [96], [128]],
+}
+
+
+def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
+    """``zoo.build(name)`` nested with ``ZOO_PLANS[name]`` via reds_tf.nested, one int8 .tflite per level."""
+    from reds_tf import nested, topology, zoo
+    from reds_tf.plan import WidthPlan
+
+    keras.utils.set_random_seed(seed)
+    full = zoo.build(name)
+    _randomise(full, seed)
+    graph = topology.graph_of(full)
+    model = nested.make_nested(full, WidthPlan(graph.group_names, graph.full_widths, ZOO_PLANS[name]))
+    rep = np.random.default_rng(seed + 1).normal(0, 1, (24, *full.input_shape[1:])).astype(np.float32)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k in range(len(ZOO_PLANS[name])):
+        p = Path(out_dir) / f"submodel_{k}.tflite"
+        p.write_bytes(convert(nested.extract_level(model, k), rep))
+        paths.append(p)
+    return paths
+
+
 def write_levels(kind: str, out_dir: Path, seed: int = 0) -> list[Path]:
     """Build, nest and convert ``kind`` ("dscnn" or "fc2"); return the level paths, level 0 first."""
     build, levels, shape = {
