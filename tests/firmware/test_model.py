@@ -36,8 +36,8 @@ MODELS = ["dscnn", "zoo:fc2", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slo
 @pytest.fixture(scope="session", params=MODELS)
 def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp(request.param.replace(":", "_"))
-    zoo_name = request.param.removeprefix("zoo:")
-    paths = write_zoo_levels(zoo_name, out) if request.param.startswith("zoo:") else write_levels(zoo_name, out)
+    name = request.param.removeprefix("zoo:")
+    paths = write_zoo_levels(name, out) if request.param.startswith("zoo:") else write_levels(name, out)
     summary = c_arena.write(paths, out, "model")
     return {"kind": request.param, "paths": paths, "summary": summary, "blob": out / "model.blob"}
 
@@ -57,7 +57,8 @@ def _tflm_outputs(path: Path, xs: np.ndarray) -> np.ndarray:
 
 def _session(app: Path, blob: Path, script: str) -> list[str]:
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
-    r = subprocess.run([str(app), str(blob)], input=script, capture_output=True, text=True, env=env, timeout=120)
+    cmd = [str(app), str(blob)]
+    r = subprocess.run(cmd, input=script, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr, r.stderr[-2000:]
     return r.stdout.splitlines()

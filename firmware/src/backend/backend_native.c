@@ -1,6 +1,8 @@
 /*
  * backend_native.c - reds_backend.h over the reds runtime: the arena is the activation scratch.
  */
+#if !defined(REDS_BACKEND_TFLM) /* exactly one backend is linked */
+
 #include "reds_backend.h"
 
 #include <string.h>
@@ -49,3 +51,5 @@ reds_status reds_backend_invoke(reds_backend *b, const int8_t *in, int8_t *out)
 {
     return reds_invoke(&b->model, in, out, b->arena, b->arena_len);
 }
+
+#endif /* !REDS_BACKEND_TFLM */
