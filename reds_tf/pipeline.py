@@ -162,6 +162,9 @@ def pretrain(
         max_epochs_this_call=stop,
         progress=progress,
     )
+    # Short schedules leave BN moving statistics lagging (momentum 0.99): re-estimate them exactly
+    # on training data, since joint fine-tuning freezes them (reference behaviour).
+    train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     _save_keras(model, path)
     rd.mark_done("pretrain", {"history": hist.to_dict()})
     return model

@@ -211,6 +211,7 @@ class History:
     best_epoch: int = 0
     best_score: float = -1.0
     resumed_from: int = 0
+    iterations: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -276,8 +277,10 @@ def fit(
         score = _score(model, val, levels)
         rec = {"epoch": epoch, "loss": losses, "val": score, "lr": float(_lr(optimizer))}
         hist.epochs.append(rec)
-        val_score = float(np.mean(score)) if score is not None else -float(np.sum(losses))
-        if val_score > hist.best_score:
+        if score is None:  # no validation data: nothing to select on, keep the latest epoch
+            hist.best_epoch = epoch
+        elif float(np.mean(score)) > hist.best_score:
+            val_score = float(np.mean(score))
             hist.best_epoch, hist.best_score = epoch, val_score
             if run is not None:
                 with atomic_dir(run.root / "checkpoints" / stage / "best") as d:
@@ -313,13 +316,14 @@ def fit(
                 v.assign(b)
     if levels is not None:
         nested.set_level(model, nested.num_levels(model) - 1)
+    hist.iterations = int(optimizer.iterations.numpy())
     hist.seconds = time.perf_counter() - t0
     return hist
 
 
 def _lr(optimizer: Any) -> float:
-    lr = optimizer.learning_rate
-    return float(lr(optimizer.iterations) if callable(lr) else lr)
+    lr = optimizer.learning_rate  # with a schedule: the rate of the latest update
+    return float(np.asarray(tf.convert_to_tensor(lr)))
 
 
 def _run_epoch(step: Callable, data: Any, steps: int, desc: str, progress: bool) -> list[float]:
