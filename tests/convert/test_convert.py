@@ -1,0 +1,107 @@
+"""End-to-end conversion of small trained zoo models (fc2, DS-CNN-S) with every check on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reds_tf.convert import convert
+from reds_tf.convert.flatbuffer import read_tflite
+from reds_tf.convert.verify import io_quant, quantize_input, run_tflm
+from reds_tf.errors import NotARedsModelError
+
+
+@pytest.fixture(scope="session")
+def fc2_report(fc2_levels, fmnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fc2")
+    data = fmnist
+    return convert(
+        fc2_levels,
+        out,
+        calibration=(data["x_train"], data["y_train"]),
+        calibration_samples=100,
+        test_data=(data["x_test"], data["y_test"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def ds_report(ds_cnn_levels, fmnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds_cnn")
+    data = fmnist
+    return convert(
+        ds_cnn_levels,
+        out,
+        calibration=(data["x_train"], data["y_train"]),
+        calibration_samples=100,
+        test_data=(data["x_test"], data["y_test"]),
+        verify_samples=100,
+    )
+
+
+@pytest.mark.parametrize("which", ["fc2_report", "ds_report"])
+def test_every_level_verifies(which, request):
+    rep = request.getfixturevalue(which)
+    assert len(rep.levels) == 3
+    for r in rep.levels:
+        assert r.bundle_bit_exact is True, r
+        assert r.tflite_ref_vs_tflm_max_lsb <= 1, r
+        assert abs(r.accuracy_diff_pp) <= 1.0, r
+        assert r.top1_agreement >= 0.95, r
+        assert r.shared_tensors >= 1 or r.level == rep.levels[-1].level
+        assert r.unshared_tensors == 0
+    macs = [r.macs for r in rep.levels]
+    assert macs == sorted(macs) and macs[0] < macs[-1]
+    # reds_tf.costs and the flatbuffer's own shapes agree on MACs.
+    assert [r.macs for r in rep.levels] == [r.macs_tflite for r in rep.levels]
+
+
+@pytest.mark.parametrize("which", ["fc2_report", "ds_report"])
+def test_files_load_in_tflm_without_custom_ops(which, request, fmnist):
+    rep = request.getfixturevalue(which)
+    out = rep.out_dir
+    index = json.load(open(f"{out}/bundle.json"))
+    blob = open(f"{out}/bundle.tflite", "rb").read()
+    assert index["offsets"][-1] == 0 and all(o % 16 == 0 for o in index["offsets"])
+    for k, off in enumerate(index["offsets"]):
+        m = read_tflite(blob[off:])
+        assert not any(c.customCode for c in m.operatorCodes)
+        alone = open(f"{out}/submodel_{k}.tflite", "rb").read()
+        xq = quantize_input(fmnist["x_test"][:20], io_quant(alone))
+        np.testing.assert_array_equal(run_tflm(blob[off:], xq), run_tflm(alone, xq))
+    saved = json.load(open(f"{out}/report.json"))
+    assert saved["bundle_bytes"] == len(blob)
+    assert "| level |" in open(f"{out}/report.md").read()
+
+
+def test_levels_share_the_full_int8_weights(ds_report):
+    """Prefix layouts are byte prefixes of the full level's tensor; scales are the full scales."""
+    out = ds_report.out_dir
+    full = read_tflite(f"{out}/submodel_2.tflite")
+    small = read_tflite(f"{out}/submodel_0.tflite")
+    sg_f, sg_s = full.subgraphs[0], small.subgraphs[0]
+    op_f, op_s = sg_f.operators[0], sg_s.operators[0]  # first conv: 1 input channel -> prefix
+    tf_, ts = sg_f.tensors[op_f.inputs[1]], sg_s.tensors[op_s.inputs[1]]
+    wf, ws = bytes(full.buffers[tf_.buffer].data), bytes(small.buffers[ts.buffer].data)
+    assert wf.startswith(ws) and len(ws) < len(wf)
+    np.testing.assert_array_equal(ts.quantization.scale, tf_.quantization.scale[: len(ts.quantization.scale)])
+
+
+def test_bundle_flash(fc2_report, ds_report):
+    # fc2: most weights are the first layer's output-channel prefix -> well under the 1.10 target.
+    assert fc2_report.bundle_ratio <= 1.10
+    assert fc2_report.bundle_bytes < fc2_report.naive_sum_bytes
+    # DS-CNN-S: pointwise layers shrink on both axes; SLICE keeps them shared (measured, reported).
+    s = ds_report.strategies
+    assert s["slice"]["bytes"] < s["copy"]["bytes"] < ds_report.naive_sum_bytes
+    assert all(a >= b for a, b in zip(s["slice"]["arena_bytes"], s["copy"]["arena_bytes"], strict=True))
+
+
+def test_missing_calibration_and_not_a_model(fc2_levels, tmp_path):
+    with pytest.raises(NotARedsModelError, match="Calibration data is required"):
+        convert(fc2_levels, tmp_path, calibration=None)
+    with pytest.raises(NotARedsModelError, match="no model.keras"):
+        convert(tmp_path, tmp_path / "out", calibration=np.zeros((1, 28, 28, 1), np.float32))
+    with pytest.raises(NotARedsModelError, match="Levels must be in"):
+        convert(fc2_levels, tmp_path, levels="0,7", calibration=np.zeros((1, 28, 28, 1), np.float32))

@@ -1,0 +1,68 @@
+"""read_tflite refuses corrupt input; packing keeps models runnable, aligned and deduplicated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reds_tf.convert.flatbuffer import pack_model, pack_models, read_tflite
+from reds_tf.convert.quantize import quantize_multiplier
+from reds_tf.convert.tflite import convert_int8
+from reds_tf.convert.verify import io_quant, measure_arena, quantize_input, run_tflm
+from reds_tf.errors import CorruptFlatbufferError
+
+
+@pytest.fixture(scope="module")
+def small(fc2_levels, fmnist):
+    return convert_int8(fc2_levels[0], fmnist["x_train"], 20)
+
+
+def test_truncated_and_garbage_raise(small, tmp_path):
+    for cut in (0, 7, 100, len(small) // 2, len(small) - 3):
+        with pytest.raises(CorruptFlatbufferError, match="TFLite"):
+            read_tflite(small[:cut])
+    with pytest.raises(CorruptFlatbufferError, match="not a TFLite flatbuffer"):
+        read_tflite(b"\x00" * 64)
+    p = tmp_path / "bad.tflite"
+    p.write_bytes(small[: len(small) // 3])
+    with pytest.raises(CorruptFlatbufferError):
+        read_tflite(p)
+    with pytest.raises(CorruptFlatbufferError, match="Cannot read"):
+        read_tflite(tmp_path / "missing.tflite")
+
+
+def test_corrupted_root_offset_raises(small):
+    bad = bytearray(small)
+    bad[0:4] = (len(small) + 1000).to_bytes(4, "little")
+    with pytest.raises(CorruptFlatbufferError):
+        read_tflite(bytes(bad))
+
+
+def test_repack_is_aligned_and_bit_exact(small, fmnist):
+    m = read_tflite(small)
+    packed = pack_model(m)
+    xq = quantize_input(fmnist["x_test"][:10], io_quant(small))
+    np.testing.assert_array_equal(run_tflm(packed, xq), run_tflm(small, xq))
+    m2 = read_tflite(packed)
+    # every constant buffer is 16-byte aligned in the file
+    for b in m2.buffers:
+        if b.data is not None and len(b.data):
+            raw = bytes(b.data)
+            assert packed.find(raw) % 16 == 0
+    assert measure_arena(packed) > 0
+
+
+def test_multi_root_blob_dedups(small):
+    m = read_tflite(small)
+    one = pack_model(m)
+    blob, offsets, _ = pack_models([read_tflite(small), read_tflite(small)])
+    assert offsets == [16, 0]
+    assert len(blob) < 1.2 * len(one)
+    read_tflite(blob[offsets[0] :])
+
+
+@pytest.mark.parametrize("real", [0.5, 0.3, 1e-3, 0.999999, 1.7])
+def test_quantize_multiplier(real):
+    q, shift = quantize_multiplier(real)
+    assert (1 << 30) <= q < (1 << 31)
+    assert abs(q * 2.0 ** (shift - 31) - real) <= real * 2**-30
