@@ -302,3 +302,61 @@ def solve_cmd(
         doc = {**report.to_dict(), "model": model, "scores_source": source}
         atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
         click.echo(f"\nplan + report: {out}")
+
+
+# --- convert (convert issue) -------------------------------------------------------------------------
+
+
+@main.command("convert")
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--levels", default="all", show_default=True, help="'all' or level indices, e.g. 0,2.")
+@click.option("--calibration", "samples", type=int, default=200, show_default=True, help="Calibration samples.")
+@click.option(
+    "--calibration-data", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="NPZ with arrays x (and y); required when SOURCE records no dataset.",
+)  # fmt: skip
+@click.option("--test-data", type=click.Path(exists=True, dir_okay=False), default=None, help="NPZ x, y.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset root of a run dir.")
+@click.option("--strategy", type=click.Choice(["auto", "slice", "copy"]), default="auto", show_default=True,
+              help="Bundle storage of weights that are not a prefix of the full tensor.")  # fmt: skip
+@click.option("--no-verify", is_flag=True, help="Skip the interpreter checks.")
+def convert_cmd(source, out_dir, levels, samples, calibration_data, test_data, data_dir, strategy, no_verify) -> None:
+    """Convert a REDS run directory or nested .keras model to per-level int8 .tflite files, a
+    shared-weight TFLite Micro bundle, the firmware's C arena and report.json / report.md."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from reds_tf.errors import RedsError
+
+    def npz(path: str) -> tuple:
+        with np.load(path) as d:
+            if "x" not in d:
+                raise click.BadParameter(f"{path} has no array 'x' (found {list(d)}).")
+            return d["x"], (d["y"] if "y" in d else None)
+
+    try:
+        from reds_tf.convert import convert
+
+        cal = npz(calibration_data) if calibration_data else None
+        test = npz(test_data) if test_data else None
+        src = Path(source)
+        if cal is None and src.is_dir() and (src / "recipe.yaml").is_file():
+            from reds_tf import pipeline
+            from reds_tf.recipe import Recipe
+
+            _, batched = pipeline.load_data(Recipe.load(src / "recipe.yaml"), data_dir)
+            cal = batched["train"]
+            test = test if test is not None else batched["test"]
+        if cal is None:
+            raise click.UsageError(
+                f"{source} records no dataset (no recipe.yaml). Fix: pass --calibration-data PATH.npz with "
+                "arrays x (inputs) and y (labels)."
+            )
+        rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples,
+                      test_data=test, verify=not no_verify, strategy=strategy)  # fmt: skip
+    except RedsError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(rep.markdown())
+    click.echo(f"wrote {out_dir}")
