@@ -37,6 +37,7 @@ _RUN_COLUMNS = [
     ("val_accuracy", "val acc%", "pct"),
     ("test_accuracy", "test acc% (shared BN)", "pct"),
     ("test_accuracy_per_level_bn", "test acc% (per-level BN)", "pct"),
+    ("int8_test_accuracy", "int8 acc%", "pct"),
 ]
 
 
@@ -311,7 +312,7 @@ def solve_cmd(
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--levels", default="all", show_default=True, help="'all' or level indices, e.g. 0,2.")
-@click.option("--calibration", "samples", type=int, default=200, show_default=True, help="Calibration samples.")
+@click.option("--calibration", "samples", type=int, default=200, show_default=True, help="Calibration N.")
 @click.option(
     "--calibration-data", type=click.Path(exists=True, dir_okay=False), default=None,
     help="NPZ with arrays x (and y); required when SOURCE records no dataset.",
@@ -321,7 +322,9 @@ def solve_cmd(
 @click.option("--strategy", type=click.Choice(["auto", "slice", "copy"]), default="auto", show_default=True,
               help="Bundle storage of weights that are not a prefix of the full tensor.")  # fmt: skip
 @click.option("--no-verify", is_flag=True, help="Skip the interpreter checks.")
-def convert_cmd(source, out_dir, levels, samples, calibration_data, test_data, data_dir, strategy, no_verify) -> None:
+def convert_cmd(
+    source, out_dir, levels, samples, calibration_data, test_data, data_dir, strategy, no_verify
+) -> None:
     """Convert a REDS run directory or nested .keras model to per-level int8 .tflite files, a
     shared-weight TFLite Micro bundle, the firmware's C arena and report.json / report.md."""
     from pathlib import Path

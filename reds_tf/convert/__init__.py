@@ -79,6 +79,11 @@ def level_models(model_or_path: Any) -> list[keras.Model]:
             f"Expected a nested Keras model, path or list of models. Received: {type(model).__name__}"
         )
     nested = _nested()
+    if not nested.nested_layers(model):
+        raise NotARedsModelError(
+            f"Model '{model.name}' is a plain Keras model, not a reds nested model (no nested layers). Fix: "
+            "build it with reds_tf.nested.make_nested(model, plan), or pass a list of per-level plain models."
+        )
     try:
         k = int(nested.num_levels(model))
     except Exception as e:

@@ -105,3 +105,31 @@ def test_missing_calibration_and_not_a_model(fc2_levels, tmp_path):
         convert(tmp_path, tmp_path / "out", calibration=np.zeros((1, 28, 28, 1), np.float32))
     with pytest.raises(NotARedsModelError, match="Levels must be in"):
         convert(fc2_levels, tmp_path, levels="0,7", calibration=np.zeros((1, 28, 28, 1), np.float32))
+
+
+def test_nested_model_and_cli(fc2_levels, fmnist, tmp_path):
+    """A nested fc2 (reds_tf.nested) converts through the CLI; a plain model is refused."""
+    from click.testing import CliRunner
+
+    from reds_tf import nested
+    from reds_tf.cli import main
+    from reds_tf.plan import WidthPlan
+
+    full = fc2_levels[-1]
+    with pytest.raises(NotARedsModelError, match="not a reds nested model"):
+        convert(full, tmp_path / "plain", calibration=fmnist["x_train"][:10])
+    plan = WidthPlan(("fc1",), (64,), ((16,), (64,)))
+    nm = nested.make_nested(full, plan)
+    nested.save_model(nm, tmp_path / "model.keras")
+    np.savez(tmp_path / "cal.npz", x=fmnist["x_train"][:50], y=fmnist["y_train"][:50])
+    np.savez(tmp_path / "test.npz", x=fmnist["x_test"][:100], y=fmnist["y_test"][:100])
+    args = [str(tmp_path / "model.keras"), "--out", str(tmp_path / "out"), "--calibration", "50",
+            "--calibration-data", str(tmp_path / "cal.npz"), "--test-data", str(tmp_path / "test.npz")]  # fmt: skip
+    res = CliRunner().invoke(main, ["convert", *args])
+    assert res.exit_code == 0, res.output
+    assert "| level |" in res.output
+    rep = json.load(open(tmp_path / "out" / "report.json"))
+    assert [r["level"] for r in rep["levels"]] == [0, 1]
+    assert all(r["bundle_bit_exact"] and r["tflite_ref_vs_tflm_max_lsb"] <= 1 for r in rep["levels"])
+    res = CliRunner().invoke(main, ["convert", str(tmp_path / "model.keras"), "--out", str(tmp_path / "o2")])
+    assert res.exit_code != 0 and "--calibration-data" in res.output
