@@ -87,6 +87,7 @@ _COLUMNS = [
     ("val_accuracy", "Val acc %", "pct"),
     ("test_accuracy", "Test acc % (shared BN)", "pct"),
     ("test_accuracy_per_level_bn", "Test acc % (per-level BN)", "pct"),
+    ("int8_test_accuracy", "Int8 TFLM test acc %", "pct"),
 ]
 
 

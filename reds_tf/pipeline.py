@@ -74,6 +74,10 @@ def run(
     plots.accuracy_vs_macs(results, rd.path("plots", "accuracy_vs_macs.png"))
     plots.widths(plan, rd.path("plots", "widths.png"), f"{recipe.model}: per-layer widths")
     results["converted"] = convert_run(recipe, rd, batched, log)
+    int8 = (results["converted"] or {}).get("int8_accuracy") or []
+    if len(int8) == len(results["levels"]):
+        for row, acc in zip(results["levels"], int8, strict=True):
+            row["int8_test_accuracy"] = acc
     write_results(rd.root, results)
     rd.mark_done("timing", {"seconds": results["seconds"]})
     return results
@@ -454,19 +458,26 @@ def convert_run(recipe: Recipe, rd: RunDir, batched: dict, log: Any) -> dict[str
         return {"skipped": str(e)}
     if not hasattr(convert, "convert"):
         return {"skipped": "reds_tf.convert has no convert() yet"}
-    n = max(1, recipe.convert.calibration_samples // recipe.data.batch_size)
-    calib = batched["train"].take(n).map(lambda x, y: x)
-    out = convert.convert(
+    report = convert.convert(
         rd.path("model.keras"),
         rd.path("converted"),
         levels="all",
-        calibration=calib,
+        calibration=batched["train"],
+        calibration_samples=recipe.convert.calibration_samples,
         test_data=batched["test"],
         verify=recipe.convert.verify,
     )
-    rd.mark_done("convert", {})
-    log(f"[convert] wrote {rd.path('converted')}")
-    return out if isinstance(out, dict) else {"out_dir": str(rd.path("converted"))}
+    rep = report.to_dict() if hasattr(report, "to_dict") else {}
+    summary = {
+        "out_dir": str(rd.path("converted")),
+        "bundle_bytes": rep.get("bundle_bytes"),
+        "naive_sum_bytes": rep.get("naive_sum_bytes"),
+        "full_standalone_bytes": rep.get("full_standalone_bytes"),
+        "int8_accuracy": [lv.get("int8_accuracy") for lv in rep.get("levels", [])],
+    }
+    rd.mark_done("convert", summary)
+    log(f"[convert] wrote {rd.path('converted')}: bundle {summary['bundle_bytes']} B")
+    return summary
 
 
 def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None) -> list[dict]:
