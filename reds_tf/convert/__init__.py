@@ -123,7 +123,8 @@ def as_arrays(data: Any, input_rank: int, limit: int | None = None) -> tuple[np.
         x = np.concatenate(xs)[:limit]
         return x, (np.concatenate(ys)[:limit] if ys else None)
     raise TypeError(
-        f"Data must be a numpy array, an (x, y) tuple of arrays or a tf.data.Dataset. Received: {type(data).__name__}"
+        "Data must be a numpy array, an (x, y) tuple of arrays or a tf.data.Dataset. "
+        f"Received: {type(data).__name__}"
     )
 
 
@@ -193,7 +194,8 @@ def convert(
     rank = len(models[-1].input_shape) - 1
     if calibration is None:
         raise NotARedsModelError(
-            "Calibration data is required for full-integer quantisation. Fix: pass calibration=(x, y) arrays or "
+            "Calibration data is required for full-integer quantisation. "
+            "Fix: pass calibration=(x, y) arrays or "
             "a tf.data.Dataset (CLI: --calibration-data PATH.npz with arrays x and y)."
         )
     cal_x, _ = as_arrays(calibration, rank, calibration_samples)
@@ -324,7 +326,8 @@ def _raise_on_failures(report: ConvertReport) -> None:
             m for m, failed in (
                 (f"tf.lite reference vs TFLM differ by {r.tflite_ref_vs_tflm_max_lsb} LSB (> 1)",
                  (r.tflite_ref_vs_tflm_max_lsb or 0) > 1),
-                ("bundle level is not bit-exact with the standalone file under TFLM", r.bundle_bit_exact is False),
+                ("bundle level is not bit-exact with its standalone file under TFLM",
+                 r.bundle_bit_exact is False),
             ) if failed
         )
         for r in report.levels
@@ -335,7 +338,8 @@ def _raise_on_failures(report: ConvertReport) -> None:
             "Conversion verification failed: "
             + "; ".join(bad)
             + f". The report is in {report.out_dir}/report.json. "
-            "Fix: report this model as a reds_tf bug; pass verify=False (--no-verify) to keep the files anyway."
+            "Fix: report this model as a reds_tf bug; pass verify=False (--no-verify) "
+            "to keep the files anyway."
         )
 
 

@@ -140,7 +140,7 @@ def build_bundle(
         )
     full = levels[-1]
     models, slices = [], []
-    for m, sh in zip(levels, shares):
+    for m, sh in zip(levels, shares, strict=True):
         mm, n = with_slices(m, full, sh, strategy) if m is not full else (m, 0)
         models.append(mm)
         slices.append(n)

@@ -75,7 +75,8 @@ def read_tflite(src: str | Path | bytes | bytearray, *, name: str | None = None)
             ) from e
     if len(buf) < 16 or buf[4:8] != FILE_ID:
         raise CorruptFlatbufferError(
-            f"{label} is not a TFLite flatbuffer: expected the file identifier {FILE_ID!r} at bytes 4..8 of at "
+            f"{label} is not a TFLite flatbuffer: expected the file identifier {FILE_ID!r} "
+            "at bytes 4..8 of at "
             f"least 16 bytes. Received: {len(buf)} bytes, identifier {buf[4:8]!r}. Fix: pass a .tflite file "
             "written by the TFLite converter or reds_tf.convert (re-create it if it was truncated)."
         )

@@ -149,14 +149,14 @@ def share_weights(full: S.ModelT, level: S.ModelT, label: str = "level") -> list
             f"{names_f}. Fix: every level must keep every layer (width >= 1)."
         )
     shares = []
-    for i, (op_f, op_l, name) in enumerate(zip(ops_f, ops_l, names_l)):
+    for i, (op_f, op_l, name) in enumerate(zip(ops_f, ops_l, names_l, strict=True)):
         if name not in WEIGHT_OPS:
             continue
         fi, bi, axis = WEIGHT_OPS[name]
         tl = level.subgraphs[0].tensors[op_l.inputs[fi]]
         tf_ = full.subgraphs[0].tensors[op_f.inputs[fi]]
         wf, wl = tensor_array(full, op_f.inputs[fi]), tensor_array(level, op_l.inputs[fi])
-        if any(a > b for a, b in zip(wl.shape, wf.shape)) or wl.ndim != wf.ndim:
+        if wl.ndim != wf.ndim or any(a > b for a, b in zip(wl.shape, wf.shape, strict=True)):
             raise UnsupportedLayerError(
                 f"{label} op {i} ({name}) has weights of shape {wl.shape}, larger than the full model's "
                 f"{wf.shape}. Fix: levels must be width prefixes of the full model."

@@ -123,8 +123,10 @@ class ConvertReport:
         rows = "".join(
             f"| {r.level} | {r.macs:,} | {r.standalone_bytes:,} | {r.bundle_marginal_bytes:,} | "
             f"{r.arena_standalone_bytes:,} | {r.arena_bundle_bytes:,} | {pct(r.float_accuracy)} | "
-            f"{pct(r.int8_accuracy)} | {'-' if r.accuracy_diff_pp is None else f'{r.accuracy_diff_pp:.2f}'} | "
-            f"{pct(r.top1_agreement)} | {'-' if r.tflite_ref_vs_tflm_max_lsb is None else r.tflite_ref_vs_tflm_max_lsb}"
+            f"{pct(r.int8_accuracy)} | "
+            f"{'-' if r.accuracy_diff_pp is None else f'{r.accuracy_diff_pp:.2f}'} | "
+            f"{pct(r.top1_agreement)} | "
+            f"{'-' if r.tflite_ref_vs_tflm_max_lsb is None else r.tflite_ref_vs_tflm_max_lsb}"
             f" | {'-' if r.bundle_bit_exact is None else ('yes' if r.bundle_bit_exact else 'NO')} |\n"
             for r in self.levels
         )

@@ -58,5 +58,6 @@ def convert_int8(model: keras.Model, calibration_x: np.ndarray, samples: int = 2
     except Exception as e:  # the converter raises ConverterError / RuntimeError with the op name
         raise UnsupportedLayerError(
             f"TFLiteConverter could not make a full-integer int8 model of '{model.name}': {e}. "
-            "Fix: use layers with int8 TFLite builtin kernels (Conv2D, DepthwiseConv2D, Dense, pooling, ReLU)."
+            "Fix: use layers with int8 TFLite builtin kernels "
+            "(Conv2D, DepthwiseConv2D, Dense, pooling, ReLU)."
         ) from e

@@ -123,8 +123,8 @@ def test_nested_model_and_cli(fc2_levels, fmnist, tmp_path):
     nested.save_model(nm, tmp_path / "model.keras")
     np.savez(tmp_path / "cal.npz", x=fmnist["x_train"][:50], y=fmnist["y_train"][:50])
     np.savez(tmp_path / "test.npz", x=fmnist["x_test"][:100], y=fmnist["y_test"][:100])
-    args = [str(tmp_path / "model.keras"), "--out", str(tmp_path / "out"), "--calibration", "50",
-            "--calibration-data", str(tmp_path / "cal.npz"), "--test-data", str(tmp_path / "test.npz")]  # fmt: skip
+    args = [str(tmp_path / "model.keras"), "--out", str(tmp_path / "out"), "--calibration", "50"]
+    args += ["--calibration-data", str(tmp_path / "cal.npz"), "--test-data", str(tmp_path / "test.npz")]
     res = CliRunner().invoke(main, ["convert", *args])
     assert res.exit_code == 0, res.output
     assert "| level |" in res.output
