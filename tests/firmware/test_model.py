@@ -122,3 +122,28 @@ def test_protocol_errors_and_budget_policy(converted: dict, host_app: Path) -> N
     assert "level=0" in runs[-1]  # an impossible budget falls back to the cheapest level
     assert "ok budget_us=2500" in lines  # 5 uJ at 2 mW = 2500 us
     assert sum(ln.startswith("level ") for ln in lines) == n_levels
+
+
+def test_blob_parser_and_level_switch_c_tests() -> None:
+    """firmware/tests/test_reds_model.c: bad blobs (every truncation, field and byte flip), bad levels."""
+    r = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "model-test"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "test_reds_model: all passed" in r.stdout
+
+
+def test_cortex_m4_build_sizes(converted: dict) -> None:
+    """Runtime + app + this model's blob cross-compile for Cortex-M4 with no writable globals."""
+    blob_c = Path(converted["summary"]["paths"]["c"])
+    r = subprocess.run(
+        ["make", "-s", "-C", str(FIRMWARE), "m4-size", f"BLOB_C={blob_c}"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "no writable globals" in r.stdout
+    text, data, bss = (int(v) for v in r.stdout.split("(TOTALS)")[0].splitlines()[-1].split()[:3])
+    assert data == 0 and bss == 0
+    assert text > converted["summary"]["blob_bytes"]  # flash = code + the const blob
+    ram = converted["summary"]["max_scratch_bytes"] + max(
+        lv["input_bytes"] + lv["output_bytes"] for lv in converted["summary"]["levels"]
+    )
+    print(f"\n{converted['kind']}: M4 flash {text} B (blob {converted['summary']['blob_bytes']} B), "
+          f"RAM for scratch + I/O {ram} B")  # fmt: skip

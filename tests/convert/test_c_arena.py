@@ -1,0 +1,157 @@
+"""c_arena / c_prepare: per-level int8 .tflite -> one device blob with one shared int8 weight arena."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reds_tf.convert import c_arena, c_prepare
+from reds_tf.errors import CorruptFlatbufferError, UnsupportedLayerError
+from tests.firmware.nested_models import dscnn, write_levels
+
+
+@pytest.fixture(scope="module")
+def dscnn_levels(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_levels("dscnn", tmp_path_factory.mktemp("dscnn"))
+
+
+@pytest.fixture(scope="module")
+def written(dscnn_levels: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("blob")
+    return out, c_arena.write(dscnn_levels, out, "kws")
+
+
+def test_quantize_multiplier_follows_tflite() -> None:
+    assert c_prepare.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert c_prepare.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert c_prepare.quantize_multiplier(0.75) == (1610612736, 0)
+    assert c_prepare.quantize_multiplier(0.0) == (0, 0)
+    assert c_prepare.quantize_multiplier(1 - 2**-40) == (1 << 30, 1)  # rounds up to 2^31: halved, shift+1
+    assert c_prepare.quantize_multiplier(2.0**-40) == (0, 0)  # shift < -31 flushes to zero
+    m, s = c_prepare.quantize_multiplier(0.0123)
+    assert abs(m * 2.0 ** (s - 31) - 0.0123) < 1e-11 and (1 << 30) <= m < (1 << 31)
+
+
+def test_mean_multiplier_folds_one_over_n() -> None:
+    m, s = c_prepare.mean_multiplier(1 << 30, 0, 50)  # floor(log2 50) = 5
+    assert (m, s) == (((1 << 30) << 5) // 50, -5)
+    assert abs(m * 2.0 ** (s - 31) - 0.5 / 50) < 1e-9
+    assert c_prepare.mean_multiplier(1 << 30, -30, 1 << 10) == (1 << 21, -31)  # shift_n capped at 31 + shift
+
+
+def test_files_and_blob_layout(written: tuple[Path, dict]) -> None:
+    out, summary = written
+    blob = (out / "kws.blob").read_bytes()
+    assert summary["blob_bytes"] == len(blob) and summary["paths"]["c"].endswith("kws_blob.c")
+    c_text = (out / "kws_blob.c").read_text()
+    arr = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", c_text.split("= {", 1)[1]))
+    assert arr == blob
+    assert f"#define KWS_BLOB_LEN {len(blob)}u" in (out / "kws_blob.h").read_text()
+    hdr = c_arena.read_blob(blob)["header"]
+    assert (
+        blob[:4] == b"REDS"
+        and hdr["version"] == 1
+        and hdr["n_levels"] == 4
+        and hdr["total_bytes"] == len(blob)
+    )
+    assert hdr["arena_off"] % 16 == 0 and hdr["params_off"] % 16 == 0
+    assert hdr["max_scratch"] == max(lv["scratch_bytes"] for lv in summary["levels"])
+    assert summary["separate_tensors"] == [] and summary["weights_ratio_vs_full"] == 1.0
+
+
+def test_levels_read_their_weights_from_the_shared_arena(
+    dscnn_levels: list[Path], written: tuple[Path, dict]
+) -> None:
+    out, _ = written
+    blob = (out / "kws.blob").read_bytes()
+    parsed = c_arena.read_blob(blob)
+    arena = np.frombuffer(blob, np.int8, parsed["header"]["arena_bytes"], parsed["header"]["arena_off"])
+    full_ops = parsed["levels"][-1]["ops"]
+    for k, path in enumerate(dscnn_levels):
+        level = c_prepare.read_level(path)
+        ops = parsed["levels"][k]["ops"]
+        assert [o["type"] for o in ops] == [e["rec"]["type"] for e in level["ops"]]
+        for i, (op, entry) in enumerate(zip(ops, level["ops"], strict=True)):
+            w = entry["weights"]
+            if w is None:
+                continue
+            assert op["w_off"] == full_ops[i]["w_off"]  # one copy, shared by every level
+            o, kh, kw, ci = w.shape
+            idx = (np.arange(o)[:, None, None, None] * op["w_stride_o"]
+                   + (np.arange(kh)[:, None, None] * kw + np.arange(kw)[:, None]) * op["w_stride_p"]
+                   + np.arange(ci))  # fmt: skip
+            np.testing.assert_array_equal(arena[op["w_off"] + idx], w, err_msg=f"level {k} op {i}")
+    macs = [lv["macs_lo"] for lv in parsed["levels"]]
+    assert macs == sorted(macs) and macs[0] < macs[-1]
+
+
+def test_generated_c_compiles(written: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = written
+    cmd = [
+        "gcc",
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-c",
+        str(out / "kws_blob.c"),
+        "-o",
+        str(tmp_path / "b.o"),
+    ]
+    subprocess.run(cmd, check=True)
+
+
+def test_non_prefix_weights_are_stored_separately_and_reported(dscnn_levels: list[Path]) -> None:
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    shared_blob, shared = c_arena.build_blob(levels)
+    w = levels[1]["ops"][2]["weights"].copy()  # level 1's pointwise conv: no longer the full sub-block
+    w[0, 0, 0, 0] = 5 if w[0, 0, 0, 0] != 5 else 6
+    levels[1]["ops"][2]["weights"] = w
+    with pytest.warns(
+        UserWarning, match="level 1 op 2 .CONV_2D. int8 weights are NOT the widest level's prefix"
+    ):
+        blob, summary = c_arena.build_blob(levels)
+    assert summary["separate_tensors"] == [{"level": 1, "op": 2, "type": "CONV_2D", "bytes": int(w.size)}]
+    assert summary["arena_bytes"] >= shared["arena_bytes"] + w.size
+    op = c_arena.read_blob(blob)["levels"][1]["ops"][2]
+    hdr = c_arena.read_blob(blob)["header"]
+    arena = np.frombuffer(blob, np.int8, hdr["arena_bytes"], hdr["arena_off"])
+    assert op["w_stride_p"] == w.shape[3]  # compact copy
+    np.testing.assert_array_equal(arena[op["w_off"] : op["w_off"] + w.size], w.reshape(-1))
+
+
+def test_errors_name_the_problem(dscnn_levels: list[Path], tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(CorruptFlatbufferError, match="not a TFLite flatbuffer"):
+        c_arena.write([junk], tmp_path)
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(dscnn_levels[0].read_bytes()[:600])
+    with pytest.raises(CorruptFlatbufferError):
+        c_arena.write([cut], tmp_path)
+    with pytest.raises(ValueError, match="name must be a C identifier"):
+        c_arena.write(dscnn_levels, tmp_path, "my-model")
+    levels = [c_prepare.read_level(p) for p in dscnn_levels[:2]]
+    levels[0]["ops"] = levels[0]["ops"][:-1]
+    with pytest.raises(UnsupportedLayerError, match="All levels must share one topology"):
+        c_arena.build_blob(levels)
+    with pytest.raises(CorruptFlatbufferError, match="Not a reds device blob"):
+        c_arena.read_blob(b"TFL3" + bytes(100))
+
+
+def test_float_io_model_is_rejected(tmp_path: Path) -> None:
+    from reds_tf._keras import tf
+
+    model = dscnn((4, 4))
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)  # float input/output: a QUANTIZE op first
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rep = np.random.default_rng(0).normal(0, 1, (8, *model.input_shape[1:])).astype(np.float32)
+    conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
+    path = tmp_path / "float_io.tflite"
+    path.write_bytes(conv.convert())
+    with pytest.raises(UnsupportedLayerError, match="is not int8 .* inference_input_type"):
+        c_arena.write([path], tmp_path)
