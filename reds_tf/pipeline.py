@@ -168,7 +168,8 @@ def pretrain(
     )
     # Short schedules leave BN moving statistics lagging (momentum 0.99): re-estimate them exactly
     # on training data, since joint fine-tuning freezes them (reference behaviour).
-    train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
+    if any(train.is_bn(layer) for layer in model.layers):
+        train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     _save_keras(model, path)
     rd.mark_done("pretrain", {"history": hist.to_dict()})
     return model
@@ -296,6 +297,7 @@ def finetune(
         max_epochs_this_call=stop,
         progress=progress,
     )
+    has_bn = bool(train.bn_variables(model))
     h2 = train.fit(
         model,
         batched["train"],
@@ -306,7 +308,7 @@ def finetune(
         weights=a,
         variables=train.bn_variables(model),
         training=False,
-        epochs=ft.bn_epochs,
+        epochs=ft.bn_epochs if has_bn else 0,
         learning_rate=ft.bn_learning_rate,
         run=rd,
         resume=resume,
@@ -344,7 +346,7 @@ def evaluate_run(
     test = level_accuracies(model, batched["test"])
     cols: dict[str, Any] = {"val_accuracy": val, "test_accuracy": test}
     notes = []
-    if recipe.bn.recalibrate:
+    if recipe.bn.recalibrate and any(train.is_bn(layer) for layer in model.layers):
         pl = per_level_bn(recipe, model, plan, batched)
         cols["test_accuracy_per_level_bn"] = level_accuracies(pl, batched["test"])
         notes.append(BN_NOTE)
