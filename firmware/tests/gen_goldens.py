@@ -167,6 +167,8 @@ def _conv_like(rng, depthwise: bool) -> dict:
     n = int(rng.integers(1, 3))
     in_h, in_w_ = int(rng.integers(1, 11)), int(rng.integers(1, 9))
     k_h, k_w = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    if rng.random() < 0.35:  # 3x3, the DS-CNN / MobileNet kernel (the depthwise fast path)
+        k_h, k_w, in_h, in_w_ = 3, 3, max(in_h, 3), max(in_w_, 3)
     same = bool(rng.random() < 0.5)
     s_h, s_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     dil = 2 if rng.random() < 0.15 else 1

@@ -1,10 +1,50 @@
 /*
  * reds_conv_s8.c - CONV_2D int8 (NHWC, OHWI) on channel prefixes of a shared weight tensor.
- * Arithmetic order as TFLM reference_integer_ops::ConvPerChannel; taps outside the image are
- * skipped, which equals padding with the input zero point.
+ * Arithmetic as TFLM reference_integer_ops::ConvPerChannel; taps outside the image are skipped
+ * (TFLM's padding), with the in-image tap range computed once per output pixel.
  */
 #include "reds_kernels.h"
 #include "reds_requant.h"
+#include "reds_window.h"
+
+/* acc + sum_i w[i] * (x[i] + offset): the TFLM accumulation order, as a pointer loop gcc keeps in registers. */
+static inline int32_t dot_s8(const int8_t *w, const int8_t *x, int32_t n, int32_t offset, int32_t acc)
+{
+    const int8_t *const end = w + n;
+    while (w < end) {
+        acc += (int32_t)*w++ * ((int32_t)*x++ + offset);
+    }
+    return acc;
+}
+
+/* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels. Kept
+ * out of the general loop nest so that its few live values stay in registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void conv_1x1(const reds_conv_params *params, const reds_quant *quant, const reds_dims *in,
+                     const int8_t *input, const reds_filter *filter, const int32_t *bias,
+                     const reds_dims *out, int8_t *output)
+{
+    const int32_t q_step = quant->per_channel ? 1 : 0;
+    const int32_t in_off = params->input_offset, out_off = params->output_offset;
+    const reds_act act = params->activation;
+    const int32_t in_c = in->c, out_c = out->c, o_stride = filter->c_stride;
+    for (int32_t b = 0; b < in->n; ++b) {
+        for (int32_t oy = 0; oy < out->h; ++oy) {
+            for (int32_t ox = 0; ox < out->w; ++ox) {
+                const int8_t *x = input + ((b * in->h + oy * params->stride.h) * in->w + ox * params->stride.w) * in_c;
+                int8_t *out_px = output + ((b * out->h + oy) * out->w + ox) * out_c;
+                const int8_t *w = filter->data;
+                for (int32_t oc = 0; oc < out_c; ++oc, w += o_stride) {
+                    const int32_t acc = dot_s8(w, x, in_c, in_off, bias != NULL ? bias[oc] : 0);
+                    out_px[oc] = reds_requant_clamp(acc, quant->multiplier[oc * q_step], quant->shift[oc * q_step],
+                                                    out_off, act);
+                }
+            }
+        }
+    }
+}
 
 reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant,
                          const reds_dims *input_dims, const int8_t *input, const reds_filter *filter,
@@ -26,41 +66,54 @@ reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant
         params->padding.w < 0 || params->activation.min > params->activation.max) {
         return REDS_ARG_ERROR;
     }
+    /* Locals, not params->..., so the int8 output stores (which may alias anything) do not force
+     * reloads in the loops. */
     const int32_t q_step = quant->per_channel ? 1 : 0;
+    const int32_t *const mult = quant->multiplier;
+    const int32_t *const shift = quant->shift;
+    const int32_t in_off = params->input_offset, out_off = params->output_offset;
+    const reds_act act = params->activation;
     const int32_t filter_o_stride = k_h * k_w * cs; /* full OHWI stride between output channels */
+    if (k_h == 1 && k_w == 1 && params->padding.h == 0 && params->padding.w == 0) {
+        conv_1x1(params, quant, input_dims, input, filter, bias, output_dims, output);
+        return REDS_OK;
+    }
+    /* When a filter row's taps are contiguous (the view is full-width in C_in, or one tap per row)
+     * a whole row of the window is one dot product. */
+    const int32_t rows_contiguous = params->dilation.w == 1 && (cs == in_c || k_w == 1);
     for (int32_t b = 0; b < input_dims->n; ++b) {
         const int8_t *in_img = input + b * in_h * in_w * in_c;
         for (int32_t oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * params->stride.h - params->padding.h;
+            int32_t ky0, ky1;
+            reds_valid_taps(y0, k_h, params->dilation.h, in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < out_w; ++ox) {
                 const int32_t x0 = ox * params->stride.w - params->padding.w;
+                int32_t kx0, kx1;
+                reds_valid_taps(x0, k_w, params->dilation.w, in_w, &kx0, &kx1);
+                const int32_t ky_end = kx1 > kx0 ? ky1 : ky0; /* no tap inside: bias only */
                 int8_t *out_px = output + ((b * out_h + oy) * out_w + ox) * out_c;
                 for (int32_t oc = 0; oc < out_c; ++oc) {
                     const int8_t *w_oc = filter->data + oc * filter_o_stride;
                     int32_t acc = 0;
-                    for (int32_t ky = 0; ky < k_h; ++ky) {
+                    for (int32_t ky = ky0; ky < ky_end; ++ky) {
                         const int32_t y = y0 + ky * params->dilation.h;
-                        if (y < 0 || y >= in_h) {
+                        const int8_t *x_row = in_img + (y * in_w + x0 + kx0 * params->dilation.w) * in_c;
+                        const int8_t *w_row = w_oc + (ky * k_w + kx0) * cs;
+                        if (rows_contiguous) {
+                            acc = dot_s8(w_row, x_row, (kx1 - kx0) * in_c, in_off, acc);
                             continue;
                         }
-                        for (int32_t kx = 0; kx < k_w; ++kx) {
-                            const int32_t x = x0 + kx * params->dilation.w;
-                            if (x < 0 || x >= in_w) {
-                                continue;
-                            }
-                            const int8_t *in_px = in_img + (y * in_w + x) * in_c;
-                            const int8_t *w_px = w_oc + (ky * k_w + kx) * cs;
-                            for (int32_t ic = 0; ic < in_c; ++ic) {
-                                acc += (int32_t)w_px[ic] * ((int32_t)in_px[ic] + params->input_offset);
-                            }
+                        for (int32_t kx = kx0; kx < kx1; ++kx) {
+                            acc = dot_s8(w_row, x_row, in_c, in_off, acc);
+                            x_row += params->dilation.w * in_c;
+                            w_row += cs;
                         }
                     }
                     if (bias != NULL) {
                         acc += bias[oc];
                     }
-                    out_px[oc] = reds_requant_clamp(acc, quant->multiplier[oc * q_step],
-                                                    quant->shift[oc * q_step], params->output_offset,
-                                                    params->activation);
+                    out_px[oc] = reds_requant_clamp(acc, mult[oc * q_step], shift[oc * q_step], out_off, act);
                 }
             }
         }

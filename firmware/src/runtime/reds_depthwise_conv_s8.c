@@ -1,9 +1,11 @@
 /*
  * reds_depthwise_conv_s8.c - DEPTHWISE_CONV_2D int8 on a channel prefix of a shared weight tensor.
- * Arithmetic order as TFLM reference_integer_ops::DepthwiseConvPerChannel.
+ * Arithmetic as TFLM reference_integer_ops::DepthwiseConvPerChannel; the in-image tap range is computed
+ * once per output pixel and a 3x3 window wholly inside the image runs unrolled.
  */
 #include "reds_kernels.h"
 #include "reds_requant.h"
+#include "reds_window.h"
 
 reds_status reds_depthwise_conv_s8(const reds_dw_params *params, const reds_quant *quant,
                                    const reds_dims *input_dims, const int8_t *input,
@@ -27,41 +29,58 @@ reds_status reds_depthwise_conv_s8(const reds_dw_params *params, const reds_quan
         params->padding.w < 0 || params->activation.min > params->activation.max) {
         return REDS_ARG_ERROR;
     }
+    /* Locals, not params->..., so the int8 output stores do not force reloads in the loops. */
     const int32_t q_step = quant->per_channel ? 1 : 0;
+    const int32_t *const qm = quant->multiplier;
+    const int32_t *const qs = quant->shift;
+    const int32_t out_off = params->output_offset;
+    const reds_act act = params->activation;
+    const int32_t dil_h = params->dilation.h, dil_w = params->dilation.w;
+    const int32_t off = params->input_offset;
+    const int32_t is_3x3 = k_h == 3 && k_w == 3 && dil_h == 1 && dil_w == 1;
+    const int32_t row = in_w * in_c; /* input row stride */
     for (int32_t b = 0; b < input_dims->n; ++b) {
         const int8_t *in_img = input + b * in_h * in_w * in_c;
         for (int32_t oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * params->stride.h - params->padding.h;
+            int32_t ky0, ky1;
+            reds_valid_taps(y0, k_h, dil_h, in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < out_w; ++ox) {
                 const int32_t x0 = ox * params->stride.w - params->padding.w;
+                int32_t kx0, kx1;
+                reds_valid_taps(x0, k_w, dil_w, in_w, &kx0, &kx1);
+                const int32_t ky_end = kx1 > kx0 ? ky1 : ky0; /* no tap inside: bias only */
+                /* The common case of a 3x3 window wholly inside the image runs unrolled. */
+                const int32_t full_3x3 = is_3x3 && ky0 == 0 && ky_end == 3 && kx0 == 0 && kx1 == 3;
                 int8_t *out_px = output + ((b * out_h + oy) * out_w + ox) * out_c;
-                for (int32_t ic = 0; ic < in_c; ++ic) {
-                    for (int32_t m = 0; m < mult; ++m) {
-                        const int32_t oc = ic * mult + m;
-                        int32_t acc = 0;
-                        for (int32_t ky = 0; ky < k_h; ++ky) {
-                            const int32_t y = y0 + ky * params->dilation.h;
-                            if (y < 0 || y >= in_h) {
-                                continue;
-                            }
-                            for (int32_t kx = 0; kx < k_w; ++kx) {
-                                const int32_t x = x0 + kx * params->dilation.w;
-                                if (x < 0 || x >= in_w) {
-                                    continue;
-                                }
-                                /* Filter tap (ky, kx) of channel oc in the FULL [1, kh, kw, C_full] tensor. */
-                                const int32_t w = filter->data[(ky * k_w + kx) * cs + oc];
-                                acc += w * ((int32_t)in_img[(y * in_w + x) * in_c + ic] +
-                                            params->input_offset);
+                for (int32_t oc = 0; oc < out_c; ++oc) {
+                    const int32_t ic = mult == 1 ? oc : oc / mult;
+                    const int8_t *w = filter->data + oc; /* tap t of channel oc is w[t * cs] */
+                    int32_t acc = 0;
+                    if (full_3x3) {
+                        const int8_t *x = in_img + (y0 * in_w + x0) * in_c + ic;
+                        acc += w[0] * (x[0] + off) + w[cs] * (x[in_c] + off) + w[2 * cs] * (x[2 * in_c] + off);
+                        x += row;
+                        acc += w[3 * cs] * (x[0] + off) + w[4 * cs] * (x[in_c] + off) +
+                               w[5 * cs] * (x[2 * in_c] + off);
+                        x += row;
+                        acc += w[6 * cs] * (x[0] + off) + w[7 * cs] * (x[in_c] + off) +
+                               w[8 * cs] * (x[2 * in_c] + off);
+                    } else {
+                        for (int32_t ky = ky0; ky < ky_end; ++ky) {
+                            const int8_t *x = in_img + ((y0 + ky * dil_h) * in_w + x0 + kx0 * dil_w) * in_c + ic;
+                            const int8_t *wr = w + (ky * k_w + kx0) * cs;
+                            for (int32_t kx = kx0; kx < kx1; ++kx) {
+                                acc += (int32_t)wr[0] * ((int32_t)x[0] + off);
+                                x += dil_w * in_c;
+                                wr += cs;
                             }
                         }
-                        if (bias != NULL) {
-                            acc += bias[oc];
-                        }
-                        out_px[oc] = reds_requant_clamp(acc, quant->multiplier[oc * q_step],
-                                                        quant->shift[oc * q_step],
-                                                        params->output_offset, params->activation);
                     }
+                    if (bias != NULL) {
+                        acc += bias[oc];
+                    }
+                    out_px[oc] = reds_requant_clamp(acc, qm[oc * q_step], qs[oc * q_step], out_off, act);
                 }
             }
         }
