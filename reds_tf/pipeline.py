@@ -421,6 +421,8 @@ def baselines(
                     max_epochs_this_call=stop,
                     progress=progress,
                 )
+                if any(train.is_bn(layer) for layer in m.layers):  # as for the pretrained model
+                    train.recalibrate_bn(m, batched["train"], recipe.bn.recalibration_batches)
                 rows.append(accuracy(m, batched["test"]))
             lv = level_rows(graph, plan, test_accuracy=rows)
         else:
