@@ -18,6 +18,7 @@ import numpy as np
 
 from .._keras import keras, tf
 from ..errors import NotARedsModelError, RedsError
+from ..plan import WidthPlan
 from ..runstore import atomic_write_bytes, atomic_write_text
 from . import bundle as _bundle
 from .flatbuffer import pack_model, read_tflite
@@ -44,8 +45,8 @@ def _nested():
     return nested
 
 
-def level_models(model_or_path: Any) -> list[keras.Model]:
-    """Plain Keras models of every level (level 0 smallest) from a nested model, a path or a list."""
+def level_models(model_or_path: Any) -> tuple[list[keras.Model], WidthPlan | None]:
+    """Plain Keras models of every level (level 0 smallest) and the plan (None for a list of models)."""
     if isinstance(model_or_path, (list, tuple)):
         models = list(model_or_path)
         if not models or not all(isinstance(m, keras.Model) for m in models):
@@ -53,7 +54,7 @@ def level_models(model_or_path: Any) -> list[keras.Model]:
                 "Expected a non-empty list of plain Keras models, one per level (smallest first). "
                 f"Received: {[type(m).__name__ for m in models]}"
             )
-        return models
+        return models, None
     model = model_or_path
     if isinstance(model_or_path, (str, Path)):
         p = Path(model_or_path)
@@ -91,7 +92,7 @@ def level_models(model_or_path: Any) -> list[keras.Model]:
             f"Model '{model.name}' is not a reds nested model ({e}). Fix: build it with "
             "reds_tf.nested.make_nested(model, plan), or pass a list of per-level plain models."
         ) from e
-    return [nested.extract_level(model, i) for i in range(k)]
+    return [nested.extract_level(model, i) for i in range(k)], nested.plan_of(model)
 
 
 def as_arrays(data: Any, input_rank: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -188,7 +189,7 @@ def convert(
         strategy: bundle strategy for non-prefix weights: "auto", "slice" or "copy".
         firmware: also write the firmware's C arena when ``reds_tf.convert.c_arena`` exists.
     """
-    models = level_models(model_or_path)
+    models, plan = level_models(model_or_path)
     k_all = len(models)
     chosen = _parse_levels(levels, k_all)
     rank = len(models[-1].input_shape) - 1
@@ -263,6 +264,7 @@ def convert(
             shared_tensors=sum(s.shared for s in shares[k]),
             unshared_tensors=sum(not s.shared for s in shares[k]),
             layouts=lay,
+            widths=None if plan is None else dict(zip(plan.groups, plan.level(k), strict=True)),
         )
         if verify:
             _verify_level(

@@ -130,10 +130,34 @@ def with_slices(
     return m, len(chosen)
 
 
+def strip_for_device(model: S.ModelT) -> S.ModelT:
+    """A copy without tensor/subgraph names, signature defs, metadata and description."""
+    m = copy.copy(model)
+    m.subgraphs = []
+    for sg in model.subgraphs:
+        sg2 = copy.copy(sg)
+        sg2.name = None
+        sg2.tensors = [copy.copy(t) for t in sg.tensors]
+        for t in sg2.tensors:
+            t.name = None
+        m.subgraphs.append(sg2)
+    m.signatureDefs = None
+    m.metadata = None
+    m.description = None
+    return m
+
+
 def build_bundle(
-    levels: Sequence[S.ModelT], shares: Sequence[Sequence[TensorShare]], strategy: str = "auto"
+    levels: Sequence[S.ModelT],
+    shares: Sequence[Sequence[TensorShare]],
+    strategy: str = "auto",
+    strip: bool = True,
 ) -> Bundle:
-    """Pack all levels (level 0 smallest, last = full) into one shared-weight blob."""
+    """Pack all levels (level 0 smallest, last = full) into one shared-weight blob.
+
+    With ``strip`` the bundle drops what TFLM never reads (tensor names, signature defs,
+    converter metadata); the standalone files keep them for tools such as Netron.
+    """
     if strategy not in STRATEGIES:
         raise ValueError(
             f"Unknown bundle strategy. Received: strategy={strategy!r}; expected one of {STRATEGIES}"
@@ -142,7 +166,7 @@ def build_bundle(
     models, slices = [], []
     for m, sh in zip(levels, shares, strict=True):
         mm, n = with_slices(m, full, sh, strategy) if m is not full else (m, 0)
-        models.append(mm)
+        models.append(strip_for_device(mm) if strip else mm)
         slices.append(n)
     blob, offsets, views = pack_models(models)
     return Bundle(blob, tuple(offsets), strategy, tuple(slices), views)

@@ -69,6 +69,7 @@ class LevelReport:
     tflite_ref_vs_tflm_max_lsb: int | None = None
     bundle_bit_exact: bool | None = None
     verified_samples: int = 0
+    widths: dict[str, int] | None = None
 
 
 @dataclass

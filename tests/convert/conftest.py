@@ -27,12 +27,19 @@ def _idx(name: str) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def fmnist() -> dict[str, np.ndarray]:
-    """600 training and 400 test Fashion-MNIST images (real data, from the Debian package)."""
+    """600 training and 1000 test Fashion-MNIST images (real data, from the Debian package)."""
     if not FMNIST.is_dir():
         pytest.skip("dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
-    x = _idx("train-images-idx3-ubyte.gz")[:1000].astype(np.float32)[..., None] / 255.0
-    y = _idx("train-labels-idx1-ubyte.gz")[:1000].astype(np.int64)
-    return {"x_train": x[:600], "y_train": y[:600], "x_test": x[600:], "y_test": y[600:]}
+
+    def images(name: str, n: int) -> np.ndarray:
+        return _idx(name)[:n].astype(np.float32)[..., None] / 255.0
+
+    return {
+        "x_train": images("train-images-idx3-ubyte.gz", 600),
+        "y_train": _idx("train-labels-idx1-ubyte.gz")[:600].astype(np.int64),
+        "x_test": images("t10k-images-idx3-ubyte.gz", 1000),
+        "y_test": _idx("t10k-labels-idx1-ubyte.gz")[:1000].astype(np.int64),
+    }
 
 
 def slice_model(full: keras.Model, widths: dict[str, int]) -> keras.Model:
@@ -95,7 +102,7 @@ def ds_cnn_levels(fmnist) -> list[keras.Model]:
     """DS-CNN-S (64 filters) on 28x28 Fashion-MNIST trained briefly; 3 nested levels with uneven widths."""
     keras.utils.set_random_seed(0)
     full = zoo.build("ds_cnn_s", input_shape=(28, 28, 1), num_classes=10)
-    full = _train(full, fmnist, epochs=2)
+    full = _train(full, fmnist, epochs=3)
     groups = ["conv1", "pw1", "pw2", "pw3", "pw4"]
     plan = [(16, 24, 16, 32, 16), (32, 40, 48, 48, 32)]
     return [slice_model(full, dict(zip(groups, row, strict=True))) for row in plan] + [full]

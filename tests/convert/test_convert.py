@@ -130,6 +130,22 @@ def test_nested_model_and_cli(fc2_levels, fmnist, tmp_path):
     assert "| level |" in res.output
     rep = json.load(open(tmp_path / "out" / "report.json"))
     assert [r["level"] for r in rep["levels"]] == [0, 1]
+    assert [r["widths"] for r in rep["levels"]] == [{"fc1": 16}, {"fc1": 64}]
     assert all(r["bundle_bit_exact"] and r["tflite_ref_vs_tflm_max_lsb"] <= 1 for r in rep["levels"])
     res = CliRunner().invoke(main, ["convert", str(tmp_path / "model.keras"), "--out", str(tmp_path / "o2")])
     assert res.exit_code != 0 and "--calibration-data" in res.output
+
+
+def test_as_arrays_accepts_batched_and_unbatched_datasets():
+    from reds_tf._keras import tf
+    from reds_tf.convert import as_arrays
+
+    x = np.arange(10 * 4 * 4, dtype=np.float32).reshape(10, 4, 4, 1)
+    y = np.arange(10)
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    for data in (ds, ds.batch(3), ds.batch(3).map(lambda a, b: a), (x, y)):
+        xa, ya = as_arrays(data, input_rank=3, limit=7)
+        np.testing.assert_array_equal(xa, x[:7])
+        assert ya is None or np.array_equal(ya, y[:7])
+    with pytest.raises(TypeError, match="Received: str"):
+        as_arrays("nope", input_rank=3)
