@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -27,13 +28,20 @@ def test_check_layout_returns_roots(tmp_path, sc_root):
     assert check_layout("fashion_mnist", fm) == fm
 
 
-def test_layout_module_imports_no_tensorflow():
-    import subprocess
-
-    code = "import sys, reds_tf.data as d; d.check_layout('cifar10', '.') if 0 else None; "
-    code += "print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+def test_check_layout_cli_imports_no_tensorflow(sc_root, tmp_path):
+    code = (
+        "import sys; from reds_tf.data.__main__ import main; rc = main(sys.argv[1:]); "
+        "print('TF' if 'tensorflow' in sys.modules else 'noTF'); sys.exit(rc)"
+    )
+    ok = subprocess.run(
+        [sys.executable, "-c", code, "check", "speech_commands", str(sc_root)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and ok.stdout.split() == [str(sc_root), "noTF"]
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "check", "vww", str(tmp_path)], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "noTF" in bad.stdout
+    assert "Expected layout for 'vww'" in bad.stderr and "vw_coco2014_96" in bad.stderr
 
 
 def test_stratified_carve_is_disjoint_seeded_and_per_class():
