@@ -287,6 +287,7 @@ def generate(
     tasks = plan_tasks(per_word, unknown_per_word, seed, engines)
     # Import scipy.signal (about 2 s) once here, so the forked workers inherit it instead of each paying.
     import scipy.signal  # noqa: F401
+
     for word in {t[0] for t in tasks}:
         (out / word).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmpdir:
