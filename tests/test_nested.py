@@ -247,3 +247,36 @@ def test_make_nested_names_first_unsupported_layer():
         UnsupportedLayerError, match="Layer 'norm' of class LayerNormalization is not supported"
     ):
         make_nested(keras.Model(x, L.Dense(2)(y)))
+
+
+def test_every_supported_plain_layer_type():
+    inp = keras.Input((12, 10, 3))
+    h = L.Conv2D(6, 3, padding="same", name="c1")(inp)
+    h = L.BatchNormalization(name="bn1")(h)
+    h = L.ReLU(max_value=6.0, name="relu6")(h)
+    h = L.MaxPooling2D(2, name="maxpool")(h)
+    h = L.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    h = L.LeakyReLU(0.1, name="leaky")(h)
+    h = L.Conv2D(5, 1, activation="relu", name="pw")(h)
+    h = L.AveragePooling2D((2, 1), name="avgpool")(h)
+    h = L.Dropout(0.3, name="drop")(h)
+    a = L.Flatten(name="flat")(h)
+    a = L.Dense(7, name="hidden")(a)
+    a = L.Activation("tanh", name="tanh")(a)
+    out = L.Dense(4, activation="softmax", name="fc")(a)
+    plain = randomize(keras.Model(inp, out), seed=8)
+    g = graph_of(plain)
+    assert g.group_names == ("c1", "pw", "hidden")
+    plan = WidthPlan(g.group_names, g.full_widths, ((2, 1, 3), (4, 3, 5), g.full_widths))
+    nested = make_nested(plain, plan)
+    assert nested.get_layer("hidden").in_positions == 15
+    x = random_input(plain, batch=3)
+    np.testing.assert_allclose(nested(x).numpy(), plain(x).numpy(), atol=1e-6)
+    for k in range(2):
+        with level_scope(nested, k):
+            np.testing.assert_allclose(nested(x).numpy(), extract_level(nested, k)(x).numpy(), atol=1e-6)
+    seq = keras.Sequential([keras.Input((5,)), L.Dense(4, name="h"), L.ReLU(), L.Dense(2, name="o")])
+    nseq = make_nested(seq, WidthPlan(("h",), (4,), ((1,), (4,))))
+    xs = random_input(seq, batch=2)
+    with level_scope(nseq, 0):
+        np.testing.assert_allclose(nseq(xs).numpy(), extract_level(nseq, 0)(xs).numpy(), atol=1e-6)
