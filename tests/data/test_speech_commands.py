@@ -195,3 +195,28 @@ def test_one_extra_folder_level_is_accepted(sc_root, tmp_path):
     outer.mkdir()
     shutil.copytree(sc_root, outer / "speech_commands_v0.02")
     assert check_layout("speech_commands", outer) == outer / "speech_commands_v0.02"
+
+
+def test_augmentation_path_computes_the_same_features_when_it_is_a_no_op(sc_root, limited):
+    # time shift 0 and noise volume 0: the augmented training path must give the clean features
+    noop = load(
+        "speech_commands",
+        sc_root,
+        limit=24,
+        seed=3,
+        shuffle=False,
+        time_shift_ms=0,
+        background_volume=0.0,
+    )
+    xa, ya = arrays(noop.train)
+    xb, yb = arrays(limited.train)
+    np.testing.assert_array_equal(ya, yb)
+    words = ya != SILENCE_LABEL  # training silence is zeros + augmentation noise, not fixed windows
+    np.testing.assert_allclose(xa[words], xb[words], rtol=1e-5, atol=1e-4)
+
+
+def test_info_is_json_serialisable(plain):
+    import json
+
+    info = json.loads(json.dumps(plain.info))
+    assert info["seed"] == 0 and info["feature"] == "mfcc_49x10" and info["source"]
