@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -75,3 +79,37 @@ def test_eval_of_a_directory_without_results_explains(tmp_path):
     out = CliRunner().invoke(main, ["eval", str(tmp_path)])
     assert out.exit_code == 1
     assert "No results.json" in out.output and "reds run" in out.output
+
+
+MIRRORED_RUN = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from reds_tf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_run_under_mirrored_strategy_with_two_logical_cpus(tmp_path):
+    script = tmp_path / "mirrored_run.py"
+    script.write_text(MIRRORED_RUN)
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        str(script),
+        "run",
+        "--recipe",
+        str(TINY),
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--strategy",
+        "mirrored",
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    res = json.loads((run_dir / "results.json").read_text())
+    assert len(res["levels"]) == 4 and all(r["test_accuracy"] is not None for r in res["levels"])
