@@ -139,7 +139,7 @@ def find_vww(data_dir: str | os.PathLike | None) -> tuple[str, Path]:
     root = _require_dir("vww", data_dir)
     for cand in (root / VWW_FOLDER, root):
         if all((cand / c).is_dir() for c in VWW_CLASSES):
-            if not any(_images(cand / c) for c in VWW_CLASSES):
+            if not any(image_files(cand / c) for c in VWW_CLASSES):
                 raise layout_error(
                     "vww", f"person/ and non_person/ hold no .jpg/.png images. Received: {str(cand)!r}."
                 )
@@ -172,7 +172,8 @@ def find_cifar10(data_dir: str | os.PathLike | None) -> Path:
     )
 
 
-def _images(folder: Path) -> list[str]:
+def image_files(folder: Path) -> list[str]:
+    """Sorted .jpg/.jpeg/.png paths (any case) directly inside ``folder``."""
     return sorted(
         p for ext in ("jpg", "jpeg", "png", "JPG", "JPEG", "PNG") for p in glob.glob(str(folder / f"*.{ext}"))
     )

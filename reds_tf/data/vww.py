@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from reds_tf.data.augment import AUTOTUNE, finish_train, shift_flip_image
-from reds_tf.data.layout import VWW_CLASSES, _images, find_vww, layout_error
+from reds_tf.data.layout import VWW_CLASSES, find_vww, image_files, layout_error
 from reds_tf.data.splits import Splits, balanced_limit, class_counts, stratified_carve
 
 SIZE = 96
@@ -61,7 +61,7 @@ def _folder_index(root: Path, test_percentage: float) -> tuple[list[str], np.nda
     """(image paths, labels, is-test mask) of the folder layout."""
     files, labels = [], []
     for label, cls in enumerate(VWW_CLASSES):
-        imgs = _images(root / cls)
+        imgs = image_files(root / cls)
         files += imgs
         labels += [label] * len(imgs)
     labels_arr = np.array(labels, np.int64)
