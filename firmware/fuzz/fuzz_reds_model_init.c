@@ -4,7 +4,7 @@
  * Any byte string goes to reds_model_init. When it is accepted, every level also runs once (zero input)
  * when its work is small, so the target checks the real promise: a blob that passes validation
  * cannot make reds_invoke read or write out of bounds or overflow (ASan + UBSan abort on either).
- *   make -C firmware fuzz FUZZ_RUNS=1000000     (seeds: fuzz/seeds/*.blob from c_arena)
+ *   make -C firmware fuzz FUZZ_RUNS=1000000     (seeds: the .blob files in fuzz/seeds, from c_arena)
  */
 #include <stdlib.h>
 #include <string.h>

@@ -133,6 +133,9 @@ static void test_bad_header_and_tables(void)
     BAD_WORD(4u * REDS_H_PARAMS_OFF, 0xFFFFFFF0u);
     BAD_WORD(4u * REDS_H_MAX_SCRATCH, 0);
     BAD_WORD(4u * REDS_H_MAX_IN, 1);
+    BAD_WORD(4u * REDS_H_MAX_IN, 1000);  /* maxima must be exact */
+    BAD_WORD(4u * REDS_H_MAX_SCRATCH, 0xFFFFFFF0u);
+    BAD_WORD(4u * REDS_H_MAX_OUT, 11);
     BAD_WORD(4u * REDS_H_USED, 1); /* reserved */
     BAD_WORD(level_off(0) + 4u * REDS_L_N_OPS, 0);
     BAD_WORD(level_off(0) + 4u * REDS_L_N_OPS, REDS_MAX_OPS + 1u);

@@ -102,6 +102,13 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
     if (type != REDS_OP_MEAN && (f[REDS_F_MULT] | f[REDS_F_SHIFT] | f[REDS_F_REQUANT]) != 0) {
         return 0;
     }
+    /* Spatial ops: every window starts inside the image, as TFLite's SAME/VALID output sizes guarantee
+     * ((out - 1) * stride - pad < in); kernels' fast paths (1x1 unpadded conv) rely on it. */
+    if (type != REDS_OP_FULLY_CONNECTED && type != REDS_OP_MEAN &&
+        ((uint64_t)(f[REDS_F_OUT_H] - 1u) * f[REDS_F_STRIDE_H] >= (uint64_t)f[REDS_F_IN_H] + f[REDS_F_PAD_H] ||
+         (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W])) {
+        return 0;
+    }
     uint64_t extent = 0; /* last weight byte read + 1, relative to w_off */
     uint64_t reduce = 0; /* products summed per output */
     switch (type) {
@@ -131,10 +138,7 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
     case REDS_OP_AVERAGE_POOL_2D:
     case REDS_OP_MAX_POOL_2D:
         /* Every window must hold at least one in-image tap (average pool divides by their count). */
-        if (oc != ic || f[REDS_F_PAD_H] >= kh || f[REDS_F_PAD_W] >= kw ||
-            (uint64_t)(f[REDS_F_OUT_H] - 1u) * f[REDS_F_STRIDE_H] >= (uint64_t)f[REDS_F_IN_H] + f[REDS_F_PAD_H] ||
-            (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W] ||
-            in_zp != out_zp) {
+        if (oc != ic || f[REDS_F_PAD_H] >= kh || f[REDS_F_PAD_W] >= kw || in_zp != out_zp) {
             return 0;
         }
         return 1;
@@ -238,6 +242,16 @@ reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len)
         lv->in_zp = (int32_t)l[REDS_L_IN_ZP];
         lv->out_scale = rdf32(blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u + 4u * REDS_L_OUT_SCALE);
         lv->out_zp = (int32_t)l[REDS_L_OUT_ZP];
+    }
+    /* The header's maxima are what callers size buffers by: they must be exact, not just bounds. */
+    uint32_t max_scratch = 0, max_in = 0, max_out = 0;
+    for (uint32_t k = 0; k < h[REDS_H_N_LEVELS]; ++k) {
+        max_scratch = m->levels[k].scratch > max_scratch ? m->levels[k].scratch : max_scratch;
+        max_in = m->levels[k].in_bytes > max_in ? m->levels[k].in_bytes : max_in;
+        max_out = m->levels[k].out_bytes > max_out ? m->levels[k].out_bytes : max_out;
+    }
+    if (max_scratch != h[REDS_H_MAX_SCRATCH] || max_in != h[REDS_H_MAX_IN] || max_out != h[REDS_H_MAX_OUT]) {
+        goto bad;
     }
     m->n_levels = h[REDS_H_N_LEVELS];
     m->max_scratch = h[REDS_H_MAX_SCRATCH];
