@@ -143,3 +143,100 @@ def test_kernel_objects_have_no_writable_globals(build_dir):
     nm = subprocess.run(["arm-none-eabi-nm", *objs], capture_output=True, text=True, check=True).stdout
     writable = [ln for ln in nm.splitlines() if ln.split()[-2:-1] and ln.split()[-2] in "DdBbCS"]
     assert writable == []
+
+
+# ---------------------------------------------------------------- the Cortex-M4 build, in unicorn
+def _m4(build_dir: Path):
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi toolchain not installed")
+    pytest.importorskip("unicorn")
+    sys.path.insert(0, str(FIRMWARE.parent / "benchmarks"))
+    import mcu_cycles
+
+    r = _make("m4", f"BUILD={build_dir}/m4img")
+    assert r.returncode == 0, r.stderr
+    return mcu_cycles.M4(build_dir / "m4img" / "m4" / "bench.elf")
+
+
+def _i32(*v: int) -> bytes:
+    return np.array(v, np.int64).astype(np.int32).tobytes()
+
+
+def _run_case_on_m4(m4, case: dict) -> np.ndarray:
+    """Pack the kernel's structs (all 4-byte fields, ARM EABI) into emulator RAM and call the kernel."""
+    m4.reset_heap()
+    g = case["ints"]
+    x = m4.alloc(np.ascontiguousarray(case["input"]).tobytes())
+    out_n = int(np.asarray(case["expected"]).size)
+    out = m4.alloc(out_n + 8)
+    kind = case["kind"]
+    if kind == "mean":
+        p = m4.alloc(_i32(g["input_offset"], g["output_offset"], g["multiplier"], g["shift"], 1))
+        status, _ = m4.call("reds_mean_s8", p, m4.alloc(_i32(g["n"], g["h"], g["w"], g["c"])), x, out)
+    else:
+        w = m4.alloc(case["filter"].tobytes())
+        bias = m4.alloc(case["bias"].astype(np.int32).tobytes())
+        quant = m4.alloc(
+            _i32(
+                m4.alloc(case["mult"].astype(np.int32).tobytes()),
+                m4.alloc(case["shift"].astype(np.int32).tobytes()),
+            )
+            + _i32(g.get("per_channel", 1))
+        )
+        act = (g["act_min"], g["act_max"])
+        if kind == "fc":
+            p = m4.alloc(_i32(g["input_offset"], g["output_offset"], *act))
+            filt = m4.alloc(_i32(w, g["out_w"], 1, 1, g["in_w"], g["in_stride"]))
+            status, _ = m4.call("reds_fully_connected_s8", p, quant, g["batches"], x, filt, bias, out)
+        else:
+            geo = (g["stride_h"], g["stride_w"], g["pad_h"], g["pad_w"], g["dilation"], g["dilation"], *act)
+            in_dims = m4.alloc(_i32(g["n"], g["in_h"], g["in_w"], g["in_c"]))
+            out_dims = m4.alloc(_i32(g["n"], g["out_h"], g["out_w"], g["out_c"]))
+            if kind == "conv":
+                p = m4.alloc(_i32(g["input_offset"], g["output_offset"], *geo))
+                filt = m4.alloc(_i32(w, g["out_c"], g["k_h"], g["k_w"], g["in_c"], g["c_stride"]))
+                fn = "reds_conv_s8"
+            else:
+                p = m4.alloc(_i32(g["input_offset"], g["output_offset"], g["ch_mult"], *geo))
+                filt = m4.alloc(_i32(w, 1, g["k_h"], g["k_w"], g["out_c"], g["c_stride"]))
+                fn = "reds_depthwise_conv_s8"
+            status, _ = m4.call(fn, p, quant, in_dims, x, filt, bias, out_dims, out)
+    assert status == 0
+    return np.frombuffer(m4.read(out, out_n), np.int8)
+
+
+def test_cortex_m4_build_bit_exact_with_tflm(build_dir):
+    """The arm-none-eabi-gcc -O2 Thumb-2 kernels (not only the host build) reproduce TFLM exactly."""
+    m4 = _m4(build_dir)
+    rng = np.random.default_rng(int.from_bytes(os.urandom(2), "little"))
+    for kind in ("fc", "conv", "dw", "mean"):
+        for i in range(6):
+            case = gen_goldens.CASES[kind](rng)
+            got = _run_case_on_m4(m4, case)
+            np.testing.assert_array_equal(
+                got, np.asarray(case["expected"]).reshape(-1), err_msg=f"{kind} {i}"
+            )
+
+
+def test_cortex_m4_level_switch_within_64_instructions(build_dir):
+    """reds_set_level on the M4 build: O(1), <= 64 instructions, bad level rejected."""
+    blob_path = FIRMWARE / "fuzz" / "seeds" / "fc2.blob"
+    if not blob_path.exists():
+        pytest.skip("firmware/fuzz/seeds/fc2.blob (engineer M's sample blob) not present")
+    m4 = _m4(build_dir)
+    blob = blob_path.read_bytes()
+    m4.reset_heap()
+    addr = 0x00800000
+    m4.uc.mem_write(addr, blob)
+    model = m4.alloc(4096)
+    status, _ = m4.call("reds_model_init", model, addr, len(blob))
+    assert status == 0
+    n_levels = int.from_bytes(blob[12:16], "little")
+    counts = []
+    for k in range(n_levels):
+        status, n = m4.call("reds_set_level", model, k)
+        assert status == 0
+        counts.append(n)
+    assert max(counts) <= 64 and len(set(counts)) == 1  # the same few instructions for every level
+    status, _ = m4.call("reds_set_level", model, n_levels)
+    assert status == 3  # REDS_BAD_LEVEL
