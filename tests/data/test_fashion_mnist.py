@@ -71,3 +71,14 @@ def test_corrupt_and_missing_files(tmp_path, fashion_root):
         read_idx(bad, 3)
     with pytest.raises(DatasetLayoutError, match=r"(?s)Looked in: .*apt-get install dataset-fashion-mnist"):
         load("fashion_mnist", tmp_path / "nowhere")
+
+
+def test_default_search_order_debian_then_keras_cache(monkeypatch, tmp_path, fashion_root):
+    from reds_tf.data import layout
+
+    missing = tmp_path / "no-debian"
+    monkeypatch.setattr(layout, "FASHION_MNIST_DEFAULT_DIRS", (missing, fashion_root))
+    assert layout.find_fashion_mnist(None) == fashion_root  # falls through to the keras cache
+    monkeypatch.setattr(layout, "FASHION_MNIST_DEFAULT_DIRS", (missing, tmp_path / "no-cache"))
+    with pytest.raises(DatasetLayoutError, match=r"Looked in: .*no-debian, .*no-cache"):
+        layout.find_fashion_mnist(None)
