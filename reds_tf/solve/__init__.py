@@ -28,8 +28,9 @@ from ..errors import InfeasibleBudgetError, RedsError
 from ..graph import Graph
 from ..plan import WidthPlan
 from .brute import brute_force
+from .greedy import greedy_start
 from .milp import SOLVERS, solve_levels
-from .problem import Budget, Level, Problem, make_problem, uniform_start
+from .problem import Budget, Level, Problem, make_problem
 
 STRATEGIES = ("bottom_up", "joint")
 
@@ -140,9 +141,9 @@ def _bottom_up(
     widths, statuses, bounds, gaps, extras = [], [], [], [], []
     for k, lv in enumerate(levels):
         left = max(1.0, time_limit - (time.perf_counter() - t0))
-        # A uniform-multiplier start gives CBC an incumbent at once (it found none in time on
-        # MobileNetV1-1.0 otherwise); the MILP can only improve on it.
-        w0 = uniform_start(prob, lv, lower)
+        # A greedy start gives CBC a good incumbent at once (from a uniform start it ended at a
+        # 58 % gap on MobileNetV1-1.0); the MILP can only improve on it.
+        w0 = greedy_start(prob, lv, lower)
         r = solve_levels(
             prob,
             [lv],

@@ -249,8 +249,12 @@ def solve_levels(
                 for i, v in sv.items():
                     if i in up.s[gi]:
                         bld._con(v - up.s[gi][i] <= 0)
+    # The MPS file PuLP writes drops objective constants, and the solvers' relative gap is
+    # measured on the objective they see: carry the constant on a variable fixed at 1.
+    one = pulp.LpVariable("objective_constant", 1, 1)
+    obj += obj_const * one
     bld.lp += obj
-    n_vars = len(bld.lp.variables())
+    n_vars = len(bld.lp.variables()) - 1
     if n_vars == 0:  # every width is forced: nothing to optimise
         widths = [[int(prob.grids[g][m.lo[g]]) for g in range(len(prob.grids))] for m in models]
         return SolveResult(widths, "optimal", obj_const, obj_const, time.perf_counter() - t0, 0, bld.n_cons)

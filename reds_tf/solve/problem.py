@@ -273,27 +273,3 @@ def eval_pair(
                 f = f * float(base[g])
         out = out + t.coef * f
     return out
-
-
-def uniform_start(prob: Problem, level: Level, lower: Sequence[int]) -> list[int] | None:
-    """A feasible width vector for a solver warm start: the same fraction of every group's range.
-
-    Bisects one width multiplier ``t`` so every group keeps ``lower + t * (range)`` grid steps;
-    about 20 cost evaluations. None when even ``lower`` breaks the level's budgets.
-    """
-
-    def widths(t: float) -> list[int]:
-        out = []
-        for grid, lo in zip(prob.grids, lower, strict=True):
-            out.append(int(grid[lo + int(t * (len(grid) - 1 - lo))]))
-        return out
-
-    if prob.fits(widths(0.0), level):
-        return None
-    lo_t, hi_t = 0.0, 1.0
-    if not prob.fits(widths(1.0), level):
-        return widths(1.0)
-    for _ in range(20):
-        mid = (lo_t + hi_t) / 2
-        lo_t, hi_t = (lo_t, mid) if prob.fits(widths(mid), level) else (mid, hi_t)
-    return widths(lo_t)
