@@ -87,7 +87,7 @@ def run_cmd(
     except TrainingInterrupted as e:
         click.echo(f"interrupted: {e}", err=True)
         sys.exit(3)
-    except (RedsError, pipeline.RunExistsError) as e:
+    except RedsError as e:
         raise click.ClickException(str(e)) from e
     click.echo("")
     click.echo(_level_table(res["levels"], _RUN_COLUMNS))

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import costs, data, importance, nested, permute, plots, solve, topology, train, zoo
 from ._keras import keras, tf
+from .errors import NotARedsModelError, RedsError
 from .evaluate import accuracy, level_accuracies, level_rows, write_results
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -32,7 +33,7 @@ BN_NOTE = (
 )
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(RedsError, FileExistsError):
     """The run directory already holds a run and resume was not requested."""
 
 
@@ -488,8 +489,6 @@ def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path 
     """Re-measure every level of a finished run's ``model.keras`` on ``split`` (rows as in results)."""
     rd = RunDir(run_dir)
     if not rd.is_done("finetune"):
-        from .errors import NotARedsModelError
-
         raise NotARedsModelError(
             f"{rd.root} has no fine-tuned model (model.keras). Fix: finish the run with reds run --resume."
         )

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,10 +30,20 @@ from . import nested
 from ._keras import keras, tf
 from .errors import RedsError
 from .evaluate import accuracy, level_accuracies
-from .recipe import TrainConfig
 from .runstore import RunDir, atomic_dir
 
 STOP_ENV = "REDS_STOP_AFTER_EPOCHS"
+
+
+class TrainConfig(Protocol):
+    """What a training stage reads from its settings (``recipe.TrainConfig`` satisfies it; train does
+    not import recipe, which sits on the same layer)."""
+
+    epochs: int
+    learning_rate: float
+    warmup_epochs: float
+    final_lr_fraction: float
+    patience: int | None
 
 
 class TrainingInterrupted(RedsError, RuntimeError):
