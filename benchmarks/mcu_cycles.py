@@ -247,6 +247,10 @@ def model_rows(m4: M4, name: str, fractions: tuple[float, ...], work: Path) -> l
             dict(model=name, level=k, macs=macs, switch_instructions=switch_n, instructions=infer_n,
                  init_instructions=init_n, bit_exact_vs_tflm=bool(np.array_equal(got, want)))
         )  # fmt: skip
+    sizeof_model = int.from_bytes(m4.read(m4.sym["bench_sizeof_reds_model"], 4), "little")
+    for r in rows:  # memory the application needs for this model (flash: blob; RAM: model + buffers)
+        r.update(blob_bytes=len(blob), scratch_bytes=hdr["max_scratch"], model_struct_bytes=sizeof_model)
+        r["static_ram_bytes"] = sizeof_model + hdr["max_scratch"] + hdr["max_in"] + hdr["max_out"]
     full_macs, full_n = rows[-1]["macs"], rows[-1]["instructions"]
     for r in rows:
         r["mac_fraction"] = r["macs"] / full_macs
@@ -282,6 +286,12 @@ def print_models(rows: list[dict]) -> bool:
               f"{r['switch_instructions']:6d} {str(r['bit_exact_vs_tflm']):>9s}")  # fmt: skip
         ok &= r["switch_instructions"] <= SWITCH_TARGET and r["bit_exact_vs_tflm"]
         ok &= abs(r["ratio"] - 1.0) <= PROPORTIONAL_TOL
+    for name in dict.fromkeys(r["model"] for r in rows):
+        r = next(r for r in rows if r["model"] == name)
+        print(
+            f"{name}: blob {r['blob_bytes']} B (flash, all levels), static RAM {r['static_ram_bytes']} B "
+            f"(reds_model {r['model_struct_bytes']} + scratch {r['scratch_bytes']} + input/output buffers)"
+        )
     print(f"targets: switching <= {SWITCH_TARGET} instructions, |ratio - 1| <= {PROPORTIONAL_TOL}: "
           f"{'MET' if ok else 'NOT MET'}")  # fmt: skip
     return ok

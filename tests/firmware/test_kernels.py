@@ -240,3 +240,17 @@ def test_cortex_m4_level_switch_within_64_instructions(build_dir):
     assert max(counts) <= 64 and len(set(counts)) == 1  # the same few instructions for every level
     status, _ = m4.call("reds_set_level", model, n_levels)
     assert status == 3  # REDS_BAD_LEVEL
+
+
+@pytest.mark.slow
+def test_mcu_cycles_fc2_levels(build_dir, tmp_path):
+    """benchmarks/mcu_cycles.py end to end on the 2-layer FC: every level bit-exact with TFLM on the M4
+    build, switching <= 64 instructions, inference instructions proportional to MACs within 15 %."""
+    m4 = _m4(build_dir)
+    import mcu_cycles
+
+    rows = mcu_cycles.model_rows(m4, "fc2", (0.25, 0.5, 0.75, 1.0), tmp_path)
+    assert [r["bit_exact_vs_tflm"] for r in rows] == [True] * 4
+    assert max(r["switch_instructions"] for r in rows) <= mcu_cycles.SWITCH_TARGET
+    assert all(abs(r["ratio"] - 1) <= mcu_cycles.PROPORTIONAL_TOL for r in rows)
+    assert [r["macs"] for r in rows] == sorted(r["macs"] for r in rows)
