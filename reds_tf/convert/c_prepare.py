@@ -139,8 +139,20 @@ def _const(model: Any, t: Any) -> np.ndarray:
     buf = model.buffers[t.buffer].data
     if buf is None:
         raise CorruptFlatbufferError(f"Constant tensor {t.name!r} has no data. Re-run the converter.")
-    dtype = {S.TensorType.INT8: np.int8, S.TensorType.INT32: np.int32}[t.type]
-    return np.frombuffer(bytes(np.asarray(buf, np.uint8)), dtype).reshape(list(t.shape))
+    dtype = {S.TensorType.INT8: np.int8, S.TensorType.INT32: np.int32}.get(t.type)
+    if dtype is None:
+        raise UnsupportedLayerError(
+            f"Constant tensor {t.name!r} has type {t.type}; only int8/int32 supported."
+        )
+    data = np.frombuffer(bytes(np.asarray(buf, np.uint8)), dtype)
+    n = int(np.prod(t.shape))
+    if data.size < n:
+        raise CorruptFlatbufferError(
+            f"Constant tensor {t.name!r} needs {n} values but its buffer holds {data.size}. "
+            "Re-run the converter."
+        )
+    # A shared-weight file may point a smaller tensor at the start of a larger buffer (a prefix view).
+    return data[:n].reshape(list(t.shape))
 
 
 def read_level(path: Path) -> dict[str, Any]:

@@ -120,8 +120,32 @@ def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
     return paths
 
 
-def write_levels(kind: str, out_dir: Path, seed: int = 0) -> list[Path]:
-    """Build, nest and convert ``kind`` ("dscnn" or "fc2"); return the level paths, level 0 first."""
+def write_converted_levels(kind: str, out_dir: Path, seed: int = 0) -> list[Path]:
+    """Plain random weights (no arrangement) through ``reds_tf.convert.convert``: the production path,
+    which quantises once from the full level and writes the blob itself."""
+    from reds_tf.convert import convert as reds_convert
+
+    build, levels, shape = {
+        "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
+        "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
+    }[kind]
+    keras.utils.set_random_seed(seed)
+    full = build(levels[-1])
+    models = []
+    for w in levels:
+        m = build(w)
+        _slice_into(full, m)
+        models.append(m)
+    x = np.random.default_rng(seed + 1).normal(0, 1, (64, *shape)).astype(np.float32)
+    reds_convert(models, out_dir, calibration=x, verify=False)
+    return [Path(out_dir) / f"submodel_{k}.tflite" for k in range(len(levels))]
+
+
+def write_levels(kind: str, out_dir: Path, seed: int = 0, keep: tuple[int, ...] | None = None) -> list[Path]:
+    """Build, nest and convert ``kind`` ("dscnn" or "fc2"); return the level paths, level 0 first.
+
+    ``keep`` selects a subset of the levels (the widest must be among them) to save conversion time.
+    """
     build, levels, shape = {
         "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
         "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
@@ -131,7 +155,7 @@ def write_levels(kind: str, out_dir: Path, seed: int = 0) -> list[Path]:
     _randomise(full, seed)
     rep = np.random.default_rng(seed + 1).normal(0, 1, (24, *shape)).astype(np.float32)
     paths = []
-    for k, w in enumerate(levels):
+    for k, w in enumerate(levels if keep is None else [levels[i] for i in keep]):
         m = build(w)
         _slice_into(full, m)
         Path(out_dir).mkdir(parents=True, exist_ok=True)

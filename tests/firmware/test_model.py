@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from reds_tf.convert import c_arena
-from tests.firmware.nested_models import write_levels, write_zoo_levels
+from tests.firmware.nested_models import write_converted_levels, write_zoo_levels
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 N_INPUTS = 24
@@ -28,16 +28,17 @@ def host_app() -> Path:
     return FIRMWARE / "build" / "host" / "reds_host"
 
 
-# A small DS-CNN (20x10 input) and the zoo's FC-2 (Flatten -> 784x128 -> 10) by default; the zoo's
-# DS-CNN-S (49x10x1, 64 channels; about a minute of conversion on 2 shared cores) is marked slow.
-MODELS = ["dscnn", "zoo:fc2", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]
+# By default a small DS-CNN (20x10 input) through the production converter (reds_tf.convert.convert),
+# and the zoo's FC-2 (Flatten -> 784x128 -> 10) nested by reds_tf.nested; the zoo's DS-CNN-S
+# (49x10x1, 64 channels; about a minute of conversion on 2 shared cores) is marked slow.
+MODELS = ["convert:dscnn", "zoo:fc2", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="session", params=MODELS)
 def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp(request.param.replace(":", "_"))
-    name = request.param.removeprefix("zoo:")
-    paths = write_zoo_levels(name, out) if request.param.startswith("zoo:") else write_levels(name, out)
+    source, name = request.param.split(":")
+    paths = (write_zoo_levels if source == "zoo" else write_converted_levels)(name, out)
     summary = c_arena.write(paths, out, "model")
     return {"kind": request.param, "paths": paths, "summary": summary, "blob": out / "model.blob"}
 
