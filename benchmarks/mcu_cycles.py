@@ -7,7 +7,8 @@ UC_HOOK_BLOCK hook (Thumb-2 instruction lengths decoded from each block, cached 
 * kernels: each DS-CNN-S layer kernel at several channel widths, reading a full-width weight tensor
   through its strides as a nested level does (instructions and instructions per MAC);
 * models: nested DS-CNN-S (zoo ``ds_cnn_s``) and the 2-layer FC (zoo ``fc2``) converted per level to
-  int8 .tflite and packed into one device blob (``reds_tf.convert.c_arena``); for every level,
+  int8 .tflite, quantised once from the widest level (``reds_tf.convert.quantize.share_weights``) and
+  packed into one device blob with one shared weight arena (``reds_tf.convert.c_arena``); for every level,
   ``reds_set_level`` (switching) and ``reds_invoke`` (one inference) next to the level's MAC fraction.
   Every emulated inference is checked bit-exact against the tflite-micro interpreter on the same input.
 
@@ -181,6 +182,8 @@ def _level_tflites(name: str, out_dir: Path, fractions: tuple[float, ...], seed:
     """Nested zoo model -> per-level plain models -> int8 .tflite (the converter's per-level step)."""
     from reds_tf import nested, topology, zoo
     from reds_tf._keras import keras
+    from reds_tf.convert.flatbuffer import pack_model, read_tflite
+    from reds_tf.convert.quantize import share_weights
     from reds_tf.convert.tflite import convert_int8
     from reds_tf.plan import WidthPlan
 
@@ -195,10 +198,16 @@ def _level_tflites(name: str, out_dir: Path, fractions: tuple[float, ...], seed:
     nm = nested.make_nested(model, plan)
     shape = tuple(model.input_shape[1:])
     calib = np.random.default_rng(seed).normal(0, 1, (64, *shape)).astype(np.float32)
+    levels = [
+        read_tflite(convert_int8(nested.extract_level(nm, k), calib, samples=64))
+        for k in range(len(fractions))
+    ]
     paths = []
-    for k in range(len(fractions)):
+    for k, lv in enumerate(levels):
+        if k < len(levels) - 1:  # quantise once: reuse the widest level's int8 weights (the converter's step)
+            share_weights(levels[-1], lv, f"level {k}")
         p = out_dir / f"{name}_level{k}.tflite"
-        p.write_bytes(convert_int8(nested.extract_level(nm, k), calib, samples=64))
+        p.write_bytes(pack_model(lv))
         paths.append(p)
     return paths
 
