@@ -281,6 +281,7 @@ def convert(
         bundle_strategy=strategy,
         full_standalone_bytes=full_bytes,
         full_standalone_weight_bytes=weight_bytes(full),
+        full_stripped_bytes=len(pack_model(_bundle.strip_for_device(full))),
         naive_sum_bytes=sum(len(standalone[k]) for k in chosen),
         strategies=strategies,
         shares=[[s.to_dict() for s in shares[k]] for k in chosen],

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .flatbuffer import S, add_buffer, pack_models, tensor_array
+from .flatbuffer import S, add_buffer, op_name, pack_models, tensor_array
 from .quantize import WEIGHT_OPS, TensorShare
 
 STRATEGIES = ("copy", "slice", "auto")
@@ -96,7 +96,7 @@ def with_slices(
     m = copy.deepcopy(level)
     sg = m.subgraphs[0]
     code = _slice_code(m)
-    ops = []
+    ops, begins = [], {}
     for i, op in enumerate(sg.operators):
         s = chosen.get(i)
         if s is not None:
@@ -113,9 +113,10 @@ def with_slices(
             q = S.QuantizationParametersT()
             q.scale, q.zeroPoint, q.quantizedDimension = scales, np.zeros(len(scales), np.int64), axis
             src_i = _const(m, "reds_slice_src", src.astype(np.int8), S.TensorType.INT8, q)
-            begin_i = _const(
-                m, "reds_slice_begin", np.zeros(len(s.level_shape), np.int32), S.TensorType.INT32
-            )
+            rank = len(s.level_shape)
+            if rank not in begins:  # one all-zero ``begin`` tensor per rank serves every SLICE
+                begins[rank] = _const(m, "reds_slice_begin", np.zeros(rank, np.int32), S.TensorType.INT32)
+            begin_i = begins[rank]
             size_i = _const(m, "reds_slice_size", np.asarray(s.level_shape, np.int32), S.TensorType.INT32)
             t.buffer = 0  # now an arena tensor written by SLICE
             sl = S.OperatorT()
@@ -131,18 +132,37 @@ def with_slices(
 
 
 def strip_for_device(model: S.ModelT) -> S.ModelT:
-    """A copy without tensor/subgraph names, signature defs, metadata and description."""
+    """A copy without what TFLM never reads, with only the buffers its tensors use.
+
+    Dropped: tensor/subgraph names, shape signatures, signature defs, metadata, the
+    description, and the quantisation table of int32 bias tensors (TFLM's kernels derive
+    the requantisation from the input, filter and output scales). Bit-exactness of every
+    bundle level with its standalone file under TFLM is checked by ``convert(verify=True)``.
+    """
     m = copy.copy(model)
     m.subgraphs = []
+    used = sorted({0} | {int(t.buffer) for sg in model.subgraphs for t in sg.tensors})
+    remap = {old: new for new, old in enumerate(used)}
+    m.buffers = [model.buffers[i] for i in used]
     for sg in model.subgraphs:
         sg2 = copy.copy(sg)
         sg2.name = None
         sg2.tensors = [copy.copy(t) for t in sg.tensors]
-        for t in sg2.tensors:
+        biases = {
+            int(op.inputs[2])
+            for op in sg.operators
+            if len(op.inputs) > 2 and op.inputs[2] >= 0 and op_name(model, op) in WEIGHT_OPS
+        }
+        for i, t in enumerate(sg2.tensors):
             t.name = None
+            t.shapeSignature = None
+            t.buffer = remap[int(t.buffer)]
+            if i in biases and t.type == S.TensorType.INT32:
+                t.quantization = None
         m.subgraphs.append(sg2)
     m.signatureDefs = None
     m.metadata = None
+    m.metadataBuffer = None
     m.description = None
     return m
 

@@ -83,6 +83,7 @@ class ConvertReport:
     bundle_strategy: str
     full_standalone_bytes: int
     full_standalone_weight_bytes: int
+    full_stripped_bytes: int
     naive_sum_bytes: int
     strategies: dict[str, dict[str, Any]]
     shares: list[list[dict]] = field(default_factory=list)
@@ -100,8 +101,14 @@ class ConvertReport:
         """Bundle flash over the full level's constant data alone (stricter; no per-model tables)."""
         return self.bundle_bytes / self.full_standalone_weight_bytes
 
+    @property
+    def bundle_ratio_stripped(self) -> float:
+        """Bundle flash over the full level alone packed the bundle's way (names etc. stripped)."""
+        return self.bundle_bytes / self.full_stripped_bytes
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["bundle_ratio_stripped"] = round(self.bundle_ratio_stripped, 4)
         d["bundle_ratio"] = round(self.bundle_ratio, 4)
         d["bundle_ratio_weights"] = round(self.bundle_ratio_weights, 4)
         d["naive_ratio"] = round(self.naive_sum_bytes / self.full_standalone_bytes, 4)
@@ -140,6 +147,8 @@ class ConvertReport:
             f"# reds_tf conversion: {len(self.levels)} levels\n\n{head}{rows}\n"
             f"Bundle `{Path(self.bundle_file).name}` ({self.bundle_strategy}): {self.bundle_bytes:,} B = "
             f"{self.bundle_ratio:.3f} x the full level's standalone file ({self.full_standalone_bytes:,} B), "
+            f"{self.bundle_ratio_stripped:.3f} x the full level stripped like the bundle "
+            f"({self.full_stripped_bytes:,} B), "
             f"{self.bundle_ratio_weights:.3f} x its constant data ({self.full_standalone_weight_bytes:,} B); "
             f"naive sum of standalone files {self.naive_sum_bytes:,} B "
             f"({self.naive_sum_bytes / self.full_standalone_bytes:.3f} x).\n\n"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,19 +105,55 @@ def _fits(model_bytes: bytes, size: int, probe: np.ndarray) -> bool:
         return False
 
 
-def measure_arena(model_bytes: bytes) -> int:
-    """Smallest TFLM tensor arena (bytes) that loads and runs the model, by bisection."""
+_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
+
+
+def recorded_arena(model_bytes: bytes, arena_size: int | None = None) -> int:
+    """Arena bytes TFLM's RecordingMicroAllocator reports after one invoke (parsed from fd 2)."""
     m = read_tflite(model_bytes)
     sg = m.subgraphs[0]
-    shape = [int(d) for d in sg.tensors[sg.inputs[0]].shape]
-    probe = np.zeros(shape, np.int8)
+    probe = np.zeros([int(d) for d in sg.tensors[sg.inputs[0]].shape], np.int8)
+    it = tflm_interpreter(model_bytes, arena_size)
+    it.set_input(probe, 0)
+    it.invoke()
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            it.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read()
+    found = _TOTAL.search(text)
+    if not found:  # pragma: no cover - depends on the tflite-micro build
+        raise RuntimeError(f"tflite-micro printed no arena total: {text[:200]!r}")
+    return int(found.group(1))
+
+
+def measure_arena(model_bytes: bytes) -> int:
+    """Smallest TFLM tensor arena (bytes) that loads and runs the model.
+
+    The recording allocator's total is the starting point; the search then only tries
+    sizes at or above a size that failed cleanly. (tflite-micro can crash instead of
+    failing when an arena is far too small for its own bookkeeping, so the tiny sizes
+    a plain bisection from zero would try are never attempted.)
+    """
     model_bytes = bytes(model_bytes)
-    hi = 16 * 1024
+    m = read_tflite(model_bytes)
+    sg = m.subgraphs[0]
+    probe = np.zeros([int(d) for d in sg.tensors[sg.inputs[0]].shape], np.int8)
+    total = recorded_arena(model_bytes)
+    hi = total
     while not _fits(model_bytes, hi, probe):
-        hi *= 2
+        hi += max(16, hi // 8)
         if hi > _ARENA_MAX:
             raise RuntimeError(f"TFLM could not run the model with a {_ARENA_MAX}-byte arena.")
-    lo = 0
+    # Look just below for the exact minimum (alignment padding can make it a few bytes less).
+    lo = max(hi - 64, 1)
+    if _fits(model_bytes, lo, probe):
+        return lo if lo == hi else _bisect_down(model_bytes, lo, probe)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if _fits(model_bytes, mid, probe):
@@ -123,3 +161,17 @@ def measure_arena(model_bytes: bytes) -> int:
         else:
             lo = mid
     return hi
+
+
+def _bisect_down(model_bytes: bytes, fits: int, probe: np.ndarray) -> int:
+    """Step down in 16-byte strides while the model still fits, then refine to the byte."""
+    while fits > 16 and _fits(model_bytes, fits - 16, probe):
+        fits -= 16
+    lo = fits - 16
+    while fits - lo > 1:
+        mid = (lo + fits) // 2
+        if _fits(model_bytes, mid, probe):
+            fits = mid
+        else:
+            lo = mid
+    return fits
