@@ -35,14 +35,46 @@ static void pixel_mult1(const dw_ctx *c, int32_t y0, int32_t x0, int32_t ky0, in
     int32_t oc = 0;
     for (; oc + 4 <= ch; oc += 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        const int32_t taps = kx1 - kx0;
         for (int32_t ky = ky0; ky < ky1; ++ky) {
             const int8_t *x = c->in + ((y0 + ky * dil_h) * c->in_w + x0 + kx0 * dil_w) * ch + oc;
             const int8_t *w = c->w + (ky * c->k_w + kx0) * cs + oc;
-            for (int32_t kx = kx0; kx < kx1; ++kx, x += x_step, w += cs) {
+            int32_t kx = 0;
+            /* Rows of up to 3 taps (3x3 kernels) run unrolled, longer rows in a loop; the sums are
+             * the same, in the same order per channel. */
+            if (taps > 3) {
+                for (; kx < taps - 3; ++kx, x += x_step, w += cs) {
+                    a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
+                    a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
+                    a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
+                    a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
+                }
+            }
+            switch (taps - kx) {
+            case 3:
                 a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
                 a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
                 a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
                 a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
+                x += x_step;
+                w += cs;
+                /* fall through */
+            case 2:
+                a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
+                a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
+                a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
+                a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
+                x += x_step;
+                w += cs;
+                /* fall through */
+            case 1:
+                a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
+                a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
+                a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
+                a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
+                break;
+            default:
+                break;
             }
         }
         /* All four results before any store: an int8 store may alias *c and would force reloads. */
