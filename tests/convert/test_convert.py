@@ -149,3 +149,15 @@ def test_as_arrays_accepts_batched_and_unbatched_datasets():
         assert ya is None or np.array_equal(ya, y[:7])
     with pytest.raises(TypeError, match="Received: str"):
         as_arrays("nope", input_rank=3)
+
+
+def test_level_subset_without_verification(fc2_levels, fmnist, tmp_path):
+    """--levels 0,2 writes only those levels (the full level still fixes the quantisation)."""
+    rep = convert(fc2_levels, tmp_path, levels="0,2", calibration=fmnist["x_train"][:40], verify=False)
+    assert [r.level for r in rep.levels] == [0, 2]
+    assert sorted(p.name for p in tmp_path.glob("submodel_*.tflite")) == [
+        "submodel_0.tflite",
+        "submodel_2.tflite",
+    ]
+    assert all(r.bundle_bit_exact is None and r.int8_accuracy is None for r in rep.levels)
+    assert json.load(open(tmp_path / "bundle.json"))["level_ids"] == [0, 2]
