@@ -1,0 +1,50 @@
+"""A real REDS run (pipeline, fine-tuned nested fc2) converted by the pipeline and by the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_pipeline_run_dir_converts(tmp_path):
+    from click.testing import CliRunner
+
+    from reds_tf import pipeline
+    from reds_tf.cli import main
+    from reds_tf.recipe import Recipe
+
+    recipe = {
+        "name": "fc2-convert-test",
+        "model": "fc2",
+        "model_options": {"hidden": 64},
+        "dataset": "fashion_mnist",
+        "seed": 0,
+        "data": {"limit": 1500, "batch_size": 50, "augment": False},
+        "importance": {"method": "taylor", "num_batches": 10},
+        "solve": {"budgets": [0.25, 0.5, 0.75], "time_limit": 20},
+        "pretrain": {"epochs": 4, "learning_rate": 0.003},
+        "finetune": {"epochs": 2, "learning_rate": 0.001, "bn_epochs": 1},
+        "baselines": [],
+        "convert": {"enabled": True, "calibration_samples": 100},
+    }
+    run_dir = tmp_path / "run"
+    pipeline.run(Recipe.from_dict(recipe), run_dir, progress=False, log=lambda *_: None)
+    rep = json.loads((run_dir / "converted" / "report.json").read_text())
+    assert len(rep["levels"]) == 4
+    assert rep["bundle_ratio"] <= 1.10, rep["bundle_ratio"]
+    assert rep["naive_ratio"] > 2.0
+    for r in rep["levels"]:
+        assert (
+            abs(r["accuracy_diff_pp"]) <= 1.0
+            and r["bundle_bit_exact"]
+            and r["tflite_ref_vs_tflm_max_lsb"] <= 1
+        )
+        assert r["float_accuracy"] > 0.5
+    assert rep["firmware"]["weights_ratio_vs_full"] <= 1.0 + 1e-9
+    res = CliRunner().invoke(
+        main, ["convert", str(run_dir), "--out", str(tmp_path / "cli"), "--calibration", "100"]
+    )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "cli" / "bundle.tflite").is_file() and "| level |" in res.output
