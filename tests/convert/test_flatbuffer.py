@@ -66,3 +66,21 @@ def test_quantize_multiplier(real):
     q, shift = quantize_multiplier(real)
     assert (1 << 30) <= q < (1 << 31)
     assert abs(q * 2.0 ** (shift - 31) - real) <= real * 2**-30
+
+
+def test_random_corruption_never_escapes_as_another_error(small):
+    """Byte flips and wild offsets either parse or raise CorruptFlatbufferError: no crash, no hang."""
+    rng = np.random.default_rng(1)
+    outcomes = {"ok": 0, "corrupt": 0}
+    for _ in range(300):
+        m = bytearray(small)
+        for _ in range(int(rng.integers(1, 4))):
+            m[int(rng.integers(0, len(m)))] = int(rng.integers(0, 256))
+        p = int(rng.integers(0, len(m) // 16)) * 4
+        m[p : p + 4] = int(rng.integers(0, 2**32)).to_bytes(4, "little")
+        try:
+            read_tflite(bytes(m))
+            outcomes["ok"] += 1
+        except CorruptFlatbufferError:
+            outcomes["corrupt"] += 1
+    assert outcomes["corrupt"] > 0
