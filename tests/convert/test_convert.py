@@ -161,3 +161,18 @@ def test_level_subset_without_verification(fc2_levels, fmnist, tmp_path):
     ]
     assert all(r.bundle_bit_exact is None and r.int8_accuracy is None for r in rep.levels)
     assert json.load(open(tmp_path / "bundle.json"))["level_ids"] == [0, 2]
+
+
+def test_unsupported_weight_op_is_refused(tmp_path):
+    """A layer whose constant weights the shared arena cannot describe raises, naming the op."""
+    from reds_tf._keras import keras
+    from reds_tf.errors import UnsupportedLayerError
+
+    def build(c: int) -> keras.Model:
+        i = keras.Input((8, 8, 1))
+        x = keras.layers.Conv2DTranspose(c, 3, strides=2, name="up")(i)
+        return keras.Model(i, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
+
+    x = np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32)
+    with pytest.raises(UnsupportedLayerError, match="TRANSPOSE_CONV"):
+        convert([build(2), build(4)], tmp_path, calibration=x, calibration_samples=8, verify=False)
