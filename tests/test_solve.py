@@ -223,3 +223,19 @@ def test_solver_imports_no_tensorflow():
         "assert not any(m.startswith(('tensorflow', 'tf_keras')) for m in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_greedy_start_is_feasible_and_not_better_than_the_optimum():
+    from reds_tf.solve.greedy import greedy_start
+    from reds_tf.solve.problem import make_problem
+
+    graph = res_net()
+    scores = random_scores(graph, 9)
+    budgets = [Budget(0.3, peak_memory=40), Budget(0.6)]
+    prob = make_problem(graph, scores, budgets)
+    for budget, lv in zip(budgets, prob.levels, strict=True):
+        w = greedy_start(prob, lv, [0] * len(prob.grids))
+        assert prob.fits(w, lv) == []
+        assert prob.importance(w) <= solve(graph, scores, [budget], gap=0.0).objective + 1e-12
+    # Nothing fits when the lower bounds already break the budget.
+    assert greedy_start(prob, prob.levels[0], [len(g) - 1 for g in prob.grids]) is None
