@@ -10,6 +10,7 @@ numbers. ``python -m reds_tf.convert`` / ``reds convert`` is the command line.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,12 @@ def _write_firmware(out: Path, paths: list[str], report: ConvertReport) -> None:
         from . import c_arena
     except ImportError:  # pragma: no cover - only while the firmware module is missing
         return
-    summary = c_arena.write([Path(p) for p in paths], out)
+    try:
+        summary = c_arena.write([Path(p) for p in paths], out)
+    except RedsError as e:
+        # The TFLite files and the TFLM bundle stay valid; only the native firmware blob is missing.
+        warnings.warn(f"No firmware blob: {e}", stacklevel=3)
+        report.firmware = {"error": str(e)}
+        return
     report.firmware = summary
     report.files.update({f"firmware_{k}": str(v) for k, v in summary.get("paths", {}).items()})
