@@ -36,7 +36,8 @@ _RUN_COLUMNS = [
     ("peak_memory_int8", "peak act. B", "{:,}"),
     ("val_accuracy", "val acc%", "pct"),
     ("test_accuracy", "test acc% (shared BN)", "pct"),
-    ("test_accuracy_per_level_bn", "test acc% (per-level BN)", "pct"),
+    ("test_accuracy_per_level_bn", "test acc% (per-level BN recal.)", "pct"),
+    ("test_accuracy_per_level_bn_trained", "test acc% (per-level BN trained)", "pct"),
     ("int8_test_accuracy", "int8 acc%", "pct"),
 ]
 

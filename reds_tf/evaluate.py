@@ -86,7 +86,8 @@ _COLUMNS = [
     ("peak_memory_int8", "Peak act. int8 (B)", "{:,}"),
     ("val_accuracy", "Val acc %", "pct"),
     ("test_accuracy", "Test acc % (shared BN)", "pct"),
-    ("test_accuracy_per_level_bn", "Test acc % (per-level BN)", "pct"),
+    ("test_accuracy_per_level_bn", "Test acc % (per-level BN, recalibrated)", "pct"),
+    ("test_accuracy_per_level_bn_trained", "Test acc % (per-level BN, fine-tuned)", "pct"),
     ("int8_test_accuracy", "Int8 TFLM test acc %", "pct"),
 ]
 

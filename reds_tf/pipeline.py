@@ -27,9 +27,11 @@ from .recipe import Recipe
 from .runstore import RunDir, atomic_write_bytes, atomic_write_text
 
 BN_NOTE = (
-    "Per-level BN statistics (column 'per-level BN') are measured for comparison only: each level "
-    "would need its own folded int8 weights on the device, so they cannot share one weight arena. "
-    "model.keras and converted/ use the shared-BN model."
+    "Per-level BN columns are measured for comparison only: each level would need its own folded int8 "
+    "weights on the device, so they cannot share one weight arena; model.keras and converted/ use the "
+    "shared-BN model. 'recalibrated' re-estimates per-level statistics of the shared-BN fine-tuned "
+    "weights (which were adapted to the frozen statistics); 'fine-tuned' trains a second copy with "
+    "per-level statistics in training mode (slimmable networks), when bn.per_level_finetune is set."
 )
 
 
@@ -67,7 +69,10 @@ def run(
     perm, sorted_scores = permute_model(pre, scores, batched, rd)
     graph, plan, report = solve_plan(recipe, perm, sorted_scores, rd, log)
     model = finetune(recipe, perm, plan, graph, batched, stage="finetune", **ctx)
-    results = evaluate_run(recipe, splits, batched, pre, model, graph, plan, report, rd, log)
+    trained_plbn = None
+    if recipe.bn.per_level_finetune and train.bn_variables(perm):
+        trained_plbn = finetune_per_level_bn(recipe, perm, plan, graph, batched, **ctx)
+    results = evaluate_run(recipe, splits, batched, pre, model, graph, plan, report, rd, log, trained_plbn)
     if recipe.baselines:
         results["baselines"] = baselines(recipe, pre, model, graph, plan, batched, **ctx)
     results["seconds"] = round(time.perf_counter() - t0 + rd.done_info("timing").get("seconds", 0.0), 1)
@@ -322,6 +327,51 @@ def finetune(
     return model
 
 
+def finetune_per_level_bn(
+    recipe: Recipe,
+    perm: keras.Model,
+    plan: WidthPlan,
+    graph: Any,
+    batched: dict,
+    *,
+    rd: RunDir,
+    resume: bool,
+    strategy: Any,
+    progress: bool,
+    stop: int | None,
+    log: Any,
+) -> keras.Model:
+    """The slimmable-networks comparison: joint fine-tuning with per-level BN statistics in training
+    mode (all variables, gamma/beta included), then exact per-level re-estimation of the statistics."""
+    stage, path = "finetune_plbn", rd.path("model_per_level_bn.keras")
+    if rd.is_done(stage):
+        with _scope(strategy):
+            return nested.load_model(path)
+    with _scope(strategy):
+        model = nested.make_nested(perm, plan, stats_per_level=True)
+    a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])
+    log(f"[{stage}] joint fine-tuning with per-level BN statistics (training-mode BN)")
+    hist = train.fit(
+        model,
+        batched["train"],
+        batched["val"],
+        recipe.finetune,
+        stage=stage,
+        levels=list(range(plan.num_levels)),
+        weights=a,
+        training=True,
+        run=rd,
+        resume=resume,
+        strategy=strategy,
+        max_epochs_this_call=stop,
+        progress=progress,
+    )
+    train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
+    nested.save_model(model, path)
+    rd.mark_done(stage, {"history": hist.to_dict()})
+    return model
+
+
 def per_level_bn(recipe: Recipe, model: keras.Model, plan: WidthPlan, batched: dict) -> keras.Model:
     """A copy of the fine-tuned model with per-level BN statistics re-estimated on training data."""
     full = nested.extract_level(model, plan.num_levels - 1)
@@ -341,6 +391,7 @@ def evaluate_run(
     report: dict,
     rd: RunDir,
     log: Any,
+    trained_plbn: keras.Model | None = None,
 ) -> dict[str, Any]:
     """Per-level validation and test accuracy plus exact costs; the nested vs extracted-model check."""
     val = level_accuracies(model, batched["val"])
@@ -350,6 +401,9 @@ def evaluate_run(
     if recipe.bn.recalibrate and any(train.is_bn(layer) for layer in model.layers):
         pl = per_level_bn(recipe, model, plan, batched)
         cols["test_accuracy_per_level_bn"] = level_accuracies(pl, batched["test"])
+    if trained_plbn is not None:
+        cols["test_accuracy_per_level_bn_trained"] = level_accuracies(trained_plbn, batched["test"])
+    if len(cols) > 2:
         notes.append(BN_NOTE)
     x = next(iter(batched["test"]))[0]
     agree = []
@@ -456,6 +510,8 @@ def convert_run(recipe: Recipe, rd: RunDir, batched: dict, log: Any) -> dict[str
     """Convert the shared-BN nested model to int8 TFLite (when enabled and reds_tf.convert is present)."""
     if not recipe.convert.enabled:
         return None
+    if rd.is_done("convert"):
+        return rd.done_info("convert")
     try:
         from . import convert
     except ImportError as e:

@@ -33,7 +33,10 @@ def accuracy_vs_macs(results: dict[str, Any], path: str | Path) -> Path:
     ax.plot(x, [100 * r["test_accuracy"] for r in rows], "o-", label="REDS (shared BN)", zorder=3)
     if any(r.get("test_accuracy_per_level_bn") is not None for r in rows):
         y = [100 * r["test_accuracy_per_level_bn"] for r in rows]
-        ax.plot(x, y, "s--", label="REDS (per-level BN stats)")
+        ax.plot(x, y, "s--", label="REDS (per-level BN, recalibrated)")
+    if any(r.get("test_accuracy_per_level_bn_trained") is not None for r in rows):
+        y = [100 * r["test_accuracy_per_level_bn_trained"] for r in rows]
+        ax.plot(x, y, "D-.", label="REDS (per-level BN, fine-tuned)")
     markers = iter("^v<>dP*")
     for name, b in (results.get("baselines") or {}).items():
         pts = [p for p in b["levels"] if p.get("test_accuracy") is not None]

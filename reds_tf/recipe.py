@@ -80,10 +80,17 @@ class FinetuneConfig(TrainConfig):
 
 @dataclass(frozen=True)
 class BNConfig:
-    """Whether to also measure per-level BN statistics (re-estimated per level on training data)."""
+    """Per-level BN comparisons with the reference's shared, frozen BN.
+
+    ``recalibrate``: copy the fine-tuned model with per-level statistics re-estimated on training
+    data (cheap). ``per_level_finetune``: also jointly fine-tune a second copy whose BN layers keep
+    per-level statistics and run in training mode (slimmable networks' switchable BN), then
+    re-estimate them; costs one more fine-tuning run.
+    """
 
     recalibrate: bool = True
     recalibration_batches: int = 50
+    per_level_finetune: bool = False
 
 
 @dataclass(frozen=True)
