@@ -55,7 +55,7 @@ int32_t bench_dw(const int8_t *w, const int8_t *in, int8_t *out, const int32_t *
 
 int32_t bench_mean(const int8_t *in, int8_t *out, int32_t h, int32_t w, int32_t c)
 {
-    const reds_mean_params p = {3, -5, 1518500250, -6, 1};
+    const reds_mean_params p = {3, -5, 1518500250, -6};
     const reds_dims id = {1, h, w, c};
     return (int32_t)reds_mean_s8(&p, &id, in, out);
 }

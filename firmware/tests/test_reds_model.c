@@ -121,7 +121,8 @@ static void test_bad_header_and_tables(void)
 {
     const uint32_t total = fc2_blob_len;
     BAD_WORD(4u * REDS_H_MAGIC, 0x4c465454u);
-    BAD_WORD(4u * REDS_H_VERSION, 2);
+    BAD_WORD(4u * REDS_H_VERSION, REDS_BLOB_VERSION + 1u);
+    BAD_WORD(4u * REDS_H_VERSION, 1); /* version 1 had MEAN's requantise flag in op word 28 */
     BAD_WORD(4u * REDS_H_TOTAL, total + 1u);
     BAD_WORD(4u * REDS_H_N_LEVELS, 0);
     BAD_WORD(4u * REDS_H_N_LEVELS, REDS_MAX_LEVELS + 1u);

@@ -12,9 +12,14 @@ Blob layout (all little-endian; every field below is a uint32 unless noted; sect
                         input scale (float32 bits), input zp, output scale, output zp, input h, w, c
     ops      32 words per op (see ``OP_FIELDS``): type, shapes, kernel/stride/pad/dilation, weight offset
                         into the arena with the FULL tensor's strides, offsets of the level's int32 bias,
-                        multiplier and shift arrays in the params section, zero points, clamps
+                        multiplier and shift arrays in the params section, zero points, clamps, MEAN's
+                        folded multiplier and shift; the remaining words are reserved and must be 0
     arena    int8 weights of the widest (last) level, stored once; levels read sub-blocks with full strides
     params   int32 arrays (biases, multipliers, shifts), per level, identical arrays stored once
+
+``VERSION`` (the header's version word, ``REDS_BLOB_VERSION`` in ``reds_model.h``) changes with the
+layout: 2 dropped version 1's MEAN requantise flag (op word 28), which the firmware ignored because
+tflite-micro requantises every int8 MEAN.
 
 A narrower level whose int8 weights are NOT the widest level's prefix sub-block cannot share them; that
 tensor is then stored separately in the arena and listed under ``"separate_tensors"`` in the summary.
@@ -34,7 +39,7 @@ from ..runstore import atomic_write_bytes, atomic_write_text
 from .c_prepare import OP_FIELDS, OP_NAMES, act_bytes, op_macs, read_level
 
 MAGIC = 0x53444552  # b"REDS" read as a little-endian uint32
-VERSION = 1
+VERSION = 2  # 2: MEAN's requantise flag (op word 28) removed; must match REDS_BLOB_VERSION
 HEADER_WORDS = 16
 LEVEL_WORDS = 16
 OP_WORDS = 32
@@ -246,6 +251,11 @@ def read_blob(blob: bytes) -> dict[str, Any]:
             f"Not a reds device blob (bad magic or {len(blob)} bytes). Regenerate it."
         )
     hdr = dict(zip(HEADER_FIELDS, struct.unpack_from(f"<{len(HEADER_FIELDS)}I", blob), strict=True))
+    if hdr["version"] != VERSION:
+        raise CorruptFlatbufferError(
+            f"Device blob version {hdr['version']} is not the supported version {VERSION}. "
+            "Fix: regenerate the blob with this reds_tf (reds_tf.convert.c_arena.write)."
+        )
     out: dict[str, Any] = {"header": hdr, "levels": []}
     for k in range(hdr["n_levels"]):
         raw = struct.unpack_from(f"<{len(LEVEL_FIELDS)}I", blob, hdr["levels_off"] + 64 * k)

@@ -57,7 +57,6 @@ OP_FIELDS = (
     "act_max",
     "mult",
     "shift",
-    "requant",
 )
 _BUILTIN = S.BuiltinOperator
 _SUPPORTED = {
@@ -267,9 +266,9 @@ def read_level(path: Path) -> dict[str, Any]:
                 raise UnsupportedLayerError(f"{path}: MEAN over axes {axis}; only axes [1, 2] of NHWC.")
             rec.update(out_h=1, out_w=1)
             m, sh = quantize_multiplier(float(s_in[0]) / float(s_out[0]))
+            # The pinned tflite-micro requantises every int8 MEAN (keep_dims = false), even when input
+            # and output quantisation are identical, so the record has no "plain mean" flag.
             rec["mult"], rec["shift"] = mean_multiplier(m, sh, in_hwc[0] * in_hwc[1])
-            # TFLM takes the plain-mean path (no requantisation) when in/out quantisation are identical.
-            rec["requant"] = int(not (s_in[0] == s_out[0] and z_in[0] == z_out[0]))
         if kind in (OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D):
             rec["pad_h"] = _pad(rec["stride_h"], rec["dil_h"], rec["in_h"], rec["k_h"], rec["out_h"])
             rec["pad_w"] = _pad(rec["stride_w"], rec["dil_w"], rec["in_w"], rec["k_w"], rec["out_w"])

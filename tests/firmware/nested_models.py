@@ -165,7 +165,34 @@ def write_levels(kind: str, out_dir: Path, seed: int = 0, keep: tuple[int, ...] 
     return paths
 
 
-if __name__ == "__main__":  # regenerate firmware/tests/golden/fc2_blob.{c,h} and firmware/fuzz/seeds/
+def upgrade_v1_blob(blob: bytes) -> bytes:
+    """A version-1 device blob as version 2: MEAN's requantise flag (op word 28) cleared, version 2.
+
+    Keeps crafted fuzz regressions on the parser path they were recorded for. Offsets are checked,
+    since a crafted blob may point anywhere; records out of bounds are left as they are.
+    """
+    b = bytearray(blob)
+    word = lambda off: int.from_bytes(b[off : off + 4], "little")  # noqa: E731
+    if len(b) < 64 or word(4) != 1:
+        return bytes(b)
+    b[4:8] = (2).to_bytes(4, "little")
+    n_levels, levels_off = word(12), word(16)
+    for k in range(min(n_levels, 16)):
+        lv = levels_off + 64 * k
+        if lv + 8 > len(b):
+            break
+        ops_off, n_ops = word(lv), word(lv + 4)
+        for j in range(min(n_ops, 256)):
+            w28 = ops_off + 128 * j + 4 * 28
+            if w28 + 4 <= len(b):
+                b[w28 : w28 + 4] = bytes(4)
+    return bytes(b)
+
+
+if __name__ == "__main__":
+    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob, the sketch's demo
+    # blob firmware/nano33_reds/model_blob.{c,h} (the dscnn blob), and the version word of the crafted
+    # fuzz regressions (firmware/fuzz/regressions/*.blob).
     import sys
     import tempfile
 
@@ -174,13 +201,17 @@ if __name__ == "__main__":  # regenerate firmware/tests/golden/fc2_blob.{c,h} an
     root = Path(__file__).resolve().parents[2] / "firmware"
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("fc2", "dscnn"):
-            summary = c_arena.write(write_levels(kind, Path(tmp) / kind), Path(tmp) / kind, kind)
+            paths = write_levels(kind, Path(tmp) / kind)
+            summary = c_arena.write(paths, Path(tmp) / kind, kind)
             blob = (Path(tmp) / kind / f"{kind}.blob").read_bytes()
             (root / "fuzz" / "seeds").mkdir(parents=True, exist_ok=True)
             (root / "fuzz" / "seeds" / f"{kind}.blob").write_bytes(blob)
-            if kind == "fc2":
-                for ext in ("_blob.c", "_blob.h"):
-                    (root / "tests" / "golden" / f"fc2{ext}").write_text(
-                        (Path(tmp) / kind / f"fc2{ext}").read_text()
-                    )
+            copies = {"fc2": ("fc2", root / "tests" / "golden"), "dscnn": ("model", root / "nano33_reds")}
+            name, dest = copies[kind]
+            if name != kind:
+                c_arena.write(paths, Path(tmp) / kind, name)
+            for ext in ("_blob.c", "_blob.h"):
+                (dest / f"{name}{ext}").write_text((Path(tmp) / kind / f"{name}{ext}").read_text())
             print(kind, summary["blob_bytes"], "bytes", file=sys.stderr)
+    for p in sorted((root / "fuzz" / "regressions").glob("*.blob")):
+        p.write_bytes(upgrade_v1_blob(p.read_bytes()))

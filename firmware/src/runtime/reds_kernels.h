@@ -65,8 +65,8 @@ reds_status reds_maxpool_s8(const reds_pool_params *params, const reds_dims *inp
  * MEAN over H and W with keep_dims = false (Keras GlobalAveragePooling2D), int8 -> int8, as TFLM's
  * reference_ops::QuantizedMeanOrSum: out = clamp(requant(sum - zp_in * n, multiplier, shift) + zp_out,
  * -128, 127) with n = H * W and multiplier/shift = QuantizeMultiplier(in_scale / out_scale) folded with
- * 1/n by reds_mean_multiplier() at prepare time. TFLM takes this path even when input and output
- * quantisation are identical, so params->requantize is ignored.
+ * 1/n by reds_mean_multiplier() at prepare time. The pinned tflite-micro takes this path even when
+ * input and output quantisation are identical, so there is no plain-mean (no requantisation) variant.
  * @param input_dims  {n, h, w, c}; output is [n, c] contiguous
  */
 reds_status reds_mean_s8(const reds_mean_params *params, const reds_dims *input_dims,

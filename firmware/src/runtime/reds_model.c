@@ -94,12 +94,12 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
     const int weighted = type == REDS_OP_CONV_2D || type == REDS_OP_DEPTHWISE_CONV_2D ||
                          type == REDS_OP_FULLY_CONNECTED;
     /* Fields an op does not use must be 0, so invoke never forms a pointer from an unchecked offset. */
-    for (int i = weighted ? REDS_F_MULT : REDS_F_W_OFF; i <= (weighted ? REDS_F_REQUANT : REDS_F_SHIFT_OFF); ++i) {
+    for (int i = weighted ? REDS_F_MULT : REDS_F_W_OFF; i <= (weighted ? REDS_F_SHIFT : REDS_F_SHIFT_OFF); ++i) {
         if (f[i] != 0) {
             return 0;
         }
     }
-    if (type != REDS_OP_MEAN && (f[REDS_F_MULT] | f[REDS_F_SHIFT] | f[REDS_F_REQUANT]) != 0) {
+    if (type != REDS_OP_MEAN && (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
         return 0;
     }
     /* Spatial ops: every window starts inside the image, as TFLite's SAME/VALID output sizes guarantee
@@ -144,7 +144,7 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
         return 1;
     case REDS_OP_MEAN: {
         const int32_t shift = (int32_t)f[REDS_F_SHIFT];
-        return oc == ic && f[REDS_F_OUT_H] == 1 && f[REDS_F_OUT_W] == 1 && f[REDS_F_REQUANT] <= 1u &&
+        return oc == ic && f[REDS_F_OUT_H] == 1 && f[REDS_F_OUT_W] == 1 &&
                shift >= -31 && shift <= 30;
     }
     default:
@@ -314,8 +314,7 @@ static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *
                                                          : reds_maxpool_s8(&p, &in_dims, in, &out_dims, out);
     }
     case REDS_OP_MEAN: {
-        const reds_mean_params p = {in_off, out_off, (int32_t)f[REDS_F_MULT], (int32_t)f[REDS_F_SHIFT],
-                                    (int32_t)f[REDS_F_REQUANT]};
+        const reds_mean_params p = {in_off, out_off, (int32_t)f[REDS_F_MULT], (int32_t)f[REDS_F_SHIFT]};
         return reds_mean_s8(&p, &in_dims, in, out);
     }
     default:

@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 #define REDS_BLOB_MAGIC 0x53444552u /* "REDS" */
-#define REDS_BLOB_VERSION 1u
+#define REDS_BLOB_VERSION 2u /* 2: MEAN's requantise flag (op word 28) removed, now reserved */
 #define REDS_MAX_LEVELS 16
 #define REDS_MAX_OPS 256     /* per level */
 #define REDS_HEADER_WORDS 16
@@ -51,7 +51,7 @@ enum {
     REDS_F_K_H, REDS_F_K_W, REDS_F_STRIDE_H, REDS_F_STRIDE_W, REDS_F_PAD_H, REDS_F_PAD_W, REDS_F_DIL_H,
     REDS_F_DIL_W, REDS_F_DEPTH_MULT, REDS_F_W_OFF, REDS_F_W_STRIDE_O, REDS_F_W_STRIDE_P,
     REDS_F_BIAS_OFF, REDS_F_MULT_OFF, REDS_F_SHIFT_OFF, REDS_F_IN_ZP, REDS_F_OUT_ZP, REDS_F_ACT_MIN,
-    REDS_F_ACT_MAX, REDS_F_MULT, REDS_F_SHIFT, REDS_F_REQUANT, REDS_F_USED
+    REDS_F_ACT_MAX, REDS_F_MULT, REDS_F_SHIFT, REDS_F_USED
 };
 
 /** Op types stored in REDS_F_TYPE (part of the blob format: never renumber). */

@@ -110,16 +110,13 @@ typedef struct {
 } reds_pool_params;
 
 /**
- * MEAN over H and W (Keras GlobalAveragePooling2D), see reds_mean_s8 for the two TFLM paths.
+ * MEAN over H and W (Keras GlobalAveragePooling2D), always requantised as TFLM does (see reds_mean_s8).
  */
 typedef struct {
     int32_t input_offset;  /**< -input zero point */
     int32_t output_offset; /**< +output zero point */
     int32_t multiplier;    /**< input_scale / output_scale folded with 1/(H*W) by reds_mean_multiplier */
     int32_t shift;
-    int32_t requantize;    /**< IGNORED, kept so existing initialisers compile: TFLM (pinned tflite-micro)
-                                requantises even when input and output quantisation are identical
-                                (golden tests cover that case); to be removed */
 } reds_mean_params;
 
 /** Caller-owned scratch memory (no malloc anywhere in the runtime). */
