@@ -7,6 +7,35 @@
 
 #define MAX_OUT 16384
 
+/* The 1x1 unpadded fast path reads input pixel (oy * stride, ox * stride) unclipped: the kernel must
+ * reject output dims whose windows start outside the image (ASan would flag the over-read) and
+ * accept the largest valid ones. Input 5x3x2, filter 1x1 2 -> 2. */
+static int test_1x1_windows_outside_image(void)
+{
+    static const int8_t x[5 * 3 * 2] = {1, -2, 3, -4, 5, -6, 7, -8, 9, -10, 11, -12, 13, -14, 15,
+                                        -16, 17, -18, 19, -20, 21, -22, 23, -24, 25, -26, 27, -28, 29, -30};
+    static const int8_t w[2 * 2] = {3, -1, 2, 5};
+    const int32_t mult[2] = {1 << 30, 1 << 30}, shift[2] = {0, 0};
+    const reds_quant q = {mult, shift, 1};
+    const reds_filter f = {w, {2, 1, 1, 2}, 2};
+    const reds_dims in = {1, 5, 3, 2};
+    int8_t y[8 * 4 * 2];
+    int failures = 0;
+    struct { int32_t sh, sw, oh, ow; reds_status want; } cases[] = {
+        {1, 1, 5, 3, REDS_OK},        {2, 2, 3, 2, REDS_OK},        /* last window at (4, 2) */
+        {1, 1, 6, 3, REDS_ARG_ERROR}, {1, 1, 5, 4, REDS_ARG_ERROR}, /* one row / column past the image */
+        {2, 2, 4, 2, REDS_ARG_ERROR}, {2, 2, 3, 3, REDS_ARG_ERROR},
+        {0x7FFFFFFF, 1, 3, 3, REDS_ARG_ERROR},                      /* (out - 1) * stride overflows int32 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        const reds_conv_params p = {0, 0, {cases[i].sh, cases[i].sw}, {0, 0}, {1, 1}, {-128, 127}};
+        const reds_dims o = {1, cases[i].oh, cases[i].ow, 2};
+        failures += reds_check_status("conv 1x1 window bounds", reds_conv_s8(&p, &q, &in, x, &f, NULL, &o, y),
+                                      cases[i].want);
+    }
+    return failures;
+}
+
 int main(void)
 {
     int failures = 0;
@@ -34,6 +63,7 @@ int main(void)
     const reds_conv_params p1 = {0, 0, {1, 1}, {0, 0}, {1, 1}, {-128, 127}};
     failures += reds_check_status("conv c mismatch", reds_conv_s8(&p1, &q, &wrong_c, g->input, &f, NULL, &o, out), REDS_ARG_ERROR);
     failures += reds_check_status("conv NULL filter", reds_conv_s8(&p1, &q, &in, g->input, NULL, NULL, &o, out), REDS_ARG_ERROR);
+    failures += test_1x1_windows_outside_image();
     printf("%s: conv_s8 %d golden cases\n", failures ? "FAILED" : "OK", GOLDEN_CONV_NUM_CASES);
     return failures ? 1 : 0;
 }

@@ -39,14 +39,21 @@ static inline void dot4_s8(const int8_t *w, const int8_t *x, int32_t fos, int32_
 }
 
 /* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels. Kept
- * out of the general loop nest so that its few live values stay in registers. */
+ * out of the general loop nest so that its few live values stay in registers. Unlike the general
+ * path it does not clip windows to the image, so it checks itself that every window starts inside:
+ * (out - 1) * stride <= in - 1 in both dimensions (TFLite's VALID output size guarantees it). */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void conv_1x1(const reds_conv_params *params, const reds_quant *quant, const reds_dims *in,
-                     const int8_t *input, const reds_filter *filter, const int32_t *bias,
-                     const reds_dims *out, int8_t *output)
+static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *quant, const reds_dims *in,
+                            const int8_t *input, const reds_filter *filter, const int32_t *bias,
+                            const reds_dims *out, int8_t *output)
 {
+    /* 64-bit products: out and stride come from the caller and may be large. */
+    if ((int64_t)(out->h - 1) * params->stride.h >= (int64_t)in->h ||
+        (int64_t)(out->w - 1) * params->stride.w >= (int64_t)in->w) {
+        return REDS_ARG_ERROR;
+    }
     const int32_t q_step = quant->per_channel ? 1 : 0;
     const int32_t in_off = params->input_offset, out_off = params->output_offset;
     const reds_act act = params->activation;
@@ -65,6 +72,7 @@ static void conv_1x1(const reds_conv_params *params, const reds_quant *quant, co
             }
         }
     }
+    return REDS_OK;
 }
 
 reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant,
@@ -96,8 +104,7 @@ reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant
     const reds_act act = params->activation;
     const int32_t filter_o_stride = k_h * k_w * cs; /* full OHWI stride between output channels */
     if (k_h == 1 && k_w == 1 && params->padding.h == 0 && params->padding.w == 0) {
-        conv_1x1(params, quant, input_dims, input, filter, bias, output_dims, output);
-        return REDS_OK;
+        return conv_1x1(params, quant, input_dims, input, filter, bias, output_dims, output);
     }
     /* When a filter row's taps are contiguous (the view is full-width in C_in, or one tap per row)
      * a whole row of the window is one dot product. */
