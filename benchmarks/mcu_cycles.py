@@ -6,10 +6,13 @@ UC_HOOK_BLOCK hook (Thumb-2 instruction lengths decoded from each block, cached 
 
 * kernels: each DS-CNN-S layer kernel at several channel widths, reading a full-width weight tensor
   through its strides as a nested level does (instructions and instructions per MAC);
-* models: nested DS-CNN-S (zoo ``ds_cnn_s``) and the 2-layer FC (zoo ``fc2``) converted per level to
-  int8 .tflite, quantised once from the widest level (``reds_tf.convert.quantize.share_weights``) and
-  packed into one device blob with one shared weight arena (``reds_tf.convert.c_arena``); for every level,
-  ``reds_set_level`` (switching) and ``reds_invoke`` (one inference) next to the level's MAC fraction.
+* models: nested DS-CNN-S (zoo ``ds_cnn_s``) and the 2-layer FC (zoo ``fc2``) with REDS levels (the
+  knapsack solver's plan for MAC budgets 25/50/75 % plus the full model, on magnitude scores of the
+  seeded model after sorting its units) and, for comparison, uniform width multipliers
+  (``--levels``), converted per level to int8 .tflite, quantised once from the widest level
+  (``reds_tf.convert.quantize.share_weights``) and packed into one device blob with one shared weight
+  arena (``reds_tf.convert.c_arena``); for every level, ``reds_set_level`` (switching) and
+  ``reds_invoke`` (one inference) next to the level's MAC fraction.
   Every emulated inference is checked bit-exact against the tflite-micro interpreter on the same input.
 
 Targets (issue 7): switching <= 64 instructions; inference instructions within +-15 % of proportional
@@ -178,35 +181,65 @@ def kernel_rows(m4: M4, full: int = 64, fractions=(0.25, 0.5, 0.75, 1.0)) -> lis
 
 
 # ---------------------------------------------------------------- models, per level
-def _level_tflites(name: str, out_dir: Path, fractions: tuple[float, ...], seed: int = 0) -> list[Path]:
-    """Nested zoo model -> per-level plain models -> int8 .tflite (the converter's per-level step)."""
-    from reds_tf import nested, topology, zoo
+REDS_BUDGETS = (0.25, 0.5, 0.75)  # MACs fractions of the REDS levels below the full model
+
+
+def _seeded_model(name: str, seed: int):
+    from reds_tf import zoo
     from reds_tf._keras import keras
-    from reds_tf.convert.flatbuffer import pack_model, read_tflite
-    from reds_tf.convert.quantize import share_weights
-    from reds_tf.convert.tflite import convert_int8
-    from reds_tf.plan import WidthPlan
 
     keras.utils.set_random_seed(seed)
     kwargs = {"dropout": False} if name.startswith("ds_cnn") else {}
-    model = zoo.build(name, **kwargs)
-    graph, _, _ = topology.analyse(model)
-    names = tuple(g.name for g in graph.groups)  # the classifier's outputs are not a group
-    full = tuple(g.full for g in graph.groups)
+    return zoo.build(name, **kwargs)
+
+
+def reds_plan(name: str, seed: int = 0):
+    """REDS levels: the knapsack solver's plan on magnitude scores of the seeded, sorted model.
+
+    Returns (sorted model, WidthPlan): units permuted by descending L1 magnitude
+    (``permute.sort_model``), widths from ``solve.solve(graph, sorted_scores, budgets=[0.25, 0.5,
+    0.75], include_full=True)``, i.e. exact per-level MAC budgets, as the REDS pipeline does.
+    """
+    from reds_tf import importance, permute, solve, topology
+
+    model = _seeded_model(name, seed)
+    sorted_model, sorted_scores = permute.sort_model(model, importance.magnitude_scores(model))
+    graph = topology.graph_of(sorted_model)
+    report = solve.solve(graph, sorted_scores, budgets=list(REDS_BUDGETS), include_full=True)
+    return sorted_model, report.plan
+
+
+def uniform_plan(name: str, fractions: tuple[float, ...], seed: int = 0):
+    """Uniform width multipliers (every group at the same fraction of its width): NOT REDS levels."""
+    from reds_tf import topology
+    from reds_tf.plan import WidthPlan
+
+    model = _seeded_model(name, seed)
+    graph = topology.graph_of(model)
+    full = graph.full_widths
     widths = [tuple(max(1, round(f * w)) for w in full) for f in fractions]
-    plan = WidthPlan(groups=names, full=full, widths=tuple(widths))
+    return model, WidthPlan(groups=graph.group_names, full=full, widths=tuple(widths))
+
+
+def _level_tflites(model, plan, out_dir: Path, seed: int = 0) -> list[Path]:
+    """Plain model + plan -> nested model -> per-level plain models -> int8 .tflite (the converter's step)."""
+    from reds_tf import nested
+    from reds_tf.convert.flatbuffer import pack_model, read_tflite
+    from reds_tf.convert.quantize import share_weights
+    from reds_tf.convert.tflite import convert_int8
+
     nm = nested.make_nested(model, plan)
+    n_levels = len(plan.widths)
     shape = tuple(model.input_shape[1:])
     calib = np.random.default_rng(seed).normal(0, 1, (64, *shape)).astype(np.float32)
     levels = [
-        read_tflite(convert_int8(nested.extract_level(nm, k), calib, samples=64))
-        for k in range(len(fractions))
+        read_tflite(convert_int8(nested.extract_level(nm, k), calib, samples=64)) for k in range(n_levels)
     ]
     paths = []
     for k, lv in enumerate(levels):
         if k < len(levels) - 1:  # quantise once: reuse the widest level's int8 weights (the converter's step)
             share_weights(levels[-1], lv, f"level {k}")
-        p = out_dir / f"{name}_level{k}.tflite"
+        p = out_dir / f"level{k}.tflite"
         p.write_bytes(pack_model(lv))
         paths.append(p)
     return paths
@@ -221,12 +254,13 @@ def _tflm_output(tflite: Path, x: np.ndarray) -> np.ndarray:
     return np.array(it.get_output(0)).reshape(-1)
 
 
-def model_rows(m4: M4, name: str, fractions: tuple[float, ...], work: Path) -> list[dict]:
+def model_rows(m4: M4, name: str, levels: str, model, plan, work: Path) -> list[dict]:
+    """Switch + inference instructions per level of `plan` on `model`; `levels` labels the table."""
     from reds_tf.convert import c_arena
 
-    paths = _level_tflites(name, work, fractions)
-    c_arena.write(paths, work, name.replace("-", "_"))
-    blob = (work / f"{name.replace('-', '_')}.blob").read_bytes()
+    paths = _level_tflites(model, plan, work)
+    c_arena.write(paths, work, "model")
+    blob = (work / "model.blob").read_bytes()
     info = c_arena.read_blob(blob)
     m4.reset_heap()
     m4.uc.mem_write(BLOB_ADDR, blob)
@@ -253,8 +287,9 @@ def model_rows(m4: M4, name: str, fractions: tuple[float, ...], work: Path) -> l
         want = _tflm_output(paths[k], x.reshape(1, *[d for d in _in_shape(paths[k])]))
         macs = lv["macs_lo"] | (lv["macs_hi"] << 32)
         rows.append(
-            dict(model=name, level=k, macs=macs, switch_instructions=switch_n, instructions=infer_n,
-                 init_instructions=init_n, bit_exact_vs_tflm=bool(np.array_equal(got, want)))
+            dict(model=name, levels=levels, level=k, widths=list(plan.widths[k]), macs=macs,
+                 switch_instructions=switch_n, instructions=infer_n, init_instructions=init_n,
+                 bit_exact_vs_tflm=bool(np.array_equal(got, want)))
         )  # fmt: skip
     sizeof_model = int.from_bytes(m4.read(m4.sym["bench_sizeof_reds_model"], 4), "little")
     for r in rows:  # memory the application needs for this model (flash: blob; RAM: model + buffers)
@@ -284,25 +319,36 @@ def print_kernels(rows: list[dict]) -> None:
         print(f"{r['kernel']:24s} {r['width']:5d} {r['macs']:9d} {r['instructions']:13d} {per:>9s}")
 
 
+LEVEL_TITLES = {
+    "reds": "REDS levels (knapsack plan, MAC budgets 25/50/75 % + full; magnitude-sorted units)",
+    "uniform": "uniform width multipliers (all groups at one fraction; NOT REDS levels, for comparison)",
+}
+
+
 def print_models(rows: list[dict]) -> bool:
+    """Print one table per kind of levels; the targets are checked on the REDS levels only."""
     ok = True
-    print("\nPer-level instructions (Cortex-M4, -O2, unicorn); ratio = instr fraction / MAC fraction")
-    print(f"{'model':9s} {'lvl':>3s} {'MACs':>9s} {'MAC frac':>8s} {'instructions':>13s} {'instr frac':>10s} "
-          f"{'ratio':>6s} {'switch':>6s} {'bit-exact':>9s}")  # fmt: skip
-    for r in rows:
-        print(f"{r['model']:9s} {r['level']:3d} {r['macs']:9d} {r['mac_fraction']:8.3f} "
-              f"{r['instructions']:13d} {r['instr_fraction']:10.3f} {r['ratio']:6.3f} "
-              f"{r['switch_instructions']:6d} {str(r['bit_exact_vs_tflm']):>9s}")  # fmt: skip
-        ok &= r["switch_instructions"] <= SWITCH_TARGET and r["bit_exact_vs_tflm"]
-        ok &= abs(r["ratio"] - 1.0) <= PROPORTIONAL_TOL
+    for kind in dict.fromkeys(r["levels"] for r in rows):
+        print(f"\nPer-level instructions, {LEVEL_TITLES[kind]}")
+        print("Cortex-M4, -O2, unicorn; ratio = instruction fraction / MAC fraction (of the widest level)")
+        print(f"{'model':9s} {'lvl':>3s} {'MACs':>9s} {'MAC frac':>8s} {'instructions':>13s} "
+              f"{'instr frac':>10s} {'ratio':>6s} {'switch':>6s} {'bit-exact':>9s}  widths")  # fmt: skip
+        for r in (r for r in rows if r["levels"] == kind):
+            print(f"{r['model']:9s} {r['level']:3d} {r['macs']:9d} {r['mac_fraction']:8.3f} "
+                  f"{r['instructions']:13d} {r['instr_fraction']:10.3f} {r['ratio']:6.3f} "
+                  f"{r['switch_instructions']:6d} {str(r['bit_exact_vs_tflm']):>9s}  "
+                  f"{','.join(map(str, r['widths']))}")  # fmt: skip
+            ok &= r["switch_instructions"] <= SWITCH_TARGET and r["bit_exact_vs_tflm"]
+            if kind == "reds":
+                ok &= abs(r["ratio"] - 1.0) <= PROPORTIONAL_TOL
     for name in dict.fromkeys(r["model"] for r in rows):
         r = next(r for r in rows if r["model"] == name)
         print(
             f"{name}: blob {r['blob_bytes']} B (flash, all levels), static RAM {r['static_ram_bytes']} B "
             f"(reds_model {r['model_struct_bytes']} + scratch {r['scratch_bytes']} + input/output buffers)"
         )
-    print(f"targets: switching <= {SWITCH_TARGET} instructions, |ratio - 1| <= {PROPORTIONAL_TOL}: "
-          f"{'MET' if ok else 'NOT MET'}")  # fmt: skip
+    print(f"targets (REDS levels): switching <= {SWITCH_TARGET} instructions, |ratio - 1| <= "
+          f"{PROPORTIONAL_TOL}, bit-exact with tflite-micro: {'MET' if ok else 'NOT MET'}")  # fmt: skip
     return ok
 
 
@@ -310,6 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=("kernels", "models", "all"), default="all")
     ap.add_argument("--models", default="ds_cnn_s,fc2", help="comma list of zoo names")
+    ap.add_argument(
+        "--levels",
+        default="reds,uniform",
+        help="comma list: reds (the solver's plan, the targets) and/or uniform (width multipliers)",
+    )
     ap.add_argument("--fractions", default="0.25,0.5,0.75,1.0", help="uniform width fraction per level")
     ap.add_argument("--build-dir", type=Path, default=FIRMWARE / "build")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -328,9 +379,17 @@ def main(argv: list[str] | None = None) -> int:
         fractions = tuple(float(f) for f in a.fractions.split(","))
         result["models"] = []
         with tempfile.TemporaryDirectory() as tmp:
-            for name in a.models.split(","):
-                (Path(tmp) / name).mkdir()
-                result["models"] += model_rows(m4, name, fractions, Path(tmp) / name)
+            for kind in a.levels.split(","):
+                for name in a.models.split(","):
+                    if kind == "reds":
+                        model, plan = reds_plan(name)
+                    elif kind == "uniform":
+                        model, plan = uniform_plan(name, fractions)
+                    else:
+                        raise SystemExit(f"--levels: unknown kind {kind!r}; use reds and/or uniform")
+                    work = Path(tmp) / f"{kind}_{name}"
+                    work.mkdir()
+                    result["models"] += model_rows(m4, name, kind, model, plan, work)
         ok = print_models(result["models"])
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))
