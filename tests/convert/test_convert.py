@@ -176,3 +176,21 @@ def test_unsupported_weight_op_is_refused(tmp_path):
     x = np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32)
     with pytest.raises(UnsupportedLayerError, match="TRANSPOSE_CONV"):
         convert([build(2), build(4)], tmp_path, calibration=x, calibration_samples=8, verify=False)
+
+
+def test_flatten_dense_levels_share_a_strided_block(tmp_path):
+    """CNN-S (conv -> conv -> Flatten -> Dense): the Dense after Flatten reads the full tensor's
+    columns (h*W + w)*C_full + c, shared and verified, through reds_tf.nested."""
+    from reds_tf import nested, topology, zoo
+    from reds_tf.plan import WidthPlan
+
+    m = zoo.build("cnn_s")
+    g = topology.graph_of(m)
+    half = tuple(max(1, f // 2) for f in g.full_widths)
+    nm = nested.make_nested(m, WidthPlan(g.group_names, g.full_widths, (half, g.full_widths)))
+    x = np.random.default_rng(0).random((40,) + m.input_shape[1:]).astype(np.float32)
+    rep = convert(nm, tmp_path, calibration=x, calibration_samples=40, verify_samples=20)
+    fc = [s for s in rep.shares[0] if s["layout"] == "gather"]
+    assert len(fc) == 1 and fc[0]["shared"] and fc[0]["max_abs_diff_lsb"] <= 1.0
+    assert all(r.bundle_bit_exact and r.tflite_ref_vs_tflm_max_lsb <= 1 for r in rep.levels)
+    assert rep.levels[0].widths == dict(zip(g.group_names, half, strict=True))
