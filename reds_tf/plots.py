@@ -75,5 +75,6 @@ def widths(plan: WidthPlan, path: str | Path, title: str = "") -> Path:
     ax.set_xticklabels(plan.groups, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("units kept")
     ax.set_title(title or "per-layer widths of every level")
-    ax.legend(fontsize=8, ncol=min(n + 1, 5))
+    ax.set_ylim(0, 1.25 * max(plan.full))  # room for the legend above the tallest bar
+    ax.legend(fontsize=8, ncol=min(n + 1, 5), loc="upper left")
     return _save(fig, path)
