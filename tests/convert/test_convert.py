@@ -86,6 +86,16 @@ def test_levels_share_the_full_int8_weights(ds_report):
     wf, ws = bytes(full.buffers[tf_.buffer].data), bytes(small.buffers[ts.buffer].data)
     assert wf.startswith(ws) and len(ws) < len(wf)
     np.testing.assert_array_equal(ts.quantization.scale, tf_.quantization.scale[: len(ts.quantization.scale)])
+    # Every weight tensor of every level is the full tensor's leading box [0:s0, 0:s1, ...].
+    from reds_tf.convert.flatbuffer import tensor_array
+
+    for k in (0, 1):
+        lv = read_tflite(f"{out}/submodel_{k}.tflite")
+        for s in ds_report.shares[k]:
+            i = s["op_index"]
+            w_full = tensor_array(full, int(sg_f.operators[i].inputs[1]))
+            w_lv = tensor_array(lv, int(lv.subgraphs[0].operators[i].inputs[1]))
+            np.testing.assert_array_equal(w_lv, w_full[tuple(slice(0, n) for n in w_lv.shape)])
 
 
 def test_bundle_flash(fc2_report, ds_report):
