@@ -38,10 +38,60 @@ static inline void dot4_s8(const int8_t *w, const int8_t *x, int32_t fos, int32_
     acc[3] = a3;
 }
 
-/* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels. Kept
- * out of the general loop nest so that its few live values stay in registers. Unlike the general
- * path it does not clip windows to the image, so it checks itself that every window starts inside:
- * (out - 1) * stride <= in - 1 in both dimensions (TFLite's VALID output size guarantees it). */
+/* What one output channel of the pointwise path needs, fetched once per channel. */
+typedef struct {
+    const int8_t *in;
+    int32_t in_c, in_off, rows, out_h, out_w, out_c, x_step, row_step, img_step, out_off, act_min, act_max;
+} pw_geom;
+
+/* All pixels of one output channel. `plain` and `one` are constants at every call site, so the compiler
+ * emits specialised loops: `plain` promises rq.left == 0 and rq.multiplier != INT32_MIN (no pre-shift,
+ * and the doubling high multiply cannot saturate, so it is one 64-bit multiply-add; otherwise
+ * reds_rq_apply); `one` promises in_c == 1, where the dot product is a single multiply-accumulate
+ * (narrow REDS levels: the solver may keep one unit of a group) and a loop around it would cost
+ * more than the MAC itself. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw_channel(const pw_geom *g, const int8_t *w, int32_t b0, const reds_rq rq,
+                              int8_t *out_ch, const int plain, const int one)
+{
+    const int32_t in_c = g->in_c, in_off = g->in_off, out_c = g->out_c, x_step = g->x_step;
+    const int32_t out_off = g->out_off, act_min = g->act_min, act_max = g->act_max;
+    const int32_t w0 = w[0];
+    for (int32_t r = 0; r < g->rows; ++r) {
+        const int8_t *x = g->in + (r / g->out_h) * g->img_step + (r % g->out_h) * g->row_step;
+        int8_t *o = out_ch + r * g->out_w * out_c;
+        /* Pointers advance only between pixels: none is formed past its array (out_w >= 1). */
+        for (int32_t left = g->out_w;;) {
+            const int32_t acc = one ? b0 + w0 * ((int32_t)x[0] + in_off) : dot_s8(w, x, in_c, in_off, b0);
+            int32_t v;
+            if (plain) {
+                const int32_t hm = (int32_t)(((int64_t)acc * rq.multiplier + ((int64_t)1 << 30)) >> 31);
+                v = (hm >> rq.right) + ((hm & rq.mask) > rq.half - (hm >> 31) ? 1 : 0);
+            } else {
+                v = reds_rq_apply(acc, rq);
+            }
+            v += out_off;
+            v = v < act_min ? act_min : v;
+            v = v > act_max ? act_max : v;
+            *o = (int8_t)v;
+            if (--left == 0) {
+                break;
+            }
+            o += out_c;
+            x += x_step;
+        }
+    }
+}
+
+/* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels.
+ * Output channel outermost: the channel's weight row, bias and requantisation constants are fetched
+ * once and stay in registers for all its pixels, so the fixed cost per output is the requantisation
+ * arithmetic only (it dominates narrow levels, e.g. 1 input channel = 1 MAC per output). Same sums
+ * in the same order as the general path. Unlike the general path this one does not clip windows to
+ * the image, so it checks itself that every window starts inside: (out - 1) * stride <= in - 1 in
+ * both dimensions (TFLite's VALID output size guarantees it). */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
@@ -54,22 +104,27 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
         (int64_t)(out->w - 1) * params->stride.w >= (int64_t)in->w) {
         return REDS_ARG_ERROR;
     }
+    const pw_geom g = {input, in->c, params->input_offset, in->n * out->h, out->h, out->w, out->c,
+                       params->stride.w * in->c,             /* next output column */
+                       params->stride.h * in->w * in->c,     /* next output row, same image */
+                       in->h * in->w * in->c,                /* next image */
+                       params->output_offset, params->activation.min, params->activation.max};
     const int32_t q_step = quant->per_channel ? 1 : 0;
-    const int32_t in_off = params->input_offset, out_off = params->output_offset;
-    const reds_act act = params->activation;
-    const int32_t in_c = in->c, out_c = out->c, o_stride = filter->c_stride;
-    for (int32_t b = 0; b < in->n; ++b) {
-        for (int32_t oy = 0; oy < out->h; ++oy) {
-            for (int32_t ox = 0; ox < out->w; ++ox) {
-                const int8_t *x = input + ((b * in->h + oy * params->stride.h) * in->w + ox * params->stride.w) * in_c;
-                int8_t *out_px = output + ((b * out->h + oy) * out->w + ox) * out_c;
-                const int8_t *w = filter->data;
-                for (int32_t oc = 0; oc < out_c; ++oc, w += o_stride) {
-                    const int32_t acc = dot_s8(w, x, in_c, in_off, bias != NULL ? bias[oc] : 0);
-                    out_px[oc] = reds_requant_clamp(acc, quant->multiplier[oc * q_step], quant->shift[oc * q_step],
-                                                    out_off, act);
-                }
+    for (int32_t oc = 0; oc < g.out_c; ++oc) {
+        const int8_t *const w = filter->data + oc * filter->c_stride;
+        const reds_rq rq = reds_rq_prepare(quant->multiplier[oc * q_step], quant->shift[oc * q_step]);
+        const int32_t b0 = bias != NULL ? bias[oc] : 0;
+        const int plain = rq.left == 0 && rq.multiplier != INT32_MIN;
+        if (g.in_c == 1) {
+            if (plain) {
+                pw_channel(&g, w, b0, rq, output + oc, 1, 1);
+            } else {
+                pw_channel(&g, w, b0, rq, output + oc, 0, 1);
             }
+        } else if (plain) {
+            pw_channel(&g, w, b0, rq, output + oc, 1, 0);
+        } else {
+            pw_channel(&g, w, b0, rq, output + oc, 0, 0);
         }
     }
     return REDS_OK;

@@ -47,6 +47,38 @@ static inline int32_t reds_requantize(int32_t x, int32_t multiplier, int32_t shi
     return reds_rounding_divide_by_pot(reds_sat_round_doubling_high_mul(shifted, multiplier), right);
 }
 
+/**
+ * One output channel's requantisation constants, derived once from (multiplier, shift) so that loops
+ * producing many outputs of the same channel do not recompute them per output. reds_rq_apply gives
+ * exactly reds_requantize's result.
+ */
+typedef struct {
+    int32_t multiplier;
+    int32_t left;  /**< left shift before the multiply (shift > 0) */
+    int32_t right; /**< rounding right shift after it (shift <= 0), in [0, 31] */
+    int32_t mask;  /**< 2^right - 1 */
+    int32_t half;  /**< mask >> 1: the rounding threshold for non-negative values */
+} reds_rq;
+
+static inline reds_rq reds_rq_prepare(int32_t multiplier, int32_t shift)
+{
+    reds_rq q;
+    q.multiplier = multiplier;
+    q.left = shift > 0 ? shift : 0;
+    q.right = shift > 0 ? 0 : -shift;
+    q.mask = (int32_t)(((int64_t)1 << q.right) - 1);
+    q.half = q.mask >> 1;
+    return q;
+}
+
+/** reds_requantize(x, multiplier, shift) with the constants of reds_rq_prepare(multiplier, shift). */
+static inline int32_t reds_rq_apply(int32_t x, const reds_rq q)
+{
+    const int32_t hm = reds_sat_round_doubling_high_mul((int32_t)((uint32_t)x << q.left), q.multiplier);
+    const int32_t threshold = q.half + (hm < 0 ? 1 : 0);
+    return (hm >> q.right) + ((hm & q.mask) > threshold ? 1 : 0);
+}
+
 /** Requantise an accumulator, add the output zero point and clamp to the fused activation. */
 static inline int8_t reds_requant_clamp(int32_t acc, int32_t multiplier, int32_t shift,
                                         int32_t output_offset, reds_act act)
