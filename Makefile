@@ -56,3 +56,35 @@ test-slow: $(PY)
 lint: $(PY)
 	$(VENV)/bin/ruff check reds_tf tests benchmarks
 	$(VENV)/bin/lint-imports
+
+# --- real datasets: DATA_DIR is checked first, so a wrong layout fails at once with the expected tree ----
+KWS_RECIPE = models/$(MODEL)-speech_commands.yaml
+train-kws: $(PY)
+	@test -f $(KWS_RECIPE) || { echo "train-kws: no recipe $(KWS_RECIPE); MODEL is one of: ds_cnn_s dnn_s cnn_s ds_cnn_l" >&2; exit 2; }
+	@$(PY) -m reds_tf.data check speech_commands "$(DATA_DIR)" >/dev/null
+	$(VENV)/bin/reds run --recipe $(KWS_RECIPE) --data-dir "$(DATA_DIR)" --run-dir $(or $(RUN_DIR_KWS),runs/$(MODEL)-speech_commands) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RESUME),--resume)
+
+train-vww: $(PY)
+	@$(PY) -m reds_tf.data check vww "$(DATA_DIR)" >/dev/null
+	$(VENV)/bin/reds run --recipe models/mobilenet_v1-vww.yaml --data-dir "$(DATA_DIR)" --run-dir $(or $(RUN_DIR_VWW),runs/mobilenet_v1-vww) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RESUME),--resume)
+
+# SYNTHETIC keywords (espeak-ng/flite voices): a demo of the KWS pipeline, never Speech Commands accuracy.
+DEMO_KWS_DIR ?= data/synthetic_kws
+demo-kws: $(PY)
+	@test -f $(DEMO_KWS_DIR)/validation_list.txt || $(PY) -m reds_tf.data.synth_kws $(DEMO_KWS_DIR) --per-word $(or $(PER_WORD),100)
+	$(MAKE) train-kws DATA_DIR=$(DEMO_KWS_DIR) MODEL=ds_cnn_s SCHEDULE=$(or $(SCHEDULE),short) RUN_DIR_KWS=runs/SYNTHETIC-demo-kws
+
+flash-nano33:
+	$(MAKE) -C firmware flash-nano33 $(if $(PORT),PORT=$(PORT))
+
+firmware-test:
+	$(MAKE) -C firmware test model-test
+
+bench: $(PY)
+	$(PY) benchmarks/knapsack.py
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/mcu_cycles.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
+	$(MAKE) -C firmware clean
