@@ -36,6 +36,50 @@ static int test_1x1_windows_outside_image(void)
     return failures;
 }
 
+/* The 1x1 fast path's specialised loops (1 input channel or a dot product; plain multipliers, a
+ * pre-shift, INT32_MIN multipliers; bias or none; strides 1 and 2) against FULLY_CONNECTED on each
+ * pixel's channels, the same TFLM arithmetic through an independent loop. Deterministic LCG data. */
+static int test_1x1_matches_fully_connected(void)
+{
+    static int8_t x[6 * 5 * 3], w[5 * 4], y[6 * 5 * 5], want[5];
+    static const int32_t mult[5] = {1 << 30, 1518500250, INT32_MIN, 2147483647, 1073741825};
+    static const int32_t shift[5] = {-3, 0, -1, 2, -31};
+    static const int32_t bias[5] = {1000, -70000, 5, (1 << 30), -(1 << 30)};
+    uint32_t seed = 12345u;
+    int failures = 0;
+    for (int32_t i = 0; i < (int32_t)sizeof x; ++i) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (int8_t)(seed >> 24);
+    }
+    for (int32_t i = 0; i < (int32_t)sizeof w; ++i) {
+        seed = seed * 1664525u + 1013904223u;
+        w[i] = (int8_t)(seed >> 24);
+    }
+    const reds_quant q = {mult, shift, 1};
+    for (int32_t in_c = 1; in_c <= 3; in_c += 2) {
+        for (int32_t s = 1; s <= 2; ++s) {
+            for (int32_t with_bias = 0; with_bias <= 1; ++with_bias) {
+                const int32_t *b = with_bias ? bias : NULL;
+                const reds_dims in = {1, 6, 5, in_c};
+                const reds_dims o = {1, (6 - 1) / s + 1, (5 - 1) / s + 1, 5};
+                const reds_filter f = {w, {5, 1, 1, in_c}, 4}; /* row stride 4 = full C_in */
+                const reds_conv_params p = {7, -3, {s, s}, {0, 0}, {1, 1}, {-100, 120}};
+                const reds_fc_params fp = {7, -3, {-100, 120}};
+                failures += reds_check_status("conv 1x1 vs fc", reds_conv_s8(&p, &q, &in, x, &f, b, &o, y), REDS_OK);
+                for (int32_t oy = 0; oy < o.h; ++oy) {
+                    for (int32_t ox = 0; ox < o.w; ++ox) {
+                        const int8_t *px = x + ((oy * s) * in.w + ox * s) * in_c;
+                        failures += reds_check_status("fc reference", reds_fully_connected_s8(&fp, &q, 1, px, &f, b, want), REDS_OK);
+                        failures += reds_check_equal("conv 1x1 vs fc", in_c * 100 + s * 10 + with_bias,
+                                                     y + (oy * o.w + ox) * 5, want, 5);
+                    }
+                }
+            }
+        }
+    }
+    return failures;
+}
+
 int main(void)
 {
     int failures = 0;
@@ -64,6 +108,7 @@ int main(void)
     failures += reds_check_status("conv c mismatch", reds_conv_s8(&p1, &q, &wrong_c, g->input, &f, NULL, &o, out), REDS_ARG_ERROR);
     failures += reds_check_status("conv NULL filter", reds_conv_s8(&p1, &q, &in, g->input, NULL, NULL, &o, out), REDS_ARG_ERROR);
     failures += test_1x1_windows_outside_image();
+    failures += test_1x1_matches_fully_connected();
     printf("%s: conv_s8 %d golden cases\n", failures ? "FAILED" : "OK", GOLDEN_CONV_NUM_CASES);
     return failures ? 1 : 0;
 }

@@ -58,13 +58,17 @@ static inline void pw_channel(const pw_geom *g, const int8_t *w, int32_t b0, con
 {
     const int32_t in_c = g->in_c, in_off = g->in_off, out_c = g->out_c, x_step = g->x_step;
     const int32_t out_off = g->out_off, act_min = g->act_min, act_max = g->act_max;
+    /* one: w0 * (x + in_off) + b0 = w0 * x + c0. Summed modulo 2^32 (unsigned, no UB), so the result
+     * is the same integer whenever the original order does not overflow, whatever the bias. */
     const int32_t w0 = w[0];
+    const uint32_t c0 = (uint32_t)b0 + (uint32_t)(w0 * in_off);
     for (int32_t r = 0; r < g->rows; ++r) {
         const int8_t *x = g->in + (r / g->out_h) * g->img_step + (r % g->out_h) * g->row_step;
         int8_t *o = out_ch + r * g->out_w * out_c;
         /* Pointers advance only between pixels: none is formed past its array (out_w >= 1). */
         for (int32_t left = g->out_w;;) {
-            const int32_t acc = one ? b0 + w0 * ((int32_t)x[0] + in_off) : dot_s8(w, x, in_c, in_off, b0);
+            const int32_t acc = one ? (int32_t)(c0 + (uint32_t)(w0 * (int32_t)x[0]))
+                                    : dot_s8(w, x, in_c, in_off, b0);
             int32_t v;
             if (plain) {
                 const int32_t hm = (int32_t)(((int64_t)acc * rq.multiplier + ((int64_t)1 << 30)) >> 31);
