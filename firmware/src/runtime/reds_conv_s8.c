@@ -186,22 +186,32 @@ reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant
                     const int32_t n_oc = out_c - oc < 4 ? out_c - oc : 4;
                     const int8_t *w_oc = filter->data + oc * filter_o_stride;
                     int32_t acc[4] = {0, 0, 0, 0};
-                    for (int32_t ky = ky0; ky < ky_end; ++ky) {
-                        const int32_t y = y0 + ky * params->dilation.h;
-                        const int8_t *x_row = in_img + (y * in_w + x0 + kx0 * params->dilation.w) * in_c;
-                        const int8_t *w_row = w_oc + (ky * k_w + kx0) * cs;
-                        const int32_t run = rows_contiguous ? (kx1 - kx0) * in_c : in_c;
-                        const int32_t n_runs = rows_contiguous ? 1 : kx1 - kx0;
-                        for (int32_t r = 0; r < n_runs; ++r) {
-                            if (n_oc == 4) {
+                    const int32_t run = rows_contiguous ? (kx1 - kx0) * in_c : in_c;
+                    const int32_t n_runs = rows_contiguous ? 1 : kx1 - kx0;
+                    const int32_t x_run_step = params->dilation.w * in_c;
+                    if (n_oc == 4) {
+                        for (int32_t ky = ky0; ky < ky_end; ++ky) {
+                            const int32_t y = y0 + ky * params->dilation.h;
+                            const int8_t *x_row = in_img + (y * in_w + x0 + kx0 * params->dilation.w) * in_c;
+                            const int8_t *w_row = w_oc + (ky * k_w + kx0) * cs;
+                            for (int32_t r = 0; r < n_runs; ++r, x_row += x_run_step, w_row += cs) {
                                 dot4_s8(w_row, x_row, filter_o_stride, run, in_off, acc);
-                            } else {
-                                for (int32_t j = 0; j < n_oc; ++j) {
-                                    acc[j] = dot_s8(w_row + j * filter_o_stride, x_row, run, in_off, acc[j]);
+                            }
+                        }
+                    } else {
+                        /* The last, narrower block (a level may keep 1-3 channels): one channel at a
+                         * time with its sum in a register, rather than an array indexed per run. */
+                        for (int32_t j = 0; j < n_oc; ++j) {
+                            int32_t a = 0;
+                            for (int32_t ky = ky0; ky < ky_end; ++ky) {
+                                const int32_t y = y0 + ky * params->dilation.h;
+                                const int8_t *x_row = in_img + (y * in_w + x0 + kx0 * params->dilation.w) * in_c;
+                                const int8_t *w_row = w_oc + j * filter_o_stride + (ky * k_w + kx0) * cs;
+                                for (int32_t r = 0; r < n_runs; ++r, x_row += x_run_step, w_row += cs) {
+                                    a = dot_s8(w_row, x_row, run, in_off, a);
                                 }
                             }
-                            x_row += params->dilation.w * in_c;
-                            w_row += cs;
+                            acc[j] = a;
                         }
                     }
                     int8_t res[4];
