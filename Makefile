@@ -45,7 +45,7 @@ install: install-system install-python
 quickstart: install run
 
 run: $(PY)
-	$(VENV)/bin/reds run --recipe $(RECIPE) --run-dir $(RUN_DIR) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RESUME),--resume)
+	$(VENV)/bin/reds run --recipe $(RECIPE) --run-dir $(RUN_DIR) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RESUME),--resume) $(if $(QUIET),--quiet)
 
 test: $(PY)
 	$(PY) -m pytest -m "not slow" -q --durations=15
@@ -62,11 +62,11 @@ KWS_RECIPE = models/$(MODEL)-speech_commands.yaml
 train-kws: $(PY)
 	@test -f $(KWS_RECIPE) || { echo "train-kws: no recipe $(KWS_RECIPE); MODEL is one of: ds_cnn_s dnn_s cnn_s ds_cnn_l" >&2; exit 2; }
 	@$(PY) -m reds_tf.data check speech_commands "$(DATA_DIR)" >/dev/null
-	$(VENV)/bin/reds run --recipe $(KWS_RECIPE) --data-dir "$(DATA_DIR)" --run-dir $(or $(RUN_DIR_KWS),runs/$(MODEL)-speech_commands) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RESUME),--resume)
+	$(VENV)/bin/reds run --recipe $(KWS_RECIPE) --data-dir "$(DATA_DIR)" --run-dir $(or $(RUN_DIR_KWS),runs/$(MODEL)-speech_commands) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RESUME),--resume) $(if $(QUIET),--quiet)
 
 train-vww: $(PY)
 	@$(PY) -m reds_tf.data check vww "$(DATA_DIR)" >/dev/null
-	$(VENV)/bin/reds run --recipe models/mobilenet_v1-vww.yaml --data-dir "$(DATA_DIR)" --run-dir $(or $(RUN_DIR_VWW),runs/mobilenet_v1-vww) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RESUME),--resume)
+	$(VENV)/bin/reds run --recipe models/mobilenet_v1-vww.yaml --data-dir "$(DATA_DIR)" --run-dir $(or $(RUN_DIR_VWW),runs/mobilenet_v1-vww) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(RESUME),--resume) $(if $(QUIET),--quiet)
 
 # SYNTHETIC keywords (espeak-ng/flite voices): a demo of the KWS pipeline, never Speech Commands accuracy.
 DEMO_KWS_DIR ?= data/synthetic_kws
