@@ -244,12 +244,15 @@ def test_cortex_m4_level_switch_within_64_instructions(build_dir):
 
 @pytest.mark.slow
 def test_mcu_cycles_fc2_levels(build_dir, tmp_path):
-    """benchmarks/mcu_cycles.py end to end on the 2-layer FC: every level bit-exact with TFLM on the M4
-    build, switching <= 64 instructions, inference instructions proportional to MACs within 15 %."""
+    """benchmarks/mcu_cycles.py end to end on the 2-layer FC with REDS levels (the knapsack solver's plan
+    for MAC budgets 25/50/75 % + full): every level bit-exact with TFLM on the M4 build, switching <= 64
+    instructions, inference instructions proportional to MACs within 15 %."""
     m4 = _m4(build_dir)
     import mcu_cycles
 
-    rows = mcu_cycles.model_rows(m4, "fc2", (0.25, 0.5, 0.75, 1.0), tmp_path)
+    model, plan = mcu_cycles.reds_plan("fc2")
+    rows = mcu_cycles.model_rows(m4, "fc2", "reds", model, plan, tmp_path)
+    assert [round(r["mac_fraction"], 2) for r in rows] == [0.25, 0.5, 0.75, 1.0]  # the budgets, met exactly
     assert [r["bit_exact_vs_tflm"] for r in rows] == [True] * 4
     assert max(r["switch_instructions"] for r in rows) <= mcu_cycles.SWITCH_TARGET
     assert all(abs(r["ratio"] - 1) <= mcu_cycles.PROPORTIONAL_TOL for r in rows)
