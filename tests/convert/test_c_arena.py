@@ -54,7 +54,7 @@ def test_files_and_blob_layout(written: tuple[Path, dict]) -> None:
     hdr = c_arena.read_blob(blob)["header"]
     assert (
         blob[:4] == b"REDS"
-        and hdr["version"] == 1
+        and hdr["version"] == c_arena.VERSION
         and hdr["n_levels"] == 2
         and hdr["total_bytes"] == len(blob)
     )
