@@ -10,8 +10,13 @@ Levels are separate ``Model`` tables in one flatbuffer (a multi-root blob, see
   depthwise channel prefixes) are handled by a strategy:
   ``"copy"`` stores the level's own int8 copy (flash), ``"slice"`` inserts a builtin SLICE
   op that cuts the level's box out of the shared tensor at run time (arena RAM and a copy
-  per inference), ``"auto"`` slices only where the copy would be larger than a SLICE op
-  costs in flash (``SLICE_MIN_BYTES``).
+  per inference), ``"auto"`` decides per tensor by packing both ways and keeping the
+  smaller bundle (ties: copy).
+
+The packer also writes identical tables once (operators, tensors, quantisation), keeps a
+single zero point for all-zero per-channel weight zero points (TFLM reads ``zero_point[0]``
+for every channel then), gives every level one shared buffers list, and aligns per-level
+int32 data to 4 bytes instead of 16 (see ``flatbuffer.buffer_alignments``).
 """
 
 from __future__ import annotations
@@ -26,9 +31,6 @@ from .flatbuffer import S, add_buffer, op_name, pack_models, tensor_array
 from .quantize import WEIGHT_OPS, TensorShare
 
 STRATEGIES = ("copy", "slice", "auto")
-# A SLICE op adds an operator table, two int32 constant tensors and a tensor table:
-# measured at about 250-550 bytes of flatbuffer. Smaller copies stay copies under "auto".
-SLICE_MIN_BYTES = 512
 
 
 @dataclass(frozen=True)
@@ -82,16 +84,17 @@ def _const(
     return len(m.subgraphs[0].tensors) - 1
 
 
+def slice_candidates(shares: Sequence[TensorShare]) -> list[int]:
+    """Operator indices whose shared weight is a box but not a prefix of the full tensor."""
+    return [s.op_index for s in shares if s.shared and s.layout == "slice"]
+
+
 def with_slices(
-    level: S.ModelT, full: S.ModelT, shares: Sequence[TensorShare], strategy: str
+    level: S.ModelT, full: S.ModelT, shares: Sequence[TensorShare], ops: Sequence[int]
 ) -> tuple[S.ModelT, int]:
-    """A copy of ``level`` whose non-prefix shared weights are SLICEd from the full tensor."""
-    chosen = {}
-    for s in shares:
-        nbytes = int(np.prod(s.level_shape))
-        if s.shared and s.layout == "slice" and (strategy == "slice" or nbytes >= SLICE_MIN_BYTES):
-            chosen[s.op_index] = s
-    if strategy == "copy" or not chosen:
+    """A copy of ``level`` whose weights of operators ``ops`` are SLICEd from the full tensor."""
+    chosen = {s.op_index: s for s in shares if s.op_index in set(ops)}
+    if not chosen:
         return level, 0
     m = copy.deepcopy(level)
     sg = m.subgraphs[0]
@@ -131,6 +134,11 @@ def with_slices(
     return m, len(chosen)
 
 
+def _all_zero_per_channel(q: S.QuantizationParametersT) -> bool:
+    zp = q.zeroPoint
+    return zp is not None and len(zp) > 1 and not np.any(np.asarray(zp))
+
+
 def strip_for_device(model: S.ModelT) -> S.ModelT:
     """A copy without what TFLM never reads, with only the buffers its tensors use.
 
@@ -159,6 +167,11 @@ def strip_for_device(model: S.ModelT) -> S.ModelT:
             t.buffer = remap[int(t.buffer)]
             if i in biases and t.type == S.TensorType.INT32:
                 t.quantization = None
+            elif t.quantization is not None and _all_zero_per_channel(t.quantization):
+                # TFLM's allocator reads zero_point[0] for every channel when the vector has
+                # one entry ("zero point arrays for weights can be reduced to a single value").
+                t.quantization = copy.copy(t.quantization)
+                t.quantization.zeroPoint = np.zeros(1, np.int64)
         m.subgraphs.append(sg2)
     m.signatureDefs = None
     m.metadata = None
@@ -178,15 +191,86 @@ def build_bundle(
     With ``strip`` the bundle drops what TFLM never reads (tensor names, signature defs,
     converter metadata); the standalone files keep them for tools such as Netron.
     """
+    choice = slice_choice(levels, shares, strategy, strip)
+    models, slices = device_models(levels, shares, choice, strip)
+    blob, offsets, views = pack_models(models)
+    return Bundle(blob, tuple(offsets), strategy, tuple(slices), views)
+
+
+def slice_choice(
+    levels: Sequence[S.ModelT],
+    shares: Sequence[Sequence[TensorShare]],
+    strategy: str = "auto",
+    strip: bool = True,
+) -> list[list[int]]:
+    """Per level, the operators whose weights are SLICEd at run time.
+
+    ``"copy"``: none; ``"slice"``: every box-shaped shared weight; ``"auto"``: start from
+    ``"slice"`` and turn each SLICE back into a copy when the packed bundle is not larger
+    with the copy (measured by packing; ties go to the copy, which needs no arena).
+    """
     if strategy not in STRATEGIES:
         raise ValueError(
             f"Unknown bundle strategy. Received: strategy={strategy!r}; expected one of {STRATEGIES}"
         )
     full = levels[-1]
+    cands = [[] if m is full else slice_candidates(sh) for m, sh in zip(levels, shares, strict=True)]
+    if strategy == "copy":
+        return [[] for _ in levels]
+    if strategy == "slice":
+        return cands
+    choice = [list(c) for c in cands]
+
+    def size() -> int:
+        return len(pack_models(device_models(levels, shares, choice, strip)[0])[0])
+
+    best = size()
+    for k, ops in enumerate(cands):
+        for op in ops:
+            choice[k].remove(op)
+            n = size()
+            if n <= best:
+                best = n
+            else:
+                choice[k].append(op)
+    return choice
+
+
+def device_models(
+    levels: Sequence[S.ModelT],
+    shares: Sequence[Sequence[TensorShare]],
+    choice: Sequence[Sequence[int]] | str = "auto",
+    strip: bool = True,
+) -> tuple[list[S.ModelT], list[int]]:
+    """The per-level models exactly as the bundle packs them, and their SLICE op counts.
+
+    ``choice`` is a strategy name or, per level, the operators to SLICE (``slice_choice``).
+    """
+    if isinstance(choice, str):
+        choice = slice_choice(levels, shares, choice, strip)
+    full = levels[-1]
     models, slices = [], []
-    for m, sh in zip(levels, shares, strict=True):
-        mm, n = with_slices(m, full, sh, strategy) if m is not full else (m, 0)
+    for m, sh, ops in zip(levels, shares, choice, strict=True):
+        mm, n = with_slices(m, full, sh, ops) if m is not full else (m, 0)
         models.append(strip_for_device(mm) if strip else mm)
         slices.append(n)
-    blob, offsets, views = pack_models(models)
-    return Bundle(blob, tuple(offsets), strategy, tuple(slices), views)
+    return (_one_buffer_table(models) if strip else models), slices
+
+
+def _one_buffer_table(models: list[S.ModelT]) -> list[S.ModelT]:
+    """Give every level the same ``buffers`` list (the union), so the packer writes the
+    Buffer tables and the buffers vector once instead of once per level."""
+    index: dict[bytes, int] = {b"": 0}
+    table = [S.BufferT()]
+    for m in models:
+        for sg in m.subgraphs:
+            for t in sg.tensors:
+                data = m.buffers[t.buffer].data
+                raw = b"" if data is None else bytes(np.asarray(data, np.uint8))
+                if raw not in index:
+                    index[raw] = len(table)
+                    table.append(m.buffers[t.buffer])
+                t.buffer = index[raw]
+    for m in models:
+        m.buffers = table
+    return models

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..runstore import atomic_write_text
-from .flatbuffer import S, op_name
+from .flatbuffer import S, op_name, pack_models_ledger
 
 
 def tflite_macs(model: S.ModelT) -> int:
@@ -44,6 +44,39 @@ def weight_bytes(model: S.ModelT) -> int:
             data = model.buffers[sg.tensors[i].buffer].data
             total += 0 if data is None else len(data)
     return total
+
+
+def bundle_breakdown(models: list[S.ModelT], labels: list[str] | None = None) -> dict[str, dict[str, int]]:
+    """Bytes of a bundle by level and category: ``{label: {category: bytes}}``.
+
+    ``models`` are the bundle's device models (``bundle.device_models``), smallest first.
+    The full (last) level is packed first, so every shared byte is filed under it and a
+    smaller level's numbers are exactly what it adds to the bundle. Categories: buffer
+    data, its alignment padding, tensor / quantisation / operator / buffer tables, the
+    vectors inside them by dtype (shapes, float32 scales, int64 zero points, op in/outputs),
+    and subgraph/model tables with their offset vectors. The totals sum to the blob size.
+    """
+    labels = labels or [f"level {i}" for i in range(len(models))]
+    _, _, _, ledger = pack_models_ledger(models, labels)
+    out: dict[str, dict[str, int]] = {lab: {} for lab in labels}
+    for (lab, cat), n in sorted(ledger.items()):
+        if n:
+            out[lab][cat] = n
+    for lab in labels:
+        out[lab]["total"] = sum(out[lab].values())
+    return out
+
+
+def breakdown_markdown(bd: dict[str, dict[str, int]]) -> str:
+    """``bundle_breakdown`` as a markdown table: one row per category, one column per level."""
+    labels = list(bd)
+    cats = sorted({c for v in bd.values() for c in v if c != "total"})
+    head = "| bytes | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
+    rows = "".join(
+        f"| {c} | " + " | ".join(f"{bd[lab].get(c, 0):,}" for lab in labels) + " |\n" for c in cats
+    )
+    total = "| **total** | " + " | ".join(f"**{bd[lab]['total']:,}**" for lab in labels) + " |\n"
+    return head + rows + total
 
 
 @dataclass
