@@ -24,7 +24,7 @@ from ..runstore import atomic_write_bytes, atomic_write_text
 from . import bundle as _bundle
 from .flatbuffer import pack_model, read_tflite
 from .quantize import check_supported, share_weights
-from .report import ConvertReport, LevelReport, tflite_macs, weight_bytes
+from .report import ConvertReport, LevelReport, bundle_breakdown, tflite_macs, weight_bytes
 from .tflite import convert_int8
 from .verify import dequantize_output, io_quant, measure_arena, quantize_input, run_tflite_ref, run_tflm
 
@@ -282,7 +282,11 @@ def convert(
         bundle_strategy=strategy,
         full_standalone_bytes=full_bytes,
         full_standalone_weight_bytes=weight_bytes(full),
-        full_stripped_bytes=len(pack_model(_bundle.strip_for_device(full))),
+        full_stripped_bytes=len(_bundle.build_bundle([full], [[]], strategy).blob),
+        bundle_breakdown=bundle_breakdown(
+            _bundle.device_models(lv_models, lv_shares, chosen_bundle.choice)[0],
+            [f"level {k}" for k in chosen],
+        ),
         naive_sum_bytes=sum(len(standalone[k]) for k in chosen),
         strategies=strategies,
         shares=[[s.to_dict() for s in shares[k]] for k in chosen],

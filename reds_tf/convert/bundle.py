@@ -42,6 +42,7 @@ class Bundle:
     strategy: str
     slices: tuple[int, ...]
     prefix_views: int
+    choice: tuple[tuple[int, ...], ...] = ()
 
     def level(self, k: int) -> bytes:
         """Level k's model bytes (a valid standalone flatbuffer view of the blob)."""
@@ -56,6 +57,7 @@ class Bundle:
             "offsets": list(self.offsets),
             "strategy": self.strategy,
             "slice_ops_per_level": list(self.slices),
+            "sliced_op_indices_per_level": [list(c) for c in self.choice],
             "bytes": len(self.blob),
         }
 
@@ -108,14 +110,11 @@ def with_slices(
             t = sg.tensors[t_idx]
             wf = tensor_array(full, int(full.subgraphs[0].operators[i].inputs[fi]))
             ff = full.subgraphs[0].tensors[int(full.subgraphs[0].operators[i].inputs[fi])]
-            if axis == 0:
-                # Keep the level's output channels so the source reads a prefix of the full bytes.
-                src, scales = wf[: s.level_shape[0]], np.asarray(t.quantization.scale, np.float32)
-            else:
-                src, scales = wf, np.asarray(ff.quantization.scale, np.float32)
-            q = S.QuantizationParametersT()
-            q.scale, q.zeroPoint, q.quantizedDimension = scales, np.zeros(len(scales), np.int64), axis
-            src_i = _const(m, "reds_slice_src", src.astype(np.int8), S.TensorType.INT8, q)
+            # The source is the full level's own weight tensor (same data, shape and
+            # quantisation), so after stripping its table is the full model's, written once.
+            src_i = _const(
+                m, "reds_slice_src", wf.astype(np.int8), S.TensorType.INT8, copy.deepcopy(ff.quantization)
+            )
             rank = len(s.level_shape)
             if rank not in begins:  # one all-zero ``begin`` tensor per rank serves every SLICE
                 begins[rank] = _const(m, "reds_slice_begin", np.zeros(rank, np.int32), S.TensorType.INT32)
@@ -194,7 +193,7 @@ def build_bundle(
     choice = slice_choice(levels, shares, strategy, strip)
     models, slices = device_models(levels, shares, choice, strip)
     blob, offsets, views = pack_models(models)
-    return Bundle(blob, tuple(offsets), strategy, tuple(slices), views)
+    return Bundle(blob, tuple(offsets), strategy, tuple(slices), views, tuple(tuple(c) for c in choice))
 
 
 def slice_choice(

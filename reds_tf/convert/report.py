@@ -79,6 +79,10 @@ def breakdown_markdown(bd: dict[str, dict[str, int]]) -> str:
     return head + rows + total
 
 
+# Issue "convert": bundle flash <= 1.10 x the full level's standalone file.
+RATIO_TARGET = 1.10
+
+
 @dataclass
 class LevelReport:
     """One level's numbers; ``None`` where a measurement was skipped (no test data, --no-verify)."""
@@ -123,6 +127,7 @@ class ConvertReport:
     files: dict[str, str] = field(default_factory=dict)
     firmware: dict[str, Any] = field(default_factory=dict)
     verified: bool = False
+    bundle_breakdown: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def bundle_ratio(self) -> float:
@@ -136,7 +141,7 @@ class ConvertReport:
 
     @property
     def bundle_ratio_stripped(self) -> float:
-        """Bundle flash over the full level alone packed the bundle's way (names etc. stripped)."""
+        """Bundle flash over the full level alone packed the bundle's way (stripped, deduplicated)."""
         return self.bundle_bytes / self.full_stripped_bytes
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +150,8 @@ class ConvertReport:
         d["bundle_ratio"] = round(self.bundle_ratio, 4)
         d["bundle_ratio_weights"] = round(self.bundle_ratio_weights, 4)
         d["naive_ratio"] = round(self.naive_sum_bytes / self.full_standalone_bytes, 4)
+        d["bundle_ratio_target"] = RATIO_TARGET
+        d["bundle_ratio_target_met"] = self.bundle_ratio <= RATIO_TARGET
         return d
 
     def save(self, path: str | Path) -> None:
@@ -185,6 +192,15 @@ class ConvertReport:
             f"{self.bundle_ratio_weights:.3f} x its constant data ({self.full_standalone_weight_bytes:,} B); "
             f"naive sum of standalone files {self.naive_sum_bytes:,} B "
             f"({self.naive_sum_bytes / self.full_standalone_bytes:.3f} x).\n\n"
+            f"**Bundle ratio {self.bundle_ratio:.4f} x** (target <= {RATIO_TARGET:.2f} x: "
+            f"{'met' if self.bundle_ratio <= RATIO_TARGET else 'NOT met'}).\n\n"
             "| strategy | bundle B | x full standalone | TFLM arena per level B | SLICE ops |\n"
             f"|---|---|---|---|---|\n{strat}"
+            + (
+                "\nBundle bytes by level and category (each shared byte filed under the largest level "
+                "using it, so a smaller level's column is what it adds):\n\n"
+                + breakdown_markdown(self.bundle_breakdown)
+                if self.bundle_breakdown
+                else ""
+            )
         )

@@ -100,12 +100,37 @@ def test_levels_share_the_full_int8_weights(ds_report):
 
 def test_bundle_flash(fc2_report, ds_report):
     # fc2: most weights are the first layer's output-channel prefix -> well under the 1.10 target.
-    assert fc2_report.bundle_ratio <= 1.10
+    assert fc2_report.bundle_ratio <= 1.02
+    assert fc2_report.to_dict()["bundle_ratio_target_met"] is True
     assert fc2_report.bundle_bytes < fc2_report.naive_sum_bytes
     # DS-CNN-S: pointwise layers shrink on both axes; SLICE keeps them shared (measured, reported).
     s = ds_report.strategies
-    assert s["slice"]["bytes"] < s["copy"]["bytes"] < ds_report.naive_sum_bytes
+    assert s["auto"]["bytes"] <= s["slice"]["bytes"] < s["copy"]["bytes"] < ds_report.naive_sum_bytes
     assert all(a >= b for a, b in zip(s["slice"]["arena_bytes"], s["copy"]["arena_bytes"], strict=True))
+    # Each smaller level adds little more than its own biases, weight scales and tables:
+    # 3 levels (25/50/100 % widths) measured 1.085 x the standalone full file, 1.306 x the
+    # full level packed alone the bundle's way (was 1.55 x / 1.64 x before table dedup).
+    assert ds_report.bundle_ratio <= 1.10, ds_report.bundle_breakdown
+    assert ds_report.bundle_ratio_stripped <= 1.35, ds_report.bundle_breakdown
+    assert "Bundle ratio" in open(f"{ds_report.out_dir}/report.md").read()
+
+
+@pytest.mark.parametrize("which", ["fc2_report", "ds_report"])
+def test_bundle_breakdown_adds_up(which, request):
+    """The byte ledger files every byte of the bundle once; shared weights sit with the full level."""
+    rep = request.getfixturevalue(which)
+    bd = rep.bundle_breakdown
+    assert list(bd) == [f"level {r.level}" for r in rep.levels]
+    assert sum(v["total"] for v in bd.values()) == rep.bundle_bytes
+    assert all(n > 0 for v in bd.values() for n in v.values())
+    full, small = bd[f"level {rep.levels[-1].level}"], bd[f"level {rep.levels[0].level}"]
+    data = "buffer data (weights, biases)"
+    assert small.get(data, 0) < 0.2 * full[data]
+    # All-zero per-channel zero points are stored once as a single int64 per distinct value.
+    assert all(v.get("quantization tables: int64 vectors", 0) <= 64 for v in bd.values())
+    # With SLICE sharing no level but the full one stores int8 weight bytes of its own.
+    saved = json.load(open(f"{rep.out_dir}/report.json"))
+    assert saved["bundle_breakdown"] == bd and saved["bundle_ratio_target"] == 1.10
 
 
 def test_missing_calibration_and_not_a_model(fc2_levels, tmp_path):
