@@ -112,9 +112,10 @@ def with_slices(
             ff = full.subgraphs[0].tensors[int(full.subgraphs[0].operators[i].inputs[fi])]
             # The source is the full level's own weight tensor (same data, shape and
             # quantisation), so after stripping its table is the full model's, written once.
-            src_i = _const(
-                m, "reds_slice_src", wf.astype(np.int8), S.TensorType.INT8, copy.deepcopy(ff.quantization)
-            )
+            src = copy.deepcopy(ff)
+            src.buffer = add_buffer(m, wf.astype(np.int8))
+            sg.tensors.append(src)
+            src_i = len(sg.tensors) - 1
             rank = len(s.level_shape)
             if rank not in begins:  # one all-zero ``begin`` tensor per rank serves every SLICE
                 begins[rank] = _const(m, "reds_slice_begin", np.zeros(rank, np.int32), S.TensorType.INT32)
