@@ -5,7 +5,13 @@ The pipeline, one module per step: importance -> permute -> solve -> train -> co
 importing ``reds_tf`` itself stays light; Keras-facing helpers live in their modules.
 """
 
-from .errors import (
+import os
+
+# Quieten TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) before any submodule
+# imports it; setdefault keeps a user's explicit choice.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from .errors import (  # noqa: E402
     CorruptFlatbufferError,
     DatasetLayoutError,
     InfeasibleBudgetError,
@@ -14,8 +20,8 @@ from .errors import (
     RedsError,
     UnsupportedLayerError,
 )
-from .graph import Graph, Group, Op
-from .plan import WidthPlan
+from .graph import Graph, Group, Op  # noqa: E402
+from .plan import WidthPlan  # noqa: E402
 
 __version__ = "0.1.0"
 
