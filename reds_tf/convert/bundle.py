@@ -31,6 +31,10 @@ from .flatbuffer import S, add_buffer, op_name, pack_models, tensor_array
 from .quantize import WEIGHT_OPS, TensorShare
 
 STRATEGIES = ("copy", "slice", "auto")
+# After table dedup a SLICE costs about 60-150 bytes of flash (its size constant, a tensor
+# table, two offsets; the operator table is shared by every level with the same SLICEs).
+# "auto" measures copy vs SLICE only for copies smaller than this; larger ones are SLICEd.
+AUTO_MEASURE_BELOW = 512
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,8 @@ def slice_choice(
 
     ``"copy"``: none; ``"slice"``: every box-shaped shared weight; ``"auto"``: start from
     ``"slice"`` and turn each SLICE back into a copy when the packed bundle is not larger
-    with the copy (measured by packing; ties go to the copy, which needs no arena).
+    with the copy (measured by packing; ties go to the copy, which needs no arena). Only
+    copies under ``AUTO_MEASURE_BELOW`` bytes are tried, which keeps big models fast.
     """
     if strategy not in STRATEGIES:
         raise ValueError(
@@ -224,9 +229,12 @@ def slice_choice(
     def size() -> int:
         return len(pack_models(device_models(levels, shares, choice, strip)[0])[0])
 
+    copy_bytes = [{s.op_index: int(np.prod(s.level_shape)) for s in sh} for sh in shares]
     best = size()
     for k, ops in enumerate(cands):
         for op in ops:
+            if copy_bytes[k][op] >= AUTO_MEASURE_BELOW:
+                continue  # a copy this large never beats a SLICE; skip the trial pack
             choice[k].remove(op)
             n = size()
             if n <= best:
