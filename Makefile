@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3.11
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 RECIPE ?= models/ds_cnn_s-fashion_mnist.yaml
-RUN_DIR ?= runs/$(basename $(notdir $(RECIPE)))
+RUN_DIR ?= runs/$(basename $(notdir $(RECIPE)))$(if $(SCHEDULE),-$(SCHEDULE))
 MODEL ?= ds_cnn_s
 APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang
 
