@@ -1,0 +1,40 @@
+"""The Jupyter walkthroughs under notebooks/ run top to bottom on real Fashion-MNIST."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    if not Path("/usr/share/datasets/fashion-mnist").exists():
+        pytest.skip("needs Debian's dataset-fashion-mnist (make install-system)")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "test accuracy" in text
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    assert not errors
+
+
+def test_notebooks_exist_and_are_valid() -> None:
+    nbformat = pytest.importorskip("nbformat")
+    assert NOTEBOOKS, "notebooks/ has no walkthrough"
+    for path in NOTEBOOKS:
+        nbformat.validate(nbformat.read(path, as_version=4))
