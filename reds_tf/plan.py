@@ -52,13 +52,13 @@ class WidthPlan:
                     f"Level {k} has {len(row)} widths but the plan has {len(self.groups)} groups. "
                     "Fix: give one width per group."
                 )
-            for g, (w, f) in enumerate(zip(row, self.full)):
+            for g, (w, f) in enumerate(zip(row, self.full, strict=True)):
                 if not 1 <= w <= f:
                     raise PlanError(
                         f"Width of group '{self.groups[g]}' at level {k} must be in [1, {f}]. Received: {w}"
                     )
         for k in range(len(self.widths) - 1):
-            for g, (a, b) in enumerate(zip(self.widths[k], self.widths[k + 1])):
+            for g, (a, b) in enumerate(zip(self.widths[k], self.widths[k + 1], strict=True)):
                 if a > b:
                     raise PlanError(
                         f"Plan is not nested: group '{self.groups[g]}' has width {a} at level {k} but "
@@ -90,7 +90,11 @@ class WidthPlan:
         return tuple(row[g] for row in self.widths)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"groups": list(self.groups), "full": list(self.full), "widths": [list(r) for r in self.widths]}
+        return {
+            "groups": list(self.groups),
+            "full": list(self.full),
+            "widths": [list(r) for r in self.widths],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WidthPlan:
