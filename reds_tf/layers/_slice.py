@@ -71,3 +71,26 @@ def num_levels_of(*columns: Sequence[int] | None) -> int | None:
 def as_list(widths: Sequence[int] | None) -> list[int] | None:
     """A plain list for get_config (Keras wraps list attributes in trackable wrappers)."""
     return None if widths is None else [int(w) for w in widths]
+
+
+class LevelState:
+    """The ``level``/``num_levels`` attributes every nested layer shares (a mixin; list it first).
+
+    The host class provides ``name``, ``in_widths`` and ``out_widths``. ``level`` is a plain
+    Python attribute, not part of the config (None = full width); setting it validates the
+    index against the layer's plan columns.
+    """
+
+    _level: int | None = None
+
+    @property
+    def level(self) -> int | None:
+        return self._level
+
+    @level.setter
+    def level(self, value: int | None) -> None:
+        self._level = check_level(self.name, value, self.num_levels)
+
+    @property
+    def num_levels(self) -> int | None:
+        return num_levels_of(self.in_widths, self.out_widths)

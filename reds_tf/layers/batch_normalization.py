@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from .._keras import keras, tf
-from ._slice import active_width, as_list, check_level, check_widths
+from ._slice import LevelState, active_width, as_list, check_widths
 
 
-class NestedBatchNormalization(keras.layers.BatchNormalization):
+class NestedBatchNormalization(LevelState, keras.layers.BatchNormalization):
     """BatchNormalization (axis=-1) whose channels follow its input's width.
 
     Args:
@@ -49,22 +49,10 @@ class NestedBatchNormalization(keras.layers.BatchNormalization):
                 f"Layer '{self.name}': stats_per_level=True needs a widths column (one entry per level). "
                 "Received: widths=None"
             )
-        self._level: int | None = None
 
+    # One column for input and output: channels are tied to the input's units.
     in_widths = property(lambda self: self.widths)
     out_widths = property(lambda self: self.widths)
-
-    @property
-    def level(self) -> int | None:
-        return self._level
-
-    @level.setter
-    def level(self, value: int | None) -> None:
-        self._level = check_level(self.name, value, None if self.widths is None else len(self.widths))
-
-    @property
-    def num_levels(self) -> int | None:
-        return None if self.widths is None else len(self.widths)
 
     def build(self, input_shape: Any) -> None:
         shape = tf.TensorShape(input_shape)

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from .._keras import keras, tf
-from ._slice import active_width, as_list, check_level, check_widths, num_levels_of
+from ._slice import LevelState, active_width, as_list, check_widths, num_levels_of
 
 
-class NestedConv2D(keras.layers.Conv2D):
+class NestedConv2D(LevelState, keras.layers.Conv2D):
     """Conv2D (channels_last, groups=1) holding the full kernel; level k uses a prefix.
 
     Args:
@@ -42,19 +42,6 @@ class NestedConv2D(keras.layers.Conv2D):
         self.out_widths = check_widths(self.name, "out_widths", out_widths, self.filters)
         self.in_widths = check_widths(self.name, "in_widths", in_widths)
         num_levels_of(self.in_widths, self.out_widths)
-        self._level: int | None = None
-
-    @property
-    def level(self) -> int | None:
-        return self._level
-
-    @level.setter
-    def level(self, value: int | None) -> None:
-        self._level = check_level(self.name, value, num_levels_of(self.in_widths, self.out_widths))
-
-    @property
-    def num_levels(self) -> int | None:
-        return num_levels_of(self.in_widths, self.out_widths)
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from .._keras import keras, tf
-from ._slice import active_width, as_list, check_level, check_widths, num_levels_of
+from ._slice import LevelState, active_width, as_list, check_widths, num_levels_of
 
 
-class NestedDense(keras.layers.Dense):
+class NestedDense(LevelState, keras.layers.Dense):
     """Dense layer holding the full kernel; level k uses the first ``out_widths[k]`` units.
 
     Args:
@@ -43,19 +43,6 @@ class NestedDense(keras.layers.Dense):
             )
         self.in_positions = int(in_positions)
         num_levels_of(self.in_widths, self.out_widths)
-        self._level: int | None = None
-
-    @property
-    def level(self) -> int | None:
-        return self._level
-
-    @level.setter
-    def level(self, value: int | None) -> None:
-        self._level = check_level(self.name, value, num_levels_of(self.in_widths, self.out_widths))
-
-    @property
-    def num_levels(self) -> int | None:
-        return num_levels_of(self.in_widths, self.out_widths)
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)

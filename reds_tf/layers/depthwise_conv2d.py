@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from .._keras import keras, tf
-from ._slice import active_width, as_list, check_level, check_widths
+from ._slice import LevelState, active_width, as_list, check_widths
 
 
-class NestedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
+class NestedDepthwiseConv2D(LevelState, keras.layers.DepthwiseConv2D):
     """DepthwiseConv2D (depth_multiplier=1, channels_last) on a channel prefix.
 
     Depthwise channels are tied to the input's units, so one column ``widths`` gives both
@@ -27,22 +27,10 @@ class NestedDepthwiseConv2D(keras.layers.DepthwiseConv2D):
                 f"only. Received: depth_multiplier={self.depth_multiplier}, data_format={self.data_format}"
             )
         self.widths = check_widths(self.name, "widths", widths)
-        self._level: int | None = None
 
+    # One column for input and output: channels are tied to the input's units.
     in_widths = property(lambda self: self.widths)
     out_widths = property(lambda self: self.widths)
-
-    @property
-    def level(self) -> int | None:
-        return self._level
-
-    @level.setter
-    def level(self, value: int | None) -> None:
-        self._level = check_level(self.name, value, None if self.widths is None else len(self.widths))
-
-    @property
-    def num_levels(self) -> int | None:
-        return None if self.widths is None else len(self.widths)
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
