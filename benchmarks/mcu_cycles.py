@@ -256,9 +256,24 @@ def _tflm_output(tflite: Path, x: np.ndarray) -> np.ndarray:
 
 def model_rows(m4: M4, name: str, levels: str, model, plan, work: Path) -> list[dict]:
     """Switch + inference instructions per level of `plan` on `model`; `levels` labels the table."""
+    return level_rows(m4, name, levels, _level_tflites(model, plan, work), plan.widths, work)
+
+
+def run_dir_rows(m4: M4, run_dir: Path, work: Path) -> list[dict]:
+    """The per-level .tflite files a `reds run` converted (trained model, solver plan from Taylor scores)."""
+    from reds_tf.plan import WidthPlan
+
+    paths = sorted((run_dir / "converted").glob("submodel_*.tflite"), key=lambda p: int(p.stem.split("_")[1]))
+    if not paths:
+        raise SystemExit(f"--run-dir {run_dir}: no converted/submodel_*.tflite. Fix: finish `reds run`.")
+    plan = WidthPlan.load(run_dir / "plan.json")
+    return level_rows(m4, run_dir.name, "run", paths, plan.widths, work)
+
+
+def level_rows(m4: M4, name: str, levels: str, paths: list[Path], widths, work: Path) -> list[dict]:
+    """Pack the per-level .tflite files into one blob; count switching and inference per level."""
     from reds_tf.convert import c_arena
 
-    paths = _level_tflites(model, plan, work)
     c_arena.write(paths, work, "model")
     blob = (work / "model.blob").read_bytes()
     info = c_arena.read_blob(blob)
@@ -287,7 +302,7 @@ def model_rows(m4: M4, name: str, levels: str, model, plan, work: Path) -> list[
         want = _tflm_output(paths[k], x.reshape(1, *[d for d in _in_shape(paths[k])]))
         macs = lv["macs_lo"] | (lv["macs_hi"] << 32)
         rows.append(
-            dict(model=name, levels=levels, level=k, widths=list(plan.widths[k]), macs=macs,
+            dict(model=name, levels=levels, level=k, widths=list(widths[k]), macs=macs,
                  switch_instructions=switch_n, instructions=infer_n, init_instructions=init_n,
                  bit_exact_vs_tflm=bool(np.array_equal(got, want)))
         )  # fmt: skip
@@ -321,6 +336,7 @@ def print_kernels(rows: list[dict]) -> None:
 
 LEVEL_TITLES = {
     "reds": "REDS levels (knapsack plan, MAC budgets 25/50/75 % + full; magnitude-sorted units)",
+    "run": "REDS levels of a trained `reds run` (Taylor-score plan, its converted submodels)",
     "uniform": "uniform width multipliers (all groups at one fraction; NOT REDS levels, for comparison)",
 }
 
@@ -339,7 +355,7 @@ def print_models(rows: list[dict]) -> bool:
                   f"{r['switch_instructions']:6d} {str(r['bit_exact_vs_tflm']):>9s}  "
                   f"{','.join(map(str, r['widths']))}")  # fmt: skip
             ok &= r["switch_instructions"] <= SWITCH_TARGET and r["bit_exact_vs_tflm"]
-            if kind == "reds":
+            if kind in ("reds", "run"):
                 ok &= abs(r["ratio"] - 1.0) <= PROPORTIONAL_TOL
     for name in dict.fromkeys(r["model"] for r in rows):
         r = next(r for r in rows if r["model"] == name)
@@ -360,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
         "--levels",
         default="reds,uniform",
         help="comma list: reds (the solver's plan, the targets) and/or uniform (width multipliers)",
+    )
+    ap.add_argument(
+        "--run-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure the converted levels of a finished `reds run` (repeatable)",
     )
     ap.add_argument("--fractions", default="0.25,0.5,0.75,1.0", help="uniform width fraction per level")
     ap.add_argument("--build-dir", type=Path, default=FIRMWARE / "build")
@@ -390,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
                     work = Path(tmp) / f"{kind}_{name}"
                     work.mkdir()
                     result["models"] += model_rows(m4, name, kind, model, plan, work)
+            for i, run_dir in enumerate(a.run_dir):
+                work = Path(tmp) / f"run_{i}"
+                work.mkdir()
+                result["models"] += run_dir_rows(m4, run_dir, work)
         ok = print_models(result["models"])
     if a.json:
         a.json.write_text(json.dumps(result, indent=1))
