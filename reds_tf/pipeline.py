@@ -24,7 +24,7 @@ from .plan import WidthPlan
 from .recipe import Recipe
 from .runstore import RunDir, atomic_write_text
 from .steps import (
-    _scope,
+    StepContext,
     finetune,
     finetune_per_level_bn,
     load_data,
@@ -73,24 +73,26 @@ def run(
     keras.utils.set_random_seed(recipe.seed)
     atomic_write_text(rd.path("recipe.yaml"), recipe.to_yaml())
     strat = make_strategy(strategy)
-    ctx = dict(rd=rd, resume=resume, strategy=strat, progress=progress, stop=max_epochs_this_call, log=log)
+    ctx = StepContext(
+        rd, resume=resume, strategy=strat, progress=progress, stop=max_epochs_this_call, log=log
+    )
 
     splits, batched = load_data(recipe, data_dir)
-    pre = pretrain(recipe, splits, batched, **ctx)
-    scores = rank(recipe, pre, batched, recipe.importance.method, rd)
-    perm, sorted_scores = permute_model(pre, scores, batched, rd)
-    graph, plan, report = solve_plan(recipe, perm, sorted_scores, rd, log)
-    model = finetune(recipe, perm, plan, graph, batched, stage="finetune", **ctx)
+    pre = pretrain(recipe, splits, batched, ctx)
+    scores = rank(recipe, pre, batched, recipe.importance.method, ctx)
+    perm, sorted_scores = permute_model(pre, scores, batched, ctx)
+    graph, plan, report = solve_plan(recipe, perm, sorted_scores, ctx)
+    model = finetune(recipe, perm, plan, graph, batched, ctx, stage="finetune")
     trained_plbn = None
     if recipe.bn.per_level_finetune and train.bn_variables(perm):
-        trained_plbn = finetune_per_level_bn(recipe, perm, plan, graph, batched, **ctx)
-    results = evaluate_run(recipe, splits, batched, pre, model, graph, plan, report, rd, log, trained_plbn)
+        trained_plbn = finetune_per_level_bn(recipe, perm, plan, graph, batched, ctx)
+    results = evaluate_run(recipe, splits, batched, pre, model, graph, plan, report, ctx, trained_plbn)
     if recipe.baselines:
-        results["baselines"] = baselines(recipe, pre, model, graph, plan, batched, **ctx)
+        results["baselines"] = baselines(recipe, pre, model, graph, plan, batched, ctx)
     write_results(rd.root, results)
     plots.accuracy_vs_macs(results, rd.path("plots", "accuracy_vs_macs.png"))
     plots.widths(plan, rd.path("plots", "widths.png"), f"{recipe.model}: per-layer widths")
-    results["converted"] = convert_run(recipe, rd, batched, log)
+    results["converted"] = convert_run(recipe, batched, ctx)
     int8 = (results["converted"] or {}).get("int8_accuracy") or []
     if len(int8) == len(results["levels"]):
         for row, acc in zip(results["levels"], int8, strict=True):
@@ -110,8 +112,7 @@ def evaluate_run(
     graph: Any,
     plan: WidthPlan,
     report: dict,
-    rd: RunDir,
-    log: Any,
+    ctx: StepContext,
     trained_plbn: keras.Model | None = None,
 ) -> dict[str, Any]:
     """Per-level validation and test accuracy plus exact costs; the nested vs extracted-model check."""
@@ -147,14 +148,14 @@ def evaluate_run(
         },
         "levels": level_rows(graph, plan, **cols),
         "extract_level_max_abs_diff": agree,
-        "permute_max_abs_diff": rd.done_info("permute").get("max_abs_diff"),
-        "loss_weights": rd.done_info("finetune").get("loss_weights"),
+        "permute_max_abs_diff": ctx.rd.done_info("permute").get("max_abs_diff"),
+        "loss_weights": ctx.rd.done_info("finetune").get("loss_weights"),
         "solver": {k: v for k, v in report.items() if k != "plan"},
         "notes": notes,
     }
     for r in results["levels"]:
         acc = 100 * r["test_accuracy"]
-        log(f"[evaluate] level {r['level']}: {r['macs_pct']:.1f}% MACs, test acc {acc:.2f}%")
+        ctx.log(f"[evaluate] level {r['level']}: {r['macs_pct']:.1f}% MACs, test acc {acc:.2f}%")
     return results
 
 
@@ -165,23 +166,17 @@ def baselines(
     graph: Any,
     plan: WidthPlan,
     batched: dict,
-    *,
-    rd: RunDir,
-    resume: bool,
-    strategy: Any,
-    progress: bool,
-    stop: int | None,
-    log: Any,
+    ctx: StepContext,
 ) -> dict[str, Any]:
     """The paper's comparisons: REDS with magnitude / random ranking, and each level trained from scratch."""
     out: dict[str, Any] = {}
     for name in recipe.baselines:
-        sub = RunDir(rd.root / "baselines" / name)
+        sub = ctx.in_dir(RunDir(ctx.rd.root / "baselines" / name))
         if name == "scratch":
             rows = []
             for k in range(plan.num_levels):
                 arch = nested.extract_level(reds_model, k)
-                with _scope(strategy):
+                with ctx.scope():
                     m = keras.models.clone_model(arch)  # same architecture, fresh initial weights
                 epochs = recipe.pretrain.epochs + recipe.finetune.epochs
                 train.fit(
@@ -191,11 +186,7 @@ def baselines(
                     recipe.pretrain,
                     stage=f"scratch_level{k}",
                     epochs=epochs,
-                    run=sub,
-                    resume=resume,
-                    strategy=strategy,
-                    max_epochs_this_call=stop,
-                    progress=progress,
+                    **sub.fit_options,
                 )
                 if any(train.is_bn(layer) for layer in m.layers):  # as for the pretrained model
                     train.recalibrate_bn(m, batched["train"], recipe.bn.recalibration_batches)
@@ -204,31 +195,19 @@ def baselines(
         else:
             scores = rank(recipe, pre, batched, name, sub)
             perm, sorted_scores = permute_model(pre, scores, batched, sub)
-            g, p, _ = solve_plan(recipe, perm, sorted_scores, sub, log)
-            m = finetune(
-                recipe,
-                perm,
-                p,
-                g,
-                batched,
-                stage="finetune",
-                rd=sub,
-                resume=resume,
-                strategy=strategy,
-                progress=progress,
-                stop=stop,
-                log=log,
-            )
+            g, p, _ = solve_plan(recipe, perm, sorted_scores, sub)
+            m = finetune(recipe, perm, p, g, batched, sub, stage="finetune")
             lv = level_rows(g, p, test_accuracy=level_accuracies(m, batched["test"]))
         out[name] = {
             "levels": [{k: r[k] for k in ("level", "macs", "macs_pct", "test_accuracy")} for r in lv]
         }
-        log(f"[baseline {name}] " + ", ".join(f"{100 * r['test_accuracy']:.2f}%" for r in lv))
+        ctx.log(f"[baseline {name}] " + ", ".join(f"{100 * r['test_accuracy']:.2f}%" for r in lv))
     return out
 
 
-def convert_run(recipe: Recipe, rd: RunDir, batched: dict, log: Any) -> dict[str, Any] | None:
+def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
     """Convert the shared-BN nested model to int8 TFLite (when enabled and reds_tf.convert is present)."""
+    rd, log = ctx.rd, ctx.log
     if not recipe.convert.enabled:
         return None
     if rd.is_done("convert"):

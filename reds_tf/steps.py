@@ -2,7 +2,9 @@
 
 ``pretrain``, ``rank`` (importance), ``permute_model``, ``solve_plan``, ``finetune`` (joint, shared BN)
 and the per-level BN variants. A step that ``state.json`` records as done loads its artifact instead
-of recomputing it; training steps resume at the epoch after their last checkpoint.
+of recomputing it; training steps resume at the epoch after their last checkpoint. Each resumable
+step takes one ``StepContext`` (run directory, resume, strategy, progress, epoch limit, log) as its
+last positional argument.
 ``reds_tf.pipeline.run`` calls them in the method's order.
 """
 
@@ -12,6 +14,8 @@ import contextlib
 import io
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +37,44 @@ def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
     raise ValueError(f"Unknown strategy. Received: strategy={name!r}. Fix: use 'mirrored' or leave it out.")
 
 
-def _scope(strategy: tf.distribute.Strategy | None) -> Any:
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+@dataclass(frozen=True)
+class StepContext:
+    """What every step of one run shares: where its artifacts go and how its training runs.
+
+    Attributes:
+        rd: the run directory (artifacts, ``state.json``, per-epoch checkpoints).
+        resume: continue an interrupted training stage at its next epoch.
+        strategy: a ``tf.distribute.Strategy`` (see ``make_strategy``) or None (default device).
+        progress: show per-epoch progress bars.
+        stop: train at most this many epochs in this call (None = no limit), for resumable chunks.
+        log: called with one line of text per event.
+    """
+
+    rd: RunDir
+    resume: bool = False
+    strategy: tf.distribute.Strategy | None = None
+    progress: bool = True
+    stop: int | None = None
+    log: Callable[[str], Any] = print
+
+    @property
+    def fit_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``train.fit`` that come from the context."""
+        return dict(
+            run=self.rd,
+            resume=self.resume,
+            strategy=self.strategy,
+            max_epochs_this_call=self.stop,
+            progress=self.progress,
+        )
+
+    def scope(self) -> Any:
+        """The strategy's variable scope (a no-op context without a strategy)."""
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+
+    def in_dir(self, rd: RunDir) -> StepContext:
+        """The same context writing into another run directory (a baseline's, say)."""
+        return replace(self, rd=rd)
 
 
 # --- data --------------------------------------------------------------------------------------------
@@ -79,40 +119,30 @@ def pretrain(
     recipe: Recipe,
     splits: Any,
     batched: dict,
-    *,
-    rd: RunDir,
-    resume: bool,
-    strategy: Any,
-    progress: bool,
-    stop: int | None,
-    log: Any,
+    ctx: StepContext,
 ) -> keras.Model:
     """Train the dense zoo model (or load ``pretrained.keras`` when this step is already done)."""
-    path = rd.path("pretrained.keras")
-    with _scope(strategy):
-        if rd.is_done("pretrain"):
+    path = ctx.rd.path("pretrained.keras")
+    with ctx.scope():
+        if ctx.rd.is_done("pretrain"):
             return keras.models.load_model(path, compile=False)
         shape = dict(num_classes=splits.num_classes, input_shape=splits.input_shape)
         model = zoo.build(recipe.model, **shape, **recipe.model_options)
-    log(f"[pretrain] {model.name}: {model.count_params():,} params, {recipe.pretrain.epochs} epochs")
+    ctx.log(f"[pretrain] {model.name}: {model.count_params():,} params, {recipe.pretrain.epochs} epochs")
     hist = train.fit(
         model,
         batched["train"],
         batched["val"],
         recipe.pretrain,
         stage="pretrain",
-        run=rd,
-        resume=resume,
-        strategy=strategy,
-        max_epochs_this_call=stop,
-        progress=progress,
+        **ctx.fit_options,
     )
     # Short schedules leave BN moving statistics lagging (momentum 0.99): re-estimate them exactly
     # on training data, since joint fine-tuning freezes them (reference behaviour).
     if any(train.is_bn(layer) for layer in model.layers):
         train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     _save_keras(model, path)
-    rd.mark_done("pretrain", {"history": hist.to_dict()})
+    ctx.rd.mark_done("pretrain", {"history": hist.to_dict()})
     return model
 
 
@@ -127,10 +157,12 @@ def _load_scores(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def rank(recipe: Recipe, model: keras.Model, batched: dict, method: str, rd: RunDir) -> dict[str, np.ndarray]:
+def rank(
+    recipe: Recipe, model: keras.Model, batched: dict, method: str, ctx: StepContext
+) -> dict[str, np.ndarray]:
     """Importance scores per unit group (Taylor, magnitude or random)."""
-    path = rd.path("scores.npz")
-    if rd.is_done("importance"):
+    path = ctx.rd.path("scores.npz")
+    if ctx.rd.is_done("importance"):
         return _load_scores(path)
     if method == "taylor":
         scores = importance.taylor_scores(model, batched["train"], num_batches=recipe.importance.num_batches)
@@ -139,29 +171,31 @@ def rank(recipe: Recipe, model: keras.Model, batched: dict, method: str, rd: Run
     else:
         scores = importance.random_scores(model, seed=recipe.seed)
     _save_scores(path, scores)
-    rd.mark_done("importance", {"method": method})
+    ctx.rd.mark_done("importance", {"method": method})
     return scores
 
 
-def permute_model(model: keras.Model, scores: dict, batched: dict, rd: RunDir) -> tuple[keras.Model, dict]:
+def permute_model(
+    model: keras.Model, scores: dict, batched: dict, ctx: StepContext
+) -> tuple[keras.Model, dict]:
     """Sort units by score (function-preserving); record the max output difference it caused."""
-    path, spath = rd.path("permuted.keras"), rd.path("sorted_scores.npz")
-    if rd.is_done("permute"):
+    path, spath = ctx.rd.path("permuted.keras"), ctx.rd.path("sorted_scores.npz")
+    if ctx.rd.is_done("permute"):
         return keras.models.load_model(path, compile=False), _load_scores(spath)
     perm, sorted_scores = permute.sort_model(model, scores)
     x = next(iter(batched["val"]))[0]
     diff = float(np.max(np.abs(model(x, training=False).numpy() - perm(x, training=False).numpy())))
     _save_keras(perm, path)
     _save_scores(spath, sorted_scores)
-    rd.mark_done("permute", {"max_abs_diff": diff})
+    ctx.rd.mark_done("permute", {"max_abs_diff": diff})
     return perm, sorted_scores
 
 
-def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, rd: RunDir, log: Any) -> tuple:
+def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, ctx: StepContext) -> tuple:
     """Knapsack over widths for every budget; writes plan.json and solve_report.json."""
     graph = topology.graph_of(model)
-    if rd.is_done("solve"):
-        return graph, WidthPlan.load(rd.path("plan.json")), rd.done_info("solve")
+    if ctx.rd.is_done("solve"):
+        return graph, WidthPlan.load(ctx.rd.path("plan.json")), ctx.rd.done_info("solve")
     s = recipe.solve
     budgets = [solve.Budget(b, peak_memory=s.peak_memory_bytes) for b in s.budgets]
     report = solve.solve(
@@ -174,14 +208,14 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, rd: RunD
         gap=s.gap,
         strategy=s.strategy,
         granularity=s.granularity,
-        progress=lambda line: log(f"[solve] {line}"),
+        progress=lambda line: ctx.log(f"[solve] {line}"),
     )
     rep = report.to_dict()
-    report.plan.save(rd.path("plan.json"))
-    atomic_write_text(rd.path("solve_report.json"), _json(rep))
-    log(f"[solve] {_solver_summary(rep)}")
-    log(report.plan.describe())
-    rd.mark_done("solve", rep)
+    report.plan.save(ctx.rd.path("plan.json"))
+    atomic_write_text(ctx.rd.path("solve_report.json"), _json(rep))
+    ctx.log(f"[solve] {_solver_summary(rep)}")
+    ctx.log(report.plan.describe())
+    ctx.rd.mark_done("solve", rep)
     return graph, report.plan, rep
 
 
@@ -200,25 +234,20 @@ def finetune(
     plan: WidthPlan,
     graph: Any,
     batched: dict,
+    ctx: StepContext,
     *,
     stage: str,
-    rd: RunDir,
-    resume: bool,
-    strategy: Any,
-    progress: bool,
-    stop: int | None,
-    log: Any,
 ) -> keras.Model:
     """Joint fine-tuning of all levels (shared BN, frozen statistics), then the gamma/beta-only stage."""
-    path = rd.path("model.keras")
-    if rd.is_done(stage):
-        with _scope(strategy):
+    path = ctx.rd.path("model.keras")
+    if ctx.rd.is_done(stage):
+        with ctx.scope():
             return nested.load_model(path)
-    with _scope(strategy):
+    with ctx.scope():
         model = nested.make_nested(perm, plan)
     a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])
     levels = list(range(plan.num_levels))
-    log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}")
+    ctx.log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}")
     ft = recipe.finetune
     h1 = train.fit(
         model,
@@ -230,11 +259,7 @@ def finetune(
         weights=a,
         variables=train.non_bn_variables(model),
         training=False,
-        run=rd,
-        resume=resume,
-        strategy=strategy,
-        max_epochs_this_call=stop,
-        progress=progress,
+        **ctx.fit_options,
     )
     has_bn = bool(train.bn_variables(model))
     h2 = train.fit(
@@ -249,14 +274,10 @@ def finetune(
         training=False,
         epochs=ft.bn_epochs if has_bn else 0,
         learning_rate=ft.bn_learning_rate,
-        run=rd,
-        resume=resume,
-        strategy=strategy,
-        max_epochs_this_call=stop,
-        progress=progress,
+        **ctx.fit_options,
     )
     nested.save_model(model, path)
-    rd.mark_done(stage, {"loss_weights": a.tolist(), "history": h1.to_dict(), "bn_history": h2.to_dict()})
+    ctx.rd.mark_done(stage, {"loss_weights": a.tolist(), "history": h1.to_dict(), "bn_history": h2.to_dict()})
     return model
 
 
@@ -266,24 +287,18 @@ def finetune_per_level_bn(
     plan: WidthPlan,
     graph: Any,
     batched: dict,
-    *,
-    rd: RunDir,
-    resume: bool,
-    strategy: Any,
-    progress: bool,
-    stop: int | None,
-    log: Any,
+    ctx: StepContext,
 ) -> keras.Model:
     """The slimmable-networks comparison: joint fine-tuning with per-level BN statistics in training
     mode (all variables, gamma/beta included), then exact per-level re-estimation of the statistics."""
-    stage, path = "finetune_plbn", rd.path("model_per_level_bn.keras")
-    if rd.is_done(stage):
-        with _scope(strategy):
+    stage, path = "finetune_plbn", ctx.rd.path("model_per_level_bn.keras")
+    if ctx.rd.is_done(stage):
+        with ctx.scope():
             return nested.load_model(path)
-    with _scope(strategy):
+    with ctx.scope():
         model = nested.make_nested(perm, plan, stats_per_level=True)
     a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])
-    log(f"[{stage}] joint fine-tuning with per-level BN statistics (training-mode BN)")
+    ctx.log(f"[{stage}] joint fine-tuning with per-level BN statistics (training-mode BN)")
     hist = train.fit(
         model,
         batched["train"],
@@ -293,15 +308,11 @@ def finetune_per_level_bn(
         levels=list(range(plan.num_levels)),
         weights=a,
         training=True,
-        run=rd,
-        resume=resume,
-        strategy=strategy,
-        max_epochs_this_call=stop,
-        progress=progress,
+        **ctx.fit_options,
     )
     train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     nested.save_model(model, path)
-    rd.mark_done(stage, {"history": hist.to_dict()})
+    ctx.rd.mark_done(stage, {"history": hist.to_dict()})
     return model
 
 
