@@ -8,6 +8,7 @@ int8 weights of a level are exactly the widest level's prefix sub-block, as the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -120,22 +121,36 @@ def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
     return paths
 
 
+def _family(kind: str) -> tuple[Callable[..., keras.Model], list, tuple[int, ...]]:
+    """(builder, level widths, input shape) of a test family: "dscnn" or "fc2"."""
+    return {
+        "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
+        "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
+    }[kind]
+
+
+def _sliced_levels(
+    full: keras.Model, build: Callable[..., keras.Model], widths: list
+) -> Iterator[keras.Model]:
+    """One model per width, built by ``build`` and holding the prefix slice of ``full``'s weights.
+
+    A generator: each level is built only when the caller asks for it (after converting the last).
+    """
+    for w in widths:
+        m = build(w)
+        _slice_into(full, m)
+        yield m
+
+
 def write_converted_levels(kind: str, out_dir: Path, seed: int = 0) -> list[Path]:
     """Plain random weights (no arrangement) through ``reds_tf.convert.convert``: the production path,
     which quantises once from the full level and writes the blob itself."""
     from reds_tf.convert import convert as reds_convert
 
-    build, levels, shape = {
-        "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
-        "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
-    }[kind]
+    build, levels, shape = _family(kind)
     keras.utils.set_random_seed(seed)
     full = build(levels[-1])
-    models = []
-    for w in levels:
-        m = build(w)
-        _slice_into(full, m)
-        models.append(m)
+    models = list(_sliced_levels(full, build, levels))
     x = np.random.default_rng(seed + 1).normal(0, 1, (64, *shape)).astype(np.float32)
     reds_convert(models, out_dir, calibration=x, verify=False)
     return [Path(out_dir) / f"submodel_{k}.tflite" for k in range(len(levels))]
@@ -146,18 +161,13 @@ def write_levels(kind: str, out_dir: Path, seed: int = 0, keep: tuple[int, ...] 
 
     ``keep`` selects a subset of the levels (the widest must be among them) to save conversion time.
     """
-    build, levels, shape = {
-        "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
-        "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
-    }[kind]
+    build, levels, shape = _family(kind)
     keras.utils.set_random_seed(seed)
     full = build(levels[-1])
     _randomise(full, seed)
     rep = np.random.default_rng(seed + 1).normal(0, 1, (24, *shape)).astype(np.float32)
     paths = []
-    for k, w in enumerate(levels if keep is None else [levels[i] for i in keep]):
-        m = build(w)
-        _slice_into(full, m)
+    for k, m in enumerate(_sliced_levels(full, build, levels if keep is None else [levels[i] for i in keep])):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         p = Path(out_dir) / f"submodel_{k}.tflite"
         p.write_bytes(convert(m, rep))
