@@ -14,18 +14,12 @@ def test_pipeline_run_dir_converts(tmp_path):
     from reds_tf import pipeline
     from reds_tf.cli import main
     from reds_tf.recipe import Recipe
+    from tests.test_pipeline import FC_RECIPE
 
+    # The pipeline test's fc2 recipe, without baselines and with conversion on.
     recipe = {
+        **FC_RECIPE,
         "name": "fc2-convert-test",
-        "model": "fc2",
-        "model_options": {"hidden": 64},
-        "dataset": "fashion_mnist",
-        "seed": 0,
-        "data": {"limit": 1500, "batch_size": 50, "augment": False},
-        "importance": {"method": "taylor", "num_batches": 10},
-        "solve": {"budgets": [0.25, 0.5, 0.75], "time_limit": 20},
-        "pretrain": {"epochs": 4, "learning_rate": 0.003},
-        "finetune": {"epochs": 2, "learning_rate": 0.001, "bn_epochs": 1},
         "baselines": [],
         "convert": {"enabled": True, "calibration_samples": 100},
     }
