@@ -27,74 +27,183 @@ static inline int8_t finish(const dw_ctx *c, int32_t acc, int32_t oc)
     return reds_requant_clamp(acc, c->qm[oc * c->q_step], c->qs[oc * c->q_step], c->out_off, c->act);
 }
 
-/* One output pixel, depth multiplier 1: taps [ky0, ky1) x [kx0, kx1) of the window at (y0, x0). */
-static void pixel_mult1(const dw_ctx *c, int32_t y0, int32_t x0, int32_t ky0, int32_t ky1, int32_t kx0,
-                        int32_t kx1, int32_t dil_h, int32_t dil_w, int8_t *out_px)
+/* int32 -> int8 output of one channel. `plain` (a constant at every call site) promises
+ * reds_rq_fast_ok for every accumulator of the channel: then reds_rq_fast gives reds_rq_apply's result. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int8_t dw_out(int32_t acc, const reds_rq rq, int32_t out_off, reds_act act, const int plain)
 {
-    const int32_t ch = c->in_c, cs = c->cs, off = c->off, x_step = dil_w * ch;
-    int32_t oc = 0;
-    for (; oc + 4 <= ch; oc += 4) {
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        const int32_t taps = kx1 - kx0;
-        for (int32_t ky = ky0; ky < ky1; ++ky) {
-            const int8_t *x = c->in + ((y0 + ky * dil_h) * c->in_w + x0 + kx0 * dil_w) * ch + oc;
-            const int8_t *w = c->w + (ky * c->k_w + kx0) * cs + oc;
-            int32_t kx = 0;
-            /* Rows of up to 3 taps (3x3 kernels) run unrolled, longer rows in a loop; the sums are
-             * the same, in the same order per channel. */
-            if (taps > 3) {
-                for (; kx < taps - 3; ++kx, x += x_step, w += cs) {
-                    a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
-                    a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
-                    a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
-                    a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
-                }
-            }
-            switch (taps - kx) {
-            case 3:
-                a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
-                a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
-                a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
-                a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
-                x += x_step;
-                w += cs;
-                /* fall through */
-            case 2:
-                a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
-                a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
-                a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
-                a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
-                x += x_step;
-                w += cs;
-                /* fall through */
-            case 1:
-                a0 += (int32_t)w[0] * ((int32_t)x[0] + off);
-                a1 += (int32_t)w[1] * ((int32_t)x[1] + off);
-                a2 += (int32_t)w[2] * ((int32_t)x[2] + off);
-                a3 += (int32_t)w[3] * ((int32_t)x[3] + off);
-                break;
-            default:
-                break;
-            }
-        }
-        /* All four results before any store: an int8 store may alias *c and would force reloads. */
-        const int8_t r0 = finish(c, a0, oc), r1 = finish(c, a1, oc + 1);
-        const int8_t r2 = finish(c, a2, oc + 2), r3 = finish(c, a3, oc + 3);
-        out_px[oc] = r0;
-        out_px[oc + 1] = r1;
-        out_px[oc + 2] = r2;
-        out_px[oc + 3] = r3;
+    int32_t v;
+    if (plain) {
+        v = reds_rq_fast(acc, rq.multiplier, rq.right, (rq.half + 1));
+    } else {
+        v = reds_rq_apply(acc, rq);
     }
-    for (; oc < ch; ++oc) {
-        int32_t acc = 0;
-        for (int32_t ky = ky0; ky < ky1; ++ky) {
-            const int8_t *x = c->in + ((y0 + ky * dil_h) * c->in_w + x0 + kx0 * dil_w) * ch + oc;
-            const int8_t *w = c->w + (ky * c->k_w + kx0) * cs + oc;
-            for (int32_t kx = kx0; kx < kx1; ++kx, x += x_step, w += cs) {
-                acc += (int32_t)w[0] * ((int32_t)x[0] + off);
+    v += out_off;
+    v = v < act.min ? act.min : v;
+    v = v > act.max ? act.max : v;
+    return (int8_t)v;
+}
+
+/* Geometry of the depth-multiplier-1 path, fetched once per call. Output columns [ox_lo, ox_hi) and
+ * rows [oy_lo, oy_hi) have their whole window inside the image. */
+typedef struct {
+    int32_t out_h, out_w, s_h, s_w, p_h, p_w, dil_h, dil_w, ox_lo, ox_hi, oy_lo, oy_hi;
+} dw_geom;
+
+/* All outputs of channel oc, depth multiplier 1. Channel outermost: the channel's weights, bias and
+ * requantisation constants are fetched once and stay in registers for all its pixels, so the fixed cost
+ * per output is the requantisation only. Windows wholly inside the image of a 3x3, undilated kernel
+ * (the DS-CNN case) run fully unrolled with the input offset folded into the bias:
+ * sum w * (x + off) + b = sum w * x + (b + off * sum w), summed modulo 2^32 (unsigned, no UB), so the
+ * result is the same integer whenever TFLM's order does not overflow. Border windows keep the
+ * per-tap offset and clip their taps to the image (TFLM's padding). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int8_t *output,
+                              const int plain, const int fast3)
+{
+    const int32_t ch = c->in_c, cs = c->cs, off = c->off, in_w = c->in_w, in_h = c->in_h;
+    const int32_t out_off = c->out_off;
+    const reds_act act = c->act;
+    const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
+    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
+    const int8_t *const wc = c->w + oc;
+    int32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0, w8 = 0;
+    uint32_t c_full = 0;
+    if (fast3) {
+        w0 = wc[0];
+        w1 = wc[cs];
+        w2 = wc[2 * cs];
+        w3 = wc[3 * cs];
+        w4 = wc[4 * cs];
+        w5 = wc[5 * cs];
+        w6 = wc[6 * cs];
+        w7 = wc[7 * cs];
+        w8 = wc[8 * cs];
+        c_full = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8));
+    }
+    const int32_t row = in_w * ch, ch2 = 2 * ch, x_step = g->s_w * ch;
+    for (int32_t b = 0; b < n; ++b) {
+        const int8_t *const in_b = c->in + b * in_h * row + oc;
+        int8_t *out_b = output + b * g->out_h * g->out_w * ch + oc;
+        for (int32_t oy = 0; oy < g->out_h; ++oy) {
+            const int32_t y0 = oy * g->s_h - g->p_h;
+            int8_t *o = out_b + oy * g->out_w * ch;
+            if (!fast3) {
+                int32_t ky0, ky1;
+                reds_valid_taps(y0, c->k_h, g->dil_h, in_h, &ky0, &ky1);
+                for (int32_t ox = 0; ox < g->out_w; ++ox, o += ch) {
+                    const int32_t x0 = ox * g->s_w - g->p_w;
+                    int32_t kx0, kx1;
+                    reds_valid_taps(x0, c->k_w, g->dil_w, in_w, &kx0, &kx1);
+                    int32_t acc = b0;
+                    if (kx1 > kx0) {
+                        for (int32_t ky = ky0; ky < ky1; ++ky) {
+                            const int8_t *xp = in_b + ((y0 + ky * g->dil_h) * in_w + x0 + kx0 * g->dil_w) * ch;
+                            const int8_t *wp = wc + (ky * c->k_w + kx0) * cs;
+                            for (int32_t kx = kx0; kx < kx1; ++kx, xp += g->dil_w * ch, wp += cs) {
+                                acc += (int32_t)wp[0] * ((int32_t)xp[0] + off);
+                            }
+                        }
+                    }
+                    *o = dw_out(acc, rq, out_off, act, plain);
+                }
+                continue;
+            }
+            /* 3x3: bit 3 * ky + kx of a tap mask says the tap is inside the image. */
+            uint32_t row_mask = 0;
+            for (int32_t ky = 0; ky < 3; ++ky) {
+                row_mask |= (y0 + ky >= 0 && y0 + ky < in_h) ? 7u << (3 * ky) : 0u;
+            }
+            const int32_t inner = oy >= g->oy_lo && oy < g->oy_hi;
+            const int32_t run_lo = inner ? g->ox_lo : g->out_w, run_hi = inner ? g->ox_hi : g->out_w;
+            for (int32_t ox = 0; ox < g->out_w; ++ox, o += ch) {
+                if (ox == run_lo) {
+                    /* The row's interior run: pointers advance, no per-tap index math or checks. */
+                    const int8_t *x = in_b + (y0 * in_w + ox * g->s_w - g->p_w) * ch;
+                    for (; ox < run_hi; ++ox, o += ch, x += x_step) {
+                        const int8_t *const x1 = x + row, *const x2 = x1 + row;
+                        const int32_t sum = w0 * x[0] + w1 * x[ch] + w2 * x[ch2] + w3 * x1[0] + w4 * x1[ch] +
+                                            w5 * x1[ch2] + w6 * x2[0] + w7 * x2[ch] + w8 * x2[ch2];
+                        *o = dw_out((int32_t)(c_full + (uint32_t)sum), rq, out_off, act, plain);
+                    }
+                    if (ox == g->out_w) {
+                        break;
+                    }
+                }
+                /* Border window: the taps inside the image, each with its input offset (TFLM's order). */
+                const int32_t x0 = ox * g->s_w - g->p_w;
+                uint32_t col_mask = 0;
+                for (int32_t kx = 0; kx < 3; ++kx) {
+                    col_mask |= (x0 + kx >= 0 && x0 + kx < in_w) ? 0x49u << kx : 0u;
+                }
+                const uint32_t m = row_mask & col_mask;
+                const int32_t base = (y0 * in_w + x0) * ch;
+                int32_t acc = b0;
+#define REDS_DW_TAP(bit, wv, idx)                                      \
+    if (m & (1u << (bit))) {                                           \
+        acc += (wv) * ((int32_t)in_b[base + (idx)] + off);             \
+    }
+                REDS_DW_TAP(0, w0, 0)
+                REDS_DW_TAP(1, w1, ch)
+                REDS_DW_TAP(2, w2, ch2)
+                REDS_DW_TAP(3, w3, row)
+                REDS_DW_TAP(4, w4, row + ch)
+                REDS_DW_TAP(5, w5, row + ch2)
+                REDS_DW_TAP(6, w6, 2 * row)
+                REDS_DW_TAP(7, w7, 2 * row + ch)
+                REDS_DW_TAP(8, w8, 2 * row + ch2)
+#undef REDS_DW_TAP
+                *o = dw_out(acc, rq, out_off, act, plain);
             }
         }
-        out_px[oc] = finish(c, acc, oc);
+    }
+}
+
+/* First output index whose window starts at or after 0, and one past the last whose window ends inside
+ * `in` (taps origin .. origin + (k - 1) * dil); lo >= hi when there is none. */
+static void dw_inner(int32_t out, int32_t s, int32_t p, int32_t k, int32_t dil, int32_t in, int32_t *lo,
+                     int32_t *hi)
+{
+    const int32_t span = (k - 1) * dil;
+    int32_t l = (p + s - 1) / s; /* o * s - p >= 0 */
+    int32_t h = in - 1 - span + p >= 0 ? (in - 1 - span + p) / s + 1 : 0; /* o * s - p + span <= in - 1 */
+    l = l < out ? l : out;
+    h = h < out ? h : out;
+    *lo = l;
+    *hi = h > l ? h : l;
+}
+
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, int32_t out_h, int32_t out_w,
+                     int8_t *output)
+{
+    dw_geom g = {out_h, out_w, params->stride.h, params->stride.w, params->padding.h, params->padding.w,
+                 params->dilation.h, params->dilation.w, 0, 0, 0, 0};
+    dw_inner(out_w, g.s_w, g.p_w, c->k_w, g.dil_w, c->in_w, &g.ox_lo, &g.ox_hi);
+    dw_inner(out_h, g.s_h, g.p_h, c->k_h, g.dil_h, c->in_h, &g.oy_lo, &g.oy_hi);
+    const int fast3 = c->k_h == 3 && c->k_w == 3 && g.dil_h == 1 && g.dil_w == 1;
+    for (int32_t oc = 0; oc < c->in_c; ++oc) {
+        /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
+        const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
+        const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * c->k_h * c->k_w;
+        const int plain = reds_rq_fast_ok(reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]), bound);
+        if (fast3) {
+            if (plain) {
+                dw_channel(c, &g, n, oc, output, 1, 1);
+            } else {
+                dw_channel(c, &g, n, oc, output, 0, 1);
+            }
+        } else if (plain) {
+            dw_channel(c, &g, n, oc, output, 1, 0);
+        } else {
+            dw_channel(c, &g, n, oc, output, 0, 0);
+        }
     }
 }
 
@@ -142,6 +251,10 @@ reds_status reds_depthwise_conv_s8(const reds_dw_params *params, const reds_quan
     dw_ctx c = {input, filter->data, bias, quant->multiplier, quant->shift, quant->per_channel ? 1 : 0,
                 in_h, in_w, in_c, k_h, k_w, cs, mult, params->input_offset, params->output_offset,
                 params->activation};
+    if (mult == 1) {
+        dw_mult1(&c, params, input_dims->n, out_h, out_w, output);
+        return REDS_OK;
+    }
     const int32_t dil_h = params->dilation.h, dil_w = params->dilation.w;
     for (int32_t b = 0; b < input_dims->n; ++b) {
         c.in = input + b * in_h * in_w * in_c;
@@ -155,11 +268,7 @@ reds_status reds_depthwise_conv_s8(const reds_dw_params *params, const reds_quan
                 reds_valid_taps(x0, k_w, dil_w, in_w, &kx0, &kx1);
                 const int32_t ky_end = kx1 > kx0 ? ky1 : ky0; /* no tap inside: bias only */
                 int8_t *out_px = output + ((b * out_h + oy) * out_w + ox) * out_c;
-                if (mult == 1) {
-                    pixel_mult1(&c, y0, x0, ky0, ky_end, kx0, kx1, dil_h, dil_w, out_px);
-                } else {
-                    pixel_generic(&c, y0, x0, ky0, ky_end, kx0, kx1, dil_h, dil_w, out_px);
-                }
+                pixel_generic(&c, y0, x0, ky0, ky_end, kx0, kx1, dil_h, dil_w, out_px);
             }
         }
     }

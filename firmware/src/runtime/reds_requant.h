@@ -79,6 +79,27 @@ static inline int32_t reds_rq_apply(int32_t x, const reds_rq q)
     return (hm >> q.right) + ((hm & q.mask) > threshold ? 1 : 0);
 }
 
+/**
+ * Whether reds_rq_fast may stand in for reds_rq_apply(acc, q) for every |acc| <= acc_bound: no pre-shift,
+ * a rounding shift of at least one bit, and |acc| < 2^30. Then |hm| <= |acc| < 2^30 (|multiplier| <= 2^31
+ * and the high multiply cannot saturate), so hm + rnd - 1 cannot overflow.
+ */
+static inline int reds_rq_fast_ok(const reds_rq q, int64_t acc_bound)
+{
+    return q.left == 0 && q.right >= 1 && acc_bound < ((int64_t)1 << 30);
+}
+
+/**
+ * reds_rq_apply for the accumulators reds_rq_fast_ok admits, in fewer instructions: RoundingDivideByPOT
+ * (round half away from zero) is floor((hm + 2^(right-1) - [hm < 0]) / 2^right), and hm - [hm < 0] is
+ * hm + (hm >> 31). `rnd` is 2^(right-1). The parity tests against TFLM and requant_ref.py check it.
+ */
+static inline int32_t reds_rq_fast(int32_t acc, int32_t multiplier, int32_t right, int32_t rnd)
+{
+    const int32_t hm = (int32_t)(((int64_t)acc * multiplier + ((int64_t)1 << 30)) >> 31);
+    return (hm + (hm >> 31) + rnd) >> right;
+}
+
 /** Requantise an accumulator, add the output zero point and clamp to the fused activation. */
 static inline int8_t reds_requant_clamp(int32_t acc, int32_t multiplier, int32_t shift,
                                         int32_t output_offset, reds_act act)
