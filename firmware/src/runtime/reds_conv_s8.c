@@ -45,9 +45,8 @@ typedef struct {
 } pw_geom;
 
 /* All pixels of one output channel. `plain` and `one` are constants at every call site, so the compiler
- * emits specialised loops: `plain` promises rq.left == 0 and rq.multiplier != INT32_MIN (no pre-shift,
- * and the doubling high multiply cannot saturate, so it is one 64-bit multiply-add; otherwise
- * reds_rq_apply); `one` promises in_c == 1, where the dot product is a single multiply-accumulate
+ * emits specialised loops: `plain` promises reds_rq_fast_ok for every accumulator of the channel (then
+ * reds_rq_fast, otherwise reds_rq_apply); `one` promises in_c == 1, where the dot product is a single multiply-accumulate
  * (narrow REDS levels: the solver may keep one unit of a group) and a loop around it would cost
  * more than the MAC itself. */
 #if defined(__GNUC__)
@@ -61,6 +60,7 @@ static inline void pw_channel(const pw_geom *g, const int8_t *w, int32_t b0, con
     /* one: w0 * (x + in_off) + b0 = w0 * x + c0. Summed modulo 2^32 (unsigned, no UB), so the result
      * is the same integer whenever the original order does not overflow, whatever the bias. */
     const int32_t w0 = w[0];
+    const int32_t rnd = rq.half + 1; /* 2^(right - 1) when plain */
     const uint32_t c0 = (uint32_t)b0 + (uint32_t)(w0 * in_off);
     for (int32_t r = 0; r < g->rows; ++r) {
         const int8_t *x = g->in + (r / g->out_h) * g->img_step + (r % g->out_h) * g->row_step;
@@ -71,8 +71,7 @@ static inline void pw_channel(const pw_geom *g, const int8_t *w, int32_t b0, con
                                     : dot_s8(w, x, in_c, in_off, b0);
             int32_t v;
             if (plain) {
-                const int32_t hm = (int32_t)(((int64_t)acc * rq.multiplier + ((int64_t)1 << 30)) >> 31);
-                v = (hm >> rq.right) + ((hm & rq.mask) > rq.half - (hm >> 31) ? 1 : 0);
+                v = reds_rq_fast(acc, rq.multiplier, rq.right, rnd);
             } else {
                 v = reds_rq_apply(acc, rq);
             }
@@ -118,7 +117,9 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
         const int8_t *const w = filter->data + oc * filter->c_stride;
         const reds_rq rq = reds_rq_prepare(quant->multiplier[oc * q_step], quant->shift[oc * q_step]);
         const int32_t b0 = bias != NULL ? bias[oc] : 0;
-        const int plain = rq.left == 0 && rq.multiplier != INT32_MIN;
+        /* |acc| <= |bias| + in_c * 128 * 255 (|w| <= 128, |x + off| <= 255). */
+        const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * g.in_c;
+        const int plain = reds_rq_fast_ok(rq, bound);
         if (g.in_c == 1) {
             if (plain) {
                 pw_channel(&g, w, b0, rq, output + oc, 1, 1);

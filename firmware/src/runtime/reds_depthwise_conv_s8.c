@@ -46,10 +46,19 @@ static inline int8_t dw_out(int32_t acc, const reds_rq rq, int32_t out_off, reds
     return (int8_t)v;
 }
 
-/* Geometry of the depth-multiplier-1 path, fetched once per call. Output columns [ox_lo, ox_hi) and
- * rows [oy_lo, oy_hi) have their whole window inside the image. */
+/* Bit k (k < 3) set when origin + k is in [0, size). */
+static inline uint32_t dw_valid3(int32_t origin, int32_t size)
+{
+    int32_t lo = -origin, hi = size - origin;
+    lo = lo < 0 ? 0 : (lo > 3 ? 3 : lo);
+    hi = hi < 0 ? 0 : (hi > 3 ? 3 : hi);
+    return ((1u << hi) - 1u) & ~((1u << lo) - 1u);
+}
+
+/* Geometry of the depth-multiplier-1 path, fetched once per call. Output columns [ox_lo, ox_hi) have
+ * their whole window inside the image's width. */
 typedef struct {
-    int32_t out_h, out_w, s_h, s_w, p_h, p_w, dil_h, dil_w, ox_lo, ox_hi, oy_lo, oy_hi;
+    int32_t out_h, out_w, s_h, s_w, p_h, p_w, dil_h, dil_w, ox_lo, ox_hi;
 } dw_geom;
 
 /* All outputs of channel oc, depth multiplier 1. Channel outermost: the channel's weights, bias and
@@ -72,7 +81,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
     const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
     const int8_t *const wc = c->w + oc;
     int32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0, w8 = 0;
-    uint32_t c_full = 0;
+    uint32_t c_full = 0, c_left = 0, c_right = 0; /* b0 + off * (sum of the taps inside) */
     if (fast3) {
         w0 = wc[0];
         w1 = wc[cs];
@@ -84,6 +93,8 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
         w7 = wc[7 * cs];
         w8 = wc[8 * cs];
         c_full = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8));
+        c_left = (uint32_t)b0 + (uint32_t)(off * (w1 + w2 + w4 + w5 + w7 + w8));
+        c_right = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w3 + w4 + w6 + w7));
     }
     const int32_t row = in_w * ch, ch2 = 2 * ch, x_step = g->s_w * ch;
     for (int32_t b = 0; b < n; ++b) {
@@ -114,12 +125,11 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                 continue;
             }
             /* 3x3: bit 3 * ky + kx of a tap mask says the tap is inside the image. */
-            uint32_t row_mask = 0;
-            for (int32_t ky = 0; ky < 3; ++ky) {
-                row_mask |= (y0 + ky >= 0 && y0 + ky < in_h) ? 7u << (3 * ky) : 0u;
-            }
-            const int32_t inner = oy >= g->oy_lo && oy < g->oy_hi;
-            const int32_t run_lo = inner ? g->ox_lo : g->out_w, run_hi = inner ? g->ox_hi : g->out_w;
+            const uint32_t rb = dw_valid3(y0, in_h); /* bit ky: tap row ky inside */
+            const uint32_t row_mask = ((rb & 1u) | ((rb & 2u) << 2) | ((rb & 4u) << 4)) * 7u;
+            const int32_t inner = rb == 7u; /* all three tap rows inside the image */
+            const int32_t run = inner && g->ox_lo < g->ox_hi;
+            const int32_t run_lo = run ? g->ox_lo : g->out_w, run_hi = run ? g->ox_hi : g->out_w;
             for (int32_t ox = 0; ox < g->out_w; ++ox, o += ch) {
                 if (ox == run_lo) {
                     /* The row's interior run: pointers advance, no per-tap index math or checks. */
@@ -136,12 +146,25 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                 }
                 /* Border window: the taps inside the image, each with its input offset (TFLM's order). */
                 const int32_t x0 = ox * g->s_w - g->p_w;
-                uint32_t col_mask = 0;
-                for (int32_t kx = 0; kx < 3; ++kx) {
-                    col_mask |= (x0 + kx >= 0 && x0 + kx < in_w) ? 0x49u << kx : 0u;
-                }
-                const uint32_t m = row_mask & col_mask;
+                const uint32_t cb = dw_valid3(x0, in_w);
                 const int32_t base = (y0 * in_w + x0) * ch;
+                if (inner && cb == 6u) {
+                    /* Left edge (SAME padding 1): taps kx = 1, 2 of all three rows, offset folded. */
+                    const int8_t *const x = in_b + base + ch, *const x1 = x + row, *const x2 = x1 + row;
+                    const int32_t sum =
+                        w1 * x[0] + w2 * x[ch] + w4 * x1[0] + w5 * x1[ch] + w7 * x2[0] + w8 * x2[ch];
+                    *o = dw_out((int32_t)(c_left + (uint32_t)sum), rq, out_off, act, plain);
+                    continue;
+                }
+                if (inner && cb == 3u) {
+                    /* Right edge: taps kx = 0, 1 of all three rows. */
+                    const int8_t *const x = in_b + base, *const x1 = x + row, *const x2 = x1 + row;
+                    const int32_t sum =
+                        w0 * x[0] + w1 * x[ch] + w3 * x1[0] + w4 * x1[ch] + w6 * x2[0] + w7 * x2[ch];
+                    *o = dw_out((int32_t)(c_right + (uint32_t)sum), rq, out_off, act, plain);
+                    continue;
+                }
+                const uint32_t m = row_mask & (cb * 0x49u); /* column bits in all rows */
                 int32_t acc = b0;
 #define REDS_DW_TAP(bit, wv, idx)                                      \
     if (m & (1u << (bit))) {                                           \
@@ -184,9 +207,8 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
                      int8_t *output)
 {
     dw_geom g = {out_h, out_w, params->stride.h, params->stride.w, params->padding.h, params->padding.w,
-                 params->dilation.h, params->dilation.w, 0, 0, 0, 0};
+                 params->dilation.h, params->dilation.w, 0, 0};
     dw_inner(out_w, g.s_w, g.p_w, c->k_w, g.dil_w, c->in_w, &g.ox_lo, &g.ox_hi);
-    dw_inner(out_h, g.s_h, g.p_h, c->k_h, g.dil_h, c->in_h, &g.oy_lo, &g.oy_hi);
     const int fast3 = c->k_h == 3 && c->k_w == 3 && g.dil_h == 1 && g.dil_w == 1;
     for (int32_t oc = 0; oc < c->in_c; ++oc) {
         /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
