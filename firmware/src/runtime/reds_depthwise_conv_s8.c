@@ -8,6 +8,10 @@
 #include "reds_requant.h"
 #include "reds_window.h"
 
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+
 /* Everything the loops need, copied out of the caller's structs once. */
 typedef struct {
     const int8_t *in;
@@ -46,6 +50,34 @@ static inline int8_t dw_out(int32_t acc, const reds_rq rq, int32_t out_off, reds
     return (int8_t)v;
 }
 
+/* Two int8 weights in the 16-bit halves of one register (lo in bits 0-15), so the unrolled 3x3 interior
+ * keeps its nine weights in five registers. dw_mla_lo/hi: acc + half * x modulo 2^32; on cores with the
+ * DSP extension one SMLABB/SMLATB each (whose wrap-around is the same modulo 2^32). */
+static inline int32_t dw_pack(int32_t lo, int32_t hi)
+{
+    return (int32_t)(((uint32_t)hi << 16) | ((uint32_t)lo & 0xffffu));
+}
+
+#if defined(__ARM_FEATURE_DSP)
+static inline uint32_t dw_mla_lo(uint32_t acc, int32_t packed, int32_t x)
+{
+    return (uint32_t)__smlabb(packed, x, (int32_t)acc);
+}
+static inline uint32_t dw_mla_hi(uint32_t acc, int32_t packed, int32_t x)
+{
+    return (uint32_t)__smlatb(packed, x, (int32_t)acc);
+}
+#else
+static inline uint32_t dw_mla_lo(uint32_t acc, int32_t packed, int32_t x)
+{
+    return acc + (uint32_t)((int32_t)(int16_t)(packed & 0xffff) * x);
+}
+static inline uint32_t dw_mla_hi(uint32_t acc, int32_t packed, int32_t x)
+{
+    return acc + (uint32_t)((packed >> 16) * x);
+}
+#endif
+
 /* Bit k (k < 3) set when origin + k is in [0, size). */
 static inline uint32_t dw_valid3(int32_t origin, int32_t size)
 {
@@ -82,6 +114,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
     const int8_t *const wc = c->w + oc;
     int32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0, w8 = 0;
     uint32_t c_full = 0, c_left = 0, c_right = 0; /* b0 + off * (sum of the taps inside) */
+    int32_t p01 = 0, p23 = 0, p45 = 0, p67 = 0;     /* interior weights two per register */
     if (fast3) {
         w0 = wc[0];
         w1 = wc[cs];
@@ -95,6 +128,10 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
         c_full = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8));
         c_left = (uint32_t)b0 + (uint32_t)(off * (w1 + w2 + w4 + w5 + w7 + w8));
         c_right = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w3 + w4 + w6 + w7));
+        p01 = dw_pack(w0, w1);
+        p23 = dw_pack(w2, w3);
+        p45 = dw_pack(w4, w5);
+        p67 = dw_pack(w6, w7);
     }
     const int32_t row = in_w * ch, ch2 = 2 * ch, x_step = g->s_w * ch;
     for (int32_t b = 0; b < n; ++b) {
@@ -136,9 +173,17 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                     const int8_t *x = in_b + (y0 * in_w + ox * g->s_w - g->p_w) * ch;
                     for (; ox < run_hi; ++ox, o += ch, x += x_step) {
                         const int8_t *const x1 = x + row, *const x2 = x1 + row;
-                        const int32_t sum = w0 * x[0] + w1 * x[ch] + w2 * x[ch2] + w3 * x1[0] + w4 * x1[ch] +
-                                            w5 * x1[ch2] + w6 * x2[0] + w7 * x2[ch] + w8 * x2[ch2];
-                        *o = dw_out((int32_t)(c_full + (uint32_t)sum), rq, out_off, act, plain);
+                        uint32_t acc = c_full;
+                        acc = dw_mla_lo(acc, p01, x[0]);
+                        acc = dw_mla_hi(acc, p01, x[ch]);
+                        acc = dw_mla_lo(acc, p23, x[ch2]);
+                        acc = dw_mla_hi(acc, p23, x1[0]);
+                        acc = dw_mla_lo(acc, p45, x1[ch]);
+                        acc = dw_mla_hi(acc, p45, x1[ch2]);
+                        acc = dw_mla_lo(acc, p67, x2[0]);
+                        acc = dw_mla_hi(acc, p67, x2[ch]);
+                        acc += (uint32_t)(w8 * x2[ch2]);
+                        *o = dw_out((int32_t)acc, rq, out_off, act, plain);
                     }
                     if (ox == g->out_w) {
                         break;

@@ -96,7 +96,14 @@ static inline int reds_rq_fast_ok(const reds_rq q, int64_t acc_bound)
  */
 static inline int32_t reds_rq_fast(int32_t acc, int32_t multiplier, int32_t right, int32_t rnd)
 {
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+    /* (acc * m + 2^30) >> 31 == (2 acc * m + 2^31) >> 32: one SMMULR (rounding high multiply), as
+     * 2 acc fits in int32 here. ACLE has no intrinsic for it. */
+    int32_t hm;
+    __asm__("smmulr %0, %1, %2" : "=r"(hm) : "r"(acc * 2), "r"(multiplier));
+#else
     const int32_t hm = (int32_t)(((int64_t)acc * multiplier + ((int64_t)1 << 30)) >> 31);
+#endif
     return (hm + (hm >> 31) + rnd) >> right;
 }
 
