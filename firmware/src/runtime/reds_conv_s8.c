@@ -17,20 +17,19 @@ static inline int32_t dot_s8(const int8_t *w, const int8_t *x, int32_t n, int32_
     return acc;
 }
 
-/* Four output channels at once (weights `fos` bytes apart): each input byte is loaded and offset once
+/* Four output channels at once (lane j's weights from wj): each input byte is loaded and offset once
  * for four multiply-accumulates. Same per-channel sums, in the same order, as four dot_s8 calls. */
-static inline void dot4_s8(const int8_t *w, const int8_t *x, int32_t fos, int32_t n, int32_t offset,
-                           int32_t acc[4])
+static inline void dot4_s8(const int8_t *w0, const int8_t *w1, const int8_t *w2, const int8_t *w3,
+                           const int8_t *x, int32_t n, int32_t offset, int32_t acc[4])
 {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
     const int8_t *const end = x + n;
     while (x < end) {
         const int32_t xv = (int32_t)*x++ + offset;
-        a0 += (int32_t)w[0] * xv;
-        a1 += (int32_t)w[fos] * xv;
-        a2 += (int32_t)w[2 * fos] * xv;
-        a3 += (int32_t)w[3 * fos] * xv;
-        ++w;
+        a0 += (int32_t)*w0++ * xv;
+        a1 += (int32_t)*w1++ * xv;
+        a2 += (int32_t)*w2++ * xv;
+        a3 += (int32_t)*w3++ * xv;
     }
     acc[0] = a0;
     acc[1] = a1;
@@ -190,29 +189,18 @@ reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant
                     const int32_t run = rows_contiguous ? (kx1 - kx0) * in_c : in_c;
                     const int32_t n_runs = rows_contiguous ? 1 : kx1 - kx0;
                     const int32_t x_run_step = params->dilation.w * in_c;
-                    if (n_oc == 4) {
-                        for (int32_t ky = ky0; ky < ky_end; ++ky) {
-                            const int32_t y = y0 + ky * params->dilation.h;
-                            const int8_t *x_row = in_img + (y * in_w + x0 + kx0 * params->dilation.w) * in_c;
-                            const int8_t *w_row = w_oc + (ky * k_w + kx0) * cs;
-                            for (int32_t r = 0; r < n_runs; ++r, x_row += x_run_step, w_row += cs) {
-                                dot4_s8(w_row, x_row, filter_o_stride, run, in_off, acc);
-                            }
-                        }
-                    } else {
-                        /* The last, narrower block (a level may keep 1-3 channels): one channel at a
-                         * time with its sum in a register, rather than an array indexed per run. */
-                        for (int32_t j = 0; j < n_oc; ++j) {
-                            int32_t a = 0;
-                            for (int32_t ky = ky0; ky < ky_end; ++ky) {
-                                const int32_t y = y0 + ky * params->dilation.h;
-                                const int8_t *x_row = in_img + (y * in_w + x0 + kx0 * params->dilation.w) * in_c;
-                                const int8_t *w_row = w_oc + j * filter_o_stride + (ky * k_w + kx0) * cs;
-                                for (int32_t r = 0; r < n_runs; ++r, x_row += x_run_step, w_row += cs) {
-                                    a = dot_s8(w_row, x_row, run, in_off, a);
-                                }
-                            }
-                            acc[j] = a;
+                    /* A last, narrower block (a level may keep 1-3 channels) runs as four lanes too, the
+                     * missing lanes repeating its last channel and being discarded: per useful MAC that
+                     * is cheaper than one channel at a time. */
+                    const int32_t l1 = (n_oc > 1 ? 1 : 0) * filter_o_stride;
+                    const int32_t l2 = (n_oc > 2 ? 2 : n_oc - 1) * filter_o_stride;
+                    const int32_t l3 = (n_oc > 3 ? 3 : n_oc - 1) * filter_o_stride;
+                    for (int32_t ky = ky0; ky < ky_end; ++ky) {
+                        const int32_t y = y0 + ky * params->dilation.h;
+                        const int8_t *x_row = in_img + (y * in_w + x0 + kx0 * params->dilation.w) * in_c;
+                        const int8_t *w_row = w_oc + (ky * k_w + kx0) * cs;
+                        for (int32_t r = 0; r < n_runs; ++r, x_row += x_run_step, w_row += cs) {
+                            dot4_s8(w_row, w_row + l1, w_row + l2, w_row + l3, x_row, run, in_off, acc);
                         }
                     }
                     int8_t res[4];
