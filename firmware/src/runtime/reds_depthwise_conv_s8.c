@@ -113,7 +113,8 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
     const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
     const int8_t *const wc = c->w + oc;
     int32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0, w8 = 0;
-    uint32_t c_full = 0, c_left = 0, c_right = 0; /* b0 + off * (sum of the taps inside) */
+    /* b0 + off * (sum of the taps inside) */
+    uint32_t c_full = 0, c_left = 0, c_right = 0, c_top = 0, c_bottom = 0;
     int32_t p01 = 0, p23 = 0, p45 = 0, p67 = 0;     /* interior weights two per register */
     if (fast3) {
         w0 = wc[0];
@@ -128,6 +129,8 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
         c_full = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w2 + w3 + w4 + w5 + w6 + w7 + w8));
         c_left = (uint32_t)b0 + (uint32_t)(off * (w1 + w2 + w4 + w5 + w7 + w8));
         c_right = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w3 + w4 + w6 + w7));
+        c_top = (uint32_t)b0 + (uint32_t)(off * (w3 + w4 + w5 + w6 + w7 + w8));
+        c_bottom = (uint32_t)b0 + (uint32_t)(off * (w0 + w1 + w2 + w3 + w4 + w5));
         p01 = dw_pack(w0, w1);
         p23 = dw_pack(w2, w3);
         p45 = dw_pack(w4, w5);
@@ -199,6 +202,17 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                     const int32_t sum =
                         w1 * x[0] + w2 * x[ch] + w4 * x1[0] + w5 * x1[ch] + w7 * x2[0] + w8 * x2[ch];
                     *o = dw_out((int32_t)(c_left + (uint32_t)sum), rq, out_off, act, plain);
+                    continue;
+                }
+                if (cb == 7u && (rb == 6u || rb == 3u)) {
+                    /* Top (bottom) row under SAME padding 1: tap rows 1, 2 (0, 1), all three columns. */
+                    const int32_t top = rb == 6u;
+                    const int8_t *const x = in_b + base + (top ? row : 0), *const x1 = x + row;
+                    const int32_t sum = top ? w3 * x[0] + w4 * x[ch] + w5 * x[ch2] + w6 * x1[0] +
+                                                  w7 * x1[ch] + w8 * x1[ch2]
+                                            : w0 * x[0] + w1 * x[ch] + w2 * x[ch2] + w3 * x1[0] +
+                                                  w4 * x1[ch] + w5 * x1[ch2];
+                    *o = dw_out((int32_t)((top ? c_top : c_bottom) + (uint32_t)sum), rq, out_off, act, plain);
                     continue;
                 }
                 if (inner && cb == 3u) {
