@@ -33,7 +33,9 @@ def test_default_recipe_is_four_levels_at_quarter_steps():
     assert r.solve.budgets == (0.25, 0.5, 0.75) and r.solve.include_full and r.levels == 4
     assert r.dataset == "fashion_mnist" and r.schedule == "short"
     full = Recipe.load(MODELS / "ds_cnn_s-fashion_mnist.yaml", schedule="full")
-    assert set(full.baselines) == {"magnitude", "random", "scratch"}
+    assert full.pretrain.epochs == 30 and full.baselines == ()
+    paper = Recipe.load(MODELS / "ds_cnn_s-fashion_mnist.yaml", schedule="paper")
+    assert set(paper.baselines) == {"magnitude", "random", "scratch"} and paper.bn.per_level_finetune
     # Overrides merge into the schedule: untouched keys keep the short values.
     assert full.finetune.learning_rate == r.finetune.learning_rate
 
