@@ -3,33 +3,26 @@
  * the sum of the in-image taps is divided by their count, rounding half away from zero.
  */
 #include "reds_kernels.h"
+#include "reds_window.h"
 
 reds_status reds_avgpool_s8(const reds_pool_params *params, const reds_dims *input_dims,
                             const int8_t *input, const reds_dims *output_dims, int8_t *output)
 {
-    if (params == NULL || input_dims == NULL || input == NULL || output_dims == NULL ||
-        output == NULL) {
+    if (!reds_pool_args_valid(params, input_dims, input, output_dims, output)) {
         return REDS_ARG_ERROR;
     }
     const int32_t in_h = input_dims->h, in_w = input_dims->w, ch = input_dims->c;
     const int32_t out_h = output_dims->h, out_w = output_dims->w;
-    if (input_dims->n < 1 || input_dims->n != output_dims->n || in_h < 1 || in_w < 1 || ch < 1 ||
-        output_dims->c != ch || out_h < 1 || out_w < 1 || params->stride.h < 1 ||
-        params->stride.w < 1 || params->filter.h < 1 || params->filter.w < 1 ||
-        params->padding.h < 0 || params->padding.w < 0 ||
-        params->activation.min > params->activation.max) {
-        return REDS_ARG_ERROR;
-    }
     for (int32_t b = 0; b < input_dims->n; ++b) {
         const int8_t *in_img = input + b * in_h * in_w * ch;
         for (int32_t oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy * params->stride.h - params->padding.h;
-            const int32_t ky0 = y0 < 0 ? -y0 : 0;
-            const int32_t ky1 = params->filter.h < in_h - y0 ? params->filter.h : in_h - y0;
+            int32_t ky0, ky1;
+            reds_valid_taps(y0, params->filter.h, 1, in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < out_w; ++ox) {
                 const int32_t x0 = ox * params->stride.w - params->padding.w;
-                const int32_t kx0 = x0 < 0 ? -x0 : 0;
-                const int32_t kx1 = params->filter.w < in_w - x0 ? params->filter.w : in_w - x0;
+                int32_t kx0, kx1;
+                reds_valid_taps(x0, params->filter.w, 1, in_w, &kx0, &kx1);
                 int8_t *out_px = output + ((b * out_h + oy) * out_w + ox) * ch;
                 const int32_t count = (ky1 - ky0) * (kx1 - kx0);
                 if (ky1 <= ky0 || kx1 <= kx0) {
