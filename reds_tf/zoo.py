@@ -138,6 +138,10 @@ def fc2(
     return _head(x, inputs, num_classes, softmax, "fc2")
 
 
+# DS-CNN vision variant (reds-method.md): conv 64 3x3 s2, 4 DS blocks of 64, pool, FC 10.
+_DS_CNN_VISION = dict(filters=64, blocks=4, first_kernel=(3, 3), first_strides=(2, 2), num_classes=10)
+
+
 def _kws(fn: Callable[..., keras.Model], **fixed: Any) -> Callable[..., keras.Model]:
     return lambda **kw: fn(**{**fixed, **kw})
 
@@ -155,26 +159,8 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "ds_cnn_l": _kws(
         ds_cnn, filters=276, blocks=5, first_strides=(2, 1), block_strides=[2, 1, 1, 1, 1], name="ds_cnn_l"
     ),
-    "ds_cnn_fmnist": _kws(
-        ds_cnn,
-        filters=64,
-        blocks=4,
-        first_kernel=(3, 3),
-        first_strides=(2, 2),
-        num_classes=10,
-        input_shape=(28, 28, 1),
-        name="ds_cnn_fmnist",
-    ),
-    "ds_cnn_cifar10": _kws(
-        ds_cnn,
-        filters=64,
-        blocks=4,
-        first_kernel=(3, 3),
-        first_strides=(2, 2),
-        num_classes=10,
-        input_shape=(32, 32, 3),
-        name="ds_cnn_cifar10",
-    ),
+    "ds_cnn_fmnist": _kws(ds_cnn, **_DS_CNN_VISION, input_shape=(28, 28, 1), name="ds_cnn_fmnist"),
+    "ds_cnn_cifar10": _kws(ds_cnn, **_DS_CNN_VISION, input_shape=(32, 32, 3), name="ds_cnn_cifar10"),
     "mobilenet_v1": mobilenet_v1,
     "fc2": fc2,
 }
