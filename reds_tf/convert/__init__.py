@@ -26,7 +26,7 @@ from .flatbuffer import pack_model, read_tflite
 from .quantize import check_supported, share_weights
 from .report import ConvertReport, LevelReport, bundle_breakdown, tflite_macs, weight_bytes
 from .tflite import convert_int8
-from .verify import dequantize_output, io_quant, measure_arena, quantize_input, run_tflite_ref, run_tflm
+from .verify import dequantize_output, io_quant, measure_arenas, quantize_input, run_tflite_ref, run_tflm
 
 __all__ = ["convert", "ConvertReport", "VerificationError", "read_tflite", "level_models", "as_arrays"]
 
@@ -224,14 +224,18 @@ def convert(
     lv_models = [converted[k] for k in chosen]
     lv_shares = [shares[k] for k in chosen]
     bundles = {s: _bundle.build_bundle(lv_models, lv_shares, s) for s in _bundle.STRATEGIES}
+    # Every arena in one probe run (a child process: see verify.measure_arenas).
+    probe = [b.level(i) for b in bundles.values() for i in range(len(chosen))]
+    arenas = measure_arenas(probe + [standalone[k] for k in chosen])
     strategies = {
         s: {
             "bytes": len(b.blob),
-            "arena_bytes": [measure_arena(b.level(i)) for i in range(len(chosen))],
+            "arena_bytes": arenas[j * len(chosen) : (j + 1) * len(chosen)],
             "slice_ops": sum(b.slices),
         }
-        for s, b in bundles.items()
+        for j, (s, b) in enumerate(bundles.items())
     }
+    arena_standalone = dict(zip(chosen, arenas[len(probe) :], strict=True))
     chosen_bundle = (
         bundles[strategy] if strategy in bundles else _bundle.build_bundle(lv_models, lv_shares, strategy)
     )
@@ -258,7 +262,7 @@ def convert(
             standalone_bytes=len(standalone[k]),
             standalone_weight_bytes=weight_bytes(converted[k]),
             bundle_marginal_bytes=len(chosen_bundle.blob) - without,
-            arena_standalone_bytes=measure_arena(standalone[k]),
+            arena_standalone_bytes=arena_standalone[k],
             arena_bundle_bytes=strategies[strategy]["arena_bytes"][i],
             macs=_graph_macs(models[k]) or macs_tfl,
             macs_tflite=macs_tfl,
