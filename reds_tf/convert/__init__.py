@@ -184,8 +184,9 @@ def convert(
         calibration: representative inputs (array, (x, y) or tf.data); required.
         calibration_samples: how many calibration samples each level's converter sees.
         test_data: (x, y) data for float vs int8 accuracy; without it accuracy is not reported.
-        verify: run the built-in checks (int8 vs float, tf.lite reference vs TFLM, bundle vs
-            standalone bit-exactness); raises ``VerificationError`` when a hard check fails.
+        verify: run the built-in checks and raise ``VerificationError`` when a hard one fails (a
+            bundle level not bit-exact with its standalone file under TFLM; int8 accuracy more than
+            1 pp below float). tf.lite reference kernels vs TFLM differences are reported only.
         verify_samples: test (or calibration) samples used by the interpreter checks.
         strategy: bundle strategy for non-prefix weights: "auto", "slice" or "copy".
         firmware: also write the firmware's C arena when ``reds_tf.convert.c_arena`` exists.
@@ -317,7 +318,9 @@ def _verify_level(
     y_ref = run_tflite_ref(standalone, xq)
     y_bundle = run_tflm(in_bundle, xq)
     row.verified_samples = len(x)
-    row.tflite_ref_vs_tflm_max_lsb = int(np.abs(y_tflm.astype(np.int32) - y_ref.astype(np.int32)).max())
+    lsb = np.abs(y_tflm.astype(np.int32) - y_ref.astype(np.int32))
+    row.tflite_ref_vs_tflm_max_lsb = int(lsb.max())
+    row.tflite_ref_vs_tflm_differing = round(float(np.mean(lsb > 0)), 6)
     row.bundle_bit_exact = bool(np.array_equal(y_tflm, y_bundle))
     if test_x is None:
         return
@@ -332,26 +335,32 @@ def _verify_level(
         row.accuracy_diff_pp = round(100 * (row.float_accuracy - row.int8_accuracy), 4)
 
 
+# Verification policy (hard failures raise VerificationError; the rest is reported only).
+ACCURACY_DROP_MAX_PP = 1.0
+
+
+def _failures(r: LevelReport) -> list[str]:
+    """The hard failures of one level: bundle vs standalone not bit-exact under TFLM, or an int8
+    accuracy more than ``ACCURACY_DROP_MAX_PP`` below float. tf.lite reference kernels vs TFLM
+    differences are a property of the two interpreters (a plain TFLiteConverter file shows them
+    too) and are reported, never failed on: TFLM is the device reference."""
+    out = []
+    if r.bundle_bit_exact is False:
+        out.append("bundle level is not bit-exact with its standalone file under TFLM")
+    if r.accuracy_diff_pp is not None and r.accuracy_diff_pp > ACCURACY_DROP_MAX_PP:
+        out.append(f"int8 accuracy is {r.accuracy_diff_pp:.2f} pp below float (> {ACCURACY_DROP_MAX_PP} pp)")
+    return out
+
+
 def _raise_on_failures(report: ConvertReport) -> None:
-    bad = [
-        f"level {r.level}: " + ", ".join(
-            m for m, failed in (
-                (f"tf.lite reference vs TFLM differ by {r.tflite_ref_vs_tflm_max_lsb} LSB (> 1)",
-                 (r.tflite_ref_vs_tflm_max_lsb or 0) > 1),
-                ("bundle level is not bit-exact with its standalone file under TFLM",
-                 r.bundle_bit_exact is False),
-            ) if failed
-        )
-        for r in report.levels
-        if (r.tflite_ref_vs_tflm_max_lsb or 0) > 1 or r.bundle_bit_exact is False
-    ]  # fmt: skip
+    bad = [f"level {r.level}: " + ", ".join(_failures(r)) for r in report.levels if _failures(r)]
     if bad:
         raise VerificationError(
             "Conversion verification failed: "
             + "; ".join(bad)
             + f". The report is in {report.out_dir}/report.json. "
-            "Fix: report this model as a reds_tf bug; pass verify=False (--no-verify) "
-            "to keep the files anyway."
+            "Fix: calibrate on more representative data (calibration_samples) or report this model "
+            "as a reds_tf bug; pass verify=False (--no-verify) to keep the files anyway."
         )
 
 

@@ -217,7 +217,9 @@ def read_level(path: Path) -> dict[str, Any]:
             act_max=127,
         )
         o = op.builtinOptions
-        entry: dict[str, Any] = {"rec": rec, "weights": None, "bias": None, "mult": None, "shift": None}
+        name = tout.name.decode() if isinstance(tout.name, bytes) else str(tout.name or "")
+        entry: dict[str, Any] = {"rec": rec, "weights": None, "bias": None, "mult": None, "shift": None,
+                                 "name": f"output tensor {name!r}"}  # fmt: skip
         if kind in (OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED):
             tw = tensors[op.inputs[1]]
             w = _const(model, tw)

@@ -124,8 +124,8 @@ def measure_arenas(models: Sequence[bytes]) -> list[int]:
                 elif word == "min":
                     if int(n) < 0:
                         raise RuntimeError(
-                            f"TFLM could not run model {i} with an arena of up to 64 MiB. Fix: check that the "
-                            "model runs in tflite_micro.runtime.Interpreter at all."
+                            f"TFLM could not run model {i} with an arena of up to 64 MiB. Fix: check "
+                            "that the model runs in tflite_micro.runtime.Interpreter at all."
                         )
                     result[i] = int(n)
             if r.returncode == 0 and len(result) == len(blobs):

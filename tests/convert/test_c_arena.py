@@ -155,3 +155,26 @@ def test_float_io_model_is_rejected(tmp_path: Path) -> None:
     path.write_bytes(conv.convert())
     with pytest.raises(UnsupportedLayerError, match="is not int8 .* inference_input_type"):
         c_arena.write([path], tmp_path)
+
+
+def test_values_the_runtime_refuses_are_refused_at_conversion(dscnn_levels: list[Path]) -> None:
+    """A blob that reds_model_init would reject (REDS_BAD_BLOB) is never written: the error names the
+    level, the op, the channel and the value."""
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    bias = levels[0]["ops"][0]["bias"].copy()
+    bias[1] = 2**30 + 1
+    levels[0]["ops"][0]["bias"] = bias
+    with pytest.raises(UnsupportedLayerError, match=r"Level 0 op 0 \(CONV_2D, output tensor .*channel 1 is "
+                       r"1,073,741,825, beyond the runtime's \+-2\^30.*Fix: retrain"):  # fmt: skip
+        c_arena.build_blob(levels)
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    levels[1]["ops"][2]["shift"] = levels[1]["ops"][2]["shift"] - 40
+    with pytest.raises(UnsupportedLayerError, match=r"Level 1 op 2 \(CONV_2D.*shift is outside \[-31, 30\]"):
+        c_arena.build_blob(levels)
+
+
+def test_runtime_limits_match_the_c_validator() -> None:
+    src = (Path(__file__).resolve().parents[2] / "firmware/src/runtime/reds_model.c").read_text()
+    found = dict(re.findall(r"^#define (\w+_MAX)\s+(.*?)\s*(?:/\*.*)?$", src, re.M))
+    evaluated = {k: eval(re.sub(r"(\d)u\b", r"\1", v)) for k, v in found.items()}  # noqa: S307
+    assert evaluated == c_arena.RUNTIME_LIMITS
