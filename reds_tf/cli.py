@@ -323,8 +323,20 @@ def solve_cmd(
 @click.option("--strategy", type=click.Choice(["auto", "slice", "copy"]), default="auto", show_default=True,
               help="Bundle storage of weights that are not a prefix of the full tensor.")  # fmt: skip
 @click.option("--no-verify", is_flag=True, help="Skip the interpreter checks.")
+@click.option("--calibration-mode", type=click.Choice(["shared", "per_level"]), default=None,
+              help="Activation calibration: the full level's for all levels (shared) or per level. "
+              "Default: the run's recipe, else shared.")  # fmt: skip
 def convert_cmd(
-    source, out_dir, levels, samples, calibration_data, test_data, data_dir, strategy, no_verify
+    source,
+    out_dir,
+    levels,
+    samples,
+    calibration_data,
+    test_data,
+    data_dir,
+    strategy,
+    no_verify,
+    calibration_mode,
 ) -> None:
     """Convert a REDS run directory or nested .keras model to per-level int8 .tflite files, a
     shared-weight TFLite Micro bundle, the firmware's C arena and report.json / report.md."""
@@ -350,8 +362,10 @@ def convert_cmd(
             from reds_tf import pipeline
             from reds_tf.recipe import Recipe
 
-            _, batched = pipeline.load_data(Recipe.load(src / "recipe.yaml"), data_dir)
+            recipe = Recipe.load(src / "recipe.yaml")
+            _, batched = pipeline.load_data(recipe, data_dir)
             cal = batched["train"]
+            calibration_mode = calibration_mode or recipe.convert.calibration_mode
             test = test if test is not None else batched["test"]
         if cal is None:
             raise click.UsageError(
@@ -359,7 +373,8 @@ def convert_cmd(
                 "arrays x (inputs) and y (labels)."
             )
         rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples,
-                      test_data=test, verify=not no_verify, strategy=strategy)  # fmt: skip
+                      test_data=test, verify=not no_verify, strategy=strategy,
+                      calibration_mode=calibration_mode or "shared")  # fmt: skip
     except RedsError as e:
         raise click.ClickException(str(e)) from e
     click.echo(rep.markdown())

@@ -227,6 +227,7 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
         calibration_samples=recipe.convert.calibration_samples,
         test_data=batched["test"],
         verify=recipe.convert.verify,
+        calibration_mode=recipe.convert.calibration_mode,
     )
     rep = report.to_dict() if hasattr(report, "to_dict") else {}
     summary = {

@@ -100,6 +100,9 @@ class ConvertConfig:
     enabled: bool = True
     calibration_samples: int = 200
     verify: bool = True
+    # "shared": every level uses the full level's activation calibration (smaller blob and bundle);
+    # "per_level": each level calibrated through itself. See README "Calibration modes".
+    calibration_mode: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -285,6 +288,11 @@ def _validate(obj: Any, where: str) -> None:
             bad(f"budgets must be increasing MACs fractions in (0, 1). Received: {list(b)}")
         if obj.granularity < 1 or obj.time_limit <= 0 or not 0 <= obj.gap < 1:
             bad(f"need granularity >= 1, time_limit > 0, 0 <= gap < 1. Received: {obj}")
+    elif isinstance(obj, ConvertConfig):
+        if obj.calibration_mode not in ("shared", "per_level"):
+            bad(f"calibration_mode must be 'shared' or 'per_level'. Received: {obj.calibration_mode!r}")
+        if obj.calibration_samples < 1:
+            bad(f"calibration_samples must be >= 1. Received: {obj.calibration_samples}")
     elif isinstance(obj, TrainConfig):
         if obj.epochs < 0 or obj.learning_rate <= 0:
             bad(f"need epochs >= 0 and learning_rate > 0. Received: {obj}")

@@ -23,7 +23,7 @@ from ..plan import WidthPlan
 from ..runstore import atomic_write_bytes, atomic_write_text
 from . import bundle as _bundle
 from .flatbuffer import pack_model, read_tflite
-from .quantize import check_supported, share_weights
+from .quantize import CALIBRATION_MODES, check_supported, share_activations, share_weights
 from .report import ConvertReport, LevelReport, bundle_breakdown, tflite_macs, weight_bytes
 from .tflite import convert_int8
 from .verify import dequantize_output, io_quant, measure_arenas, quantize_input, run_tflite_ref, run_tflm
@@ -172,6 +172,7 @@ def convert(
     verify_samples: int = 200,
     strategy: str = "auto",
     firmware: bool = True,
+    calibration_mode: str = "shared",
 ) -> ConvertReport:
     """Convert a REDS model to int8 TFLite: per-level files, one shared-weight bundle, a report.
 
@@ -190,7 +191,15 @@ def convert(
         verify_samples: test (or calibration) samples used by the interpreter checks.
         strategy: bundle strategy for non-prefix weights: "auto", "slice" or "copy".
         firmware: also write the firmware's C arena when ``reds_tf.convert.c_arena`` exists.
+        calibration_mode: ``"shared"`` (every level uses the full level's activation calibration, so
+            a level's biases, multipliers and shifts are prefixes of the full level's and are stored
+            once) or ``"per_level"`` (each level calibrated through itself).
     """
+    if calibration_mode not in CALIBRATION_MODES:
+        raise ValueError(
+            f"Unknown calibration_mode. Received: calibration_mode={calibration_mode!r}; expected one of "
+            f"{CALIBRATION_MODES}."
+        )
     models, plan = level_models(model_or_path)
     k_all = len(models)
     chosen = _parse_levels(levels, k_all)
@@ -206,7 +215,8 @@ def convert(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    # 1. Convert the full level and the chosen levels, each calibrated through itself.
+    # 1. Convert the full level and the chosen levels, each calibrated through itself (step 2 may
+    # replace the activation quantisation by the full level's).
     need = sorted(set(chosen) | {k_all - 1})
     converted = {
         k: read_tflite(convert_int8(models[k], cal_x, calibration_samples), name=f"level {k}") for k in need
@@ -214,7 +224,11 @@ def convert(
     full = converted[k_all - 1]
     for k in need:
         check_supported(converted[k], f"level {k}")
-    # 2. Quantise once: every level reuses the full level's int8 weights and scales.
+    # 2. Quantise once: every level reuses the full level's int8 weights and scales (and, in the
+    # "shared" calibration mode, its activation quantisation).
+    if calibration_mode == "shared":
+        for k in need[:-1]:
+            share_activations(full, converted[k], f"level {k}")
     shares = {k: ([] if k == k_all - 1 else share_weights(full, converted[k], f"level {k}")) for k in need}
     standalone = {k: pack_model(converted[k]) for k in need}
     files = {}
@@ -297,6 +311,7 @@ def convert(
         shares=[[s.to_dict() for s in shares[k]] for k in chosen],
         files=files,
         verified=verify,
+        calibration_mode=calibration_mode,
     )
     if firmware:
         _write_firmware(out, [files[f"submodel_{k}"] for k in chosen], report)

@@ -153,19 +153,22 @@ def level_scratch_bytes(recs: list[dict[str, int]]) -> int:
 
 
 class _Section:
-    """An append-only byte section that stores identical arrays once (a dedup cache keyed by content)."""
+    """An append-only byte section that stores an array once: an array equal to an earlier one, or to
+    the first bytes of an earlier one (a narrower level's bias, multiplier or shift array under shared
+    calibration), is a view of it. Arrays carry no length, so a view is just an offset."""
 
     def __init__(self) -> None:
         self.data = bytearray()
-        self._seen: dict[bytes, int] = {}
+        self._arrays: list[tuple[bytes, int]] = []
 
     def put(self, b: bytes, align: int) -> int:
-        if b in self._seen:
-            return self._seen[b]
+        for stored, off in self._arrays:
+            if off % align == 0 and stored.startswith(b):
+                return off
         self.data += b"\0" * (-len(self.data) % align)
         off = len(self.data)
         self.data += b
-        self._seen[b] = off
+        self._arrays.append((b, off))
         return off
 
 
@@ -193,9 +196,11 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
     full_w = [None if e["weights"] is None else np.ascontiguousarray(e["weights"]) for e in full]
     full_off = [None if w is None else arena.put(w.tobytes(), ALIGN) for w in full_w]
     separate: list[dict[str, Any]] = []
-    level_recs: list[list[dict[str, int]]] = []
-    for k, lv in enumerate(levels):
-        recs = []
+    level_recs: list[list[dict[str, int]]] = [[] for _ in levels]
+    params_added = [0] * len(levels)
+    # The widest level first: its int32 arrays are stored whole, narrower levels' are views of them.
+    for k in reversed(range(len(levels))):
+        lv, recs, params_before = levels[k], level_recs[k], len(params.data)
         for i, e in enumerate(lv["ops"]):
             r = dict(e["rec"])
             if e["weights"] is not None:
@@ -221,7 +226,7 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
                 )
             check_runtime_limits(k, i, {**e, "rec": r})
             recs.append(r)
-        level_recs.append(recs)
+        params_added[k] = len(params.data) - params_before
 
     n_levels = len(levels)
     levels_off = HEADER_WORDS * 4
@@ -274,6 +279,10 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
                 "weight_bytes_standalone": int(
                     sum(e["weights"].size for e in lv["ops"] if e["weights"] is not None)
                 ),
+                # int32 bias/multiplier/shift bytes this level adds (the widest level's are stored
+                # first, so a narrower level counts only what is not a view of them)
+                "params_bytes_added": params_added[k],
+                "table_bytes": LEVEL_WORDS * 4 + OP_WORDS * 4 * len(recs),
             }
         )
     blob[arena_off : arena_off + len(arena.data)] = arena.data
@@ -298,9 +307,17 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
         "arena_bytes": len(arena.data),
         "params_bytes": len(params.data),
         "table_bytes": arena_off,
+        # Every byte of the blob once: header, level and op tables, alignment, weights, int32 params.
+        "sections": {
+            "header": HEADER_WORDS * 4,
+            "level and op tables": ops_off - levels_off,
+            "alignment": arena_off - ops_off + params_off - arena_off - len(arena.data),
+            "int8 weight arena": len(arena.data),
+            "int32 params (bias, multiplier, shift)": len(params.data),
+        },
         "max_scratch_bytes": hdr["max_scratch"],
         "levels": summary_levels,
-        "separate_tensors": separate,
+        "separate_tensors": sorted(separate, key=lambda d: (d["level"], d["op"])),
     }
     return bytes(blob), summary
 

@@ -129,6 +129,7 @@ class ConvertReport:
     firmware: dict[str, Any] = field(default_factory=dict)
     verified: bool = False
     bundle_breakdown: dict[str, dict[str, int]] = field(default_factory=dict)
+    calibration_mode: str = "shared"
 
     @property
     def bundle_ratio(self) -> float:

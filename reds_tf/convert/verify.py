@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tflite_micro import runtime
 
-from .._keras import tf
 from .flatbuffer import read_tflite
 
 
@@ -63,12 +63,11 @@ def run_tflm(model_bytes: bytes, x_q: np.ndarray, arena_size: int | None = None)
 
 
 def run_tflite_ref(model_bytes: bytes, x_q: np.ndarray) -> np.ndarray:
-    """int8 outputs of tf.lite with the reference kernels (no XNNPACK)."""
+    """int8 outputs of LiteRT (ai_edge_litert, the successor of tf.lite.Interpreter) with the
+    reference kernels (no XNNPACK)."""
     read_tflite(model_bytes)
-    it = tf.lite.Interpreter(
-        model_content=bytes(model_bytes),
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
-    )
+    ref = OpResolverType.BUILTIN_REF
+    it = Interpreter(model_content=bytes(model_bytes), experimental_op_resolver_type=ref)
     it.allocate_tensors()
     i_idx, o_idx = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
     out = []

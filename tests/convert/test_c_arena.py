@@ -178,3 +178,21 @@ def test_runtime_limits_match_the_c_validator() -> None:
     found = dict(re.findall(r"^#define (\w+_MAX)\s+(.*?)\s*(?:/\*.*)?$", src, re.M))
     evaluated = {k: eval(re.sub(r"(\d)u\b", r"\1", v)) for k, v in found.items()}  # noqa: S307
     assert evaluated == c_arena.RUNTIME_LIMITS
+
+
+def test_prefix_params_are_views_of_the_full_levels(dscnn_levels: list[Path]) -> None:
+    """A narrower level whose bias / multiplier / shift arrays are prefixes of the widest level's (shared
+    calibration) stores none of its own: its records point into the widest level's arrays."""
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    per_level_blob, per_level = c_arena.build_blob(levels)
+    for e, f in zip(levels[0]["ops"], levels[1]["ops"], strict=True):
+        for key in ("bias", "mult", "shift"):
+            if e[key] is not None:
+                e[key] = f[key][: len(e[key])].copy()
+    blob, summary = c_arena.build_blob(levels)
+    assert summary["levels"][0]["params_bytes_added"] == 0 < per_level["levels"][0]["params_bytes_added"]
+    assert summary["levels"][1]["params_bytes_added"] == summary["params_bytes"]
+    assert sum(summary["sections"].values()) == len(blob) < len(per_level_blob)
+    ops = [lv["ops"] for lv in c_arena.read_blob(blob)["levels"]]
+    for small, wide in zip(*ops, strict=True):
+        assert all(small[k] == wide[k] for k in ("bias_off", "mult_off", "shift_off"))

@@ -189,3 +189,12 @@ def test_softmax_bit_exact_across_logit_ranges(
     want = _tflm_outputs(path, xs)
     assert len(np.unique(want)) > 1
     np.testing.assert_array_equal(got, want)
+
+
+def test_shared_calibration_stores_each_int32_array_once(converted: dict) -> None:
+    """Through the production converter (shared calibration), a narrower level's biases, multipliers and
+    shifts are views of the widest level's: only the widest level adds int32 parameter bytes."""
+    if not converted["kind"].startswith("convert:"):
+        pytest.skip("levels converted one by one, each with its own calibration")
+    added = [lv["params_bytes_added"] for lv in converted["summary"]["levels"]]
+    assert added[:-1] == [0] * (len(added) - 1) and added[-1] == converted["summary"]["params_bytes"]
