@@ -7,7 +7,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 RECIPE ?= models/ds_cnn_s-fashion_mnist.yaml
 RUN_DIR ?= runs/$(basename $(notdir $(RECIPE)))$(if $(SCHEDULE),-$(SCHEDULE))
 MODEL ?= ds_cnn_s
-APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang
+APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang libclang-rt-14-dev
 
 .PHONY: help install install-system install-python quickstart run test test-slow lint \
         train-kws train-vww demo-kws flash-nano33 bench firmware-test clean
@@ -25,7 +25,8 @@ help:
 	@echo "make lint            ruff, import-linter, clang-format check"
 
 # System packages: Fashion-MNIST (the embedded default data), speech synthesis for the KWS demo,
-# the Cortex-M4 cross compiler and clang (libFuzzer). Skipped where apt is absent or we are not root.
+# the Cortex-M4 cross compiler, clang and its libFuzzer runtime (libclang-rt-14-dev, only a Recommends of
+# clang, which --no-install-recommends skips). Skipped where apt is absent or we are not root.
 install-system:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \

@@ -60,13 +60,130 @@ static reds_status init_and_run(const uint8_t *b, uint32_t len)
         void *scratch = malloc(m.max_scratch + 1u);
         for (int32_t k = 0; k < (int32_t)m.n_levels; ++k) {
             CHECK(reds_set_level(&m, k) == REDS_OK);
-            (void)reds_invoke(&m, in, out, scratch, m.max_scratch);
+            CHECK(reds_invoke(&m, in, out, scratch, m.max_scratch) == REDS_OK); /* init OK => runs */
         }
         free(scratch);
         free(out);
         free(in);
     }
     return s;
+}
+
+/* A one-level blob laid out as c_arena.py does (header, level table, op records, arena of zero weights,
+ * params section) around the given op records; the level's input is the first op's input and every
+ * header and level field is derived from the ops, so only the ops themselves can be at fault.
+ * Returns the length; *out is an exactly sized heap buffer. */
+static uint32_t make_blob(uint8_t **out, const uint32_t (*ops)[REDS_OP_WORDS], uint32_t n_ops,
+                          uint32_t arena_bytes, const int32_t *params, uint32_t n_params)
+{
+    const uint32_t ops_off = (REDS_HEADER_WORDS + REDS_LEVEL_WORDS) * 4u;
+    const uint32_t arena_off = ops_off + n_ops * REDS_OP_WORDS * 4u;
+    const uint32_t params_off = (arena_off + arena_bytes + 15u) & ~15u;
+    const uint32_t total = params_off + 4u * n_params;
+    uint8_t *b = calloc(total, 1);
+    uint32_t inter_max = 0, elems = 0;
+    for (uint32_t j = 0; j < n_ops; ++j) {
+        for (uint32_t i = 0; i < REDS_OP_WORDS; ++i) {
+            set32(b, ops_off + (j * REDS_OP_WORDS + i) * 4u, ops[j][i]);
+        }
+        elems = ops[j][REDS_F_OUT_H] * ops[j][REDS_F_OUT_W] * ops[j][REDS_F_OUT_C];
+        inter_max = j + 1 < n_ops && elems > inter_max ? elems : inter_max;
+    }
+    for (uint32_t i = 0; i < n_params; ++i) {
+        set32(b, params_off + 4u * i, (uint32_t)params[i]);
+    }
+    const uint32_t in_bytes = ops[0][REDS_F_IN_H] * ops[0][REDS_F_IN_W] * ops[0][REDS_F_IN_C];
+    const uint32_t scratch = ((inter_max + 15u) & ~15u) * (n_ops > 2 ? 2u : n_ops - 1u);
+    const uint32_t h[REDS_H_USED] = {REDS_BLOB_MAGIC, REDS_BLOB_VERSION, total, 1, REDS_HEADER_WORDS * 4u,
+                                     arena_off, arena_bytes, params_off, 4u * n_params, scratch, in_bytes, elems};
+    for (uint32_t i = 0; i < REDS_H_USED; ++i) {
+        set32(b, 4u * i, h[i]);
+    }
+    const uint32_t l = REDS_HEADER_WORDS * 4u;
+    set32(b, l + 4u * REDS_L_OPS_OFF, ops_off);
+    set32(b, l + 4u * REDS_L_N_OPS, n_ops);
+    set32(b, l + 4u * REDS_L_IN_BYTES, in_bytes);
+    set32(b, l + 4u * REDS_L_OUT_BYTES, elems);
+    set32(b, l + 4u * REDS_L_SCRATCH, scratch);
+    set32(b, l + 4u * REDS_L_IN_H, ops[0][REDS_F_IN_H]);
+    set32(b, l + 4u * REDS_L_IN_W, ops[0][REDS_F_IN_W]);
+    set32(b, l + 4u * REDS_L_IN_C, ops[0][REDS_F_IN_C]);
+    *out = b;
+    return total;
+}
+
+/* An op record: shapes, 1x1 window, unit strides/dilations, full int8 clamp; the caller sets the rest. */
+static void op_init(uint32_t *f, uint32_t type, uint32_t in_h, uint32_t in_w, uint32_t in_c, uint32_t out_h,
+                    uint32_t out_w, uint32_t out_c)
+{
+    memset(f, 0, REDS_OP_WORDS * 4u);
+    const uint32_t v[] = {type, in_h, in_w, in_c, out_h, out_w, out_c, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+    memcpy(f, v, sizeof v);
+    f[REDS_F_ACT_MIN] = (uint32_t)-128;
+    f[REDS_F_ACT_MAX] = 127;
+}
+
+/* A weighted op reading c_stride-spaced weights: weights at arena 0, up to 4 channels' multipliers at
+ * params byte 0 and shifts at byte 16 (init_and_run_ops' params). */
+static void op_weights(uint32_t *f, uint32_t stride_o, uint32_t stride_p)
+{
+    f[REDS_F_W_STRIDE_O] = stride_o;
+    f[REDS_F_W_STRIDE_P] = stride_p;
+    f[REDS_F_BIAS_OFF] = REDS_NO_BIAS;
+    f[REDS_F_MULT_OFF] = 0;
+    f[REDS_F_SHIFT_OFF] = 16;
+}
+
+static reds_status init_and_run_ops(const uint32_t (*ops)[REDS_OP_WORDS], uint32_t n_ops, uint32_t arena_bytes)
+{
+    const int32_t params[8] = {1 << 30, 1 << 30, 1 << 30, 1 << 30, -1, -1, -1, -1}; /* 4 channels */
+    uint8_t *b;
+    const uint32_t len = make_blob(&b, ops, n_ops, arena_bytes, params, 8);
+    const reds_status s = init_and_run(b, len);
+    free(b);
+    return s;
+}
+
+/* Every limit a kernel checks is checked at init: what init accepts, invoke runs (init_and_run CHECKs it). */
+static void test_init_covers_kernel_limits(void)
+{
+    uint32_t f[1][REDS_OP_WORDS];
+    /* 1x1 conv, 2 -> 1 channels: valid with c_stride 2, refused with c_stride 0x80000000 (negative as int32,
+     * which the kernel refuses; the single filter's extent alone would fit the arena). */
+    op_init(f[0], REDS_OP_CONV_2D, 4, 4, 2, 4, 4, 1);
+    op_weights(f[0], 2, 2);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_OK);
+    op_weights(f[0], 0x80000000u, 0x80000000u);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_BAD_BLOB);
+    op_weights(f[0], 0xFFFFFFFFu, 0xFFFFFFFFu);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_BAD_BLOB);
+    /* 3x3 conv whose o-stride 9 * c_stride wraps to c_stride's value in 32 bits. */
+    op_init(f[0], REDS_OP_CONV_2D, 3, 3, 2, 1, 1, 1);
+    f[0][REDS_F_K_H] = f[0][REDS_F_K_W] = 3;
+    op_weights(f[0], 18, 2);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_OK);
+    op_weights(f[0], (uint32_t)(9ull * 0x20000000u), 0x20000000u);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_BAD_BLOB);
+    /* 1x1 depthwise and FC with one output channel: the stride is never multiplied, only its sign matters. */
+    op_init(f[0], REDS_OP_DEPTHWISE_CONV_2D, 2, 2, 1, 2, 2, 1);
+    op_weights(f[0], 0, 1);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_OK);
+    op_weights(f[0], 0, 0x80000000u);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_BAD_BLOB);
+    op_init(f[0], REDS_OP_FULLY_CONNECTED, 1, 1, 4, 1, 1, 1);
+    op_weights(f[0], 4, 0);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_OK);
+    op_weights(f[0], 0x80000000u, 0);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_BAD_BLOB);
+    /* MEAN: its int32 sum needs H * W <= REDS_MEAN_HW_MAX; 4096 x 4096 is within the activation limit. */
+    op_init(f[0], REDS_OP_MEAN, 64, 64, 1, 1, 1, 1);
+    f[0][REDS_F_MULT] = 1u << 30;
+    f[0][REDS_F_SHIFT] = (uint32_t)-12;
+    CHECK(init_and_run_ops(f, 1, 0) == REDS_OK);
+    f[0][REDS_F_IN_H] = f[0][REDS_F_IN_W] = 4096;
+    CHECK(init_and_run_ops(f, 1, 0) == REDS_BAD_BLOB);
+    f[0][REDS_F_IN_H] = 2048; /* 2^23 = REDS_MEAN_HW_MAX + 1 */
+    CHECK(init_and_run_ops(f, 1, 0) == REDS_BAD_BLOB);
 }
 
 /* Patch one word of a fresh copy and expect rejection. */
@@ -203,6 +320,7 @@ static void test_levels_and_invoke(void)
     uint8_t *b = copy_blob(fc2_blob_len);
     reds_model m;
     CHECK(reds_model_init(&m, b, fc2_blob_len) == REDS_OK);
+    CHECK(reds_set_level(NULL, 0) == REDS_ARG_ERROR);
     const int32_t bad[] = {-1, 4, 16, INT32_MIN, INT32_MAX};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
         CHECK(reds_set_level(&m, bad[i]) == REDS_BAD_LEVEL);
@@ -250,6 +368,7 @@ int main(void)
     test_bad_ops();
     test_byte_flips();
     test_levels_and_invoke();
+    test_init_covers_kernel_limits();
     test_policy();
     if (failures != 0) {
         fprintf(stderr, "test_reds_model: %d failure(s)\n", failures);
