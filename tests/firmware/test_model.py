@@ -9,6 +9,7 @@ interpreter running each level's standalone .tflite on the same int8 inputs.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -123,6 +124,29 @@ def test_protocol_errors_and_budget_policy(converted: dict, host_app: Path) -> N
     assert "level=0" in runs[-1]  # an impossible budget falls back to the cheapest level
     assert "ok budget_us=2500" in lines  # 5 uJ at 2 mW = 2500 us
     assert sum(ln.startswith("level ") for ln in lines) == n_levels
+
+
+def _golden_fc2_blob() -> bytes:
+    """The committed fc2 blob (firmware/tests/golden/fc2_blob.c) as bytes."""
+    src = (FIRMWARE / "tests" / "golden" / "fc2_blob.c").read_text()
+    return bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})\b", src.split("{", 1)[1]))
+
+
+def test_host_app_rejects_bad_blobs_without_leaks(host_app: Path, tmp_path: Path) -> None:
+    """Every error path of the host runner names the problem and frees what it allocated (LeakSanitizer)."""
+    good = _golden_fc2_blob()
+    cases = {"truncated": (good[:-1], 1), "bad_magic": (b"XXXX" + good[4:], 1), "empty": (b"", 2)}
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
+    for name, (data, rc) in cases.items():
+        path = tmp_path / f"{name}.blob"
+        path.write_bytes(data)
+        r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True, env=env)
+        assert r.returncode == rc and r.stderr.startswith("error:"), (name, r.returncode, r.stderr[-2000:])
+        assert "LeakSanitizer" not in r.stderr, (name, r.stderr[-2000:])
+    path = tmp_path / "good.blob"
+    path.write_bytes(good)
+    r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("ok backend=native levels=4"), r.stderr[-2000:]
 
 
 def test_blob_parser_and_level_switch_c_tests() -> None:
