@@ -10,7 +10,7 @@ MODEL ?= ds_cnn_s
 APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang libclang-rt-14-dev
 
 .PHONY: help install install-system install-python quickstart run test test-slow lint \
-        train-kws train-vww demo-kws flash-nano33 bench firmware-test clean
+        train-kws train-vww demo-kws flash-nano33 m4-size bench firmware-test clean
 
 help:
 	@echo "make quickstart      set up everything, then run the default recipe (DS-CNN-S on Fashion-MNIST)"
@@ -21,6 +21,7 @@ help:
 	@echo "make train-vww DATA_DIR=...  Visual Wake Words (vw_coco2014_96 or TFRecords)"
 	@echo "make demo-kws        synthetic espeak/flite keywords through the KWS pipeline (labelled synthetic)"
 	@echo "make flash-nano33    build and upload the Arduino Nano 33 BLE sketch (needs arduino-cli)"
+	@echo "make m4-size BLOB_C=out/model_blob.c   Cortex-M4 flash/RAM of runtime + app + that model's blob"
 	@echo "make bench           run the benchmarks under benchmarks/"
 	@echo "make lint            ruff, import-linter, clang-format check"
 
@@ -77,6 +78,11 @@ demo-kws: $(PY)
 
 flash-nano33:
 	$(MAKE) -C firmware flash-nano33 $(if $(PORT),PORT=$(PORT))
+
+# BLOB_C relative to this directory or absolute (firmware/ runs the build, so pass it on absolute).
+m4-size:
+	@test -n "$(BLOB_C)" || { echo "m4-size: give BLOB_C=path/model_blob.c (written by python -m reds_tf.convert)" >&2; exit 2; }
+	$(MAKE) -C firmware m4-size BLOB_C="$(abspath $(BLOB_C))"
 
 firmware-test:
 	$(MAKE) -C firmware test model-test

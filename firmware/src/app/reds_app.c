@@ -295,7 +295,7 @@ static void cmd_out(reds_app *app)
     text t = {{0}, 0};
     put_s(&t, "ok out");
     for (uint32_t i = 0; i < app->last_out; ++i) {
-        if (t.n + sizeof " -128\n" > sizeof t.buf) {
+        if (t.n > sizeof t.buf - sizeof " -128\n") {
             app->io.write(app->io.ctx, t.buf);
             t.n = 0;
         }
