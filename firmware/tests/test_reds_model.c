@@ -194,6 +194,14 @@ static void test_init_covers_kernel_limits(void)
     CHECK(init_and_run_ops(f, 1, 16) == REDS_OK);
     op_weights(f[0], 0x80000000u, 0);
     CHECK(init_and_run_ops(f, 1, 16) == REDS_BAD_BLOB);
+    /* A stride larger than the image is valid TFLite when one output row remains, but the kernels step
+     * rows by stride * W * C in int32: 255 * 65535 * 256 overflows it (in_h = out_h = 1). */
+    op_init(f[0], REDS_OP_CONV_2D, 1, 65535, 256, 1, 65535, 1);
+    op_weights(f[0], 256, 256);
+    f[0][REDS_F_STRIDE_H] = 255;
+    CHECK(init_and_run_ops(f, 1, 256) == REDS_BAD_BLOB);
+    f[0][REDS_F_IN_W] = f[0][REDS_F_OUT_W] = 2;
+    CHECK(init_and_run_ops(f, 1, 256) == REDS_OK);
     /* MEAN: its int32 sum needs H * W <= REDS_MEAN_HW_MAX; 4096 x 4096 is within the activation limit. */
     op_init(f[0], REDS_OP_MEAN, 64, 64, 1, 1, 1, 1);
     f[0][REDS_F_MULT] = 1u << 30;

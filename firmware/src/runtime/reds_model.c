@@ -103,10 +103,13 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
         return 0;
     }
     /* Spatial ops: every window starts inside the image, as TFLite's SAME/VALID output sizes guarantee
-     * ((out - 1) * stride - pad < in); kernels' fast paths (1x1 unpadded conv) rely on it. */
+     * ((out - 1) * stride - pad < in); kernels' fast paths (1x1 unpadded conv) rely on it. Kernels step
+     * one output row as stride * W * C input elements in int32, which a stride beyond the image (valid
+     * when one output row remains) could overflow. */
     if (type != REDS_OP_FULLY_CONNECTED && type != REDS_OP_MEAN &&
         ((uint64_t)(f[REDS_F_OUT_H] - 1u) * f[REDS_F_STRIDE_H] >= (uint64_t)f[REDS_F_IN_H] + f[REDS_F_PAD_H] ||
-         (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W])) {
+         (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W] ||
+         (uint64_t)f[REDS_F_STRIDE_H] * f[REDS_F_IN_W] * f[REDS_F_IN_C] > INT32_MAX)) {
         return 0;
     }
     uint64_t extent = 0; /* last weight byte read + 1, relative to w_off */
