@@ -469,6 +469,12 @@ static void test_app_protocol(void)
     reds_app_handle_line(NULL, "info");
     reds_app_handle_line(&app, NULL);
     reds_app_feed_char(NULL, '\n');
+    reds_app idle; /* never initialised, as in the sketch after a failed init: input is ignored */
+    memset(&idle, 0, sizeof idle);
+    for (int i = 0; i < 2 * REDS_APP_LINE; ++i) {
+        reds_app_feed_char(&idle, 'x');
+    }
+    reds_app_feed_char(&idle, '\n');
     CHECK(reds_backend_set_level(NULL, 0) == REDS_ARG_ERROR);
     CHECK(reds_backend_invoke(NULL, input, output) == REDS_ARG_ERROR);
     free(b);

@@ -356,8 +356,8 @@ void reds_app_handle_line(reds_app *app, const char *line)
 
 void reds_app_feed_char(reds_app *app, char c)
 {
-    if (app == NULL) {
-        return;
+    if (app == NULL || app->be == NULL) {
+        return; /* not initialised (the sketch keeps reading Serial after a failed init) */
     }
     if (c == '\n') {
         app->line[app->line_len] = '\0';

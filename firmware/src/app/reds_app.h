@@ -54,10 +54,12 @@ typedef struct {
 /** Bind the app to a backend, I/O and caller-owned input/output buffers. */
 reds_status reds_app_init(reds_app *app, reds_backend *be, reds_io io, int8_t *input, int8_t *output);
 
-/** Feed one received character; a '\n' executes the line. A NULL app is ignored. */
+/** Feed one received character; a '\n' executes the line. A NULL or never initialised (zeroed) app
+ *  ignores it. */
 void reds_app_feed_char(reds_app *app, char c);
 
-/** Execute one command line (without the newline). A NULL app or line is ignored. */
+/** Execute one command line (without the newline). A NULL or never initialised app, or a NULL line,
+ *  is ignored. */
 void reds_app_handle_line(reds_app *app, const char *line);
 
 /**
