@@ -485,6 +485,7 @@ static void test_policy(void)
     const uint64_t macs[4] = {100, 200, 300, 400};
     uint32_t us[4] = {0, 0, 0, 0};
     CHECK(reds_policy_choose(macs, us, 4, 1000) == 0); /* nothing measured: the cheapest level */
+    CHECK(reds_policy_choose(NULL, us, 4, 1000) == 0 && reds_policy_choose(macs, NULL, 4, 1000) == 0);
     us[3] = 800;                                       /* 2 us per MAC: estimates 200/400/600/800 */
     CHECK(reds_policy_choose(macs, us, 4, 1000) == 3);
     CHECK(reds_policy_choose(macs, us, 4, 650) == 2);

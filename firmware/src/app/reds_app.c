@@ -73,6 +73,9 @@ static void reply_err(reds_app *app, const char *what)
 int32_t reds_policy_choose(const uint64_t *macs, const uint32_t *measured_us, int32_t n_levels,
                            uint32_t budget_us)
 {
+    if (macs == NULL || measured_us == NULL) {
+        return 0;
+    }
     int32_t ref = -1; /* widest measured level */
     for (int32_t k = 0; k < n_levels; ++k) {
         if (measured_us[k] != 0 && macs[k] != 0) {

@@ -66,7 +66,7 @@ void reds_app_handle_line(reds_app *app, const char *line);
  * Budget policy: the largest level whose estimated latency fits budget_us. A level's estimate is its
  * measured latency, else the measured latency of the widest measured level scaled by the MAC ratio
  * (inference time is about proportional to MACs), else unknown. Unknown levels are not chosen, except
- * level 0 when nothing fits (the cheapest level always runs).
+ * level 0 when nothing fits (the cheapest level always runs) or an array is NULL.
  */
 int32_t reds_policy_choose(const uint64_t *macs, const uint32_t *measured_us, int32_t n_levels,
                            uint32_t budget_us);
