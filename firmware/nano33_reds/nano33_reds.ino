@@ -33,6 +33,9 @@
 #define REDS_OUT_BYTES REDS_TFLM_IO_BYTES
 #else
 #include "model_blob.h"
+#ifndef MODEL_BLOB_MAX_SCRATCH
+#error "model_blob.h has no MODEL_BLOB_MAX_SCRATCH/IN/OUT: regenerate it with python -m reds_tf.convert RUN_DIR --out DIR"
+#endif
 /* + 1: no zero-length arrays (a one-op model needs no scratch). */
 #define REDS_ARENA_BYTES (MODEL_BLOB_MAX_SCRATCH + 1u)
 #define REDS_IN_BYTES MODEL_BLOB_MAX_IN
