@@ -41,6 +41,7 @@ from .c_prepare import (
     OP_DEPTHWISE_CONV_2D,
     OP_FIELDS,
     OP_FULLY_CONNECTED,
+    OP_MEAN,
     OP_NAMES,
     act_bytes,
     op_macs,
@@ -97,6 +98,9 @@ RUNTIME_LIMITS = {
 }
 
 
+MEAN_HW_MAX = (2**31 - 1) // 256  # REDS_MEAN_HW_MAX in reds_kernels.h
+
+
 def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
     """Raise ``UnsupportedLayerError`` naming level ``k``, op ``i``, the value and the fix when op record
     ``e`` holds anything the device runtime's validator would refuse."""
@@ -117,6 +121,12 @@ def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
     for f in ("k_h", "k_w", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "depth_mult"):
         if r[f] > lim["SMALL_MAX"]:
             raise bad(f"{f} = {r[f]} exceeds {lim['SMALL_MAX']}", "use smaller kernels, strides and padding")
+    if r["type"] == OP_MEAN and r["in_h"] * r["in_w"] > MEAN_HW_MAX:
+        raise bad(f"MEAN averages {r['in_h'] * r['in_w']:,} pixels (> {MEAN_HW_MAX:,}: its int32 sum could "
+                  "overflow)", "pool in stages (AveragePooling2D before the global average)")  # fmt: skip
+    if r["type"] not in (OP_FULLY_CONNECTED, OP_MEAN) and r["stride_h"] * r["in_w"] * r["in_c"] > 2**31 - 1:
+        raise bad("stride_h x input width x channels exceeds int32 (the kernels' row step)",
+                  "use a smaller stride or input")  # fmt: skip
     reduce = {OP_CONV_2D: r["k_h"] * r["k_w"] * r["in_c"], OP_DEPTHWISE_CONV_2D: r["k_h"] * r["k_w"],
               OP_FULLY_CONNECTED: r["in_c"]}.get(r["type"], 0)  # fmt: skip
     if reduce > lim["REDUCE_MAX"]:

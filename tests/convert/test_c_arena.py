@@ -181,6 +181,11 @@ def test_runtime_limits_match_the_c_validator() -> None:
     found = dict(re.findall(r"^#define (\w+_MAX)\s+(.*?)\s*(?:/\*.*)?$", src, re.M))
     evaluated = {k: eval(re.sub(r"(\d)u\b", r"\1", v)) for k, v in found.items()}  # noqa: S307
     assert evaluated == c_arena.RUNTIME_LIMITS
+    kernels = (Path(__file__).resolve().parents[2] / "firmware/src/runtime/reds_kernels.h").read_text()
+    assert (
+        "#define REDS_MEAN_HW_MAX (INT32_MAX / 256)" in kernels and c_arena.MEAN_HW_MAX == (2**31 - 1) // 256
+    )
+    assert f"#define REDS_SOFTMAX_DEPTH_MAX {c_prepare.SOFTMAX_DEPTH_MAX}\n" in kernels
 
 
 def test_prefix_params_are_views_of_the_full_levels(dscnn_levels: list[Path]) -> None:
