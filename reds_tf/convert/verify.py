@@ -80,7 +80,7 @@ def run_tflite_ref(model_bytes: bytes, x_q: np.ndarray) -> np.ndarray:
 
 _PROBE = Path(__file__).with_name("arena_probe.py")
 # A child that crashes again and again cannot make progress; this bounds the restarts.
-_MAX_RESTARTS = 64
+_MAX_RESTARTS = 32
 
 
 def measure_arenas(models: Sequence[bytes]) -> list[int]:
@@ -88,7 +88,8 @@ def measure_arenas(models: Sequence[bytes]) -> list[int]:
 
     The probing runs in a child process (``arena_probe.py``): tflite-micro can segfault instead of
     raising when an arena is too small, and a crash there must not take the caller down. A size at
-    which the child died counts as too small; the child is restarted above it. All models share one
+    which the child died counts as too small, with a margin that doubles per crash; the child is
+    restarted above it, so the result is the smallest size that ran above every crash. All models share one
     child, so the start-up cost is paid once per call, not once per model.
     """
     blobs = [bytes(b) for b in models]
@@ -96,6 +97,7 @@ def measure_arenas(models: Sequence[bytes]) -> list[int]:
         read_tflite(b)  # corrupt bytes raise CorruptFlatbufferError here, never reach C++
     result: dict[int, int] = {}
     unsafe: dict[int, int] = {}
+    crashes: dict[int, int] = {}
     with tempfile.TemporaryDirectory(prefix="reds_arena_") as tmp:
         paths = []
         for i, b in enumerate(blobs):
@@ -133,8 +135,11 @@ def measure_arenas(models: Sequence[bytes]) -> list[int]:
                 raise RuntimeError(
                     f"The TFLM arena probe failed (exit code {r.returncode}): {r.stderr.strip()[-500:]}"
                 )
+            # Crashed at n: treat n and a margin above it as too small. Crashes come in bands (sizes
+            # just below a model's need), so the margin doubles with every crash of the same model.
             i, n = pending
-            unsafe[i] = max(unsafe.get(i, 0), n)  # crashed at n: treat n and below as too small
+            crashes[i] = crashes.get(i, 0) + 1
+            unsafe[i] = max(unsafe.get(i, 0), n + 8 * 2 ** crashes[i])
         else:
             raise RuntimeError(f"The TFLM arena probe crashed {_MAX_RESTARTS} times; giving up.")
     return [result[i] for i in range(len(blobs))]
