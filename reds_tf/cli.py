@@ -313,6 +313,39 @@ def solve_cmd(
 # --- convert (convert issue) -------------------------------------------------------------------------
 
 
+# What a conversion writes into --out: an earlier conversion's files are replaced with --overwrite, so
+# no stale submodel_k.tflite of a run with more levels stays beside the new report.
+_CONVERTED = ("submodel_*.tflite", "bundle.tflite", "bundle.json", "report.json", "report.md", "model.blob",
+              "model_blob.c", "model_blob.h")  # fmt: skip
+
+
+def _prepare_out(out, overwrite: bool) -> None:
+    """Create --out, or refuse one that cannot hold the conversion or already holds files."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise click.ClickException(f"--out {out} is a file, not a directory. Fix: pass a directory path.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(
+            f"--out {out} cannot be created ({e.strerror}). Fix: pass a writable path."
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise click.ClickException(f"--out {out} is not writable. Fix: pass a writable directory.")
+    held = sorted(p.name for p in out.iterdir())
+    if held and not overwrite:
+        raise click.ClickException(
+            f"--out {out} already holds {len(held)} file(s) ({', '.join(held[:4])}"
+            f"{', ...' if len(held) > 4 else ''}). "
+            "Fix: pass an empty or new directory, or --overwrite to replace an earlier conversion."
+        )
+    if overwrite:
+        for pattern in _CONVERTED:
+            for p in out.glob(pattern):
+                p.unlink()
+
+
 @main.command("convert")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
@@ -327,6 +360,7 @@ def solve_cmd(
 @click.option("--strategy", type=click.Choice(["auto", "slice", "copy"]), default="auto", show_default=True,
               help="Bundle storage of weights that are not a prefix of the full tensor.")  # fmt: skip
 @click.option("--no-verify", is_flag=True, help="Skip the interpreter checks.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier conversion in --out.")
 @click.option("--calibration-mode", type=click.Choice(["shared", "per_level"]), default=None,
               help="Activation calibration: the full level's for all levels (shared) or per level. "
               "Default: the run's recipe, else shared.")  # fmt: skip
@@ -340,6 +374,7 @@ def convert_cmd(
     data_dir,
     strategy,
     no_verify,
+    overwrite,
     calibration_mode,
 ) -> None:
     """Convert a REDS run directory or nested .keras model to per-level int8 .tflite files, a
@@ -356,12 +391,24 @@ def convert_cmd(
                 raise click.BadParameter(f"{path} has no array 'x' (found {list(d)}).")
             return d["x"], (d["y"] if "y" in d else None)
 
+    src, out = Path(source), Path(out_dir)
+    if src.is_dir() and not (src / "model.keras").is_file():
+        raise click.ClickException(
+            f"{source} has no model.keras, so it is not a reds run directory. Fix: pass a run directory "
+            "written by `reds run` (finished) or the path of a nested .keras model."
+        )
+    if levels != "all" and not all(p.strip().isdigit() for p in levels.split(",")):
+        raise click.ClickException(
+            f"--levels must be 'all' or comma-separated level indices such as 0,2. Received: {levels!r}"
+        )
+    if samples < 1:
+        raise click.ClickException(f"--calibration must be >= 1 samples. Received: {samples}")
+    _prepare_out(out, overwrite)
     try:
         from reds_tf.convert import convert
 
         cal = npz(calibration_data) if calibration_data else None
         test = npz(test_data) if test_data else None
-        src = Path(source)
         if cal is None and src.is_dir() and (src / "recipe.yaml").is_file():
             from reds_tf import pipeline
             from reds_tf.recipe import Recipe

@@ -141,7 +141,12 @@ def _parse_levels(levels: str | Sequence[int], k: int) -> list[int]:
     if isinstance(levels, str):
         if levels == "all":
             return list(range(k))
-        levels = [int(s) for s in levels.split(",") if s.strip()]
+        try:
+            levels = [int(s) for s in levels.split(",") if s.strip()]
+        except ValueError:
+            raise NotARedsModelError(
+                f"Levels must be 'all' or comma-separated indices such as '0,2'. Received: levels={levels!r}"
+            ) from None
     out = sorted({int(i) for i in levels})
     if not out or out[0] < 0 or out[-1] >= k:
         raise NotARedsModelError(f"Levels must be in [0, {k - 1}]. Received: levels={list(levels)}")
