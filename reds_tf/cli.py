@@ -350,7 +350,8 @@ def _prepare_out(out, overwrite: bool) -> None:
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--levels", default="all", show_default=True, help="'all' or level indices, e.g. 0,2.")
-@click.option("--calibration", "samples", type=int, default=200, show_default=True, help="Calibration N.")
+@click.option("--calibration", "samples", type=int, default=None,
+              help="Calibration samples. Default: the run's recipe, else 200.")  # fmt: skip
 @click.option(
     "--calibration-data", type=click.Path(exists=True, dir_okay=False), default=None,
     help="NPZ with arrays x (and y); required when SOURCE records no dataset.",
@@ -401,7 +402,7 @@ def convert_cmd(
         raise click.ClickException(
             f"--levels must be 'all' or comma-separated level indices such as 0,2. Received: {levels!r}"
         )
-    if samples < 1:
+    if samples is not None and samples < 1:
         raise click.ClickException(f"--calibration must be >= 1 samples. Received: {samples}")
     _prepare_out(out, overwrite)
     try:
@@ -415,15 +416,16 @@ def convert_cmd(
 
             recipe = Recipe.load(src / "recipe.yaml")
             _, batched = pipeline.load_data(recipe, data_dir)
-            cal = batched["train"]
+            cal = batched["val"]  # as the pipeline's own conversion: the same files byte for byte
             calibration_mode = calibration_mode or recipe.convert.calibration_mode
+            samples = samples or recipe.convert.calibration_samples
             test = test if test is not None else batched["test"]
         if cal is None:
             raise click.UsageError(
                 f"{source} records no dataset (no recipe.yaml). Fix: pass --calibration-data PATH.npz with "
                 "arrays x (inputs) and y (labels)."
             )
-        rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples,
+        rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples or 200,
                       test_data=test, verify=not no_verify, strategy=strategy,
                       calibration_mode=calibration_mode or "shared")  # fmt: skip
     except RedsError as e:

@@ -234,7 +234,10 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
         rd.path("model.keras"),
         rd.path("converted"),
         levels="all",
-        calibration=batched["train"],
+        # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
+        # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
+        # reshuffled and augmented on every pass).
+        calibration=batched["val"],
         calibration_samples=recipe.convert.calibration_samples,
         test_data=batched["test"],
         verify=recipe.convert.verify,
