@@ -5,15 +5,16 @@ TFLiteConverter quantises each level on its own, so two levels never share int8 
 FULL level's int8 values and per-channel scales restricted to the level's units (a
 prefix, or for Flatten -> Dense a strided sub-block), and recomputes the int32 biases
 for the new weight scales: ``bias_q = round(bias_float / (s_in * s_w[c]))`` with
-``bias_float`` recovered from the converter's own int32 bias and scale. Activation
-quantisation (calibrated per level) is kept.
+``bias_float`` recovered from the converter's own int32 bias and scale. ``share_activations``
+(shared calibration, run first) gives every level the full level's activation quantisation; then
+each level's int32 biases are the full level's, restricted to its channels.
 
-Also here: ``quantize_multiplier``, the Python twin of TFLM's ``QuantizeMultiplier``.
+TFLM's ``QuantizeMultiplier`` has one Python twin, ``c_prepare.quantize_multiplier`` (std::round:
+halves away from zero).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -53,20 +54,6 @@ class TensorShare:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM's QuantizeMultiplier: ``real ~= q * 2**(shift - 31)`` with q a Q31 int32."""
-    if real == 0.0:
-        return 0, 0
-    mant, shift = math.frexp(real)
-    q = int(round(mant * (1 << 31)))
-    if q == 1 << 31:
-        q //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    return q, shift
 
 
 def _full_bias_if_same(
