@@ -79,6 +79,21 @@ def breakdown_markdown(bd: dict[str, dict[str, int]]) -> str:
     return head + rows + total
 
 
+def _blob_ledger(fw: dict[str, Any]) -> str:
+    """The firmware blob's byte ledger: every section once, then what each level adds (widest first)."""
+    if "sections" not in fw:
+        return ""
+    rows = "".join(f"| {name} | {b:,} |\n" for name, b in fw["sections"].items())
+    per = ", ".join(
+        f"level {lv['level']}: {lv['table_bytes']:,} B records + {lv['params_bytes_added']:,} B int32"
+        for lv in fw["levels"]
+    )
+    return (
+        f"| firmware blob section | bytes |\n|---|---|\n{rows}\nPer level (the widest level's int32 "
+        f"arrays are stored first; a narrower level adds only what is not a view of them): {per}.\n\n"
+    )
+
+
 # Issue "convert": bundle flash <= 1.10 x the full level's standalone file.
 RATIO_TARGET = 1.10
 
@@ -174,6 +189,7 @@ class ConvertReport:
                 else f" = {ratio:.3f} x a blob of the full level alone ({fw['full_level_blob_bytes']:,} B)"
             )  # fmt: skip
             + ".\n\n"
+            + _blob_ledger(fw)
         )
 
     def markdown(self) -> str:

@@ -234,3 +234,13 @@ def test_flatten_dense_levels_share_a_strided_block(tmp_path):
     assert len(fc) == 1 and fc[0]["shared"] and fc[0]["max_abs_diff_lsb"] <= 1.0
     assert all(r.bundle_bit_exact and r.tflite_ref_vs_tflm_max_lsb <= 1 for r in rep.levels)
     assert rep.levels[0].widths == dict(zip(g.group_names, half, strict=True))
+
+
+def test_firmware_blob_ledger(fc2_report):
+    """report.md files every blob byte once; with shared calibration only the widest level adds int32s."""
+    fw = fc2_report.firmware
+    assert sum(fw["sections"].values()) == fw["blob_bytes"]
+    assert [lv["params_bytes_added"] for lv in fw["levels"]][:-1] == [0, 0]
+    assert fw["blob_ratio_vs_full"] < 1.05  # fc2: weights dominate, stored once
+    md = open(f"{fc2_report.out_dir}/report.md").read()
+    assert "| firmware blob section | bytes |" in md and "x a blob of the full level alone" in md
