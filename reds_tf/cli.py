@@ -95,6 +95,8 @@ def run_cmd(
     except RedsError as e:
         raise click.ClickException(str(e)) from e
     click.echo("")
+    if res.get("synthetic_data"):
+        click.echo("SYNTHETIC data: a demo of the pipeline, not accuracy on the real dataset.")
     click.echo(_level_table(res["levels"], _RUN_COLUMNS))
     click.echo(f"\nresults: {run_dir / 'results.json'}, {run_dir / 'results.md'}, {run_dir / 'plots'}")
 

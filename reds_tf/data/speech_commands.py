@@ -232,6 +232,7 @@ def load(
         "dataset": "speech_commands",
         "source": str(root),
         "split_rule": index.split_rule,
+        "synthetic": index.synthetic,
         "seed": seed,
         "limit": limit,
         "feature": feature,
