@@ -108,9 +108,11 @@ def run_cmd(
 def eval_cmd(run_dir, split, data_dir) -> None:
     """Show the per-level results of a finished run (or re-measure accuracy on --split)."""
     from reds_tf.errors import RedsError
+    from reds_tf.runstore import RunDir
 
     try:
         if split is None:
+            RunDir(run_dir).check_complete()
             from reds_tf.evaluate import load_results
 
             res = load_results(run_dir)
