@@ -146,16 +146,18 @@ def test_kernel_objects_have_no_writable_globals(build_dir):
 
 
 # ---------------------------------------------------------------- the Cortex-M4 build, in unicorn
-def _m4(build_dir: Path):
+def _m4(build_dir: Path, portable: bool = False):
+    """The Cortex-M4 bench image in unicorn: DSP (SIMD) kernels, or with portable=True the portable C ones."""
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi toolchain not installed")
     pytest.importorskip("unicorn")
     sys.path.insert(0, str(FIRMWARE.parent / "benchmarks"))
     import mcu_cycles
 
-    r = _make("m4", f"BUILD={build_dir}/m4img")
+    img = build_dir / ("m4port" if portable else "m4img")
+    r = _make("m4", f"BUILD={img}", *(["M4_DEFS=-DREDS_PORTABLE"] if portable else []))
     assert r.returncode == 0, r.stderr
-    return mcu_cycles.M4(build_dir / "m4img" / "m4" / "bench.elf")
+    return mcu_cycles.M4(img / "m4" / "bench.elf")
 
 
 def _i32(*v: int) -> bytes:
@@ -216,6 +218,30 @@ def test_cortex_m4_build_bit_exact_with_tflm(build_dir):
             np.testing.assert_array_equal(
                 got, np.asarray(case["expected"]).reshape(-1), err_msg=f"{kind} {i}"
             )
+
+
+def test_cortex_m4_simd_paths_bit_exact_with_tflm_and_portable(build_dir):
+    """The SIMD kernels the Cortex-M4 build takes (SXTB16 + SMLAD) on shapes that exercise their blocking:
+    pointwise and general convolutions with channel counts that are not multiples of 4 or 8, odd pixel and
+    channel counts, prefix views of wider weight tensors. Bit-exact with TFLM, and with the portable C path
+    built for the same core (-DREDS_PORTABLE) also where requantisation leaves the fast path (huge biases,
+    left shifts)."""
+    dsp, port = _m4(build_dir), _m4(build_dir, portable=True)
+    rng = np.random.default_rng(int.from_bytes(os.urandom(2), "little"))
+    cases = [gen_goldens._conv_like(rng, False, kernel=(1, 1), max_c=40) for _ in range(10)]
+    cases += [gen_goldens._conv_like(rng, False, max_c=24) for _ in range(4)]
+    cases += [gen_goldens._conv_like(rng, True, max_c=24) for _ in range(4)]
+    cases += [gen_goldens.case_fc(rng) for _ in range(4)]
+    for i, case in enumerate(cases):
+        want = np.asarray(case["expected"]).reshape(-1)
+        np.testing.assert_array_equal(_run_case_on_m4(dsp, case), want, err_msg=f"{case['kind']} {i} (DSP)")
+        np.testing.assert_array_equal(_run_case_on_m4(port, case), want, err_msg=f"{case['kind']} {i} (portable)")
+        # Outside TFLM's usual ranges: biases near 2^30 and left shifts take the exact (slow) requantisation.
+        case["bias"] = rng.integers(-(2**30), 2**30, size=case["bias"].size).astype(np.int32)
+        case["shift"] = rng.integers(-3, 4, size=case["shift"].size).astype(np.int32)
+        np.testing.assert_array_equal(
+            _run_case_on_m4(dsp, case), _run_case_on_m4(port, case), err_msg=f"{case['kind']} {i} extreme"
+        )
 
 
 def test_cortex_m4_level_switch_within_64_instructions(build_dir):

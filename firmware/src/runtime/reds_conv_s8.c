@@ -3,6 +3,7 @@
  * Arithmetic as TFLM reference_integer_ops::ConvPerChannel; taps outside the image are skipped
  * (TFLM's padding), with the in-image tap range computed once per output pixel.
  */
+#include "reds_dsp.h"
 #include "reds_kernels.h"
 #include "reds_requant.h"
 #include "reds_window.h"
@@ -87,6 +88,172 @@ static inline void pw_channel(const pw_geom *g, const int8_t *w, int32_t b0, con
     }
 }
 
+#if REDS_DSP
+/* Sum of a weight row, for folding the input offset into the bias: sum w (x + off) + b =
+ * sum w x + (b + off * sum w), modulo 2^32, which is TFLM's int32 result whenever its order does not
+ * overflow (the plain / rq_fast_ok bound is on that same true value). */
+static int32_t row_sum(const int8_t *w, int32_t n)
+{
+    int32_t s = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        s += w[i];
+    }
+    return s;
+}
+
+/* Four input channels of a 2x2 tile: output channels (w0, w1) x pixels (xa, xb). One LDR per operand,
+ * SXTB16 splits it into bytes (0, 2) and (1, 3) as 16-bit lanes, SMLAD does two MACs. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa, const int8_t *xb,
+                            int32_t a[4])
+{
+    const uint32_t va = reds_read_s8x4(xa), vb = reds_read_s8x4(xb);
+    const uint32_t u0 = reds_read_s8x4(w0), u1 = reds_read_s8x4(w1);
+    const uint32_t a02 = reds_sxtb16(va), a13 = reds_sxtb16_ror8(va);
+    const uint32_t b02 = reds_sxtb16(vb), b13 = reds_sxtb16_ror8(vb);
+    uint32_t e = reds_sxtb16(u0), o = reds_sxtb16_ror8(u0);
+    a[0] = reds_smlad(o, a13, reds_smlad(e, a02, a[0]));
+    a[1] = reds_smlad(o, b13, reds_smlad(e, b02, a[1]));
+    e = reds_sxtb16(u1);
+    o = reds_sxtb16_ror8(u1);
+    a[2] = reds_smlad(o, a13, reds_smlad(e, a02, a[2]));
+    a[3] = reds_smlad(o, b13, reds_smlad(e, b02, a[3]));
+}
+
+/* Output channels (w0, w1) x pixels (xa, xb) over n input channels, without the input offset:
+ * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Eight channels per iteration (the loop test and any spilled
+ * pointer are paid once per 32 MACs), then four, then one at a time. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t *xa, const int8_t *xb,
+                               int32_t n, int32_t acc[4])
+{
+    int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+    for (int32_t k = n >> 3; k > 0; --k) {
+        pw_step4(w0, w1, xa, xb, a);
+        pw_step4(w0 + 4, w1 + 4, xa + 4, xb + 4, a);
+        xa += 8;
+        xb += 8;
+        w0 += 8;
+        w1 += 8;
+    }
+    if (n & 4) {
+        pw_step4(w0, w1, xa, xb, a);
+        xa += 4;
+        xb += 4;
+        w0 += 4;
+        w1 += 4;
+    }
+    for (int32_t t = n & 3; t > 0; --t) {
+        const int32_t xav = *xa++, xbv = *xb++, w0v = *w0++, w1v = *w1++;
+        a[0] += w0v * xav;
+        a[1] += w0v * xbv;
+        a[2] += w1v * xav;
+        a[3] += w1v * xbv;
+    }
+    acc[0] = a[0];
+    acc[1] = a[1];
+    acc[2] = a[2];
+    acc[3] = a[3];
+}
+
+/* Requantisation constants of one output channel of the SIMD pointwise path. */
+typedef struct {
+    reds_rq rq;
+    int32_t c0;  /* bias + input_offset * (sum of the channel's weights) */
+    int32_t rnd; /* reds_rq_fold_rnd: rounding and output zero point in one constant */
+    int fold;    /* reds_rq_fold_ok holds for every accumulator of the channel */
+} pw_chan;
+
+static pw_chan pw_chan_prepare(const reds_quant *quant, const int32_t *bias, const int8_t *w, int32_t oc,
+                               int32_t in_c, int32_t in_off, int32_t out_off)
+{
+    const int32_t q = quant->per_channel ? oc : 0;
+    pw_chan c;
+    c.rq = reds_rq_prepare(quant->multiplier[q], quant->shift[q]);
+    const int32_t b0 = bias != NULL ? bias[oc] : 0;
+    c.c0 = (int32_t)((uint32_t)b0 + (uint32_t)in_off * (uint32_t)row_sum(w, in_c));
+    /* |acc| <= |bias| + in_c * 128 * 255 (|w| <= 128, |x + off| <= 255). */
+    const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * in_c;
+    c.fold = reds_rq_fold_ok(c.rq, bound, out_off);
+    c.rnd = c.fold ? reds_rq_fold_rnd(c.rq, out_off) : 0;
+    return c;
+}
+
+/* One output: `fold` (a constant at every call site) selects reds_rq_fast with the zero point folded in. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int8_t pw_out(int32_t acc, const pw_chan *c, int32_t out_off, int32_t act_min, int32_t act_max,
+                            const int fold)
+{
+    int32_t v = fold ? reds_rq_fast(acc, c->rq.multiplier, c->rq.right, c->rnd) : reds_rq_apply(acc, c->rq) + out_off;
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
+/* All pixels of output channels (oc, oc + d1), d1 in {0, 1}, as 2x2 tiles. A row with an odd number of
+ * pixels ends with a tile overlapping the one before (or, for a single pixel, a tile of that pixel twice):
+ * the repeated outputs are recomputed and stored again with the same value, so no lane is ever masked. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1, const pw_chan *c0,
+                           const pw_chan *c1, int32_t d1, int32_t rows, int32_t row_len, int8_t *out_oc,
+                           const int fold)
+{
+    const int32_t in_c = g->in_c, out_c = g->out_c, x_step = g->x_step;
+    const int32_t out_off = g->out_off, act_min = g->act_min, act_max = g->act_max;
+    const int32_t xb_step = row_len > 1 ? x_step : 0, ob_step = row_len > 1 ? out_c : 0;
+    for (int32_t r = 0; r < rows; ++r) {
+        const int8_t *x = g->in + (r / g->out_h) * g->img_step + (r % g->out_h) * g->row_step;
+        int8_t *o = out_oc + r * g->out_w * out_c;
+        for (int32_t p = 0; p < row_len; p += 2) {
+            if (p + 1 == row_len && p > 0) { /* odd row: last tile = pixels row_len - 2, row_len - 1 */
+                x -= x_step;
+                o -= out_c;
+            }
+            int32_t acc[4] = {c0->c0, c0->c0, c1->c0, c1->c0};
+            pw_tile_2x2(w0, w1, x, x + xb_step, in_c, acc);
+            o[0] = pw_out(acc[0], c0, out_off, act_min, act_max, fold);
+            o[ob_step] = pw_out(acc[1], c0, out_off, act_min, act_max, fold);
+            o[d1] = pw_out(acc[2], c1, out_off, act_min, act_max, fold);
+            o[ob_step + d1] = pw_out(acc[3], c1, out_off, act_min, act_max, fold);
+            x += 2 * x_step;
+            o += 2 * out_c;
+        }
+    }
+}
+
+/* Pointwise on a DSP core: output channels in pairs (outermost, so the pair's constants are prepared
+ * once; an odd last channel pairs with the one before it, recomputing that one), pixels in pairs, 2x2
+ * accumulators sharing every loaded word twice. Rows of pixels are contiguous in the input when the
+ * convolution is stride 1 over the whole image (then all n * h * w pixels form one row). */
+REDS_SIMD_FN static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *filter, int32_t cs,
+                    const int32_t *bias, int8_t *output)
+{
+    const int32_t in_c = g->in_c, out_c = g->out_c;
+    const int flat = g->x_step == in_c && g->row_step == g->out_w * in_c && g->img_step == g->out_h * g->row_step;
+    const int32_t rows = flat ? 1 : g->rows, row_len = flat ? g->rows * g->out_w : g->out_w;
+    const int32_t d1 = out_c > 1 ? 1 : 0;
+    for (int32_t oc = 0; oc < out_c; oc += 2) {
+        const int32_t o0 = oc + d1 < out_c ? oc : oc - 1; /* odd count: last pair is (out_c - 2, out_c - 1) */
+        const int8_t *const w0 = filter + o0 * cs, *const w1 = w0 + d1 * cs;
+        const pw_chan c0 = pw_chan_prepare(quant, bias, w0, o0, in_c, g->in_off, g->out_off);
+        const pw_chan c1 = pw_chan_prepare(quant, bias, w1, o0 + d1, in_c, g->in_off, g->out_off);
+        if (c0.fold && c1.fold) {
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1);
+        } else {
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 0);
+        }
+    }
+}
+#endif /* REDS_DSP */
+
 /* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels.
  * Output channel outermost: the channel's weight row, bias and requantisation constants are fetched
  * once and stay in registers for all its pixels, so the fixed cost per output is the requantisation
@@ -111,6 +278,12 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
                        params->stride.h * in->w * in->c,     /* next output row, same image */
                        in->h * in->w * in->c,                /* next image */
                        params->output_offset, params->activation.min, params->activation.max};
+#if REDS_DSP
+    if (g.in_c > 1) {
+        pw_simd(&g, quant, filter->data, filter->c_stride, bias, output);
+        return REDS_OK;
+    }
+#endif
     const int32_t q_step = quant->per_channel ? 1 : 0;
     for (int32_t oc = 0; oc < g.out_c; ++oc) {
         const int8_t *const w = filter->data + oc * filter->c_stride;
