@@ -277,7 +277,7 @@ def test_mcu_cycles_fc2_levels(build_dir, tmp_path):
     import mcu_cycles
 
     model, plan = mcu_cycles.reds_plan("fc2")
-    rows = mcu_cycles.model_rows(m4, "fc2", "reds", model, plan, tmp_path)
+    rows = mcu_cycles.model_rows({mcu_cycles.PRIMARY: m4}, "fc2", "reds", model, plan, tmp_path)
     assert [round(r["mac_fraction"], 2) for r in rows] == [0.25, 0.5, 0.75, 1.0]  # the budgets, met exactly
     assert [r["bit_exact_vs_tflm"] for r in rows] == [True] * 4
     assert max(r["switch_instructions"] for r in rows) <= mcu_cycles.SWITCH_TARGET
