@@ -122,9 +122,35 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
     a[3] = reds_smlad(o, b13, reds_smlad(e, b02, a[3]));
 }
 
+/* The four-channel step of pw_step4 as asm text (operands named as in pw_tile_2x2's asm): t0..t5 are
+ * scratch; the weight words come first so that each is split, used twice and dead before the next. */
+#define REDS_PW_STEP4_ASM                                                                                    \
+    "ldr %[t0], [%[w0]], #4\n\t"                                                                          \
+    "ldr %[t1], [%[xa]], #4\n\t"                                                                          \
+    "ldr %[t2], [%[xb]], #4\n\t"                                                                          \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                             \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                     \
+    "sxtb16 %[t4], %[t1]\n\t"                                                                             \
+    "sxtb16 %[t1], %[t1], ror #8\n\t"                                                                     \
+    "sxtb16 %[t5], %[t2]\n\t"                                                                             \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                                     \
+    "smlad %[a0], %[t3], %[t4], %[a0]\n\t"                                                                \
+    "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                \
+    "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                \
+    "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                \
+    "ldr %[t0], [%[w1]], #4\n\t"                                                                          \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                             \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                     \
+    "smlad %[a2], %[t3], %[t4], %[a2]\n\t"                                                                \
+    "smlad %[a2], %[t0], %[t1], %[a2]\n\t"                                                                \
+    "smlad %[a3], %[t3], %[t5], %[a3]\n\t"                                                                \
+    "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
+
 /* Output channels (w0, w1) x pixels (xa, xb) over n input channels, without the input offset:
- * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Eight channels per iteration (the loop test and any spilled
- * pointer are paid once per 32 MACs), then four, then one at a time. */
+ * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of eight channels run as one asm loop: it needs 14
+ * registers (4 accumulators, 4 pointers, 6 scratch), which is every allocatable one, so its end test
+ * reads the end pointer from memory; left to itself gcc spills accumulators inside the loop (at -Os
+ * badly). Then four channels, then one at a time, in C. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -132,13 +158,18 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
                                int32_t n, int32_t acc[4])
 {
     int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
-    for (int32_t k = n >> 3; k > 0; --k) {
-        pw_step4(w0, w1, xa, xb, a);
-        pw_step4(w0 + 4, w1 + 4, xa + 4, xb + 4, a);
-        xa += 8;
-        xb += 8;
-        w0 += 8;
-        w1 += 8;
+    if (n >= 8) {
+        const int8_t *const end8 = xa + (n & ~7);
+        uint32_t t0, t1, t2, t3, t4, t5;
+        __asm__("1:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM
+                "ldr %[t0], %[end]\n\t"
+                "cmp %[xa], %[t0]\n\t"
+                "bne 1b\n\t"
+                : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
+                  [w1] "+r"(w1), [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1),
+                  [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                : [end] "m"(end8)
+                : "cc", "memory");
     }
     if (n & 4) {
         pw_step4(w0, w1, xa, xb, a);
@@ -233,7 +264,7 @@ static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1,
  * once; an odd last channel pairs with the one before it, recomputing that one), pixels in pairs, 2x2
  * accumulators sharing every loaded word twice. Rows of pixels are contiguous in the input when the
  * convolution is stride 1 over the whole image (then all n * h * w pixels form one row). */
-REDS_SIMD_FN static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *filter, int32_t cs,
+static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *filter, int32_t cs,
                     const int32_t *bias, int8_t *output)
 {
     const int32_t in_c = g->in_c, out_c = g->out_c;

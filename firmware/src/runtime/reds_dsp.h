@@ -21,15 +21,6 @@
 #endif
 
 #if REDS_DSP
-/* gcc's scheduler before register allocation hoists every load of an unrolled SIMD loop to its top and
- * then spills accumulators (measured: +15 % instructions on the pointwise kernel at -O2); the functions
- * holding the SIMD loops turn it off. */
-#if defined(__clang__)
-#define REDS_SIMD_FN
-#else
-#define REDS_SIMD_FN __attribute__((optimize("no-schedule-insns")))
-#endif
-
 /** Four int8 at any address as one little-endian word (Armv7E-M loads words unaligned). */
 static inline uint32_t reds_read_s8x4(const int8_t *p)
 {
