@@ -123,7 +123,8 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
 }
 
 /* The four-channel step of pw_step4 as asm text (operands named as in pw_tile_2x2's asm): t0..t5 are
- * scratch; the weight words come first so that each is split, used twice and dead before the next. */
+ * scratch; the second weight row is read at w0 + d1, d1 = (w1 - w0) - 4 kept in memory, after w0 moved
+ * on by 4. Each weight word is split, used twice and dead before the next. */
 #define REDS_PW_STEP4_ASM                                                                                    \
     "ldr %[t0], [%[w0]], #4\n\t"                                                                          \
     "ldr %[t1], [%[xa]], #4\n\t"                                                                          \
@@ -138,7 +139,8 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
     "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                \
     "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                \
     "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                \
-    "ldr %[t0], [%[w1]], #4\n\t"                                                                          \
+    "ldr %[t0], %[d1]\n\t"                                                                                 \
+    "ldr %[t0], [%[w0], %[t0]]\n\t"                                                                       \
     "sxtb16 %[t3], %[t0]\n\t"                                                                             \
     "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                     \
     "smlad %[a2], %[t3], %[t4], %[a2]\n\t"                                                                \
@@ -147,10 +149,10 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
     "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
 
 /* Output channels (w0, w1) x pixels (xa, xb) over n input channels, without the input offset:
- * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of eight channels run as one asm loop: it needs 14
- * registers (4 accumulators, 4 pointers, 6 scratch), which is every allocatable one, so its end test
- * reads the end pointer from memory; left to itself gcc spills accumulators inside the loop (at -Os
- * badly). Then four channels, then one at a time, in C. */
+ * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of eight channels run as one asm loop using 13 registers
+ * (4 accumulators, 3 pointers, 6 scratch; the distance to the second weight row and the end pointer are
+ * read from memory), so it allocates with or without a frame pointer; left to itself gcc spills
+ * accumulators inside the loop (at -Os badly). Then four channels, then one at a time, in C. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -158,27 +160,32 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
                                int32_t n, int32_t acc[4])
 {
     int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+#if defined(__OPTIMIZE__) /* unoptimised builds keep fewer registers free (and need no speed) */
     if (n >= 8) {
         const int8_t *const end8 = xa + (n & ~7);
+        const int32_t d1 = (int32_t)(w1 - w0) - 4;
         uint32_t t0, t1, t2, t3, t4, t5;
         __asm__("1:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM
                 "ldr %[t0], %[end]\n\t"
                 "cmp %[xa], %[t0]\n\t"
                 "bne 1b\n\t"
                 : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
-                  [w1] "+r"(w1), [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1),
-                  [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
-                : [end] "m"(end8)
+                  [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+                  [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                : [end] "m"(end8), [d1] "m"(d1)
                 : "cc", "memory");
+        w1 = w0 + d1 + 4;
     }
-    if (n & 4) {
+    n &= 7;
+#endif
+    for (; n >= 4; n -= 4) {
         pw_step4(w0, w1, xa, xb, a);
         xa += 4;
         xb += 4;
         w0 += 4;
         w1 += 4;
     }
-    for (int32_t t = n & 3; t > 0; --t) {
+    for (; n > 0; --n) {
         const int32_t xav = *xa++, xbv = *xb++, w0v = *w0++, w1v = *w1++;
         a[0] += w0v * xav;
         a[1] += w0v * xbv;
@@ -214,14 +221,18 @@ static pw_chan pw_chan_prepare(const reds_quant *quant, const int32_t *bias, con
     return c;
 }
 
-/* One output: `fold` (a constant at every call site) selects reds_rq_fast with the zero point folded in. */
+/* One output: `fold` (a constant at every call site) selects reds_rq_fast with the zero point folded in,
+ * `sat8` promises the activation clamp is [-128, 127] (one SSAT). */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
 static inline int8_t pw_out(int32_t acc, const pw_chan *c, int32_t out_off, int32_t act_min, int32_t act_max,
-                            const int fold)
+                            const int fold, const int sat8)
 {
     int32_t v = fold ? reds_rq_fast(acc, c->rq.multiplier, c->rq.right, c->rnd) : reds_rq_apply(acc, c->rq) + out_off;
+    if (sat8) { /* clamp to [-128, 127], the usual range: no activation, or ReLU with zero point -128 */
+        return (int8_t)reds_ssat8(v);
+    }
     v = v < act_min ? act_min : v;
     v = v > act_max ? act_max : v;
     return (int8_t)v;
@@ -235,7 +246,7 @@ __attribute__((always_inline))
 #endif
 static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1, const pw_chan *c0,
                            const pw_chan *c1, int32_t d1, int32_t rows, int32_t row_len, int8_t *out_oc,
-                           const int fold)
+                           const int fold, const int sat8)
 {
     const int32_t in_c = g->in_c, out_c = g->out_c, x_step = g->x_step;
     const int32_t out_off = g->out_off, act_min = g->act_min, act_max = g->act_max;
@@ -250,10 +261,10 @@ static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1,
             }
             int32_t acc[4] = {c0->c0, c0->c0, c1->c0, c1->c0};
             pw_tile_2x2(w0, w1, x, x + xb_step, in_c, acc);
-            o[0] = pw_out(acc[0], c0, out_off, act_min, act_max, fold);
-            o[ob_step] = pw_out(acc[1], c0, out_off, act_min, act_max, fold);
-            o[d1] = pw_out(acc[2], c1, out_off, act_min, act_max, fold);
-            o[ob_step + d1] = pw_out(acc[3], c1, out_off, act_min, act_max, fold);
+            o[0] = pw_out(acc[0], c0, out_off, act_min, act_max, fold, sat8);
+            o[ob_step] = pw_out(acc[1], c0, out_off, act_min, act_max, fold, sat8);
+            o[d1] = pw_out(acc[2], c1, out_off, act_min, act_max, fold, sat8);
+            o[ob_step + d1] = pw_out(acc[3], c1, out_off, act_min, act_max, fold, sat8);
             x += 2 * x_step;
             o += 2 * out_c;
         }
@@ -271,15 +282,18 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
     const int flat = g->x_step == in_c && g->row_step == g->out_w * in_c && g->img_step == g->out_h * g->row_step;
     const int32_t rows = flat ? 1 : g->rows, row_len = flat ? g->rows * g->out_w : g->out_w;
     const int32_t d1 = out_c > 1 ? 1 : 0;
+    const int sat8 = g->act_min == -128 && g->act_max == 127;
     for (int32_t oc = 0; oc < out_c; oc += 2) {
         const int32_t o0 = oc + d1 < out_c ? oc : oc - 1; /* odd count: last pair is (out_c - 2, out_c - 1) */
         const int8_t *const w0 = filter + o0 * cs, *const w1 = w0 + d1 * cs;
         const pw_chan c0 = pw_chan_prepare(quant, bias, w0, o0, in_c, g->in_off, g->out_off);
         const pw_chan c1 = pw_chan_prepare(quant, bias, w1, o0 + d1, in_c, g->in_off, g->out_off);
-        if (c0.fold && c1.fold) {
-            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1);
+        if (c0.fold && c1.fold && sat8) {
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1, 1);
+        } else if (c0.fold && c1.fold) {
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1, 0);
         } else {
-            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 0);
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 0, 0);
         }
     }
 }

@@ -93,6 +93,14 @@ static inline int32_t reds_smmulr(int32_t a, int32_t b)
     return r;
 }
 
+/** x saturated to [-128, 127]. */
+static inline int32_t reds_ssat8(int32_t x)
+{
+    int32_t r;
+    __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+
 /** lo(a) in bits 0-15, lo(b) in bits 16-31. */
 static inline uint32_t reds_pkhbt(uint32_t a, uint32_t b)
 {
