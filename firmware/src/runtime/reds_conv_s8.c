@@ -352,6 +352,162 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
     return REDS_OK;
 }
 
+#if REDS_DSP
+/* Largest window (k_h * k_w * in_c) the SIMD general convolution gathers on the stack, two pixels at a
+ * time as int16 (2 * 2 * 128 bytes): first layers (3x3x1 = 9, 10x4x1 = 40, 3x3x3 = 27) fit. */
+#define REDS_CONV_COL_MAX 128
+
+/* Window of one output pixel as int16 (x + input_offset), taps outside the image as 0 (they add
+ * nothing, as TFLM skips them). Blocks of four taps k..k+3 are stored as two words (k, k+2) and
+ * (k+1, k+3): the lane order SXTB16 gives a word of four weights. */
+static void conv_gather(const reds_conv_params *p, const reds_dims *in, const int8_t *img, int32_t k_h,
+                        int32_t k_w, int32_t y0, int32_t x0, int16_t *col)
+{
+    const int32_t in_c = in->c, k4 = (k_h * k_w * in_c) & ~3;
+    int32_t k = 0;
+    for (int32_t ky = 0; ky < k_h; ++ky) {
+        const int32_t y = y0 + ky * p->dilation.h;
+        for (int32_t kx = 0; kx < k_w; ++kx) {
+            const int32_t x = x0 + kx * p->dilation.w;
+            const int inside = y >= 0 && y < in->h && x >= 0 && x < in->w;
+            const int8_t *src = img + (y * in->w + x) * in_c;
+            for (int32_t ci = 0; ci < in_c; ++ci, ++k) {
+                const int16_t v = (int16_t)(inside ? src[ci] + p->input_offset : 0);
+                /* k = 4b + r -> halfword 4b + {0, 2, 1, 3}[r] inside whole blocks, k itself in the tail */
+                col[k < k4 ? (k & ~3) + ((k & 1) << 1) + ((k >> 1) & 1) : k] = v;
+            }
+        }
+    }
+}
+
+/* Output channels (w0, w1) x gathered pixels (ca, cb) over k taps: int8 weights split by SXTB16, int16
+ * columns read two per word, SMLAD. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void conv_tile_2x2(const int8_t *w0, const int8_t *w1, const int16_t *ca, const int16_t *cb,
+                                 int32_t k, int32_t a[4])
+{
+    const int8_t *const end4 = w0 + (k & ~3);
+    while (w0 < end4) {
+        uint32_t pa02, pa13, pb02, pb13;
+        __builtin_memcpy(&pa02, ca, 4);
+        __builtin_memcpy(&pa13, ca + 2, 4);
+        __builtin_memcpy(&pb02, cb, 4);
+        __builtin_memcpy(&pb13, cb + 2, 4);
+        const uint32_t u0 = reds_read_s8x4(w0), u1 = reds_read_s8x4(w1);
+        uint32_t e = reds_sxtb16(u0), o = reds_sxtb16_ror8(u0);
+        a[0] = reds_smlad(o, pa13, reds_smlad(e, pa02, a[0]));
+        a[1] = reds_smlad(o, pb13, reds_smlad(e, pb02, a[1]));
+        e = reds_sxtb16(u1);
+        o = reds_sxtb16_ror8(u1);
+        a[2] = reds_smlad(o, pa13, reds_smlad(e, pa02, a[2]));
+        a[3] = reds_smlad(o, pb13, reds_smlad(e, pb02, a[3]));
+        w0 += 4;
+        w1 += 4;
+        ca += 4;
+        cb += 4;
+    }
+    for (int32_t t = k & 3; t > 0; --t) {
+        const int32_t xa = *ca++, xb = *cb++, v0 = *w0++, v1 = *w1++;
+        a[0] += v0 * xa;
+        a[1] += v0 * xb;
+        a[2] += v1 * xa;
+        a[3] += v1 * xb;
+    }
+}
+
+/* One output of the SIMD general convolution; `mode` as in pw_out: 0 exact, 1 folded zero point,
+ * 2 folded and clamped by SSAT to [-128, 127]. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int8_t conv_out(int32_t acc, int32_t mult, int32_t shift, int32_t out_off, reds_act act,
+                              const int mode)
+{
+    int32_t v;
+    if (mode) {
+        const int32_t right = -shift; /* >= 1 under reds_rq_fold_ok */
+        v = reds_rq_fast(acc, mult, right, (int32_t)((1u << (right - 1)) + ((uint32_t)out_off << right)));
+        if (mode == 2) {
+            return (int8_t)reds_ssat8(v);
+        }
+    } else {
+        v = reds_requantize(acc, mult, shift) + out_off;
+    }
+    v = v < act.min ? act.min : v;
+    v = v > act.max ? act.max : v;
+    return (int8_t)v;
+}
+
+/* All outputs, pixels in pairs (outermost: each pair's windows are gathered once for every output
+ * channel), output channels in pairs; an odd last pixel or channel pairs with the one before it and its
+ * repeated outputs are stored again with the same value. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void conv_simd_run(const reds_conv_params *p, const reds_quant *quant, const reds_dims *in,
+                                 const int8_t *input, const reds_filter *f, const int32_t *bias,
+                                 const reds_dims *out, int8_t *output, const int mode)
+{
+    int16_t col[2][REDS_CONV_COL_MAX];
+    const int32_t k_h = f->dims.h, k_w = f->dims.w, k = k_h * k_w * in->c, out_c = out->c;
+    const int32_t px = out->h * out->w, n_px = in->n * px, d_px = n_px > 1 ? 1 : 0, d_oc = out_c > 1 ? 1 : 0;
+    const int32_t q_step = quant->per_channel ? 1 : 0, out_off = p->output_offset;
+    const reds_act act = p->activation;
+    for (int32_t i = 0; i < n_px; i += 2) {
+        const int32_t pa = i + d_px < n_px ? i : i - 1;
+        for (int32_t j = 0; j < 2; ++j) {
+            const int32_t q = pa + j * d_px, b = q / px, oy = (q % px) / out->w, ox = q % out->w;
+            conv_gather(p, in, input + b * in->h * in->w * in->c, k_h, k_w, oy * p->stride.h - p->padding.h,
+                        ox * p->stride.w - p->padding.w, col[j]);
+        }
+        int8_t *const oa = output + pa * out_c, *const ob = oa + d_px * out_c;
+        for (int32_t oc = 0; oc < out_c; oc += 2) {
+            const int32_t o0 = oc + d_oc < out_c ? oc : oc - 1, o1 = o0 + d_oc;
+            const int8_t *const w0 = f->data + o0 * k, *const w1 = f->data + o1 * k;
+            const int32_t b0 = bias != NULL ? bias[o0] : 0, b1 = bias != NULL ? bias[o1] : 0;
+            int32_t acc[4] = {b0, b0, b1, b1};
+            conv_tile_2x2(w0, w1, col[0], col[1], k, acc);
+            const int32_t m0 = quant->multiplier[o0 * q_step], s0 = quant->shift[o0 * q_step];
+            const int32_t m1 = quant->multiplier[o1 * q_step], s1 = quant->shift[o1 * q_step];
+            oa[o0] = conv_out(acc[0], m0, s0, out_off, act, mode);
+            ob[o0] = conv_out(acc[1], m0, s0, out_off, act, mode);
+            oa[o1] = conv_out(acc[2], m1, s1, out_off, act, mode);
+            ob[o1] = conv_out(acc[3], m1, s1, out_off, act, mode);
+        }
+    }
+}
+
+/* General convolution on a DSP core when every output channel's window of weights is contiguous
+ * (c_stride == in_c, which holds for a first layer: its input channels never narrow) and fits
+ * REDS_CONV_COL_MAX. Returns 0 (and computes nothing) otherwise. */
+static int conv_simd(const reds_conv_params *p, const reds_quant *quant, const reds_dims *in,
+                     const int8_t *input, const reds_filter *f, const int32_t *bias, const reds_dims *out,
+                     int8_t *output)
+{
+    const int32_t k = f->dims.h * f->dims.w * in->c;
+    if (f->c_stride != in->c || k > REDS_CONV_COL_MAX) {
+        return 0;
+    }
+    int fold = 1;
+    for (int32_t oc = 0; oc < out->c && fold; ++oc) {
+        const int32_t q = quant->per_channel ? oc : 0, b = bias != NULL ? bias[oc] : 0;
+        /* |acc| <= |bias| + k * 128 * 255 (|w| <= 128, |x + off| <= 255). */
+        const int64_t bound = (b < 0 ? -(int64_t)b : (int64_t)b) + (int64_t)255 * 128 * k;
+        fold = reds_rq_fold_ok(reds_rq_prepare(quant->multiplier[q], quant->shift[q]), bound, p->output_offset);
+    }
+    if (fold && p->activation.min == -128 && p->activation.max == 127) {
+        conv_simd_run(p, quant, in, input, f, bias, out, output, 2);
+    } else if (fold) {
+        conv_simd_run(p, quant, in, input, f, bias, out, output, 1);
+    } else {
+        conv_simd_run(p, quant, in, input, f, bias, out, output, 0);
+    }
+    return 1;
+}
+#endif /* REDS_DSP */
+
 reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant,
                          const reds_dims *input_dims, const int8_t *input, const reds_filter *filter,
                          const int32_t *bias, const reds_dims *output_dims, int8_t *output)
@@ -383,6 +539,11 @@ reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant
     if (k_h == 1 && k_w == 1 && params->padding.h == 0 && params->padding.w == 0) {
         return conv_1x1(params, quant, input_dims, input, filter, bias, output_dims, output);
     }
+#if REDS_DSP
+    if (conv_simd(params, quant, input_dims, input, filter, bias, output_dims, output)) {
+        return REDS_OK;
+    }
+#endif
     /* When a filter row's taps are contiguous (the view is full-width in C_in, or one tap per row)
      * a whole row of the window is one dot product. */
     const int32_t rows_contiguous = params->dilation.w == 1 && (cs == in_c || k_w == 1);
