@@ -163,9 +163,12 @@ def case_fc(rng) -> dict:
     )
 
 
-def _conv_like(rng, depthwise: bool, kernel: tuple[int, int] | None = None, max_c: int = 12) -> dict:
+def _conv_like(
+    rng, depthwise: bool, kernel: tuple[int, int] | None = None, max_c: int = 12, full_in: bool = False
+) -> dict:
     """A random CONV_2D / DEPTHWISE_CONV_2D case; `kernel` forces the filter size (e.g. (1, 1) for the
-    pointwise path) and `max_c` widens the channel counts (SIMD blocks of 4 and 8 plus their tails)."""
+    pointwise path), `max_c` widens the channel counts (SIMD blocks of 4 and 8 plus their tails) and
+    `full_in` keeps every input channel of the weight tensor (contiguous windows, as in a first layer)."""
     n = int(rng.integers(1, 3))
     in_h, in_w_ = int(rng.integers(1, 11)), int(rng.integers(1, 9))
     k_h, k_w = int(rng.integers(1, 5)), int(rng.integers(1, 5))
@@ -194,6 +197,7 @@ def _conv_like(rng, depthwise: bool, kernel: tuple[int, int] | None = None, max_
     else:
         c_in_full, c_out_full = int(rng.integers(1, max_c + 1)), int(rng.integers(1, max_c + 5))
         c_in, c_out = int(rng.integers(1, c_in_full + 1)), int(rng.integers(1, c_out_full + 1))
+        c_in = c_in_full if full_in else c_in
         w_full, w_scales = _weights_and_scales(rng, (c_out_full, k_h, k_w, c_in_full), c_out, True)
         w = w_full[:c_out, :, :, :c_in]
         in_stride, mult_ch = c_in_full, 1
