@@ -164,11 +164,18 @@ def case_fc(rng) -> dict:
 
 
 def _conv_like(
-    rng, depthwise: bool, kernel: tuple[int, int] | None = None, max_c: int = 12, full_in: bool = False
+    rng,
+    depthwise: bool,
+    kernel: tuple[int, int] | None = None,
+    max_c: int = 12,
+    full_in: bool = False,
+    stride: int | None = None,
+    act: int | None = None,
 ) -> dict:
     """A random CONV_2D / DEPTHWISE_CONV_2D case; `kernel` forces the filter size (e.g. (1, 1) for the
-    pointwise path), `max_c` widens the channel counts (SIMD blocks of 4 and 8 plus their tails) and
-    `full_in` keeps every input channel of the weight tensor (contiguous windows, as in a first layer)."""
+    pointwise path), `max_c` widens the channel counts (SIMD blocks of 4 and 8 plus their tails),
+    `full_in` keeps every input channel of the weight tensor (contiguous windows, as in a first layer),
+    `stride` and `act` force the strides and the fused activation."""
     n = int(rng.integers(1, 3))
     in_h, in_w_ = int(rng.integers(1, 11)), int(rng.integers(1, 9))
     k_h, k_w = int(rng.integers(1, 5)), int(rng.integers(1, 5))
@@ -180,12 +187,16 @@ def _conv_like(
     same = bool(rng.random() < 0.5)
     s_h, s_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     dil = 2 if rng.random() < 0.15 else 1
+    if stride is not None:
+        s_h = s_w = stride
+    if kernel is not None or stride is not None:  # forced shapes: the fast paths are undilated
+        dil = 1
     if not same:  # VALID needs the (dilated) kernel to fit
         k_h, k_w = min(k_h, (in_h - 1) // dil + 1), min(k_w, (in_w_ - 1) // dil + 1)
     out_h, pad_h = rq.compute_padding(in_h, k_h, s_h, dil, same)
     out_w, pad_w = rq.compute_padding(in_w_, k_w, s_w, dil, same)
     in_scale, in_zp = float(np.float32(rng.uniform(0.005, 0.1))), _q(rng)
-    act = int(rng.choice(ACTS))
+    act = int(rng.choice(ACTS)) if act is None else act
     if depthwise:
         c_in = int(rng.integers(1, max_c + 1))
         mult_ch = 2 if rng.random() < 0.2 else 1

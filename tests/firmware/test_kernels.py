@@ -222,7 +222,8 @@ def test_cortex_m4_build_bit_exact_with_tflm(build_dir):
 
 def test_cortex_m4_simd_paths_bit_exact_with_tflm_and_portable(build_dir):
     """The SIMD kernels the Cortex-M4 build takes (SXTB16 + SMLAD) on shapes that exercise their blocking:
-    pointwise and general convolutions (whole input width: the gathered-window path) with channel counts that are not multiples of 4 or 8, odd pixel and
+    pointwise and general convolutions (whole input width: the gathered-window path), 3x3 depthwise
+    interiors, fully connected rows, with channel counts that are not multiples of 4 or 8, odd pixel and
     channel counts, prefix views of wider weight tensors. Bit-exact with TFLM, and with the portable C path
     built for the same core (-DREDS_PORTABLE) also where requantisation leaves the fast path (huge biases,
     left shifts)."""
@@ -232,6 +233,10 @@ def test_cortex_m4_simd_paths_bit_exact_with_tflm_and_portable(build_dir):
     cases += [gen_goldens._conv_like(rng, False, max_c=24) for _ in range(4)]
     cases += [gen_goldens._conv_like(rng, False, max_c=8, full_in=True) for _ in range(6)]
     cases += [gen_goldens._conv_like(rng, True, max_c=24) for _ in range(4)]
+    cases += [  # the 3x3 stride-1 interior pairs (activation clamp [-128, 127])
+        gen_goldens._conv_like(rng, True, kernel=(3, 3), max_c=24, stride=1, act=gen_goldens.rq.ACT_NONE)
+        for _ in range(4)
+    ]
     cases += [gen_goldens.case_fc(rng) for _ in range(4)]
     for i, case in enumerate(cases):
         want = np.asarray(case["expected"]).reshape(-1)

@@ -77,6 +77,76 @@ static inline uint32_t dw_mla_hi(uint32_t acc, int32_t packed, int32_t x)
 }
 #endif
 
+#if REDS_DSP && defined(__OPTIMIZE__) /* the asm needs 13 free registers: unoptimised builds lack them */
+#define REDS_DW3_PAIRS 1
+/* What the stride-1 interior of a 3x3 channel needs (dw3_pairs), with the zero point folded into `rnd`
+ * (reds_rq_fold_ok) and the activation clamp [-128, 127]. */
+typedef struct {
+    int32_t p01, p23, p45, p67, w8; /* weights, two per register as in dw_pack */
+    uint32_t c_full;                /* bias + input_offset * (sum of the nine weights) */
+    int32_t mult, right, rnd, ch, row;
+} dw3_k;
+
+/* Interior outputs of one channel, stride 1, two neighbours at a time: windows at x and x + ch share two
+ * of their three columns, so one asm block loads 12 inputs for 18 multiply-accumulates (SMLABB/SMLATB
+ * on the packed weights; 13 registers). Sums modulo 2^32 as dw_mla_lo/hi. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw3_pairs(const int8_t *x, int8_t *o, int32_t pairs, const dw3_k *k)
+{
+    const int32_t p01 = k->p01, p23 = k->p23, p45 = k->p45, p67 = k->p67, w8 = k->w8, ch = k->ch, row = k->row;
+    const uint32_t c = k->c_full;
+    for (; pairs > 0; --pairs) {
+        int32_t a, b, t;
+        const int8_t *p;
+        __asm__("ldrsb %[t], [%[x]]\n\t"
+                "smlabb %[a], %[p01], %[t], %[c]\n\t"
+                "ldrsb %[t], [%[x], %[ch]]\n\t"
+                "smlatb %[a], %[p01], %[t], %[a]\n\t"
+                "smlabb %[b], %[p01], %[t], %[c]\n\t"
+                "ldrsb %[t], [%[x], %[ch], lsl #1]\n\t"
+                "smlabb %[a], %[p23], %[t], %[a]\n\t"
+                "smlatb %[b], %[p01], %[t], %[b]\n\t"
+                "add %[p], %[x], %[ch], lsl #1\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlabb %[b], %[p23], %[t], %[b]\n\t"
+                "add %[p], %[x], %[row]\n\t"
+                "ldrsb %[t], [%[p]]\n\t"
+                "smlatb %[a], %[p23], %[t], %[a]\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlabb %[a], %[p45], %[t], %[a]\n\t"
+                "smlatb %[b], %[p23], %[t], %[b]\n\t"
+                "ldrsb %[t], [%[p], %[ch], lsl #1]\n\t"
+                "smlatb %[a], %[p45], %[t], %[a]\n\t"
+                "smlabb %[b], %[p45], %[t], %[b]\n\t"
+                "add %[p], %[p], %[ch], lsl #1\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlatb %[b], %[p45], %[t], %[b]\n\t"
+                "add %[p], %[x], %[row], lsl #1\n\t"
+                "ldrsb %[t], [%[p]]\n\t"
+                "smlabb %[a], %[p67], %[t], %[a]\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlatb %[a], %[p67], %[t], %[a]\n\t"
+                "smlabb %[b], %[p67], %[t], %[b]\n\t"
+                "ldrsb %[t], [%[p], %[ch], lsl #1]\n\t"
+                "smlabb %[a], %[w8], %[t], %[a]\n\t"
+                "smlatb %[b], %[p67], %[t], %[b]\n\t"
+                "add %[p], %[p], %[ch], lsl #1\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlabb %[b], %[w8], %[t], %[b]\n\t"
+                : [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t), [p] "=&r"(p)
+                : [x] "r"(x), [ch] "r"(ch), [row] "r"(row), [p01] "r"(p01), [p23] "r"(p23), [p45] "r"(p45),
+                  [p67] "r"(p67), [w8] "r"(w8), [c] "r"(c)
+                : "memory");
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast(a, k->mult, k->right, k->rnd));
+        o[ch] = (int8_t)reds_ssat8(reds_rq_fast(b, k->mult, k->right, k->rnd));
+        x += 2 * ch;
+        o += 2 * ch;
+    }
+}
+#endif
+
 /* Bit k (k < 3) set when origin + k is in [0, size). */
 static inline uint32_t dw_valid3(int32_t origin, int32_t size)
 {
@@ -137,6 +207,9 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
         p67 = dw_pack(w6, w7);
     }
     const int32_t row = in_w * ch, ch2 = 2 * ch, x_step = g->s_w * ch;
+#if REDS_DW3_PAIRS
+    const dw3_k k3 = {p01, p23, p45, p67, w8, c_full, rq.multiplier, rq.right, rnd, ch, row};
+#endif
     for (int32_t b = 0; b < n; ++b) {
         const int8_t *const in_b = c->in + b * in_h * row + oc;
         int8_t *out_b = output + b * g->out_h * g->out_w * ch + oc;
@@ -174,6 +247,15 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                 if (ox == run_lo) {
                     /* The row's interior run: pointers advance, no per-tap index math or checks. */
                     const int8_t *x = in_b + (y0 * in_w + ox * g->s_w - g->p_w) * ch;
+#if REDS_DW3_PAIRS
+                    if (mode == 2 && g->s_w == 1) {
+                        const int32_t pairs = (run_hi - ox) >> 1;
+                        dw3_pairs(x, o, pairs, &k3);
+                        ox += 2 * pairs;
+                        o += 2 * pairs * ch;
+                        x += 2 * pairs * ch;
+                    }
+#endif
                     for (; ox < run_hi; ++ox, o += ch, x += x_step) {
                         const int8_t *const x1 = x + row, *const x2 = x1 + row;
                         uint32_t acc = c_full;
