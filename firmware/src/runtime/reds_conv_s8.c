@@ -101,6 +101,23 @@ static int32_t row_sum(const int8_t *w, int32_t n)
     return s;
 }
 
+/* Four taps of a 2x2 tile: weight words u0, u1 (rows 0, 1; four int8 each) against pixels a and b given as
+ * 16-bit lanes (taps 0, 2) and (1, 3). SXTB16 splits each weight word the same way; SMLAD does two MACs. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void mac_2x2_w4(uint32_t u0, uint32_t u1, uint32_t a02, uint32_t a13, uint32_t b02, uint32_t b13,
+                              int32_t a[4])
+{
+    uint32_t e = reds_sxtb16(u0), o = reds_sxtb16_ror8(u0);
+    a[0] = reds_smlad(o, a13, reds_smlad(e, a02, a[0]));
+    a[1] = reds_smlad(o, b13, reds_smlad(e, b02, a[1]));
+    e = reds_sxtb16(u1);
+    o = reds_sxtb16_ror8(u1);
+    a[2] = reds_smlad(o, a13, reds_smlad(e, a02, a[2]));
+    a[3] = reds_smlad(o, b13, reds_smlad(e, b02, a[3]));
+}
+
 /* Four input channels of a 2x2 tile: output channels (w0, w1) x pixels (xa, xb). One LDR per operand,
  * SXTB16 splits it into bytes (0, 2) and (1, 3) as 16-bit lanes, SMLAD does two MACs. */
 #if defined(__GNUC__)
@@ -110,16 +127,8 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
                             int32_t a[4])
 {
     const uint32_t va = reds_read_s8x4(xa), vb = reds_read_s8x4(xb);
-    const uint32_t u0 = reds_read_s8x4(w0), u1 = reds_read_s8x4(w1);
-    const uint32_t a02 = reds_sxtb16(va), a13 = reds_sxtb16_ror8(va);
-    const uint32_t b02 = reds_sxtb16(vb), b13 = reds_sxtb16_ror8(vb);
-    uint32_t e = reds_sxtb16(u0), o = reds_sxtb16_ror8(u0);
-    a[0] = reds_smlad(o, a13, reds_smlad(e, a02, a[0]));
-    a[1] = reds_smlad(o, b13, reds_smlad(e, b02, a[1]));
-    e = reds_sxtb16(u1);
-    o = reds_sxtb16_ror8(u1);
-    a[2] = reds_smlad(o, a13, reds_smlad(e, a02, a[2]));
-    a[3] = reds_smlad(o, b13, reds_smlad(e, b02, a[3]));
+    mac_2x2_w4(reds_read_s8x4(w0), reds_read_s8x4(w1), reds_sxtb16(va), reds_sxtb16_ror8(va), reds_sxtb16(vb),
+               reds_sxtb16_ror8(vb), a);
 }
 
 /* The four-channel step of pw_step4 as asm text (operands named as in pw_tile_2x2's asm): t0..t5 are
@@ -395,14 +404,7 @@ static inline void conv_tile_2x2(const int8_t *w0, const int8_t *w1, const int16
         __builtin_memcpy(&pa13, ca + 2, 4);
         __builtin_memcpy(&pb02, cb, 4);
         __builtin_memcpy(&pb13, cb + 2, 4);
-        const uint32_t u0 = reds_read_s8x4(w0), u1 = reds_read_s8x4(w1);
-        uint32_t e = reds_sxtb16(u0), o = reds_sxtb16_ror8(u0);
-        a[0] = reds_smlad(o, pa13, reds_smlad(e, pa02, a[0]));
-        a[1] = reds_smlad(o, pb13, reds_smlad(e, pb02, a[1]));
-        e = reds_sxtb16(u1);
-        o = reds_sxtb16_ror8(u1);
-        a[2] = reds_smlad(o, pa13, reds_smlad(e, pa02, a[2]));
-        a[3] = reds_smlad(o, pb13, reds_smlad(e, pb02, a[3]));
+        mac_2x2_w4(reds_read_s8x4(w0), reds_read_s8x4(w1), pa02, pa13, pb02, pb13, a);
         w0 += 4;
         w1 += 4;
         ca += 4;

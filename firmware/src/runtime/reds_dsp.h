@@ -101,21 +101,6 @@ static inline int32_t reds_ssat8(int32_t x)
     return r;
 }
 
-/** lo(a) in bits 0-15, lo(b) in bits 16-31. */
-static inline uint32_t reds_pkhbt(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
-/** hi(b) in bits 0-15, hi(a) in bits 16-31. */
-static inline uint32_t reds_pkhtb(uint32_t a, uint32_t b)
-{
-    uint32_t r;
-    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
 #endif /* REDS_DSP */
 
 #endif /* REDS_DSP_H */
