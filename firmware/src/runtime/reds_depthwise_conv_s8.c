@@ -97,6 +97,7 @@ static void dw3_pairs(const int8_t *x, int8_t *o, int32_t pairs, const dw3_k *k)
 {
     const int32_t p01 = k->p01, p23 = k->p23, p45 = k->p45, p67 = k->p67, w8 = k->w8, ch = k->ch, row = k->row;
     const uint32_t c = k->c_full;
+    const int32_t mult = k->mult, right = k->right, rnd = k->rnd;
     for (; pairs > 0; --pairs) {
         int32_t a, b, t;
         const int8_t *p;
@@ -139,8 +140,8 @@ static void dw3_pairs(const int8_t *x, int8_t *o, int32_t pairs, const dw3_k *k)
                 : [x] "r"(x), [ch] "r"(ch), [row] "r"(row), [p01] "r"(p01), [p23] "r"(p23), [p45] "r"(p45),
                   [p67] "r"(p67), [w8] "r"(w8), [c] "r"(c)
                 : "memory");
-        o[0] = (int8_t)reds_ssat8(reds_rq_fast(a, k->mult, k->right, k->rnd));
-        o[ch] = (int8_t)reds_ssat8(reds_rq_fast(b, k->mult, k->right, k->rnd));
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast(a, mult, right, rnd));
+        o[ch] = (int8_t)reds_ssat8(reds_rq_fast(b, mult, right, rnd));
         x += 2 * ch;
         o += 2 * ch;
     }
