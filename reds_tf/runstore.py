@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import NotARedsModelError
+from .errors import NotARedsModelError, RunExistsError, RunMismatchError
 
 
 def _umask() -> int:
@@ -62,6 +62,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 # it stopped: finished steps are skipped, and training restarts at the epoch after its last checkpoint.
 
 STATE_FILE = "state.json"
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def fingerprint_diff(old: Any, new: Any, where: str = "") -> list[str]:
+    """``key: old -> new`` lines (dotted keys) for every leaf where two fingerprints differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{where}.{k}" if where else str(k)
+            out += fingerprint_diff(old.get(k, "<absent>"), new.get(k, "<absent>"), sub)
+        return out
+    return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
 
 
 @contextlib.contextmanager
@@ -124,6 +136,36 @@ class RunDir:
         s = self.state()
         fn(s)
         atomic_write_text(self.root / STATE_FILE, json.dumps(s, indent=2, sort_keys=True) + "\n")
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        """What defined this run when it started (``claim``), or None for a new directory."""
+        p = self.root / FINGERPRINT_FILE
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def claim(self, fingerprint: dict[str, Any], resume: bool) -> None:
+        """Start a run here, or check that ``--resume`` continues the run that was started here.
+
+        Raises ``FileExistsError`` (a ``RedsError``) when the directory holds a run and ``resume`` is
+        False, and ``RunMismatchError`` when it holds a run with a different fingerprint.
+        """
+        old, started = self.fingerprint(), bool(self.state()["done"] or self.state()["epochs"])
+        if not resume and (started or old is not None):
+            raise RunExistsError(
+                f"Run directory {self.root} already holds a run. Fix: pass --resume to continue it, or "
+                "choose another --run-dir."
+            )
+        if old is not None:
+            diff = fingerprint_diff(old, json.loads(json.dumps(fingerprint)))
+            if diff:
+                raise RunMismatchError(
+                    f"--resume: {self.root} was started with other settings, so resuming would mix "
+                    f"two runs. Differences (started -> now): {'; '.join(diff)}. Fix: resume with the "
+                    f"run's own settings (reds run --recipe {self.root / 'recipe.yaml'} --run-dir "
+                    f"{self.root} --resume, same --data-dir), or choose another --run-dir."
+                )
+        elif not started:
+            text = json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
+            atomic_write_text(self.root / FINGERPRINT_FILE, text)
 
     def is_done(self, step: str) -> bool:
         return step in self.state()["done"]
