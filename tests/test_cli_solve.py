@@ -99,3 +99,14 @@ def test_zoo_model_with_magnitude_scores(tmp_path):
     assert pct[-1] == 100.0
     assert all(p <= b for p, b in zip(pct, (25, 50, 75), strict=False))
     assert np.all(np.diff(np.array(doc["plan"]["widths"]), axis=0) >= 0)
+
+
+def test_top_budget_of_one_returns_full_widths(files):
+    graph, gpath, spath = files
+    res = CliRunner().invoke(
+        main, ["solve", "--model", gpath, "--scores", spath, "--macs", "0.25,0.5,1.0", "--no-full"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "100.00" in res.output
+    last = [line.split() for line in res.output.splitlines() if line.strip().startswith("2 ")][-1]
+    assert [int(w) for w in last[1:]] == list(graph.full_widths)

@@ -239,3 +239,35 @@ def test_greedy_start_is_feasible_and_not_better_than_the_optimum():
         assert prob.importance(w) <= solve(graph, scores, [budget], gap=0.0).objective + 1e-12
     # Nothing fits when the lower bounds already break the budget.
     assert greedy_start(prob, prob.levels[0], [len(g) - 1 for g in prob.grids]) is None
+
+
+@pytest.mark.parametrize("strategy", ["joint", "bottom_up"])
+def test_budgets_are_exact_integers_without_margin(strategy):
+    """A level may spend its whole budget, and a budget of 100 % returns the full widths."""
+    graph = ds_net(hw=(300, 300))  # ~1e7 MACs: a 2 ppm margin would be ~40 MACs
+    scores = random_scores(graph, 6)
+    full = macs(graph, graph.full_widths)
+    exact = brute_force(graph, scores, [0.3, 0.6], strategy=strategy)
+    spent = [macs(graph, w) for w in exact.widths]
+    report = solve(graph, scores, [*spent, 1.0], strategy=strategy, gap=0.0)
+    assert [lvl["macs"] for lvl in report.per_level] == [*spent, full]
+    assert report.plan.widths == (*exact.widths, graph.full_widths)
+    assert report.status == "optimal"
+    # One MAC short of the full model is not the full model.
+    below = solve(graph, scores, [full - 1], strategy=strategy, gap=0.0)
+    assert below.plan.level(0) != graph.full_widths and below.per_level[0]["macs"] <= full - 1
+
+
+def test_fraction_budgets_are_read_as_written():
+    from reds_tf.solve.problem import make_problem
+
+    graph = ds_net(hw=(300, 300))
+    full = macs(graph, graph.full_widths)
+    prob = make_problem(graph, random_scores(graph, 0), [0.3, 0.7, 1.0])
+    assert [lv.macs for lv in prob.levels] == [(3 * full) // 10, (7 * full) // 10, full]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0.0, -1.0, 1.5])
+def test_bad_macs_budget_values(bad):
+    with pytest.raises(ValueError, match="MACs budget"):
+        Budget(bad)

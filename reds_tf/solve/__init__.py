@@ -217,10 +217,14 @@ def solve(
     prob = make_problem(
         graph, scores, budgets, min_width=min_width, granularity=granularity, include_full=include_full
     )
-    # The full-width top level is fixed; only the levels below go into the MILP.
-    n_solve = len(prob.levels) - (1 if include_full else 0)
+    # Top levels whose budgets the full widths meet keep the full widths: importance only grows
+    # with width, so that is their optimum, and the levels below stay nested under it. Only the
+    # levels below go into the MILP.
+    full = [int(g[-1]) for g in prob.grids]
+    n_solve = len(prob.levels)
+    while n_solve and not prob.fits(full, prob.levels[n_solve - 1]):
+        n_solve -= 1
     levels: list[Level] = prob.levels[:n_solve]
-    full_idx = [len(g) - 1 for g in prob.grids]
     widths: list[list[int]] = []
     statuses, gaps, bounds, extras = [], [], [], []
     if strategy == "joint" and levels:
@@ -246,15 +250,15 @@ def solve(
         widths, statuses, bounds, gaps, extras = _bottom_up(
             prob, levels, solver, time_limit, gap, msg, progress
         )
-    if include_full:
-        widths.append([int(prob.grids[g][i]) for g, i in enumerate(full_idx)])
-        extras.append({})
+    for _ in prob.levels[n_solve:]:
+        widths.append(list(full))
+        extras.append({"status": "optimal", "gap": 0.0} if strategy == "bottom_up" else {})
     _verify(prob, widths)
     plan = WidthPlan(graph.group_names, graph.full_widths, tuple(tuple(w) for w in widths))
     objective = sum(prob.importance(w) for w in widths)
     bound = None
-    if bounds and all(b is not None for b in bounds):
-        bound = sum(bounds) + (prob.importance(widths[-1]) if include_full else 0.0)
+    if all(b is not None for b in bounds):
+        bound = sum(bounds) + float(len(prob.levels) - n_solve)
     gap_val = None if bound is None else max(0.0, bound - objective) / max(objective, 1e-12)
     if strategy == "bottom_up" and gaps and all(g is not None for g in gaps):
         gap_val = max(gaps)

@@ -27,6 +27,7 @@ import numpy as np
 import pulp
 
 from ..graph import BilinearTerm
+from .greedy import narrow_to_fit
 from .problem import Level, Problem, eval_pair
 
 SOLVERS = ("cbc", "highs")
@@ -52,15 +53,6 @@ class SolveResult:
     wall_s: float
     n_vars: int
     n_cons: int
-
-
-def _margin(scale: float) -> float:
-    """Absolute slack kept below each cap so solver tolerances never yield a true violation.
-
-    Costs are integers and the rows are scaled by ``scale``; a 1e-6 relative tolerance is
-    below one unit for small nets (margin 0, exact) and about 2 ppm of the cap otherwise.
-    """
-    return max(0.0, 2e-6 * scale - 1.0)
 
 
 class _Builder:
@@ -188,7 +180,7 @@ class _Builder:
             expr = pulp.LpAffineExpression([(v, c / scale) for v, c in coefs.items() if c != 0])
             self._con(
                 pulp.LpConstraint(
-                    expr, pulp.LpConstraintLE, f"{name}_{k}", (cap - _margin(cap) - const) / scale
+                    expr, pulp.LpConstraintLE, f"{name}_{k}", (cap - const) / scale
                 )
             )
 
@@ -272,11 +264,35 @@ def solve_levels(
             top = m.lo[g] + sum(1 for v in sv.values() if (v.varValue or 0.0) > 0.5)
             row.append(int(prob.grids[g][top]))
         widths.append(row)
+    widths = _exact(prob, levels, widths, bld.lower)
+    if widths is None:
+        return SolveResult([], "no solution", None, None, time.perf_counter() - t0, n_vars, bld.n_cons)
     obj_val = sum(prob.importance(w) for w in widths)
     # The solvers' bound and incumbent share any constant offset of the objective: report the
     # bound as the plan's own objective plus the solver's absolute gap.
     bound = None if gap_abs is None else obj_val + gap_abs
     return SolveResult(widths, status, obj_val, bound, time.perf_counter() - t0, n_vars, bld.n_cons)
+
+
+def _exact(
+    prob: Problem, levels: list[Level], widths: list[list[int]], lower: list[int]
+) -> list[list[int]] | None:
+    """Recount every level with ``costs.py`` (integers); mend a tolerance-sized overrun.
+
+    The caps in the MILP are the exact integer budgets, with no margin, so a solver's
+    feasibility tolerance can let a plan overrun one by a few units. Narrow such a level
+    and keep the levels below nested under it (narrowing only lowers their costs).
+    """
+    out = [list(w) for w in widths]
+    for k in reversed(range(len(levels))):
+        if prob.fits(out[k], levels[k]):
+            mended = narrow_to_fit(prob, out[k], levels[k], lower)
+            if mended is None:
+                return None
+            out[k] = mended
+            for j in range(k):
+                out[j] = [min(a, b) for a, b in zip(out[j], mended, strict=True)]
+    return out
 
 
 def _run(

@@ -15,8 +15,10 @@ gives two exact shortcuts used throughout:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -41,8 +43,16 @@ class Budget:
     weight_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.macs > 0:
-            raise ValueError(f"Budget.macs must be > 0. Received: macs={self.macs!r}")
+        if not (self.macs > 0 and math.isfinite(self.macs)):
+            raise ValueError(
+                f"A MACs budget must be a finite number > 0. Received: macs={self.macs!r}. "
+                "Fix: a fraction of the full model's MACs in (0, 1], or an absolute MACs count."
+            )
+        if self.macs > 1 and self.macs != int(self.macs):
+            raise ValueError(
+                f"A MACs budget above 1 is an absolute MACs count and must be a whole number. "
+                f"Received: macs={self.macs!r}. Fix: a fraction in (0, 1] or an integer MACs count."
+            )
         for name in ("peak_memory", "weight_bytes"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -184,7 +194,9 @@ def make_problem(
     bs = [b if isinstance(b, Budget) else Budget(macs=b) for b in budgets]
     levels = []
     for b in bs:
-        m = int(np.floor(b.macs * full_macs)) if b.macs <= 1.0 else int(b.macs)
+        # Exact integer budget: the fraction as written (0.1 is 1/10, not the float just above it),
+        # floored, so a level may spend every MAC of it and 1.0 is exactly the full model.
+        m = math.floor(Fraction(str(b.macs)) * full_macs) if b.macs <= 1 else int(b.macs)
         lv = Level(min(m, full_macs), b.peak_memory, b.weight_bytes, "")
         levels.append(Level(lv.macs, lv.peak_memory, lv.weight_bytes, _label(b, lv, full_macs)))
     levels.sort(key=lambda lv: lv.macs)
