@@ -271,3 +271,56 @@ def test_fraction_budgets_are_read_as_written():
 def test_bad_macs_budget_values(bad):
     with pytest.raises(ValueError, match="MACs budget"):
         Budget(bad)
+
+
+@pytest.mark.parametrize("strategy", ["joint", "bottom_up"])
+@pytest.mark.parametrize("net,budgets", CASES[::3], ids=["ds", "res-mem-bytes"])
+def test_cell_refinement_equals_brute_force(net, budgets, strategy, monkeypatch):
+    """With 3 cells per group the relaxation must split its way down to the exact optimum."""
+    from reds_tf.solve import refine
+
+    monkeypatch.setattr(refine, "FIRST_CELLS", 3)
+    monkeypatch.setattr(refine, "SPLIT", 2)
+    graph = ds_net(f0=9, f1=8, f2=9) if net == "ds" else res_net()
+    scores = random_scores(graph, seed=21)
+    report = solve(graph, scores, budgets, strategy=strategy, gap=0.0)
+    best = brute_force(graph, scores, budgets, strategy=strategy)
+    assert report.status == "optimal"
+    assert report.plan.widths == best.widths
+    assert report.bound >= report.objective - 1e-9
+
+
+def wide_chain(width: int = 512, blocks: int = 6, hw: int = 24) -> Graph:
+    """Conv then depthwise-separable blocks of one width: a MobileNet-sized solve, no TF needed."""
+    groups = tuple(Group(f"g{i}", width) for i in range(blocks + 1))
+    ops = [Op("conv0", "conv2d", ("input",), None, 0, 3, width, (hw, hw), (hw, hw), (3, 3), True)]
+    prev = "conv0"
+    for i in range(1, blocks + 1):
+        ops.append(
+            Op(f"dw{i}", "depthwise", (prev,), i - 1, i - 1, width, width, (hw, hw), (hw, hw), (3, 3), True)
+        )
+        ops.append(
+            Op(f"pw{i}", "conv2d", (f"dw{i}",), i - 1, i, width, width, (hw, hw), (hw, hw), (1, 1), True)
+        )
+        prev = f"pw{i}"
+    ops.append(Op("gap", "global_pool", (prev,), blocks, blocks, width, width, (hw, hw), (1, 1)))
+    ops.append(Op("fc", "dense", ("gap",), blocks, None, width, 10, (1, 1), (1, 1), (1, 1), True))
+    return Graph("wide_chain", groups, tuple(ops), input_hw=(hw, hw), input_channels=3)
+
+
+@pytest.mark.parametrize("strategy", ["joint", "bottom_up"])
+def test_time_limit_bounds_the_whole_call_at_granularity_one(strategy):
+    """Every width of seven 512-wide groups (a 262k-arc product each at g = 1) within the limit."""
+    import time
+
+    graph = wide_chain()
+    scores = random_scores(graph, 3)
+    budgets = [0.2, 0.4, 0.6, 0.8]
+    t0 = time.monotonic()
+    report = solve(graph, scores, budgets, strategy=strategy, time_limit=3.0)
+    wall = time.monotonic() - t0
+    assert wall <= 3.0 * 1.1 + 1.0
+    assert report.status in ("optimal", "time_limit")
+    assert_fits(graph, report, [Budget(b) for b in budgets])
+    if report.gap is not None:
+        assert report.bound >= report.objective

@@ -57,9 +57,14 @@ class FastCost:
 
 
 def greedy_start(
-    prob: Problem, lv: Level, lower: Sequence[int], fc: FastCost | None = None
+    prob: Problem,
+    lv: Level,
+    lower: Sequence[int],
+    fc: FastCost | None = None,
+    upper: Sequence[int] | None = None,
 ) -> list[int] | None:
-    """Feasible widths for level ``lv`` at or above grid indices ``lower``; None if there are none."""
+    """Feasible widths for level ``lv`` between grid indices ``lower`` and ``upper`` (default: the
+    full widths); None if ``lower`` already breaks a budget."""
     fc = fc or FastCost(prob)
     grids = prob.grids
     idx = np.array(lower, dtype=np.int64)
@@ -69,7 +74,7 @@ def greedy_start(
 
     if not fc.fits(widths(idx), lv):
         return None
-    top = np.array([len(g) - 1 for g in grids])
+    top = np.array([len(g) - 1 for g in grids] if upper is None else upper)
     # Greedy fill: best importance gain per added MAC among the widenings that still fit.
     blocked = idx >= top
     cur_macs = fc.macs(widths(idx))
