@@ -324,3 +324,34 @@ def test_time_limit_bounds_the_whole_call_at_granularity_one(strategy):
     assert_fits(graph, report, [Budget(b) for b in budgets])
     if report.gap is not None:
         assert report.bound >= report.objective
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_solve_leaves_no_temp_files(tmp_path, sig):
+    """Ctrl-C or a kill during CBC: the process ends and its private temp directory is gone."""
+    import os
+    import signal
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = (
+        "from tests.test_solve import wide_chain, random_scores; from reds_tf.solve import solve; "
+        "g = wide_chain(); solve(g, random_scores(g, 1), [0.2, 0.4, 0.6, 0.8], strategy='joint', "
+        "gap=0.0, time_limit=120)"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    while not list(tmp.glob("reds_solve_*/model.mps")):
+        assert proc.poll() is None and time.monotonic() - t0 < 60, "no CBC model was written"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, sig))
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode != 0
+    if sig == "SIGINT":
+        assert "KeyboardInterrupt" in err
+    else:
+        assert proc.returncode == -signal.SIGTERM
+    assert list(tmp.iterdir()) == []
