@@ -319,7 +319,7 @@ def test_time_limit_bounds_the_whole_call_at_granularity_one(strategy):
     t0 = time.monotonic()
     report = solve(graph, scores, budgets, strategy=strategy, time_limit=3.0)
     wall = time.monotonic() - t0
-    assert wall <= 3.0 * 1.1 + 1.0
+    assert wall <= 3.0 * 1.1 + 2.5  # CBC gets 1 s after SIGINT to write its answer
     assert report.status in ("optimal", "time_limit")
     assert_fits(graph, report, [Budget(b) for b in budgets])
     if report.gap is not None:

@@ -26,7 +26,7 @@ import numpy as np
 import pulp
 
 # Seconds CBC may take after SIGINT to write its solution before it is killed.
-_SIGINT_GRACE_S = 2.0
+_SIGINT_GRACE_S = 1.0
 
 
 class Terminated(BaseException):
