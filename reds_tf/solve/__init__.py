@@ -150,14 +150,15 @@ def _bottom_up(
 ) -> tuple[list, list, list, list, list]:
     """The paper's rule: each level alone, smallest first, at least as wide as the one below.
 
-    Each level gets an equal share of the time left, so time a level does not use passes on.
+    Level k of n gets 2 / (n - k + 1) of the time left (the lowest levels, with the most room to
+    choose, get the most), so time a level does not use passes on to the next.
     """
     prob = run.prob
     lower = [0] * len(prob.grids)
     widths, statuses, bounds, gaps, extras = [], [], [], [], []
     for k, lv in enumerate(levels):
         t0 = time.monotonic()
-        share = t0 + (run.deadline - t0) / (len(levels) - k)
+        share = t0 + (run.deadline - t0) * 2 / (len(levels) - k + 1)
         r = solve_refined(
             prob,
             [lv],

@@ -81,6 +81,26 @@ def _nested_greedy(
     return out
 
 
+def _picked_wide(rel: Problem, arrays: list[np.ndarray], row: list[int]) -> bool:
+    """Whether any picked cell of ``row`` holds more than one width."""
+    return any(j + 1 < len(b) and b[j + 1] - b[j] > 1 for b, j in zip(arrays, _idx(rel, row), strict=True))
+
+
+def _split(b: np.ndarray, j: int) -> set[int]:
+    """New breakpoints that cut cell ``j`` into SPLIT parts (single widths once it is small)."""
+    if not 0 <= j < len(b) - 1:
+        return set()
+    lo, size = int(b[j]), int(b[j + 1] - b[j])
+    if size <= 2 * SPLIT:
+        return set(range(lo + 1, lo + size))
+    return {lo + (size * t) // SPLIT for t in range(1, SPLIT)}
+
+
+def first_cells(n_levels: int) -> int:
+    """Cells per group in the first relaxation: fewer when many levels share one model."""
+    return min(FIRST_CELLS, max(8, int(FIRST_CELLS * (4 / max(n_levels, 1)) ** 0.5)))
+
+
 def solve_refined(
     prob: Problem,
     levels: list[Level],
@@ -101,7 +121,7 @@ def solve_refined(
     inc_val = -np.inf if inc is None else sum(prob.importance(w) for w in inc)
     # Cell breakpoints (grid indices) per group: a cell runs from one to the next, minus one.
     bps = [
-        {int(i) for i in np.round(np.linspace(lo, hi, min(FIRST_CELLS, hi - lo + 1)))}
+        {int(i) for i in np.round(np.linspace(lo, hi, min(first_cells(len(levels)), hi - lo + 1)))}
         for lo, hi in zip(lower, top, strict=True)
     ]
     bound, status, rounds = np.inf, "no solution", 0
@@ -142,17 +162,14 @@ def solve_refined(
         if np.isfinite(bound) and bound - inc_val <= gap * max(inc_val, 1e-12):
             status = "optimal"
             break
-        # Split the cells the relaxation picked; picked single widths are exact already.
-        split = False
+        # Split the cells the relaxation picked, and their neighbours (where the fine optimum
+        # often lies); picked single widths are exact already, so all-single picks end the loop.
+        if not any(_picked_wide(rel, arrays, row) for row in r.widths):
+            break
         for row in r.widths:
             for g, j in enumerate(_idx(rel, row)):
-                b = arrays[g]
-                if j + 1 < len(b) and b[j + 1] - b[j] > 1:
-                    size = int(b[j + 1] - b[j])
-                    bps[g] |= {int(b[j]) + (size * t) // SPLIT for t in range(1, SPLIT)}
-                    split = True
-        if not split:
-            break
+                for jj in (j - 1, j, j + 1):
+                    bps[g] |= _split(arrays[g], jj)
     if inc is None:
         return Refined([], "no solution", None, rounds)
     if status == "no solution":
