@@ -86,14 +86,12 @@ def _picked_wide(rel: Problem, arrays: list[np.ndarray], row: list[int]) -> bool
     return any(j + 1 < len(b) and b[j + 1] - b[j] > 1 for b, j in zip(arrays, _idx(rel, row), strict=True))
 
 
-def _split(b: np.ndarray, j: int) -> set[int]:
-    """New breakpoints that cut cell ``j`` into SPLIT parts (single widths once it is small)."""
-    if not 0 <= j < len(b) - 1:
-        return set()
+def _split(b: np.ndarray, j: int, parts: int) -> set[int]:
+    """New breakpoints that cut cell ``j`` into ``parts`` (single widths once it is that small)."""
     lo, size = int(b[j]), int(b[j + 1] - b[j])
-    if size <= 2 * SPLIT:
+    if size <= parts:
         return set(range(lo + 1, lo + size))
-    return {lo + (size * t) // SPLIT for t in range(1, SPLIT)}
+    return {lo + (size * t) // parts for t in range(1, parts)}
 
 
 def first_cells(n_levels: int) -> int:
@@ -166,10 +164,15 @@ def solve_refined(
         # often lies); picked single widths are exact already, so all-single picks end the loop.
         if not any(_picked_wide(rel, arrays, row) for row in r.widths):
             break
-        for row in r.widths:
-            for g, j in enumerate(_idx(rel, row)):
-                for jj in (j - 1, j, j + 1):
-                    bps[g] |= _split(arrays[g], jj)
+        # With many levels the picks spread over many cells: split each more coarsely so a
+        # group's cells at most double per round (the model grows with their square).
+        reach = (-1, 0, 1) if len(levels) <= 4 else (0,)
+        for g, b in enumerate(arrays):
+            cells = {j + d for row in r.widths for j in _idx(rel, row)[g : g + 1] for d in reach}
+            cells = {j for j in cells if 0 <= j < len(b) - 1 and b[j + 1] - b[j] > 1}
+            parts = max(2, min(SPLIT, len(b) // max(len(cells), 1) + 1))
+            for j in cells:
+                bps[g] |= _split(b, j, parts)
     if inc is None:
         return Refined([], "no solution", None, rounds)
     if status == "no solution":
