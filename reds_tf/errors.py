@@ -29,3 +29,11 @@ class CorruptFlatbufferError(RedsError, ValueError):
 
 class PlanError(RedsError, ValueError):
     """A width plan is malformed (wrong shape, out of range, not nested)."""
+
+
+class RunMismatchError(RedsError, ValueError):
+    """``--resume`` was asked for a run directory that was started with different settings."""
+
+
+class RunExistsError(RedsError, FileExistsError):
+    """The run directory already holds a run and resume was not requested."""
