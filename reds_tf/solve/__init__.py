@@ -22,8 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from ..costs import cost
 from ..errors import InfeasibleBudgetError, RedsError
 from ..graph import Graph
 from ..plan import WidthPlan
-from .backends import scratch_dir
+from .backends import Limits, scratch_dir
 from .brute import brute_force
 from .milp import SOLVERS
 from .problem import Budget, Level, Problem, make_problem
@@ -138,11 +137,7 @@ class _Run:
 
     prob: Problem
     deadline: float  # time.monotonic()
-    workdir: Path
-    solver: str
-    gap: float
-    node_limit: int
-    msg: bool
+    limits: Limits
 
 
 def _bottom_up(
@@ -165,11 +160,7 @@ def _bottom_up(
             lower=lower,
             start=None,
             deadline=share,
-            workdir=run.workdir,
-            solver=run.solver,
-            gap=run.gap,
-            node_limit=run.node_limit,
-            msg=run.msg and not quiet,
+            limits=replace(run.limits, msg=run.limits.msg and not quiet),
         )
         if r.status in ("infeasible", "no solution"):
             raise _fail(prob, k, r.status, "bottom_up")
@@ -186,7 +177,7 @@ def _bottom_up(
             gap_txt = "n/a" if lvl_gap is None else f"{100 * lvl_gap:.3f} %"
             _say(
                 progress,
-                run.msg,
+                run.limits.msg,
                 f"level {k}: {r.status}, gap {gap_txt}, {wall:.1f} s, {r.rounds} MILP round(s), "
                 f"kept importance {100 * value:.2f} %",
             )
@@ -201,7 +192,7 @@ def _joint(
     t0 = time.monotonic()
     # Bottom-up first, on a quarter of the time: a feasible nested start, so the joint solve can
     # only improve on it (without one, CBC found no incumbent in 60 s on DS-CNN-S, 10 levels).
-    quarter = _Run(**{**run.__dict__, "deadline": t0 + (run.deadline - t0) / 4})
+    quarter = replace(run, deadline=t0 + (run.deadline - t0) / 4)
     try:
         start = _bottom_up(quarter, levels, None, quiet=True)[0]
     except RedsError:  # bottom-up can fail where joint succeeds (caps not monotone)
@@ -212,17 +203,13 @@ def _joint(
         lower=[0] * len(run.prob.grids),
         start=start,
         deadline=run.deadline,
-        workdir=run.workdir,
-        solver=run.solver,
-        gap=run.gap,
-        node_limit=run.node_limit,
-        msg=run.msg,
+        limits=run.limits,
     )
     if r.status in ("infeasible", "no solution"):
         raise _fail(run.prob, None, r.status, "joint")
     _say(
         progress,
-        run.msg,
+        run.limits.msg,
         f"joint, {len(levels)} levels: {r.status}, {time.monotonic() - t0:.1f} s, {r.rounds} MILP round(s)",
     )
     return r.widths, [r.status], [r.bound], [{} for _ in levels]
@@ -296,7 +283,7 @@ def solve(
     widths: list[list[int]] = []
     statuses, gaps, bounds, extras = [], [], [], []
     with scratch_dir() as workdir:
-        run = _Run(prob, deadline, workdir, solver, gap, int(node_limit), msg)
+        run = _Run(prob, deadline, Limits(workdir, solver, gap, int(node_limit), msg))
         if strategy == "joint" and levels:
             widths, statuses, bounds, extras = _joint(run, levels, progress)
         elif levels:

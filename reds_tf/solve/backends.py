@@ -72,21 +72,22 @@ class RunResult:
     gap_abs: float | None  # |bound - incumbent| in the solver's objective units
 
 
-def run(
-    lp: pulp.LpProblem,
-    solver: str,
-    *,
-    workdir: Path,
-    deadline: float,
-    gap: float,
-    node_limit: int,
-    msg: bool,
-    warm: bool,
-) -> RunResult:
+@dataclass(frozen=True)
+class Limits:
+    """How a solve may run: scratch directory, solver, relative gap, nodes per MILP, solver log."""
+
+    workdir: Path
+    solver: str = "cbc"
+    gap: float = 0.01
+    node_limit: int = 10_000
+    msg: bool = False
+
+
+def run(lp: pulp.LpProblem, limits: Limits, deadline: float, warm: bool) -> RunResult:
     """Solve ``lp`` (values land on its variables) and stop by ``deadline`` (time.monotonic())."""
-    if solver == "highs":
-        return _run_highs(lp, deadline, gap, node_limit, msg)
-    return _run_cbc(lp, workdir, deadline, gap, node_limit, msg, warm)
+    if limits.solver == "highs":
+        return _run_highs(lp, limits, deadline)
+    return _run_cbc(lp, limits, deadline, warm)
 
 
 def _status(lp: pulp.LpProblem, stop: str) -> str:
@@ -99,9 +100,9 @@ def _status(lp: pulp.LpProblem, stop: str) -> str:
     return "no solution"
 
 
-def _run_highs(lp: pulp.LpProblem, deadline: float, gap: float, node_limit: int, msg: bool) -> RunResult:
+def _run_highs(lp: pulp.LpProblem, limits: Limits, deadline: float) -> RunResult:
     left = max(0.01, deadline - time.monotonic())
-    sol = pulp.HiGHS(msg=msg, timeLimit=left, gapRel=gap, mip_max_nodes=node_limit)
+    sol = pulp.HiGHS(msg=limits.msg, timeLimit=left, gapRel=limits.gap, mip_max_nodes=limits.node_limit)
     lp.solve(sol)
     info = lp.solverModel.getInfo()
     said = lp.solverModel.modelStatusToString(lp.solverModel.getModelStatus()).lower()
@@ -134,17 +135,9 @@ def _tail(path: Path, stop: threading.Event) -> None:
         stop.wait(0.5)
 
 
-def _run_cbc(
-    lp: pulp.LpProblem,
-    workdir: Path,
-    deadline: float,
-    gap: float,
-    node_limit: int,
-    msg: bool,
-    warm: bool,
-) -> RunResult:
+def _run_cbc(lp: pulp.LpProblem, limits: Limits, deadline: float, warm: bool) -> RunResult:
     cbc = pulp.COIN_CMD(path=pulp.PULP_CBC_CMD.pulp_cbc_path, msg=False)
-    mps, sol, mst, log = (workdir / f"model.{e}" for e in ("mps", "sol", "mst", "log"))
+    mps, sol, mst, log = (limits.workdir / f"model.{e}" for e in ("mps", "sol", "mst", "log"))
     for f in (sol, mst, log):
         f.unlink(missing_ok=True)
     vs, var_names, con_names, _ = lp.writeMPS(str(mps), rename=1)
@@ -157,11 +150,11 @@ def _run_cbc(
     # preprocess off: CBC 2.10's preprocessing once returned a wrong "Optimal" (knapsack-notes);
     # feas off: the feasibility pump wasted about a minute on large flow models.
     args += ["-sec", f"{max(0.01, 0.9 * left - 0.5):.2f}", "-timeMode", "elapsed"]
-    args += ["-ratio", repr(float(gap)), "-maxNodes", str(int(node_limit))]
+    args += ["-ratio", repr(float(limits.gap)), "-maxNodes", str(int(limits.node_limit))]
     args += ["-preprocess", "off", "-feas", "off", "-solve", "-printingOptions", "all"]
     args += ["-solution", str(sol)]
     stop_tail = threading.Event()
-    tail = threading.Thread(target=_tail, args=(log, stop_tail), daemon=True) if msg else None
+    tail = threading.Thread(target=_tail, args=(log, stop_tail), daemon=True) if limits.msg else None
     interrupted = False
     with open(log, "w") as out:
         # Own session: a terminal's Ctrl-C reaches Python, which then stops CBC here.

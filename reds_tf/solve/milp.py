@@ -18,7 +18,6 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pulp
@@ -202,13 +201,9 @@ def solve_levels(
     prob: Problem,
     levels: list[Level],
     *,
-    workdir: Path,
+    limits: backends.Limits,
     deadline: float,
     lower: list[int] | None = None,
-    solver: str = "cbc",
-    gap: float = 0.01,
-    node_limit: int = 10_000,
-    msg: bool = False,
     start: list[list[int]] | None = None,
 ) -> SolveResult:
     """Solve the levels jointly (nested); ``lower`` fixes grid-index lower bounds (bottom-up).
@@ -217,8 +212,8 @@ def solve_levels(
     returns status ``no solution`` at once. ``start``: a feasible nested plan (widths per
     level) to warm-start CBC from; it must lie on ``prob``'s grids.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"Unknown solver. Received: solver={solver!r}; expected one of {SOLVERS}")
+    if limits.solver not in SOLVERS:
+        raise ValueError(f"Unknown solver. Received: solver={limits.solver!r}; expected one of {SOLVERS}")
     t0 = time.perf_counter()
     bld = _Builder(prob, levels, lower)
     models: list[LevelModel | None] = [None] * len(levels)
@@ -250,22 +245,13 @@ def solve_levels(
     if n_vars == 0:  # every width is forced: nothing to optimise
         widths = [[int(prob.grids[g][m.lo[g]]) for g in range(len(prob.grids))] for m in models]
         return SolveResult(widths, "optimal", obj_const, obj_const, time.perf_counter() - t0, 0, bld.n_cons)
-    if msg:
+    if limits.msg:
         print(f"[reds solve] MILP: {n_vars} variables, {bld.n_cons} constraints", file=sys.stderr)
     if start is not None:
         bld.set_start(models, start)
     if time.monotonic() >= deadline:
         return SolveResult([], "no solution", None, None, time.perf_counter() - t0, n_vars, bld.n_cons)
-    res = backends.run(
-        bld.lp,
-        solver,
-        workdir=workdir,
-        deadline=deadline,
-        gap=gap,
-        node_limit=node_limit,
-        msg=msg,
-        warm=start is not None,
-    )
+    res = backends.run(bld.lp, limits, deadline, warm=start is not None)
     status, gap_abs = res.status, res.gap_abs
     if status in ("infeasible", "no solution"):
         return SolveResult([], status, None, None, time.perf_counter() - t0, n_vars, bld.n_cons)

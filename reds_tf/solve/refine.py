@@ -19,11 +19,11 @@ problem itself) or the deadline passes. Small grids need no cells: one exact sol
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .backends import Limits
 from .greedy import FastCost, greedy_start
 from .milp import solve_levels
 from .problem import Level, Problem
@@ -106,11 +106,7 @@ def solve_refined(
     lower: list[int],
     start: list[list[int]] | None,
     deadline: float,
-    workdir: Path,
-    solver: str,
-    gap: float,
-    node_limit: int,
-    msg: bool,
+    limits: Limits,
 ) -> Refined:
     """Nested widths for ``levels`` at or above grid indices ``lower``, by cell refinement."""
     fc = FastCost(prob)
@@ -124,7 +120,8 @@ def solve_refined(
     ]
     bound, status, rounds = np.inf, "no solution", 0
     # The MILP must prove a tighter gap than asked: the relaxation's own slack comes on top.
-    milp_gap = gap / 2
+    gap = limits.gap
+    milp_limits = replace(limits, gap=gap / 2)
     while time.monotonic() < deadline:
         if inc is not None:  # the incumbent must lie on the relaxation's grid (warm start)
             for row in inc:
@@ -135,13 +132,9 @@ def solve_refined(
         r = solve_levels(
             rel,
             levels,
-            workdir=workdir,
+            limits=milp_limits,
             deadline=deadline,
             lower=[0] * len(arrays),
-            solver=solver,
-            gap=milp_gap,
-            node_limit=node_limit,
-            msg=msg,
             start=inc,
         )
         rounds += 1
