@@ -355,3 +355,12 @@ def test_interrupted_solve_leaves_no_temp_files(tmp_path, sig):
     else:
         assert proc.returncode == -signal.SIGTERM
     assert list(tmp.iterdir()) == []
+
+
+def test_deadline_before_any_milp_returns_the_greedy_plan_and_says_so():
+    graph = wide_chain(width=1024)
+    lines: list[str] = []
+    report = solve(graph, random_scores(graph, 2), [0.3, 0.6], time_limit=0.01, progress=lines.append)
+    assert report.status == "time_limit" and report.gap is None
+    assert "no MILP finished before the deadline: greedy plan, no proven bound" in lines[0]
+    assert_fits(graph, report, [Budget(0.3), Budget(0.6)])

@@ -35,7 +35,7 @@ from .backends import Limits, scratch_dir
 from .brute import brute_force
 from .milp import SOLVERS
 from .problem import Budget, Level, Problem, make_problem
-from .refine import solve_refined
+from .refine import Refined, solve_refined
 
 STRATEGIES = ("bottom_up", "joint")
 
@@ -103,6 +103,13 @@ def _say(progress: Callable[[str], None] | None, msg: bool, text: str) -> None:
         progress(text)
     elif msg:
         print(f"[reds solve] {text}", file=sys.stderr)
+
+
+def _rounds(r: Refined) -> str:
+    if r.bound is None:
+        # The deadline came before any MILP proved a bound: say what the plan is instead.
+        return "no MILP finished before the deadline: greedy plan, no proven bound"
+    return f"{r.rounds} MILP round(s)"
 
 
 def _fail(prob: Problem, k: int | None, status: str, strategy: str) -> RedsError:
@@ -178,7 +185,7 @@ def _bottom_up(
             _say(
                 progress,
                 run.limits.msg,
-                f"level {k}: {r.status}, gap {gap_txt}, {wall:.1f} s, {r.rounds} MILP round(s), "
+                f"level {k}: {r.status}, gap {gap_txt}, {wall:.1f} s, {_rounds(r)}, "
                 f"kept importance {100 * value:.2f} %",
             )
         lower = [int(np.searchsorted(g, x)) for g, x in zip(prob.grids, w, strict=True)]
@@ -210,7 +217,7 @@ def _joint(
     _say(
         progress,
         run.limits.msg,
-        f"joint, {len(levels)} levels: {r.status}, {time.monotonic() - t0:.1f} s, {r.rounds} MILP round(s)",
+        f"joint, {len(levels)} levels: {r.status}, {time.monotonic() - t0:.1f} s, {_rounds(r)}",
     )
     return r.widths, [r.status], [r.bound], [{} for _ in levels]
 
