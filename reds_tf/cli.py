@@ -422,12 +422,6 @@ def solve_cmd(
 # --- convert (convert issue) -------------------------------------------------------------------------
 
 
-# What a conversion writes into --out: an earlier conversion's files are replaced with --overwrite, so
-# no stale submodel_k.tflite of a run with more levels stays beside the new report.
-_CONVERTED = ("submodel_*.tflite", "bundle.tflite", "bundle.json", "report.json", "report.md", "model.blob",
-              "model_blob.c", "model_blob.h")  # fmt: skip
-
-
 def _prepare_out(out, overwrite: bool) -> None:
     """Create --out, or refuse one that cannot hold the conversion or already holds files."""
     import os
@@ -449,10 +443,6 @@ def _prepare_out(out, overwrite: bool) -> None:
             f"{', ...' if len(held) > 4 else ''}). "
             "Fix: pass an empty or new directory, or --overwrite to replace an earlier conversion."
         )
-    if overwrite:
-        for pattern in _CONVERTED:
-            for p in out.glob(pattern):
-                p.unlink()
 
 
 @main.command("convert")
@@ -470,7 +460,8 @@ def _prepare_out(out, overwrite: bool) -> None:
 @click.option("--strategy", type=click.Choice(["auto", "slice", "copy"]), default="auto", show_default=True,
               help="Bundle storage of weights that are not a prefix of the full tensor.")  # fmt: skip
 @click.option("--no-verify", is_flag=True, help="Skip the interpreter checks.")
-@click.option("--overwrite", is_flag=True, help="Replace an earlier conversion in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier conversion in --out (only once the new one is complete).")  # fmt: skip
 @click.option("--calibration-mode", type=click.Choice(["shared", "per_level"]), default=None,
               help="Activation calibration: the full level's for all levels (shared) or per level. "
               "Default: the run's recipe, else shared.")  # fmt: skip

@@ -192,8 +192,14 @@ def test_as_arrays_accepts_batched_and_unbatched_datasets():
 
 
 def test_level_subset_without_verification(fc2_levels, fmnist, tmp_path):
-    """--levels 0,2 writes only those levels (the full level still fixes the quantisation)."""
+    """--levels 0,2 writes only those levels (the full level still fixes the quantisation); an earlier
+    conversion's files in the directory are replaced, stale levels included, other files are kept."""
+    (tmp_path / "submodel_1.tflite").write_bytes(b"stale")
+    (tmp_path / "notes.txt").write_text("mine")
     rep = convert(fc2_levels, tmp_path, levels="0,2", calibration=fmnist["x_train"][:40], verify=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.parent.iterdir() if ".partial-" in p.name]
+    assert rep.files["bundle"] == str(tmp_path / "bundle.tflite") and rep.out_dir == str(tmp_path)
     assert [r.level for r in rep.levels] == [0, 2]
     assert sorted(p.name for p in tmp_path.glob("submodel_*.tflite")) == [
         "submodel_0.tflite",
@@ -215,7 +221,8 @@ def test_unsupported_weight_op_is_refused(tmp_path):
 
     x = np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32)
     with pytest.raises(UnsupportedLayerError, match="TRANSPOSE_CONV"):
-        convert([build(2), build(4)], tmp_path, calibration=x, calibration_samples=8, verify=False)
+        convert([build(2), build(4)], tmp_path / "out", calibration=x, calibration_samples=8, verify=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not any((tmp_path / "out").iterdir())
 
 
 def test_flatten_dense_levels_share_a_strided_block(tmp_path):
