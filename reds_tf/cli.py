@@ -56,7 +56,9 @@ _RUN_COLUMNS = [
 @click.option("--schedule", default=None, help="Schedule section of the recipe, e.g. short or full.")
 @click.option("--limit", type=int, default=None, help="Keep at most N examples per split (smoke runs).")
 @click.option("--stop-after-epochs", type=int, default=None, hidden=True, help="Stop after N epochs (tests).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--quiet", is_flag=True, help="No progress bars and no per-epoch lines (step lines and the table stay)."
+)
 def run_cmd(
     recipe_path, run_dir, data_dir, resume, strategy, schedule, limit, stop_after_epochs, quiet
 ) -> None:
