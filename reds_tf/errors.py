@@ -29,3 +29,7 @@ class CorruptFlatbufferError(RedsError, ValueError):
 
 class PlanError(RedsError, ValueError):
     """A width plan is malformed (wrong shape, out of range, not nested)."""
+
+
+class ModelFileError(RedsError, ValueError):
+    """A named model is neither a zoo architecture nor a readable Keras model file that fits the data."""

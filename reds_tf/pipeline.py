@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import nested, plots, topology, train
+from . import model_source, nested, plots, topology, train
 from ._keras import keras
 from .errors import NotARedsModelError, RedsError
 from .evaluate import accuracy, level_accuracies, level_rows, write_results
@@ -69,6 +69,7 @@ def run(
             f"Run directory {rd.root} already holds a run. Fix: pass --resume to continue it, or choose "
             "another --run-dir."
         )
+    model_source.check(recipe.model, recipe.model_options)  # a bad model name fails before data loads
     t0 = time.perf_counter()
     keras.utils.set_random_seed(recipe.seed)
     atomic_write_text(rd.path("recipe.yaml"), recipe.to_yaml())

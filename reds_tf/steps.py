@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import costs, data, importance, nested, permute, solve, topology, train, zoo
+from . import costs, data, importance, model_source, nested, permute, solve, topology, train
 from ._keras import keras, tf
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -121,13 +121,14 @@ def pretrain(
     batched: dict,
     ctx: StepContext,
 ) -> keras.Model:
-    """Train the dense zoo model (or load ``pretrained.keras`` when this step is already done)."""
+    """Train the recipe's model: a fresh zoo model, or a user's model file from its own weights (which
+    ``pretrain.epochs: 0`` keeps as they are). Loads ``pretrained.keras`` when this step is already done."""
     path = ctx.rd.path("pretrained.keras")
     with ctx.scope():
         if ctx.rd.is_done("pretrain"):
             return keras.models.load_model(path, compile=False)
         shape = dict(num_classes=splits.num_classes, input_shape=splits.input_shape)
-        model = zoo.build(recipe.model, **shape, **recipe.model_options)
+        model = model_source.build(recipe.model, recipe.model_options, **shape)
     ctx.log(f"[pretrain] {model.name}: {model.count_params():,} params, {recipe.pretrain.epochs} epochs")
     hist = train.fit(
         model,
@@ -138,8 +139,9 @@ def pretrain(
         **ctx.fit_options,
     )
     # Short schedules leave BN moving statistics lagging (momentum 0.99): re-estimate them exactly
-    # on training data, since joint fine-tuning freezes them (reference behaviour).
-    if any(train.is_bn(layer) for layer in model.layers):
+    # on training data, since joint fine-tuning freezes them (reference behaviour). Without training
+    # the model's own statistics are kept (a user's pretrained file stays as it was trained).
+    if recipe.pretrain.epochs > 0 and any(train.is_bn(layer) for layer in model.layers):
         train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     _save_keras(model, path)
     ctx.rd.mark_done("pretrain", {"history": hist.to_dict()})
