@@ -35,6 +35,7 @@ USERS_MODELS = {
     "kws_ds_cnn": (kws_ds_cnn, "h5", 1),
     "autoencoder": (dense_autoencoder, "h5", 4),
     "mobilenet_v1_0.25": (lambda: zoo.mobilenet_v1(0.25, softmax=True), "keras", 4),
+    "resnet8": (lambda: zoo.resnet8(softmax=True), "savedmodel", 1),
 }
 
 
