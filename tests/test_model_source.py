@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from reds_tf import costs, importance, model_source, nested, permute, solve, topology, zoo
 from reds_tf._keras import keras
 from reds_tf.cli import main
+from reds_tf.data import fashion_mnist
 from reds_tf.errors import ModelFileError
 from tests.byom_models import dense_autoencoder, kws_ds_cnn, save_as
 from tests.conftest import random_input, random_plan, randomize
@@ -105,29 +106,48 @@ def test_cli_solve_takes_a_model_file_and_says_it_uses_magnitude_scores(tmp_path
     assert doc["per_level"][0]["macs_pct"] <= 50 and doc["per_level"][-1]["macs_pct"] == 100
 
 
-def test_recipe_with_a_model_file_starts_from_its_weights(tmp_path):
-    """`reds run` on a user's .h5 with pretrain epochs 0: the pretrained model IS the file's model."""
+def test_recipe_with_a_model_file_and_npz_data_starts_from_its_weights(tmp_path):
+    """`reds run` on a user's trained .h5 and their own .npz arrays (a real Fashion-MNIST subset), with
+    pretrain epochs 0: the pretrained model IS the file's model, and REDS nests it."""
+    x_tr, y_tr, x_te, y_te = fashion_mnist.load_arrays()
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "train.npz", x=x_tr[:1200], y=y_tr[:1200])
+    np.savez(data / "test.npz", x=x_te[:300], y=y_te[:300])
     keras.utils.set_random_seed(0)
     x = inputs = keras.Input((28, 28, 1))
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(32, activation="relu")(x)
     user = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x), name="users_mlp")
+    user.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    user.fit(x_tr[:1200] / 255.0, y_tr[:1200], epochs=2, batch_size=50, verbose=0)
+    user_acc = user.evaluate(x_te[:300] / 255.0, y_te[:300], verbose=0)[1]
     path = save_as(user, tmp_path, "h5")
+
     recipe = yaml.safe_load(TINY.read_text())
     recipe.pop("model_options")
-    recipe.update(model=str(path), pretrain={"epochs": 0})
+    recipe.update(model=str(path), dataset="npz", pretrain={"epochs": 0})
     recipe_path = tmp_path / "byom.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
     run_dir = tmp_path / "run"
-    res = CliRunner().invoke(
-        main, ["run", "--recipe", str(recipe_path), "--run-dir", str(run_dir), "--quiet"]
-    )
+    args = [
+        "run",
+        "--recipe",
+        str(recipe_path),
+        "--run-dir",
+        str(run_dir),
+        "--data-dir",
+        str(data),
+        "--quiet",
+    ]
+    res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     pre = keras.models.load_model(run_dir / "pretrained.keras", compile=False)
     for a, b in zip(pre.get_weights(), user.get_weights(), strict=True):
         assert np.array_equal(a, b)
-    levels = json.loads((run_dir / "results.json").read_text())["levels"]
-    assert len(levels) == 4 and levels[-1]["macs_pct"] == 100.0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["pretrained"]["test_accuracy"] == pytest.approx(user_acc, abs=1e-6) and user_acc > 0.6
+    assert len(results["levels"]) == 4 and results["levels"][-1]["macs_pct"] == 100.0
 
 
 def test_recipe_with_a_missing_model_file_fails_before_loading_data(tmp_path):
