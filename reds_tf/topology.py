@@ -73,32 +73,39 @@ class LayerRole:
     in_positions: int = 1
 
 
+def _channels_last(layer: Any) -> bool:
+    return layer.data_format == "channels_last"
+
+
+# Keras layer classes -> op kind (reds_tf.graph.KIND_TABLE), with the condition under which such a
+# layer is supported; the first matching row decides (DepthwiseConv2D before its base class Conv2D).
+LAYER_KINDS: tuple[tuple[tuple[type, ...], str, Any], ...] = (
+    ((L.DepthwiseConv2D,), "depthwise", lambda la: la.depth_multiplier == 1 and _channels_last(la)),
+    (
+        (L.Conv2D,),
+        "conv2d",
+        lambda la: not isinstance(la, L.Conv2DTranspose) and la.groups == 1 and _channels_last(la),
+    ),
+    ((L.Dense,), "dense", None),
+    ((L.BatchNormalization,), "batchnorm", None),
+    ((L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation), "activation", None),
+    ((L.Dropout,), "dropout", None),
+    ((L.MaxPooling2D, L.AveragePooling2D), "pool", None),
+    ((L.GlobalAveragePooling2D, L.GlobalMaxPooling2D), "global_pool", None),
+    ((L.Flatten,), "flatten", None),
+    ((L.Add,), "add", None),
+)
+
+
 def _kind(layer: Any) -> str | None:
     """Op kind of a supported layer, None for InputLayer; raises for anything else."""
     if isinstance(layer, L.InputLayer):
         return None
-    if isinstance(layer, L.DepthwiseConv2D):
-        if layer.depth_multiplier == 1 and layer.data_format == "channels_last":
-            return "depthwise"
-    elif isinstance(layer, L.Conv2D) and not isinstance(layer, L.Conv2DTranspose):
-        if layer.groups == 1 and layer.data_format == "channels_last":
-            return "conv2d"
-    elif isinstance(layer, L.Dense):
-        return "dense"
-    elif isinstance(layer, L.BatchNormalization):
-        return "batchnorm"
-    elif isinstance(layer, (L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation)):
-        return "activation"
-    elif isinstance(layer, L.Dropout):
-        return "dropout"
-    elif isinstance(layer, (L.MaxPooling2D, L.AveragePooling2D)):
-        return "pool"
-    elif isinstance(layer, (L.GlobalAveragePooling2D, L.GlobalMaxPooling2D)):
-        return "global_pool"
-    elif isinstance(layer, L.Flatten):
-        return "flatten"
-    elif isinstance(layer, L.Add):
-        return "add"
+    for classes, kind, supported in LAYER_KINDS:
+        if isinstance(layer, classes):
+            if supported is None or supported(layer):
+                return kind
+            break
     cls = type(layer).__name__
     fix = _FIXES.get(cls, "rebuild the model from the supported layers listed above, or remove the layer")
     raise UnsupportedLayerError(
