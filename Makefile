@@ -7,10 +7,10 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 RECIPE ?= models/ds_cnn_s-fashion_mnist.yaml
 RUN_DIR ?= runs/$(basename $(notdir $(RECIPE)))$(if $(SCHEDULE),-$(SCHEDULE))
 MODEL ?= ds_cnn_s
-APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang
+APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang libclang-rt-14-dev
 
 .PHONY: help install install-system install-python quickstart run test test-slow lint \
-        train-kws train-vww demo-kws flash-nano33 bench firmware-test clean
+        train-kws train-vww demo-kws flash-nano33 m4-size bench firmware-test clean
 
 help:
 	@echo "make quickstart      set up everything, then run the default recipe (DS-CNN-S on Fashion-MNIST)"
@@ -21,11 +21,13 @@ help:
 	@echo "make train-vww DATA_DIR=...  Visual Wake Words (vw_coco2014_96 or TFRecords)"
 	@echo "make demo-kws        synthetic espeak/flite keywords through the KWS pipeline (labelled synthetic)"
 	@echo "make flash-nano33    build and upload the Arduino Nano 33 BLE sketch (needs arduino-cli)"
+	@echo "make m4-size BLOB_C=out/model_blob.c   Cortex-M4 flash/RAM of runtime + app + that model's blob"
 	@echo "make bench           run the benchmarks under benchmarks/"
 	@echo "make lint            ruff, import-linter, clang-format check"
 
 # System packages: Fashion-MNIST (the embedded default data), speech synthesis for the KWS demo,
-# the Cortex-M4 cross compiler and clang (libFuzzer). Skipped where apt is absent or we are not root.
+# the Cortex-M4 cross compiler, clang and its libFuzzer runtime (libclang-rt-14-dev, only a Recommends of
+# clang, which --no-install-recommends skips). Skipped where apt is absent or we are not root.
 install-system:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
@@ -76,6 +78,11 @@ demo-kws: $(PY)
 
 flash-nano33:
 	$(MAKE) -C firmware flash-nano33 $(if $(PORT),PORT=$(PORT))
+
+# BLOB_C relative to this directory or absolute (firmware/ runs the build, so pass it on absolute).
+m4-size:
+	@test -n "$(BLOB_C)" || { echo "m4-size: give BLOB_C=path/model_blob.c (written by python -m reds_tf.convert)" >&2; exit 2; }
+	$(MAKE) -C firmware m4-size BLOB_C="$(abspath $(BLOB_C))"
 
 firmware-test:
 	$(MAKE) -C firmware test model-test

@@ -45,7 +45,10 @@ _RUN_COLUMNS = [
 @main.command("run")
 @click.option("--recipe", "recipe_path", required=True, type=click.Path(dir_okay=False), help="models/*.yaml")
 @click.option(
-    "--run-dir", type=click.Path(file_okay=False), default=None, help="Default: runs/<recipe name>."
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Default: runs/<recipe file name>[-<schedule>] (as make run).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset root (see docs).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
@@ -72,7 +75,8 @@ def run_cmd(
         recipe = Recipe.load(recipe_path, schedule=schedule, **({"data.limit": limit} if limit else {}))
     except RecipeError as e:
         raise click.BadParameter(str(e), param_hint="--recipe") from e
-    run_dir = Path(run_dir or Path("runs") / Path(recipe_path).stem)
+    # as `make run`: one directory per recipe, and per schedule when one is named
+    run_dir = Path(run_dir or Path("runs") / (Path(recipe_path).stem + (f"-{schedule}" if schedule else "")))
     click.echo(f"reds run: recipe {recipe.name} ({recipe.schedule} schedule) -> {run_dir}")
     try:
         res = pipeline.run(

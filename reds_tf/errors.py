@@ -33,3 +33,11 @@ class PlanError(RedsError, ValueError):
 
 class ModelFileError(RedsError, ValueError):
     """A named model is neither a zoo architecture nor a readable Keras model file that fits the data."""
+
+
+class RunMismatchError(RedsError, ValueError):
+    """``--resume`` was asked for a run directory that was started with different settings."""
+
+
+class RunExistsError(RedsError, FileExistsError):
+    """The run directory already holds a run and resume was not requested."""

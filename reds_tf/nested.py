@@ -11,8 +11,6 @@ graph per level; a ``tf.function`` traced earlier keeps the level it was traced 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +27,7 @@ from .layers import (
     is_nested,
 )
 from .plan import WidthPlan
+from .runstore import atomic_path
 from .topology import analyse
 
 L = keras.layers
@@ -243,15 +242,8 @@ def save_model(model: keras.Model, path: str | Path) -> None:
             f"save_model writes the .keras format. Received: path={str(path)!r}. Fix: end it in '.keras'."
         )
     plan_of(model)  # refuse to save something load_model would reject
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp, save_format="keras")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=".tmp.keras") as tmp:
+        model.save(str(tmp), save_format="keras")
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:

@@ -10,15 +10,16 @@ continues an interrupted stage at its next epoch.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import model_source, nested, plots, topology, train
+from . import __version__, model_source, nested, plots, topology, train
 from ._keras import keras
-from .errors import NotARedsModelError, RedsError
+from .errors import NotARedsModelError, RunExistsError
 from .evaluate import accuracy, level_accuracies, level_rows, write_results
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -47,10 +48,6 @@ BN_NOTE = (
 )
 
 
-class RunExistsError(RedsError, FileExistsError):
-    """The run directory already holds a run and resume was not requested."""
-
-
 def run(
     recipe: Recipe,
     run_dir: str | Path,
@@ -62,14 +59,18 @@ def run(
     max_epochs_this_call: int | None = None,
     log: Any = print,
 ) -> dict[str, Any]:
-    """Run the whole pipeline for ``recipe`` into ``run_dir`` and return the results dict."""
+    """Run the whole pipeline for ``recipe`` into ``run_dir`` and return the results dict.
+
+    ``resume`` continues the run started in ``run_dir`` only if it was started with the same
+    fingerprint (resolved recipe incl. schedule, seed and limit; data source; package version);
+    resuming a finished run returns its results and changes no file.
+    """
     rd = RunDir(run_dir)
-    if not resume and rd.state()["done"] or not resume and rd.state()["epochs"]:
-        raise RunExistsError(
-            f"Run directory {rd.root} already holds a run. Fix: pass --resume to continue it, or choose "
-            "another --run-dir."
-        )
     model_source.check(recipe.model, recipe.model_options)  # a bad model name fails before data loads
+    rd.claim(fingerprint(recipe, data_dir), resume)
+    if resume and rd.is_done("results"):
+        log(f"{rd.root} is already complete; nothing to do.")
+        return json.loads(rd.path("results.json").read_text())
     t0 = time.perf_counter()
     keras.utils.set_random_seed(recipe.seed)
     atomic_write_text(rd.path("recipe.yaml"), recipe.to_yaml())
@@ -101,7 +102,17 @@ def run(
     # Wall time of this call (a resumed run counts only what it redid); stage timings are in state.json.
     results["wall_seconds_this_call"] = round(time.perf_counter() - t0, 1)
     write_results(rd.root, results)
+    rd.mark_done("results")
     return results
+
+
+def fingerprint(recipe: Recipe, data_dir: str | Path | None) -> dict[str, Any]:
+    """What defines a run: a resumed run must match it exactly (see ``RunDir.claim``)."""
+    return {
+        "recipe": recipe.to_dict(),
+        "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None,
+        "reds_tf": __version__,
+    }
 
 
 def evaluate_run(

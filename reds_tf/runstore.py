@@ -11,25 +11,44 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import NotARedsModelError
+from .errors import NotARedsModelError, RunExistsError, RunMismatchError
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary sibling path to write ``path`` by name; on success it is renamed into place.
+
+    For writers that take a file name (``model.save``). The file gets the permissions a plain
+    ``open`` would give under the user's umask (mkstemp alone makes it 0600), and an error or
+    interrupt removes the temporary file and leaves the previous ``path`` untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
-    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -43,6 +62,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 # it stopped: finished steps are skipped, and training restarts at the epoch after its last checkpoint.
 
 STATE_FILE = "state.json"
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def fingerprint_diff(old: Any, new: Any, where: str = "") -> list[str]:
+    """``key: old -> new`` lines (dotted keys) for every leaf where two fingerprints differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{where}.{k}" if where else str(k)
+            out += fingerprint_diff(old.get(k, "<absent>"), new.get(k, "<absent>"), sub)
+        return out
+    return [] if old == new else [f"{where}: {old!r} -> {new!r}"]
 
 
 @contextlib.contextmanager
@@ -55,6 +86,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; follow the umask like mkdir
         yield tmp
         old = None
         if path.exists():
@@ -104,6 +136,36 @@ class RunDir:
         s = self.state()
         fn(s)
         atomic_write_text(self.root / STATE_FILE, json.dumps(s, indent=2, sort_keys=True) + "\n")
+
+    def fingerprint(self) -> dict[str, Any] | None:
+        """What defined this run when it started (``claim``), or None for a new directory."""
+        p = self.root / FINGERPRINT_FILE
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def claim(self, fingerprint: dict[str, Any], resume: bool) -> None:
+        """Start a run here, or check that ``--resume`` continues the run that was started here.
+
+        Raises ``FileExistsError`` (a ``RedsError``) when the directory holds a run and ``resume`` is
+        False, and ``RunMismatchError`` when it holds a run with a different fingerprint.
+        """
+        old, started = self.fingerprint(), bool(self.state()["done"] or self.state()["epochs"])
+        if not resume and (started or old is not None):
+            raise RunExistsError(
+                f"Run directory {self.root} already holds a run. Fix: pass --resume to continue it, or "
+                "choose another --run-dir."
+            )
+        if old is not None:
+            diff = fingerprint_diff(old, json.loads(json.dumps(fingerprint)))
+            if diff:
+                raise RunMismatchError(
+                    f"--resume: {self.root} was started with other settings, so resuming would mix "
+                    f"two runs. Differences (started -> now): {'; '.join(diff)}. Fix: resume with the "
+                    f"run's own settings (reds run --recipe {self.root / 'recipe.yaml'} --run-dir "
+                    f"{self.root} --resume, same --data-dir), or choose another --run-dir."
+                )
+        elif not started:
+            text = json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
+            atomic_write_text(self.root / FINGERPRINT_FILE, text)
 
     def is_done(self, step: str) -> bool:
         return step in self.state()["done"]

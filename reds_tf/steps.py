@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from . import costs, data, importance, model_source, nested, permute, solve, top
 from ._keras import keras, tf
 from .plan import WidthPlan
 from .recipe import Recipe
-from .runstore import RunDir, atomic_write_bytes, atomic_write_text
+from .runstore import RunDir, atomic_path, atomic_write_bytes, atomic_write_text
 
 
 def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
@@ -109,9 +108,8 @@ def load_data(recipe: Recipe, data_dir: str | Path | None) -> tuple[Any, dict[st
 
 def _save_keras(model: keras.Model, path: Path) -> Path:
     """Save a plain model as .keras atomically (temp file in the same directory, then rename)."""
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.keras") as tmp:
+        model.save(str(tmp))
     return path
 
 
@@ -136,13 +134,9 @@ def pretrain(
         batched["val"],
         recipe.pretrain,
         stage="pretrain",
+        bn_batches=recipe.bn.recalibration_batches,
         **ctx.fit_options,
     )
-    # Short schedules leave BN moving statistics lagging (momentum 0.99): re-estimate them exactly
-    # on training data, since joint fine-tuning freezes them (reference behaviour). Without training
-    # the model's own statistics are kept (a user's pretrained file stays as it was trained).
-    if recipe.pretrain.epochs > 0 and any(train.is_bn(layer) for layer in model.layers):
-        train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     _save_keras(model, path)
     ctx.rd.mark_done("pretrain", {"history": hist.to_dict()})
     return model

@@ -246,6 +246,7 @@ def fit(
     strategy: tf.distribute.Strategy | None = None,
     max_epochs_this_call: int | None = None,
     progress: bool = True,
+    bn_batches: int = 0,
 ) -> History:
     """Train ``model`` for ``epochs`` (default ``cfg.epochs``) epochs on batched ``train``.
 
@@ -255,6 +256,12 @@ def fit(
     best validation epoch are restored at the end (early stopping after ``cfg.patience`` epochs
     without improvement). Raises ``TrainingInterrupted`` after ``max_epochs_this_call`` epochs (or
     $REDS_STOP_AFTER_EPOCHS) when epochs remain.
+
+    ``bn_batches > 0`` (plain models trained with BN in training mode): BN moving statistics are
+    re-estimated on that many training batches before every validation. The moving averages lag the
+    weights by far more than an epoch on short schedules (momentum 0.99; BN makes the preceding
+    weights' scale drift quickly), which put validation at chance while the loss fell, so early
+    stopping kept the wrong epoch. The re-estimated statistics are also the ones checkpointed.
     """
     epochs = cfg.epochs if epochs is None else epochs
     hist = History(stage)
@@ -284,6 +291,8 @@ def fit(
     best_weights: list[np.ndarray] | None = None
     for epoch in range(start + 1, epochs + 1):
         losses = _run_epoch(step, data, steps, f"{stage} {epoch}/{epochs}", progress)
+        if bn_batches and training and levels is None and any(is_bn(layer) for layer in model.layers):
+            recalibrate_bn(model, train, bn_batches)
         score = _score(model, val, levels)
         rec = {"epoch": epoch, "loss": losses, "val": score, "lr": float(_lr(optimizer))}
         hist.epochs.append(rec)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
 
 from reds_tf import nested, pipeline
+from reds_tf.errors import RunMismatchError
 from reds_tf.recipe import Recipe
 from reds_tf.runstore import RunDir
 
@@ -91,14 +94,48 @@ def test_finished_run_refuses_to_restart_without_resume(fc_run):
         pipeline.run(Recipe.from_dict(FC_RECIPE), run_dir, progress=False, log=lambda *_: None)
 
 
-def test_resume_of_a_finished_run_skips_every_step(fc_run):
+def _hashes(root):
+    return {
+        str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_resume_of_a_finished_run_changes_no_file(fc_run):
     run_dir, res = fc_run
-    before = RunDir(run_dir).state()["done"]
+    before = _hashes(run_dir)
     again = pipeline.run(
         Recipe.from_dict(FC_RECIPE), run_dir, resume=True, progress=False, log=lambda *_: None
     )
     assert [r["test_accuracy"] for r in again["levels"]] == [r["test_accuracy"] for r in res["levels"]]
-    assert RunDir(run_dir).state()["done"]["pretrain"] == before["pretrain"]
+    assert _hashes(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    "change, shown",
+    [
+        ({"seed": 7}, "recipe.seed: 0 -> 7"),
+        ({"data": {**FC_RECIPE["data"], "limit": 900}}, "recipe.data.limit: 1500 -> 900"),
+        (
+            {"schedules": {"tiny": {"pretrain": {"epochs": 1}}}, "schedule": "tiny"},
+            "recipe.schedule: 'short' -> 'tiny'",
+        ),
+    ],
+)
+def test_resume_with_other_settings_is_refused_before_any_work(tmp_path, change, shown):
+    rd = RunDir(tmp_path)
+    rd.claim(pipeline.fingerprint(Recipe.from_dict(FC_RECIPE), None), resume=False)
+    rd.record_epoch("pretrain", 1, {})
+    before = _hashes(tmp_path)
+    other = Recipe.from_dict({**FC_RECIPE, **change})
+    with pytest.raises(
+        RunMismatchError, match=re.escape(shown) + ".*Fix: resume with the run's own settings"
+    ):
+        pipeline.run(other, tmp_path, resume=True, progress=False, log=lambda *_: None)
+    assert _hashes(tmp_path) == before
+    with pytest.raises(RunMismatchError, match="data_dir: None -> "):
+        pipeline.run(Recipe.from_dict(FC_RECIPE), tmp_path, data_dir=tmp_path, resume=True, progress=False)
 
 
 def test_unknown_strategy_is_rejected():

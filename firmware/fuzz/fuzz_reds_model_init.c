@@ -3,7 +3,8 @@
  *
  * Any byte string goes to reds_model_init. When it is accepted, every level also runs once (zero input)
  * when its work is small, so the target checks the real promise: a blob that passes validation
- * cannot make reds_invoke read or write out of bounds or overflow (ASan + UBSan abort on either).
+ * cannot make reds_invoke read or write out of bounds or overflow (ASan + UBSan abort on either), nor
+ * make it refuse (the target aborts when an accepted level does not return REDS_OK).
  *   make -C firmware fuzz FUZZ_RUNS=1000000     (seeds: the .blob files in fuzz/seeds, from c_arena)
  */
 #include <stdlib.h>
@@ -57,8 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (reds_set_level(&m, k) != REDS_OK) {
                 abort(); /* every level below n_levels must be selectable */
             }
-            if (level_work(m.active) <= WORK_MAX) {
-                (void)reds_invoke(&m, in, out, scratch, m.max_scratch);
+            if (level_work(m.active) <= WORK_MAX && reds_invoke(&m, in, out, scratch, m.max_scratch) != REDS_OK) {
+                abort(); /* init accepted it, so invoke must run it */
             }
         }
         if (reds_set_level(&m, (int32_t)m.n_levels) != REDS_BAD_LEVEL) {

@@ -60,13 +60,157 @@ static reds_status init_and_run(const uint8_t *b, uint32_t len)
         void *scratch = malloc(m.max_scratch + 1u);
         for (int32_t k = 0; k < (int32_t)m.n_levels; ++k) {
             CHECK(reds_set_level(&m, k) == REDS_OK);
-            (void)reds_invoke(&m, in, out, scratch, m.max_scratch);
+            CHECK(reds_invoke(&m, in, out, scratch, m.max_scratch) == REDS_OK); /* init OK => runs */
         }
         free(scratch);
         free(out);
         free(in);
     }
     return s;
+}
+
+/* One level of a synthetic blob: its op records. */
+typedef struct {
+    const uint32_t (*ops)[REDS_OP_WORDS];
+    uint32_t n_ops;
+} blob_level;
+
+/* A blob laid out as c_arena.py does (header, level table, op records, arena of zero weights, params
+ * section) around the given levels' op records; a level's input is its first op's input and every header
+ * and level field is derived from the ops, so only the ops themselves can be at fault.
+ * Returns the length; *out is an exactly sized heap buffer. */
+static uint32_t make_blob(uint8_t **out, const blob_level *lv, uint32_t n_levels, uint32_t arena_bytes,
+                          const int32_t *params, uint32_t n_params)
+{
+    uint32_t ops_off = (REDS_HEADER_WORDS + n_levels * REDS_LEVEL_WORDS) * 4u, all_ops = 0;
+    for (uint32_t k = 0; k < n_levels; ++k) {
+        all_ops += lv[k].n_ops;
+    }
+    const uint32_t arena_off = ops_off + all_ops * REDS_OP_WORDS * 4u;
+    const uint32_t params_off = (arena_off + arena_bytes + 15u) & ~15u;
+    const uint32_t total = params_off + 4u * n_params;
+    uint8_t *b = calloc(total, 1);
+    uint32_t max_scratch = 0, max_in = 0, max_out = 0;
+    for (uint32_t k = 0; k < n_levels; ++k) {
+        const uint32_t(*ops)[REDS_OP_WORDS] = lv[k].ops;
+        const uint32_t n_ops = lv[k].n_ops, l = (REDS_HEADER_WORDS + k * REDS_LEVEL_WORDS) * 4u;
+        uint32_t inter_max = 0, elems = 0;
+        for (uint32_t j = 0; j < n_ops; ++j) {
+            for (uint32_t i = 0; i < REDS_OP_WORDS; ++i) {
+                set32(b, ops_off + (j * REDS_OP_WORDS + i) * 4u, ops[j][i]);
+            }
+            elems = ops[j][REDS_F_OUT_H] * ops[j][REDS_F_OUT_W] * ops[j][REDS_F_OUT_C];
+            inter_max = j + 1 < n_ops && elems > inter_max ? elems : inter_max;
+        }
+        const uint32_t in_bytes = ops[0][REDS_F_IN_H] * ops[0][REDS_F_IN_W] * ops[0][REDS_F_IN_C];
+        const uint32_t scratch = ((inter_max + 15u) & ~15u) * (n_ops > 2 ? 2u : n_ops - 1u);
+        set32(b, l + 4u * REDS_L_OPS_OFF, ops_off);
+        set32(b, l + 4u * REDS_L_N_OPS, n_ops);
+        set32(b, l + 4u * REDS_L_IN_BYTES, in_bytes);
+        set32(b, l + 4u * REDS_L_OUT_BYTES, elems);
+        set32(b, l + 4u * REDS_L_SCRATCH, scratch);
+        set32(b, l + 4u * REDS_L_IN_H, ops[0][REDS_F_IN_H]);
+        set32(b, l + 4u * REDS_L_IN_W, ops[0][REDS_F_IN_W]);
+        set32(b, l + 4u * REDS_L_IN_C, ops[0][REDS_F_IN_C]);
+        ops_off += n_ops * REDS_OP_WORDS * 4u;
+        max_scratch = scratch > max_scratch ? scratch : max_scratch;
+        max_in = in_bytes > max_in ? in_bytes : max_in;
+        max_out = elems > max_out ? elems : max_out;
+    }
+    for (uint32_t i = 0; i < n_params; ++i) {
+        set32(b, params_off + 4u * i, (uint32_t)params[i]);
+    }
+    const uint32_t h[REDS_H_USED] = {REDS_BLOB_MAGIC, REDS_BLOB_VERSION, total,     n_levels,
+                                     REDS_HEADER_WORDS * 4u, arena_off, arena_bytes, params_off,
+                                     4u * n_params,   max_scratch,       max_in,    max_out};
+    for (uint32_t i = 0; i < REDS_H_USED; ++i) {
+        set32(b, 4u * i, h[i]);
+    }
+    *out = b;
+    return total;
+}
+
+/* An op record: shapes, 1x1 window, unit strides/dilations, full int8 clamp; the caller sets the rest. */
+static void op_init(uint32_t *f, uint32_t type, uint32_t in_h, uint32_t in_w, uint32_t in_c, uint32_t out_h,
+                    uint32_t out_w, uint32_t out_c)
+{
+    memset(f, 0, REDS_OP_WORDS * 4u);
+    const uint32_t v[] = {type, in_h, in_w, in_c, out_h, out_w, out_c, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+    memcpy(f, v, sizeof v);
+    f[REDS_F_ACT_MIN] = (uint32_t)-128;
+    f[REDS_F_ACT_MAX] = 127;
+}
+
+/* A weighted op reading c_stride-spaced weights: weights at arena 0, up to 4 channels' multipliers at
+ * params byte 0 and shifts at byte 16 (init_and_run_ops' params). */
+static void op_weights(uint32_t *f, uint32_t stride_o, uint32_t stride_p)
+{
+    f[REDS_F_W_STRIDE_O] = stride_o;
+    f[REDS_F_W_STRIDE_P] = stride_p;
+    f[REDS_F_BIAS_OFF] = REDS_NO_BIAS;
+    f[REDS_F_MULT_OFF] = 0;
+    f[REDS_F_SHIFT_OFF] = 16;
+}
+
+static reds_status init_and_run_ops(const uint32_t (*ops)[REDS_OP_WORDS], uint32_t n_ops, uint32_t arena_bytes)
+{
+    const int32_t params[8] = {1 << 30, 1 << 30, 1 << 30, 1 << 30, -1, -1, -1, -1}; /* 4 channels */
+    const blob_level lv = {ops, n_ops};
+    uint8_t *b;
+    const uint32_t len = make_blob(&b, &lv, 1, arena_bytes, params, 8);
+    const reds_status s = init_and_run(b, len);
+    free(b);
+    return s;
+}
+
+/* Every limit a kernel checks is checked at init: what init accepts, invoke runs (init_and_run CHECKs it). */
+static void test_init_covers_kernel_limits(void)
+{
+    uint32_t f[1][REDS_OP_WORDS];
+    /* 1x1 conv, 2 -> 1 channels: valid with c_stride 2, refused with c_stride 0x80000000 (negative as int32,
+     * which the kernel refuses; the single filter's extent alone would fit the arena). */
+    op_init(f[0], REDS_OP_CONV_2D, 4, 4, 2, 4, 4, 1);
+    op_weights(f[0], 2, 2);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_OK);
+    op_weights(f[0], 0x80000000u, 0x80000000u);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_BAD_BLOB);
+    op_weights(f[0], 0xFFFFFFFFu, 0xFFFFFFFFu);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_BAD_BLOB);
+    /* 3x3 conv whose o-stride 9 * c_stride wraps to c_stride's value in 32 bits. */
+    op_init(f[0], REDS_OP_CONV_2D, 3, 3, 2, 1, 1, 1);
+    f[0][REDS_F_K_H] = f[0][REDS_F_K_W] = 3;
+    op_weights(f[0], 18, 2);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_OK);
+    op_weights(f[0], (uint32_t)(9ull * 0x20000000u), 0x20000000u);
+    CHECK(init_and_run_ops(f, 1, 64) == REDS_BAD_BLOB);
+    /* 1x1 depthwise and FC with one output channel: the stride is never multiplied, only its sign matters. */
+    op_init(f[0], REDS_OP_DEPTHWISE_CONV_2D, 2, 2, 1, 2, 2, 1);
+    op_weights(f[0], 0, 1);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_OK);
+    op_weights(f[0], 0, 0x80000000u);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_BAD_BLOB);
+    op_init(f[0], REDS_OP_FULLY_CONNECTED, 1, 1, 4, 1, 1, 1);
+    op_weights(f[0], 4, 0);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_OK);
+    op_weights(f[0], 0x80000000u, 0);
+    CHECK(init_and_run_ops(f, 1, 16) == REDS_BAD_BLOB);
+    /* A stride larger than the image is valid TFLite when one output row remains, but the kernels step
+     * rows by stride * W * C in int32: 255 * 65535 * 256 overflows it (in_h = out_h = 1). */
+    op_init(f[0], REDS_OP_CONV_2D, 1, 65535, 256, 1, 65535, 1);
+    op_weights(f[0], 256, 256);
+    f[0][REDS_F_STRIDE_H] = 255;
+    CHECK(init_and_run_ops(f, 1, 256) == REDS_BAD_BLOB);
+    f[0][REDS_F_IN_W] = f[0][REDS_F_OUT_W] = 2;
+    CHECK(init_and_run_ops(f, 1, 256) == REDS_OK);
+    /* MEAN: its int32 sum needs H * W <= REDS_MEAN_HW_MAX; 4096 x 4096 is within the activation limit. */
+    op_init(f[0], REDS_OP_MEAN, 64, 64, 1, 1, 1, 1);
+    f[0][REDS_F_MULT] = 1u << 30;
+    f[0][REDS_F_SHIFT] = (uint32_t)-12;
+    CHECK(init_and_run_ops(f, 1, 0) == REDS_OK);
+    f[0][REDS_F_IN_H] = f[0][REDS_F_IN_W] = 4096;
+    CHECK(init_and_run_ops(f, 1, 0) == REDS_BAD_BLOB);
+    f[0][REDS_F_IN_H] = 2048; /* 2^23 = REDS_MEAN_HW_MAX + 1 */
+    CHECK(init_and_run_ops(f, 1, 0) == REDS_BAD_BLOB);
 }
 
 /* Patch one word of a fresh copy and expect rejection. */
@@ -203,6 +347,7 @@ static void test_levels_and_invoke(void)
     uint8_t *b = copy_blob(fc2_blob_len);
     reds_model m;
     CHECK(reds_model_init(&m, b, fc2_blob_len) == REDS_OK);
+    CHECK(reds_set_level(NULL, 0) == REDS_ARG_ERROR);
     const int32_t bad[] = {-1, 4, 16, INT32_MIN, INT32_MAX};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
         CHECK(reds_set_level(&m, bad[i]) == REDS_BAD_LEVEL);
@@ -227,11 +372,120 @@ static void test_levels_and_invoke(void)
     free(b);
 }
 
+/* The app's replies, captured: `say` sends one line and returns everything written for it. */
+typedef struct {
+    char buf[16384];
+    size_t n;
+} capture;
+
+static void cap_write(void *ctx, const char *text)
+{
+    capture *c = (capture *)ctx;
+    const size_t k = strlen(text);
+    if (c->n + k < sizeof c->buf) {
+        memcpy(c->buf + c->n, text, k + 1);
+        c->n += k;
+    }
+}
+
+static uint32_t cap_micros(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+static const char *say(reds_app *app, capture *c, const char *line)
+{
+    c->n = 0;
+    c->buf[0] = '\0';
+    reds_app_handle_line(app, line);
+    return c->buf;
+}
+
+static int starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* The serial protocol over a real two-level blob whose levels differ in input size: level 0 is a MEAN of
+ * 2x2x3 (12 inputs, 3 outputs), level 1 an identity MEAN of 1x1x640 (640 inputs = 640 outputs, so `out`
+ * must print every fed value back). */
+static void test_app_protocol(void)
+{
+    uint32_t l0[1][REDS_OP_WORDS], l1[1][REDS_OP_WORDS];
+    op_init(l0[0], REDS_OP_MEAN, 2, 2, 3, 1, 1, 3);
+    l0[0][REDS_F_MULT] = 0x7FFFFFFFu;
+    l0[0][REDS_F_SHIFT] = (uint32_t)-2;
+    op_init(l1[0], REDS_OP_MEAN, 1, 1, 640, 1, 1, 640);
+    l1[0][REDS_F_MULT] = 0x7FFFFFFFu; /* requantise(x, 2^31 - 1, 0) == x for int8 x */
+    const blob_level lv[2] = {{l0, 1}, {l1, 1}};
+    uint8_t *b;
+    const uint32_t len = make_blob(&b, lv, 2, 0, NULL, 0);
+    reds_backend be;
+    const reds_model_data md = {b, len, NULL, 0, NULL};
+    static int8_t input[640], output[640];
+    static capture c;
+    reds_app app;
+    const reds_io io = {cap_write, cap_micros, &c};
+    CHECK(reds_backend_init(&be, &md, NULL, 0) == REDS_OK);
+    CHECK(reds_app_init(&app, &be, io, input, output) == REDS_OK);
+    CHECK(strcmp(say(&app, &c, "info"), "ok backend=native levels=2 level=1 in=640 out=640 budget_us=0\n") == 0);
+    /* a number must end at a separator, and nothing may follow a command's arguments */
+    CHECK(starts(say(&app, &c, "level 0abc"), "err bad level; valid 0..1"));
+    CHECK(starts(say(&app, &c, "level 0 1"), "err bad level"));
+    CHECK(starts(say(&app, &c, "level 99999999999999999999"), "err bad level"));
+    CHECK(be.level == 1);
+    CHECK(strcmp(say(&app, &c, "level 0"), "ok level=0\n") == 0);
+    /* `in` counts against the active level's 12 inputs, not the largest level's 640 */
+    CHECK(strcmp(say(&app, &c, "in 1 2 3 4 5 6 7 8 9 10 11 12"), "ok fed=12/12\n") == 0);
+    CHECK(starts(say(&app, &c, "in 13"), "err too many input values for the active level"));
+    CHECK(starts(say(&app, &c, "in 1 2abc"), "err input is not a list of integers"));
+    CHECK(app.fed == 0);
+    /* budgets: integers below 2^32, no wrap-around of UJ * 1000 */
+    CHECK(starts(say(&app, &c, "ebudget 18446744073709552 1"), "err usage: ebudget"));
+    CHECK(starts(say(&app, &c, "ebudget 5 0"), "err usage: ebudget"));
+    CHECK(starts(say(&app, &c, "budget 12x"), "err usage: budget"));
+    CHECK(starts(say(&app, &c, "budget 5 6"), "err usage: budget"));
+    CHECK(strcmp(say(&app, &c, "ebudget 4294967295 1"), "ok budget_us=4294967295\n") == 0);
+    CHECK(strcmp(say(&app, &c, "ebudget 5 2"), "ok budget_us=2500\n") == 0);
+    CHECK(strcmp(say(&app, &c, "budget 0"), "ok budget_us=0\n") == 0);
+    /* `out` is one line with every output, however long */
+    CHECK(strcmp(say(&app, &c, "level 1"), "ok level=1\n") == 0);
+    char want[8 * 640 + 16] = "ok out";
+    for (int i = 0; i < 640; i += 64) {
+        char line[8 * 64 + 4] = "in";
+        for (int j = i; j < i + 64; ++j) {
+            char v[8];
+            snprintf(v, sizeof v, " %d", (j * 37) % 256 - 128);
+            strcat(line, v);
+            strcat(want, v);
+        }
+        CHECK(starts(say(&app, &c, line), "ok fed="));
+    }
+    strcat(want, "\n");
+    CHECK(starts(say(&app, &c, "run"), "ok class="));
+    CHECK(strcmp(say(&app, &c, "out"), want) == 0);
+    /* NULL is refused, never dereferenced */
+    reds_app_handle_line(NULL, "info");
+    reds_app_handle_line(&app, NULL);
+    reds_app_feed_char(NULL, '\n');
+    reds_app idle; /* never initialised, as in the sketch after a failed init: input is ignored */
+    memset(&idle, 0, sizeof idle);
+    for (int i = 0; i < 2 * REDS_APP_LINE; ++i) {
+        reds_app_feed_char(&idle, 'x');
+    }
+    reds_app_feed_char(&idle, '\n');
+    CHECK(reds_backend_set_level(NULL, 0) == REDS_ARG_ERROR);
+    CHECK(reds_backend_invoke(NULL, input, output) == REDS_ARG_ERROR);
+    free(b);
+}
+
 static void test_policy(void)
 {
     const uint64_t macs[4] = {100, 200, 300, 400};
     uint32_t us[4] = {0, 0, 0, 0};
     CHECK(reds_policy_choose(macs, us, 4, 1000) == 0); /* nothing measured: the cheapest level */
+    CHECK(reds_policy_choose(NULL, us, 4, 1000) == 0 && reds_policy_choose(macs, NULL, 4, 1000) == 0);
     us[3] = 800;                                       /* 2 us per MAC: estimates 200/400/600/800 */
     CHECK(reds_policy_choose(macs, us, 4, 1000) == 3);
     CHECK(reds_policy_choose(macs, us, 4, 650) == 2);
@@ -250,6 +504,8 @@ int main(void)
     test_bad_ops();
     test_byte_flips();
     test_levels_and_invoke();
+    test_init_covers_kernel_limits();
+    test_app_protocol();
     test_policy();
     if (failures != 0) {
         fprintf(stderr, "test_reds_model: %d failure(s)\n", failures);

@@ -195,10 +195,8 @@ def wav_bytes(audio: np.ndarray, rate: int = SR) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> None:
-    # rename into place (atomic); no fsync per clip: a thousand fsyncs would dominate the run time
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    # no fsync per clip: a thousand fsyncs would dominate the run time
+    atomic_write_bytes(path, data, fsync=False)
 
 
 def _job(task: tuple[str, Speaker, int, int, str, str]) -> str:

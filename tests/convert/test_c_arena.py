@@ -50,8 +50,11 @@ def test_files_and_blob_layout(written: tuple[Path, dict]) -> None:
     c_text = (out / "kws_blob.c").read_text()
     arr = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", c_text.split("= {", 1)[1]))
     assert arr == blob
-    assert f"#define KWS_BLOB_LEN {len(blob)}u" in (out / "kws_blob.h").read_text()
+    h_text = (out / "kws_blob.h").read_text()
+    assert f"#define KWS_BLOB_LEN {len(blob)}u" in h_text
     hdr = c_arena.read_blob(blob)["header"]
+    for key in ("max_scratch", "max_in", "max_out"):  # what the sketch sizes its static buffers by
+        assert f"#define KWS_BLOB_{key.upper()} {hdr[key]}u" in h_text
     assert (
         blob[:4] == b"REDS"
         and hdr["version"] == c_arena.VERSION

@@ -9,6 +9,8 @@ interpreter running each level's standalone .tflite on the same int8 inputs.
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -123,6 +125,86 @@ def test_protocol_errors_and_budget_policy(converted: dict, host_app: Path) -> N
     assert "level=0" in runs[-1]  # an impossible budget falls back to the cheapest level
     assert "ok budget_us=2500" in lines  # 5 uJ at 2 mW = 2500 us
     assert sum(ln.startswith("level ") for ln in lines) == n_levels
+
+
+def _blob_bytes(blob_c: Path = FIRMWARE / "tests" / "golden" / "fc2_blob.c") -> bytes:
+    """The blob a generated model_blob.c holds (by default the committed fc2 blob) as bytes."""
+    src = blob_c.read_text()
+    return bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})\b", src.split("{", 1)[1]))
+
+
+def test_host_app_rejects_bad_blobs_without_leaks(host_app: Path, tmp_path: Path) -> None:
+    """Every error path of the host runner names the problem and frees what it allocated (LeakSanitizer)."""
+    good = _blob_bytes()
+    cases = {"truncated": (good[:-1], 1), "bad_magic": (b"XXXX" + good[4:], 1), "empty": (b"", 2)}
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
+    for name, (data, rc) in cases.items():
+        path = tmp_path / f"{name}.blob"
+        path.write_bytes(data)
+        cmd = [str(host_app), str(path)]
+        r = subprocess.run(cmd, input="info\n", capture_output=True, text=True, env=env)
+        assert r.returncode == rc and r.stderr.startswith("error:"), (name, r.returncode, r.stderr[-2000:])
+        assert "LeakSanitizer" not in r.stderr, (name, r.stderr[-2000:])
+    path = tmp_path / "good.blob"
+    path.write_bytes(good)
+    r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("ok backend=native levels=4"), r.stderr[-2000:]
+
+
+def _blob_object_text(stdout: str) -> int:
+    line = next(ln for ln in stdout.splitlines() if ln.rstrip().endswith("model_blob.o"))
+    return int(line.split()[0])
+
+
+def test_m4_size_takes_absolute_and_relative_blob_paths(tmp_path: Path) -> None:
+    """`m4-size` measures exactly the BLOB_C it is given: absolute (also through '..'), relative to
+    firmware/, or relative to the repository through the top-level Makefile; same-named blobs of two
+    models never reuse each other's object."""
+    sources = {
+        "fc2": FIRMWARE / "tests" / "golden" / "fc2_blob",
+        "nano": FIRMWARE / "nano33_reds" / "model_blob",
+    }
+    blob_c = {}
+    for name, src in sources.items():
+        (tmp_path / name).mkdir()
+        header = src.with_suffix(".h").read_text().replace(f"{src.name}.h", "model_blob.h")
+        (tmp_path / name / "model_blob.h").write_text(header)
+        text = src.with_suffix(".c").read_text().replace(f'"{src.name}.h"', '"model_blob.h"')
+        (tmp_path / name / "model_blob.c").write_text(text)
+        blob_c[name] = tmp_path / name / "model_blob.c"
+    blob_len = {name: len(_blob_bytes(src.with_suffix(".c"))) for name, src in sources.items()}
+    runs = [
+        (["-C", str(FIRMWARE)], str(blob_c["fc2"]), "fc2"),
+        (["-C", str(FIRMWARE)], str(tmp_path / "fc2" / ".." / "nano" / "model_blob.c"), "nano"),
+        (["-C", str(FIRMWARE)], "tests/golden/fc2_blob.c", "fc2"),
+        (["-C", str(FIRMWARE.parent)], "firmware/nano33_reds/model_blob.c", "nano"),
+    ]
+    sizes = {}
+    for where, path, name in runs:
+        cmd = ["make", "-s", *where, "m4-size", f"BLOB_C={path}"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, (path, r.stdout[-2000:] + r.stderr[-2000:])
+        assert "no writable globals" in r.stdout
+        sizes.setdefault(name, set()).add(_blob_object_text(r.stdout))
+    for name, got in sizes.items():
+        assert len(got) == 1 and blob_len[name] <= got.pop() < blob_len[name] + 256, (name, sizes)
+    r = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "m4-size", "BLOB_C=no/such_blob.c"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode != 0 and "no file BLOB_C=no/such_blob.c" in r.stderr
+
+
+def test_fuzz_target_links_and_runs(tmp_path: Path) -> None:
+    """`make -C firmware fuzz` (libFuzzer + ASan/UBSan on reds_model_init; every accepted blob's levels
+    must run with REDS_OK) links with what `make install` installs; a short run from the seeds finds
+    nothing."""
+    if shutil.which("clang") is None:
+        pytest.skip("clang is not installed (make install)")
+    cmd = ["make", "-s", "-C", str(FIRMWARE), "fuzz", "FUZZ_RUNS=3000", f"BUILD={tmp_path}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and "libclang_rt.fuzzer" in r.stderr:
+        pytest.skip("no libFuzzer runtime: apt-get install libclang-rt-14-dev (make install does it)")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert "Done 3000 runs" in r.stderr
 
 
 def test_blob_parser_and_level_switch_c_tests() -> None:

@@ -3,7 +3,6 @@
  */
 #include "reds_app.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 /* ---- tiny formatting (no printf: keeps the MCU build small) ------------------------------------ */
@@ -74,6 +73,9 @@ static void reply_err(reds_app *app, const char *what)
 int32_t reds_policy_choose(const uint64_t *macs, const uint32_t *measured_us, int32_t n_levels,
                            uint32_t budget_us)
 {
+    if (macs == NULL || measured_us == NULL) {
+        return 0;
+    }
     int32_t ref = -1; /* widest measured level */
     for (int32_t k = 0; k < n_levels; ++k) {
         if (measured_us[k] != 0 && macs[k] != 0) {
@@ -117,17 +119,38 @@ static const char *skip_ws(const char *s)
     return s;
 }
 
-/* Parse one integer; returns 0 when s holds no number. */
-static int parse_int(const char **s, long *out)
+/* Magnitudes are capped here while parsing: every caller's range is far smaller, so an oversized value
+ * is refused by the caller's range check instead of wrapping (strtol's long is 32 bits on the board). */
+#define NUM_CAP ((int64_t)1 << 40)
+
+/* Parse one decimal integer, [+-]digits, that ends at a separator or the end of the line (so "1abc" is
+ * not a number); returns 0 when s does not start with one. */
+static int parse_int(const char **s, int64_t *out)
 {
-    char *end;
     const char *p = skip_ws(*s);
-    *out = strtol(p, &end, 10);
-    if (end == p) {
+    const int neg = *p == '-';
+    if (*p == '-' || *p == '+') {
+        ++p;
+    }
+    if (*p < '0' || *p > '9') {
         return 0;
     }
-    *s = end;
+    int64_t v = 0;
+    for (; *p >= '0' && *p <= '9'; ++p) {
+        v = v < NUM_CAP ? v * 10 + (*p - '0') : NUM_CAP;
+    }
+    if (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\r' && *p != ',') {
+        return 0;
+    }
+    *out = neg ? -v : v;
+    *s = p;
     return 1;
+}
+
+/* Nothing but separators left on the line. */
+static int at_end(const char *s)
+{
+    return *skip_ws(s) == '\0';
 }
 
 static int is_cmd(const char *line, const char *cmd, const char **rest)
@@ -174,8 +197,8 @@ static void cmd_levels(reds_app *app)
 
 static void cmd_level(reds_app *app, const char *rest)
 {
-    long k;
-    if (!parse_int(&rest, &k) || k < INT32_MIN || k > INT32_MAX ||
+    int64_t k;
+    if (!parse_int(&rest, &k) || !at_end(rest) || k < 0 || k >= app->be->n_levels ||
         reds_backend_set_level(app->be, (int32_t)k) != REDS_OK) {
         text t = {{0}, 0};
         put_s(&t, "err bad level; valid 0..");
@@ -192,21 +215,22 @@ static void cmd_level(reds_app *app, const char *rest)
 
 static void cmd_in(reds_app *app, const char *rest)
 {
-    long v;
+    const uint32_t need = app->be->info[app->be->level].in_bytes; /* the level that will run */
+    int64_t v;
     while (parse_int(&rest, &v)) {
         if (v < -128 || v > 127) {
             app->fed = 0;
             reply_err(app, "input value outside int8 [-128, 127]; input cleared");
             return;
         }
-        if (app->fed >= app->be->max_in) {
+        if (app->fed >= need) {
             app->fed = 0;
-            reply_err(app, "too many input values; input cleared");
+            reply_err(app, "too many input values for the active level (see info); input cleared");
             return;
         }
         app->input[app->fed++] = (int8_t)v;
     }
-    if (*skip_ws(rest) != '\0') {
+    if (!at_end(rest)) {
         app->fed = 0;
         reply_err(app, "input is not a list of integers; input cleared");
         return;
@@ -215,7 +239,7 @@ static void cmd_in(reds_app *app, const char *rest)
     put_s(&t, "ok");
     put_kv(&t, "fed", app->fed);
     put_s(&t, "/");
-    put_u(&t, app->be->info[app->be->level].in_bytes);
+    put_u(&t, need);
     emit(app, &t);
 }
 
@@ -270,9 +294,14 @@ static void cmd_out(reds_app *app)
         reply_err(app, "no run yet");
         return;
     }
+    /* One reply line of any length, written in pieces: the buffer holds a line, not every output. */
     text t = {{0}, 0};
     put_s(&t, "ok out");
     for (uint32_t i = 0; i < app->last_out; ++i) {
+        if (t.n > sizeof t.buf - sizeof " -128\n") {
+            app->io.write(app->io.ctx, t.buf);
+            t.n = 0;
+        }
         put_s(&t, " ");
         put_i(&t, app->output[i]);
     }
@@ -281,12 +310,14 @@ static void cmd_out(reds_app *app)
 
 static void cmd_budget(reds_app *app, const char *rest, int energy)
 {
-    long a, mw = 1;
-    if (!parse_int(&rest, &a) || a < 0 || (energy && (!parse_int(&rest, &mw) || mw <= 0))) {
-        reply_err(app, energy ? "usage: ebudget MICROJOULES MILLIWATTS" : "usage: budget MICROSECONDS");
+    int64_t a, mw = 1;
+    if (!parse_int(&rest, &a) || a < 0 || a > UINT32_MAX ||
+        (energy && (!parse_int(&rest, &mw) || mw < 1 || mw > UINT32_MAX)) || !at_end(rest)) {
+        reply_err(app, energy ? "usage: ebudget MICROJOULES MILLIWATTS (integers, 0..4294967295 and 1..4294967295)"
+                              : "usage: budget MICROSECONDS (an integer, 0..4294967295)");
         return;
     }
-    /* E = P * t: t[us] = E[uJ] * 1000 / P[mW] */
+    /* E = P * t: t[us] = E[uJ] * 1000 / P[mW]; both below 2^32, so the product fits in 64 bits. */
     const uint64_t us = energy ? (uint64_t)a * 1000u / (uint64_t)mw : (uint64_t)a;
     app->budget_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
     text t = {{0}, 0};
@@ -298,6 +329,9 @@ static void cmd_budget(reds_app *app, const char *rest, int energy)
 void reds_app_handle_line(reds_app *app, const char *line)
 {
     const char *rest;
+    if (app == NULL || app->be == NULL || line == NULL) {
+        return;
+    }
     line = skip_ws(line);
     if (*line == '\0' || *line == '#') {
         return;
@@ -325,6 +359,9 @@ void reds_app_handle_line(reds_app *app, const char *line)
 
 void reds_app_feed_char(reds_app *app, char c)
 {
+    if (app == NULL || app->be == NULL) {
+        return; /* not initialised (the sketch keeps reading Serial after a failed init) */
+    }
     if (c == '\n') {
         app->line[app->line_len] = '\0';
         if (app->line_overflow) {

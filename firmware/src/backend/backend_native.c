@@ -40,6 +40,9 @@ reds_status reds_backend_init(reds_backend *b, const reds_model_data *model, voi
 
 reds_status reds_backend_set_level(reds_backend *b, int32_t k)
 {
+    if (b == NULL) {
+        return REDS_ARG_ERROR;
+    }
     const reds_status s = reds_set_level(&b->model, k);
     if (s == REDS_OK) {
         b->level = k;
@@ -49,6 +52,9 @@ reds_status reds_backend_set_level(reds_backend *b, int32_t k)
 
 reds_status reds_backend_invoke(reds_backend *b, const int8_t *in, int8_t *out)
 {
+    if (b == NULL) {
+        return REDS_ARG_ERROR;
+    }
     return reds_invoke(&b->model, in, out, b->arena, b->arena_len);
 }
 

@@ -97,6 +97,9 @@ extern "C" reds_status reds_backend_init(reds_backend *b, const reds_model_data 
 
 extern "C" reds_status reds_backend_set_level(reds_backend *b, int32_t k)
 {
+    if (b == nullptr) {
+        return REDS_ARG_ERROR;
+    }
     if (static_cast<uint32_t>(k) >= static_cast<uint32_t>(b->n_levels)) {
         return REDS_BAD_LEVEL;
     }

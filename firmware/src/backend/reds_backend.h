@@ -57,10 +57,11 @@ typedef struct {
  */
 reds_status reds_backend_init(reds_backend *b, const reds_model_data *model, void *arena, uint32_t arena_len);
 
-/** O(1). @return REDS_OK or REDS_BAD_LEVEL for k outside [0, n_levels). */
+/** O(1). @return REDS_OK, REDS_BAD_LEVEL for k outside [0, n_levels), REDS_ARG_ERROR for b NULL. */
 reds_status reds_backend_set_level(reds_backend *b, int32_t k);
 
-/** Run the active level: in[info[level].in_bytes] -> out[info[level].out_bytes]. */
+/** Run the active level: in[info[level].in_bytes] -> out[info[level].out_bytes].
+ *  @return REDS_OK, or REDS_ARG_ERROR for a NULL pointer. */
 reds_status reds_backend_invoke(reds_backend *b, const int8_t *in, int8_t *out);
 
 /** Human-readable backend name ("native" or "tflm"). */

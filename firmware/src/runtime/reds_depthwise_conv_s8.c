@@ -8,10 +8,6 @@
 #include "reds_requant.h"
 #include "reds_window.h"
 
-#if defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
-#endif
-
 /* Everything the loops need, copied out of the caller's structs once. */
 typedef struct {
     const int8_t *in;
@@ -58,14 +54,19 @@ static inline int32_t dw_pack(int32_t lo, int32_t hi)
     return (int32_t)(((uint32_t)hi << 16) | ((uint32_t)lo & 0xffffu));
 }
 
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+/* Inline asm rather than ACLE's __smlabb / __smlatb, which the Arduino mbed core's GCC 7 may not have. */
 static inline uint32_t dw_mla_lo(uint32_t acc, int32_t packed, int32_t x)
 {
-    return (uint32_t)__smlabb(packed, x, (int32_t)acc);
+    uint32_t r;
+    __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(packed), "r"(x), "r"(acc));
+    return r;
 }
 static inline uint32_t dw_mla_hi(uint32_t acc, int32_t packed, int32_t x)
 {
-    return (uint32_t)__smlatb(packed, x, (int32_t)acc);
+    uint32_t r;
+    __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(packed), "r"(x), "r"(acc));
+    return r;
 }
 #else
 static inline uint32_t dw_mla_lo(uint32_t acc, int32_t packed, int32_t x)

@@ -69,6 +69,10 @@ reds_status reds_maxpool_s8(const reds_pool_params *params, const reds_dims *inp
  * input and output quantisation are identical, so there is no plain-mean (no requantisation) variant.
  * @param input_dims  {n, h, w, c}; output is [n, c] contiguous
  */
+/** Largest H * W reds_mean_s8 accepts: the int32 sum of H * W int8 values (and the zero-point
+ *  correction, |zp| <= 128) must not overflow. reds_model_init enforces it at load time. */
+#define REDS_MEAN_HW_MAX (INT32_MAX / 256)
+
 reds_status reds_mean_s8(const reds_mean_params *params, const reds_dims *input_dims,
                          const int8_t *input, int8_t *output);
 

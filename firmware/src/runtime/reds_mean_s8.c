@@ -14,7 +14,7 @@ reds_status reds_mean_s8(const reds_mean_params *params, const reds_dims *input_
     const int32_t hw = input_dims->h * input_dims->w;
     const int32_t ch = input_dims->c;
     if (input_dims->n < 1 || input_dims->h < 1 || input_dims->w < 1 || ch < 1 ||
-        hw > (INT32_MAX / 256)) { /* the int32 sum of hw int8 values must not overflow */
+        hw > REDS_MEAN_HW_MAX) {
         return REDS_ARG_ERROR;
     }
     const reds_act full_range = {-128, 127};

@@ -103,18 +103,22 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
         return 0;
     }
     /* Spatial ops: every window starts inside the image, as TFLite's SAME/VALID output sizes guarantee
-     * ((out - 1) * stride - pad < in); kernels' fast paths (1x1 unpadded conv) rely on it. */
+     * ((out - 1) * stride - pad < in); kernels' fast paths (1x1 unpadded conv) rely on it. Kernels step
+     * one output row as stride * W * C input elements in int32, which a stride beyond the image (valid
+     * when one output row remains) could overflow. */
     if (type != REDS_OP_FULLY_CONNECTED && type != REDS_OP_MEAN &&
         ((uint64_t)(f[REDS_F_OUT_H] - 1u) * f[REDS_F_STRIDE_H] >= (uint64_t)f[REDS_F_IN_H] + f[REDS_F_PAD_H] ||
-         (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W])) {
+         (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W] ||
+         (uint64_t)f[REDS_F_STRIDE_H] * f[REDS_F_IN_W] * f[REDS_F_IN_C] > INT32_MAX)) {
         return 0;
     }
     uint64_t extent = 0; /* last weight byte read + 1, relative to w_off */
     uint64_t reduce = 0; /* products summed per output */
     switch (type) {
     case REDS_OP_CONV_2D:
-        /* The kernel reaches filter o at o * kh * kw * c_stride: the record must say exactly that. */
-        if (f[REDS_F_DEPTH_MULT] != 1 || sp < ic || so != kh * kw * sp) {
+        /* The kernel reaches filter o at o * kh * kw * c_stride: the record must say exactly that
+         * (compared in 64 bits, so a huge c_stride cannot wrap onto a plausible o-stride). */
+        if (f[REDS_F_DEPTH_MULT] != 1 || sp < ic || (uint64_t)so != (uint64_t)kh * kw * sp) {
             return 0;
         }
         extent = (uint64_t)(oc - 1u) * so + (uint64_t)(kh * kw - 1u) * sp + ic;
@@ -144,14 +148,16 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
         return 1;
     case REDS_OP_MEAN: {
         const int32_t shift = (int32_t)f[REDS_F_SHIFT];
-        return oc == ic && f[REDS_F_OUT_H] == 1 && f[REDS_F_OUT_W] == 1 &&
-               shift >= -31 && shift <= 30;
+        return oc == ic && f[REDS_F_OUT_H] == 1 && f[REDS_F_OUT_W] == 1 && shift >= -31 && shift <= 30 &&
+               (uint64_t)f[REDS_F_IN_H] * f[REDS_F_IN_W] <= REDS_MEAN_HW_MAX;
     }
     default:
         return 0;
     }
-    /* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: weights, requantisation arrays, bias. */
-    if (reduce > REDUCE_MAX || !in_bounds(f[REDS_F_W_OFF], extent, arena_bytes) ||
+    /* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED: weights, requantisation arrays, bias. The kernels take
+     * c_stride as int32 and index weights with int32 math, so strides and the extent must fit in it. */
+    if (reduce > REDUCE_MAX || sp > INT32_MAX || so > INT32_MAX || extent > INT32_MAX ||
+        !in_bounds(f[REDS_F_W_OFF], extent, arena_bytes) ||
         !check_i32_array(m, params_bytes, f[REDS_F_MULT_OFF], oc, INT32_MIN, INT32_MAX) ||
         !check_i32_array(m, params_bytes, f[REDS_F_SHIFT_OFF], oc, -31, 30)) {
         return 0;
@@ -267,6 +273,9 @@ bad:
 
 reds_status reds_set_level(reds_model *m, int32_t k)
 {
+    if (m == NULL) {
+        return REDS_ARG_ERROR;
+    }
     if ((uint32_t)k >= m->n_levels) { /* also rejects k < 0 */
         return REDS_BAD_LEVEL;
     }

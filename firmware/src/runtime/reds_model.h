@@ -94,13 +94,16 @@ typedef struct {
 
 /**
  * Parse and validate a blob: magic, version, every offset, count, enum, shape, stride, zero point,
- * clamp, shift and bias range, so that no blob can make reds_invoke read out of bounds or overflow.
+ * clamp, shift and bias range, and every limit a kernel checks, so that no blob can make reds_invoke
+ * read out of bounds or overflow, and a blob accepted here never makes reds_invoke refuse: given
+ * non-NULL buffers and the level's scratch, every level returns REDS_OK.
  * The blob must be 4-byte aligned. Activates the widest level (n_levels - 1).
  * @return REDS_OK, REDS_ARG_ERROR (NULL or misaligned pointer), REDS_BAD_BLOB (anything malformed).
  */
 reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len);
 
-/** Activate level k in O(1). @return REDS_OK or REDS_BAD_LEVEL (k outside [0, n_levels)). */
+/** Activate level k in O(1). @return REDS_OK, REDS_BAD_LEVEL (k outside [0, n_levels)) or
+ *  REDS_ARG_ERROR (m NULL). */
 reds_status reds_set_level(reds_model *m, int32_t k);
 
 /**
