@@ -61,7 +61,8 @@ KIND_TABLE: dict[str, Kind] = {
     "dropout": Kind("alias"),
     "pool": Kind("passthrough"),
     "global_pool": Kind("passthrough"),
-    "flatten": Kind("passthrough"),
+    "flatten": Kind("passthrough"),  # Flatten, and a Reshape that keeps the channels last
+    "pad": Kind("passthrough"),
     "add": Kind("join"),
 }
 KINDS = tuple(KIND_TABLE)

@@ -86,6 +86,8 @@ def make_nested(
     def clone(layer: Any) -> Any:
         role = roles.get(layer.name)
         cfg = _plain_config(layer)
+        if isinstance(layer, L.Reshape):  # its channel size follows the level's width
+            cfg["target_shape"] = (*tuple(cfg["target_shape"])[:-1], -1)
         if role is None or role.kind not in ("conv2d", "dense", "depthwise", "batchnorm"):
             return type(layer).from_config(cfg)
         if role.kind == "conv2d":

@@ -29,7 +29,8 @@ L = keras.layers
 SUPPORTED = (
     "InputLayer, Conv2D (groups=1, channels_last), DepthwiseConv2D (depth_multiplier=1), Dense (on a "
     "vector), BatchNormalization (axis=-1), ReLU, LeakyReLU, ELU, Softmax, Activation, MaxPooling2D, "
-    "AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Dropout, Add (of equal shapes)"
+    "AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Reshape (channels kept last), "
+    "ZeroPadding2D, Dropout, Add (of equal shapes)"
 )
 
 
@@ -77,6 +78,16 @@ def _channels_last(layer: Any) -> bool:
     return layer.data_format == "channels_last"
 
 
+def _keeps_channels(layer: Any) -> bool:
+    """A Reshape that keeps the channel axis last and whole (to a vector, as Flatten does, or to
+    other positions with the same channels) and fixes every other size, so a nested copy can leave
+    the channel size to -1."""
+    target = tuple(layer.target_shape)
+    flat = len(target) == 1
+    same = int(layer.output_shape[-1]) == int(layer.input_shape[-1])
+    return (flat or same) and -1 not in target[:-1]
+
+
 # Keras layer classes -> op kind (reds_tf.graph.KIND_TABLE), with the condition under which such a
 # layer is supported; the first matching row decides (DepthwiseConv2D before its base class Conv2D).
 LAYER_KINDS: tuple[tuple[tuple[type, ...], str, Any], ...] = (
@@ -93,6 +104,8 @@ LAYER_KINDS: tuple[tuple[tuple[type, ...], str, Any], ...] = (
     ((L.MaxPooling2D, L.AveragePooling2D), "pool", None),
     ((L.GlobalAveragePooling2D, L.GlobalMaxPooling2D), "global_pool", None),
     ((L.Flatten,), "flatten", None),
+    ((L.Reshape,), "flatten", lambda la: _keeps_channels(la)),
+    ((L.ZeroPadding2D,), "pad", lambda la: _channels_last(la)),
     ((L.Add,), "add", None),
 )
 
@@ -121,6 +134,8 @@ _FIXES = {
     "Conv2D": "use groups=1 and data_format='channels_last'",
     "Conv1D": "reshape the input to (steps, 1, channels) and use Conv2D with kernel (k, 1)",
     "ReLU6": "use ReLU(max_value=6)",
+    "Reshape": "keep the channel axis last and unchanged (e.g. Reshape((1, 1, C)) after global pooling) "
+    "with explicit sizes elsewhere, or use Flatten",
 }
 
 

@@ -40,6 +40,29 @@ def dense_autoencoder(width: int = 128, code: int = 8, features: int = 640) -> k
     return keras.Model(inputs, L.Dense(features)(x), name="autoencoder")
 
 
+def keras_app_mobilenet(alpha_filters: int = 8, classes: int = 5) -> keras.Model:
+    """The layer vocabulary of keras.applications.MobileNet: ZeroPadding2D + valid strided convs,
+    ReLU(6.), global pooling then Reshape((1, 1, C)), a 1x1 Conv2D classifier, Reshape((classes,))."""
+    x = inputs = keras.Input((16, 16, 3))
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    x = L.Conv2D(alpha_filters, 3, strides=2, use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    x = L.ZeroPadding2D(((0, 1), (0, 1)))(x)
+    x = L.DepthwiseConv2D(3, strides=2, use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    x = L.Conv2D(2 * alpha_filters, 1, use_bias=False)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU(6.0)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    x = L.Reshape((1, 1, 2 * alpha_filters))(x)
+    x = L.Dropout(1e-3)(x)
+    x = L.Conv2D(classes, 1)(x)
+    x = L.Reshape((classes,))(x)
+    return keras.Model(inputs, L.Activation("softmax")(x), name="keras_app_mobilenet")
+
+
 def save_as(model: keras.Model, tmp_path: Path, fmt: str) -> Path:
     """Save ``model`` as ``fmt`` ("keras", "h5" or "savedmodel") under ``tmp_path``; the path."""
     path = tmp_path / (f"{model.name}.{fmt}" if fmt != "savedmodel" else model.name)

@@ -15,7 +15,7 @@ from reds_tf._keras import keras
 from reds_tf.cli import main
 from reds_tf.data import fashion_mnist
 from reds_tf.errors import ModelFileError
-from tests.byom_models import dense_autoencoder, kws_ds_cnn, save_as
+from tests.byom_models import dense_autoencoder, keras_app_mobilenet, kws_ds_cnn, save_as
 from tests.conftest import random_input, random_plan, randomize
 
 TINY = Path(__file__).resolve().parents[1] / "models" / "tiny-fashion_mnist.yaml"
@@ -37,6 +37,7 @@ USERS_MODELS = {
     "autoencoder": (dense_autoencoder, "h5", 4),
     "mobilenet_v1_0.25": (lambda: zoo.mobilenet_v1(0.25, softmax=True), "keras", 4),
     "resnet8": (lambda: zoo.resnet8(softmax=True), "savedmodel", 1),
+    "keras_app_mobilenet": (keras_app_mobilenet, "keras", 1),
 }
 
 

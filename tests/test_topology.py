@@ -82,6 +82,10 @@ def test_classifier_behind_passthrough_layers_is_fixed():
         (lambda x: L.Concatenate(name="cat")([x, x]), "Layer 'cat' of class Concatenate"),
         (lambda x: L.SeparableConv2D(2, 3, name="sep")(x), "Fix: replace it by DepthwiseConv2D followed"),
         (
+            lambda x: L.Reshape((8, 16), name="rs")(x),
+            "Layer 'rs' of class Reshape.*Fix: keep the channel axis",
+        ),
+        (
             lambda x: L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x),
             "Layer 'dw' of class DepthwiseConv2D",
         ),
