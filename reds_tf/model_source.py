@@ -9,6 +9,7 @@ from the user's pretrained model.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,20 @@ def check(name: str, options: dict[str, Any] | None = None) -> None:
             f"model_options apply to zoo architectures only; model={name!r} is a file. Received: "
             f"model_options={options!r}. Fix: remove model_options (the file fixes the architecture)."
         )
+
+
+def digest(name: str) -> str | None:
+    """sha256 of a model file's bytes (of a SavedModel directory's files and their paths); None for a zoo
+    name. A run records it, so resuming after the file changed is refused."""
+    if not is_file_name(name):
+        return None
+    p = Path(name)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def load_file(path: str | Path) -> keras.Model:

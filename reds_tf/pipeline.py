@@ -111,6 +111,7 @@ def fingerprint(recipe: Recipe, data_dir: str | Path | None) -> dict[str, Any]:
     return {
         "recipe": recipe.to_dict(),
         "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None,
+        "model_file_sha256": model_source.digest(recipe.model),
         "reds_tf": __version__,
     }
 

@@ -150,6 +150,12 @@ def test_recipe_with_a_model_file_and_npz_data_starts_from_its_weights(tmp_path)
     assert results["pretrained"]["test_accuracy"] == pytest.approx(user_acc, abs=1e-6) and user_acc > 0.6
     assert len(results["levels"]) == 4 and results["levels"][-1]["macs_pct"] == 100.0
 
+    # The run recorded the file's digest: after the file changes, resuming is refused before any work.
+    keras.utils.set_random_seed(1)
+    keras.models.clone_model(user).save(path)
+    again = CliRunner().invoke(main, args + ["--resume"])
+    assert again.exit_code != 0 and "model_file_sha256" in again.output, again.output
+
 
 def test_recipe_with_a_missing_model_file_fails_before_loading_data(tmp_path):
     recipe = yaml.safe_load(TINY.read_text())
