@@ -41,7 +41,10 @@ USERS_MODELS = {
 }
 
 
-@pytest.mark.parametrize("name", list(USERS_MODELS))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n.startswith("mobilenet") else n for n in USERS_MODELS],
+)
 def test_users_model_nests_permutes_and_solves(tmp_path, name):
     make, fmt, step = USERS_MODELS[name]
     model = model_source.load_file(save_as(randomize(make()), tmp_path, fmt))
