@@ -98,12 +98,20 @@ def _fmt(v: Any, fmt: str) -> str:
     return f"{100.0 * v:.2f}" if fmt == "pct" else fmt.format(v)
 
 
+SYNTHETIC_NOTE = (
+    "**SYNTHETIC data** (generated speech, see the data folder's README): these numbers are a demo of "
+    "the pipeline, never accuracy on the real dataset."
+)
+
+
 def to_markdown(results: dict[str, Any]) -> str:
     """A markdown report: the per-level table, baselines (when run) and the run's settings."""
     rows = results["levels"]
     cols = [c for c in _COLUMNS if any(c[0] in r for r in rows)]
     base = results.get("baselines") or {}
     lines = [f"# {results.get('recipe', 'REDS run')}: results", ""]
+    if results.get("synthetic_data"):
+        lines = [f"# SYNTHETIC DATA -- {results.get('recipe', 'REDS run')}: results", "", SYNTHETIC_NOTE, ""]
     lines.append(
         f"Model `{results.get('model')}` on `{results.get('dataset')}`, "
         f"schedule `{results.get('schedule')}`, "

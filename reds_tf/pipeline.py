@@ -151,6 +151,7 @@ def evaluate_run(
         "recipe": recipe.name,
         "model": recipe.model,
         "dataset": recipe.dataset,
+        "synthetic_data": bool(splits.info.get("synthetic")),
         "schedule": recipe.schedule,
         "seed": recipe.seed,
         "importance": recipe.importance.method,

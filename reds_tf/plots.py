@@ -56,7 +56,8 @@ def accuracy_vs_macs(results: dict[str, Any], path: str | Path) -> Path:
         )
     ax.set_xlabel("true MACs per inference")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{results.get('model')} on {results.get('dataset')} ({results.get('schedule')} schedule)")
+    title = f"{results.get('model')} on {results.get('dataset')} ({results.get('schedule')} schedule)"
+    ax.set_title(("SYNTHETIC data: " if results.get("synthetic_data") else "") + title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

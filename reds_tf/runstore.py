@@ -174,6 +174,18 @@ class RunDir:
         """Record that ``step`` finished (with optional JSON-able details)."""
         self._update(lambda s: s["done"].__setitem__(step, info or {}))
 
+    def check_complete(self) -> None:
+        """Raise ``NotARedsModelError`` if a run was started here and did not finish (``results`` is
+        its last step); a directory without ``state.json`` is left to the caller."""
+        if not (self.root / STATE_FILE).exists() or self.is_done("results"):
+            return
+        done = sorted(self.state()["done"]) or ["none"]
+        raise NotARedsModelError(
+            f"{self.root} is an incomplete run (steps finished: {', '.join(done)}); its results are missing "
+            f"or partial. Fix: complete it with reds run --recipe {self.root / 'recipe.yaml'} --run-dir "
+            f"{self.root} --resume."
+        )
+
     def done_info(self, step: str) -> dict[str, Any]:
         return self.state()["done"].get(step, {})
 

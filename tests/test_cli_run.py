@@ -35,6 +35,8 @@ def test_run_stops_resumes_at_next_epoch_and_writes_report(tmp_path):
 
     again = runner.invoke(main, args)
     assert again.exit_code != 0 and "already holds a run" in again.output
+    partial = runner.invoke(main, ["eval", str(run_dir)])
+    assert partial.exit_code == 1 and "incomplete run" in partial.output and "--resume" in partial.output
 
     resumed = runner.invoke(main, args + ["--resume"])
     assert resumed.exit_code == 0, resumed.output

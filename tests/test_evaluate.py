@@ -94,3 +94,13 @@ def test_results_json_markdown_and_plots(tmp_path, model_graph_plan):
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 5000
     with pytest.raises(NotARedsModelError, match="No results.json"):
         evaluate.load_results(tmp_path / "nothing")
+
+
+def test_results_on_synthetic_data_say_so_in_markdown():
+    from reds_tf.evaluate import to_markdown
+
+    rows = [{"level": 0, "macs": 10, "macs_pct": 100.0, "test_accuracy": 0.5}]
+    real = to_markdown({"recipe": "r", "levels": rows})
+    fake = to_markdown({"recipe": "r", "levels": rows, "synthetic_data": True})
+    assert "SYNTHETIC" not in real
+    assert fake.startswith("# SYNTHETIC DATA -- r: results") and "never accuracy on the real dataset" in fake

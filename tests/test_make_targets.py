@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from reds_tf.data.speech_commands_index import SYNTHETIC_MARKER
 from tests.data.fixtures import make_speech_commands, make_vww_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,10 +72,17 @@ def test_unknown_kws_model_is_refused() -> None:
 
 def test_train_kws_end_to_end_on_fixture_tree(tmp_path: Path) -> None:
     data = make_speech_commands(tmp_path / "sc", speakers=6)
+    (data / SYNTHETIC_MARKER).write_text("test fixture\n")  # as synth_kws (make demo-kws) marks its trees
     run_dir = tmp_path / "run-kws"
     r = make("train-kws", f"DATA_DIR={data}", "SCHEDULE=tiny", f"RUN_DIR_KWS={run_dir}", "QUIET=1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert_run_complete(run_dir, num_levels=2)
+    # synthetic data never passes for the real corpus: every output says so
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["synthetic_data"] is True and "SYNTHETIC" in results["data"]["info"]["split_rule"]
+    assert "official" not in results["data"]["info"]["split_rule"]
+    assert (run_dir / "results.md").read_text().startswith("# SYNTHETIC DATA")
+    assert "SYNTHETIC data" in r.stdout
 
 
 def test_train_vww_end_to_end_on_fixture_tree(tmp_path: Path) -> None:

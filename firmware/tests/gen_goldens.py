@@ -163,23 +163,42 @@ def case_fc(rng) -> dict:
     )
 
 
-def _conv_like(rng, depthwise: bool) -> dict:
+def _conv_like(
+    rng,
+    depthwise: bool,
+    kernel: tuple[int, int] | None = None,
+    max_c: int = 12,
+    full_in: bool = False,
+    stride: int | None = None,
+    act: int | None = None,
+) -> dict:
+    """A random CONV_2D / DEPTHWISE_CONV_2D case; `kernel` forces the filter size (e.g. (1, 1) for the
+    pointwise path), `max_c` widens the channel counts (SIMD blocks of 4 and 8 plus their tails),
+    `full_in` keeps every input channel of the weight tensor (contiguous windows, as in a first layer),
+    `stride` and `act` force the strides and the fused activation."""
     n = int(rng.integers(1, 3))
     in_h, in_w_ = int(rng.integers(1, 11)), int(rng.integers(1, 9))
     k_h, k_w = int(rng.integers(1, 5)), int(rng.integers(1, 5))
     if rng.random() < 0.35:  # 3x3, the DS-CNN / MobileNet kernel (the depthwise fast path)
         k_h, k_w, in_h, in_w_ = 3, 3, max(in_h, 3), max(in_w_, 3)
+    if kernel is not None:
+        k_h, k_w = kernel
+        in_h, in_w_ = max(in_h, k_h), max(in_w_, k_w)
     same = bool(rng.random() < 0.5)
     s_h, s_w = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     dil = 2 if rng.random() < 0.15 else 1
+    if stride is not None:
+        s_h = s_w = stride
+    if kernel is not None or stride is not None:  # forced shapes: the fast paths are undilated
+        dil = 1
     if not same:  # VALID needs the (dilated) kernel to fit
         k_h, k_w = min(k_h, (in_h - 1) // dil + 1), min(k_w, (in_w_ - 1) // dil + 1)
     out_h, pad_h = rq.compute_padding(in_h, k_h, s_h, dil, same)
     out_w, pad_w = rq.compute_padding(in_w_, k_w, s_w, dil, same)
     in_scale, in_zp = float(np.float32(rng.uniform(0.005, 0.1))), _q(rng)
-    act = int(rng.choice(ACTS))
+    act = int(rng.choice(ACTS)) if act is None else act
     if depthwise:
-        c_in = int(rng.integers(1, 13))
+        c_in = int(rng.integers(1, max_c + 1))
         mult_ch = 2 if rng.random() < 0.2 else 1
         c_out = c_in * mult_ch
         c_full = c_out + int(rng.integers(0, 9))
@@ -187,8 +206,9 @@ def _conv_like(rng, depthwise: bool) -> dict:
         w = w_full[..., :c_out]
         in_stride = c_full
     else:
-        c_in_full, c_out_full = int(rng.integers(1, 13)), int(rng.integers(1, 17))
+        c_in_full, c_out_full = int(rng.integers(1, max_c + 1)), int(rng.integers(1, max_c + 5))
         c_in, c_out = int(rng.integers(1, c_in_full + 1)), int(rng.integers(1, c_out_full + 1))
+        c_in = c_in_full if full_in else c_in
         w_full, w_scales = _weights_and_scales(rng, (c_out_full, k_h, k_w, c_in_full), c_out, True)
         w = w_full[:c_out, :, :, :c_in]
         in_stride, mult_ch = c_in_full, 1

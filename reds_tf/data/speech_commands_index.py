@@ -46,6 +46,10 @@ def which_set(filename: str, validation_percentage: float = 10.0, testing_percen
     return "train"
 
 
+# A tree written by reds_tf.data.synth_kws carries this file, so every result made from it says so.
+SYNTHETIC_MARKER = "SYNTHETIC"
+
+
 @dataclass
 class SpeechIndex:
     """Per split: relative wav paths (``""`` = silence) and int labels, plus the noise files."""
@@ -54,6 +58,7 @@ class SpeechIndex:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     noise_files: list[str] = field(default_factory=list)
     split_rule: str = ""
+    synthetic: bool = False
 
 
 def _read_list(path: Path) -> set[str]:
@@ -84,10 +89,15 @@ def build_index(
     root = Path(root)
     val_list, test_list = root / "validation_list.txt", root / "testing_list.txt"
     use_lists = val_list.is_file() and test_list.is_file()
+    synthetic = (root / SYNTHETIC_MARKER).is_file()
     if use_lists:
         lists = {"val": _read_list(val_list), "test": _read_list(test_list)}
         split_of = lambda rel: "val" if rel in lists["val"] else "test" if rel in lists["test"] else "train"
-        rule = "validation_list.txt / testing_list.txt (official v0.02 split)"
+        rule = (
+            "validation_list.txt / testing_list.txt of a SYNTHETIC tree (sha1 hash rule), not Speech Commands"
+            if synthetic
+            else "validation_list.txt / testing_list.txt (official v0.02 split)"
+        )
     else:
         split_of = lambda rel: which_set(rel, validation_percentage, testing_percentage)
         rule = (
@@ -103,7 +113,7 @@ def build_index(
                 known[split].append((rel, KEYWORDS.index(word)))
             else:
                 unknown[split].append(rel)
-    index = SpeechIndex(split_rule=rule)
+    index = SpeechIndex(split_rule=rule, synthetic=synthetic)
     noise_dir = root / BACKGROUND_DIR
     if noise_dir.is_dir():
         index.noise_files = sorted(

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reds_tf.data.speech_commands_index import BACKGROUND_DIR, KEYWORDS, which_set
+from reds_tf.data.speech_commands_index import BACKGROUND_DIR, KEYWORDS, SYNTHETIC_MARKER, which_set
 from reds_tf.errors import RedsError
 from reds_tf.runstore import atomic_write_bytes, atomic_write_text
 
@@ -308,6 +308,7 @@ def generate(
         unknown=" ".join(UNKNOWN_WORDS),
     )
     atomic_write_bytes(out / "README.md", text.encode())
+    atomic_write_text(out / SYNTHETIC_MARKER, f"reds_tf.data.synth_kws {args}: not Google Speech Commands\n")
     return out
 
 

@@ -52,6 +52,7 @@ def test_lists_follow_the_hash_rule_and_readme_says_synthetic(synth):
     assert all(which_set(r) == "val" for r in val) and all(which_set(r) == "test" for r in test)
     index = build_index(synth)
     assert index.split_rule.startswith("validation_list.txt")
+    assert index.synthetic and "SYNTHETIC" in index.split_rule and "official" not in index.split_rule
     assert {f.split("/")[0] for f in index.files["train"] if f} <= set(KEYWORDS) | set(UNKNOWN_WORDS)
     readme = (synth / "README.md").read_text()
     assert "SYNTHETIC" in readme and "Never report accuracy on this set as Speech Commands accuracy" in readme

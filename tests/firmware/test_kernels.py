@@ -146,16 +146,18 @@ def test_kernel_objects_have_no_writable_globals(build_dir):
 
 
 # ---------------------------------------------------------------- the Cortex-M4 build, in unicorn
-def _m4(build_dir: Path):
+def _m4(build_dir: Path, portable: bool = False):
+    """The Cortex-M4 bench image in unicorn: DSP (SIMD) kernels, or with portable=True the portable C ones."""
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi toolchain not installed")
     pytest.importorskip("unicorn")
     sys.path.insert(0, str(FIRMWARE.parent / "benchmarks"))
     import mcu_cycles
 
-    r = _make("m4", f"BUILD={build_dir}/m4img")
+    img = build_dir / ("m4port" if portable else "m4img")
+    r = _make("m4", f"BUILD={img}", *(["M4_DEFS=-DREDS_PORTABLE"] if portable else []))
     assert r.returncode == 0, r.stderr
-    return mcu_cycles.M4(build_dir / "m4img" / "m4" / "bench.elf")
+    return mcu_cycles.M4(img / "m4" / "bench.elf")
 
 
 def _i32(*v: int) -> bytes:
@@ -218,6 +220,36 @@ def test_cortex_m4_build_bit_exact_with_tflm(build_dir):
             )
 
 
+def test_cortex_m4_simd_paths_bit_exact_with_tflm_and_portable(build_dir):
+    """The SIMD kernels the Cortex-M4 build takes (SXTB16 + SMLAD) on shapes that exercise their blocking:
+    pointwise and general convolutions (whole input width: the gathered-window path), 3x3 depthwise
+    interiors, fully connected rows, with channel counts that are not multiples of 4 or 8, odd pixel and
+    channel counts, prefix views of wider weight tensors. Bit-exact with TFLM, and with the portable C path
+    built for the same core (-DREDS_PORTABLE) also where requantisation leaves the fast path (huge biases,
+    left shifts)."""
+    dsp, port = _m4(build_dir), _m4(build_dir, portable=True)
+    rng = np.random.default_rng(int.from_bytes(os.urandom(2), "little"))
+    cases = [gen_goldens._conv_like(rng, False, kernel=(1, 1), max_c=40) for _ in range(10)]
+    cases += [gen_goldens._conv_like(rng, False, max_c=24) for _ in range(4)]
+    cases += [gen_goldens._conv_like(rng, False, max_c=8, full_in=True) for _ in range(6)]
+    cases += [gen_goldens._conv_like(rng, True, max_c=24) for _ in range(4)]
+    cases += [  # the 3x3 stride-1 interior pairs (activation clamp [-128, 127])
+        gen_goldens._conv_like(rng, True, kernel=(3, 3), max_c=24, stride=1, act=gen_goldens.rq.ACT_NONE)
+        for _ in range(4)
+    ]
+    cases += [gen_goldens.case_fc(rng) for _ in range(4)]
+    for i, case in enumerate(cases):
+        want = np.asarray(case["expected"]).reshape(-1)
+        np.testing.assert_array_equal(_run_case_on_m4(dsp, case), want, err_msg=f"{case['kind']} {i} (DSP)")
+        np.testing.assert_array_equal(_run_case_on_m4(port, case), want, err_msg=f"{case['kind']} {i} (portable)")
+        # Outside TFLM's usual ranges: biases near 2^30 and left shifts take the exact (slow) requantisation.
+        case["bias"] = rng.integers(-(2**30), 2**30, size=case["bias"].size).astype(np.int32)
+        case["shift"] = rng.integers(-3, 4, size=case["shift"].size).astype(np.int32)
+        np.testing.assert_array_equal(
+            _run_case_on_m4(dsp, case), _run_case_on_m4(port, case), err_msg=f"{case['kind']} {i} extreme"
+        )
+
+
 def test_cortex_m4_level_switch_within_64_instructions(build_dir):
     """reds_set_level on the M4 build: O(1), <= 64 instructions, bad level rejected."""
     blob_path = FIRMWARE / "fuzz" / "seeds" / "fc2.blob"
@@ -251,7 +283,7 @@ def test_mcu_cycles_fc2_levels(build_dir, tmp_path):
     import mcu_cycles
 
     model, plan = mcu_cycles.reds_plan("fc2")
-    rows = mcu_cycles.model_rows(m4, "fc2", "reds", model, plan, tmp_path)
+    rows = mcu_cycles.model_rows({mcu_cycles.PRIMARY: m4}, "fc2", "reds", model, plan, tmp_path)
     assert [round(r["mac_fraction"], 2) for r in rows] == [0.25, 0.5, 0.75, 1.0]  # the budgets, met exactly
     assert [r["bit_exact_vs_tflm"] for r in rows] == [True] * 4
     assert max(r["switch_instructions"] for r in rows) <= mcu_cycles.SWITCH_TARGET

@@ -3,6 +3,7 @@
  * Arithmetic as TFLM reference_integer_ops::ConvPerChannel; taps outside the image are skipped
  * (TFLM's padding), with the in-image tap range computed once per output pixel.
  */
+#include "reds_dsp.h"
 #include "reds_kernels.h"
 #include "reds_requant.h"
 #include "reds_window.h"
@@ -87,6 +88,226 @@ static inline void pw_channel(const pw_geom *g, const int8_t *w, int32_t b0, con
     }
 }
 
+#if REDS_DSP
+/* Sum of a weight row, for folding the input offset into the bias: sum w (x + off) + b =
+ * sum w x + (b + off * sum w), modulo 2^32, which is TFLM's int32 result whenever its order does not
+ * overflow (the plain / rq_fast_ok bound is on that same true value). */
+static int32_t row_sum(const int8_t *w, int32_t n)
+{
+    int32_t s = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        s += w[i];
+    }
+    return s;
+}
+
+/* Four taps of a 2x2 tile: weight words u0, u1 (rows 0, 1; four int8 each) against pixels a and b given as
+ * 16-bit lanes (taps 0, 2) and (1, 3). SXTB16 splits each weight word the same way; SMLAD does two MACs. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void mac_2x2_w4(uint32_t u0, uint32_t u1, uint32_t a02, uint32_t a13, uint32_t b02, uint32_t b13,
+                              int32_t a[4])
+{
+    uint32_t e = reds_sxtb16(u0), o = reds_sxtb16_ror8(u0);
+    a[0] = reds_smlad(o, a13, reds_smlad(e, a02, a[0]));
+    a[1] = reds_smlad(o, b13, reds_smlad(e, b02, a[1]));
+    e = reds_sxtb16(u1);
+    o = reds_sxtb16_ror8(u1);
+    a[2] = reds_smlad(o, a13, reds_smlad(e, a02, a[2]));
+    a[3] = reds_smlad(o, b13, reds_smlad(e, b02, a[3]));
+}
+
+/* Four input channels of a 2x2 tile: output channels (w0, w1) x pixels (xa, xb). One LDR per operand,
+ * SXTB16 splits it into bytes (0, 2) and (1, 3) as 16-bit lanes, SMLAD does two MACs. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa, const int8_t *xb,
+                            int32_t a[4])
+{
+    const uint32_t va = reds_read_s8x4(xa), vb = reds_read_s8x4(xb);
+    mac_2x2_w4(reds_read_s8x4(w0), reds_read_s8x4(w1), reds_sxtb16(va), reds_sxtb16_ror8(va), reds_sxtb16(vb),
+               reds_sxtb16_ror8(vb), a);
+}
+
+/* The four-channel step of pw_step4 as asm text (operands named as in pw_tile_2x2's asm): t0..t5 are
+ * scratch; the second weight row is read at w0 + d1, d1 = (w1 - w0) - 4 kept in memory, after w0 moved
+ * on by 4. Each weight word is split, used twice and dead before the next. */
+#define REDS_PW_STEP4_ASM                                                                                    \
+    "ldr %[t0], [%[w0]], #4\n\t"                                                                          \
+    "ldr %[t1], [%[xa]], #4\n\t"                                                                          \
+    "ldr %[t2], [%[xb]], #4\n\t"                                                                          \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                             \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                     \
+    "sxtb16 %[t4], %[t1]\n\t"                                                                             \
+    "sxtb16 %[t1], %[t1], ror #8\n\t"                                                                     \
+    "sxtb16 %[t5], %[t2]\n\t"                                                                             \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                                     \
+    "smlad %[a0], %[t3], %[t4], %[a0]\n\t"                                                                \
+    "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                \
+    "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                \
+    "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                \
+    "ldr %[t0], %[d1]\n\t"                                                                                 \
+    "ldr %[t0], [%[w0], %[t0]]\n\t"                                                                       \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                             \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                     \
+    "smlad %[a2], %[t3], %[t4], %[a2]\n\t"                                                                \
+    "smlad %[a2], %[t0], %[t1], %[a2]\n\t"                                                                \
+    "smlad %[a3], %[t3], %[t5], %[a3]\n\t"                                                                \
+    "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
+
+/* Output channels (w0, w1) x pixels (xa, xb) over n input channels, without the input offset:
+ * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of eight channels run as one asm loop using 13 registers
+ * (4 accumulators, 3 pointers, 6 scratch; the distance to the second weight row and the end pointer are
+ * read from memory), so it allocates with or without a frame pointer; left to itself gcc spills
+ * accumulators inside the loop (at -Os badly). Then four channels, then one at a time, in C. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t *xa, const int8_t *xb,
+                               int32_t n, int32_t acc[4])
+{
+    int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+#if defined(__OPTIMIZE__) /* unoptimised builds keep fewer registers free (and need no speed) */
+    if (n >= 8) {
+        const int8_t *const end8 = xa + (n & ~7);
+        const int32_t d1 = (int32_t)(w1 - w0) - 4;
+        uint32_t t0, t1, t2, t3, t4, t5;
+        __asm__("1:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM
+                "ldr %[t0], %[end]\n\t"
+                "cmp %[xa], %[t0]\n\t"
+                "bne 1b\n\t"
+                : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
+                  [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+                  [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                : [end] "m"(end8), [d1] "m"(d1)
+                : "cc", "memory");
+        w1 = w0 + d1 + 4;
+    }
+    n &= 7;
+#endif
+    for (; n >= 4; n -= 4) {
+        pw_step4(w0, w1, xa, xb, a);
+        xa += 4;
+        xb += 4;
+        w0 += 4;
+        w1 += 4;
+    }
+    for (; n > 0; --n) {
+        const int32_t xav = *xa++, xbv = *xb++, w0v = *w0++, w1v = *w1++;
+        a[0] += w0v * xav;
+        a[1] += w0v * xbv;
+        a[2] += w1v * xav;
+        a[3] += w1v * xbv;
+    }
+    acc[0] = a[0];
+    acc[1] = a[1];
+    acc[2] = a[2];
+    acc[3] = a[3];
+}
+
+/* Requantisation constants of one output channel of the SIMD pointwise path. */
+typedef struct {
+    reds_rq rq;
+    int32_t c0;  /* bias + input_offset * (sum of the channel's weights) */
+    int32_t rnd; /* reds_rq_fold_rnd: rounding and output zero point in one constant */
+    int fold;    /* reds_rq_fold_ok holds for every accumulator of the channel */
+} pw_chan;
+
+static pw_chan pw_chan_prepare(const reds_quant *quant, const int32_t *bias, const int8_t *w, int32_t oc,
+                               int32_t in_c, int32_t in_off, int32_t out_off)
+{
+    const int32_t q = quant->per_channel ? oc : 0;
+    pw_chan c;
+    c.rq = reds_rq_prepare(quant->multiplier[q], quant->shift[q]);
+    const int32_t b0 = bias != NULL ? bias[oc] : 0;
+    c.c0 = (int32_t)((uint32_t)b0 + (uint32_t)in_off * (uint32_t)row_sum(w, in_c));
+    /* |acc| <= |bias| + in_c * 128 * 255 (|w| <= 128, |x + off| <= 255). */
+    const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * in_c;
+    c.fold = reds_rq_fold_ok(c.rq, bound, out_off);
+    c.rnd = c.fold ? reds_rq_fold_rnd(c.rq, out_off) : 0;
+    return c;
+}
+
+/* One output: `fold` (a constant at every call site) selects reds_rq_fast with the zero point folded in,
+ * `sat8` promises the activation clamp is [-128, 127] (one SSAT). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int8_t pw_out(int32_t acc, const pw_chan *c, int32_t out_off, int32_t act_min, int32_t act_max,
+                            const int fold, const int sat8)
+{
+    int32_t v = fold ? reds_rq_fast(acc, c->rq.multiplier, c->rq.right, c->rnd) : reds_rq_apply(acc, c->rq) + out_off;
+    if (sat8) { /* clamp to [-128, 127], the usual range: no activation, or ReLU with zero point -128 */
+        return (int8_t)reds_ssat8(v);
+    }
+    v = v < act_min ? act_min : v;
+    v = v > act_max ? act_max : v;
+    return (int8_t)v;
+}
+
+/* All pixels of output channels (oc, oc + d1), d1 in {0, 1}, as 2x2 tiles. A row with an odd number of
+ * pixels ends with a tile overlapping the one before (or, for a single pixel, a tile of that pixel twice):
+ * the repeated outputs are recomputed and stored again with the same value, so no lane is ever masked. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1, const pw_chan *c0,
+                           const pw_chan *c1, int32_t d1, int32_t rows, int32_t row_len, int8_t *out_oc,
+                           const int fold, const int sat8)
+{
+    const int32_t in_c = g->in_c, out_c = g->out_c, x_step = g->x_step;
+    const int32_t out_off = g->out_off, act_min = g->act_min, act_max = g->act_max;
+    const int32_t xb_step = row_len > 1 ? x_step : 0, ob_step = row_len > 1 ? out_c : 0;
+    for (int32_t r = 0; r < rows; ++r) {
+        const int8_t *x = g->in + (r / g->out_h) * g->img_step + (r % g->out_h) * g->row_step;
+        int8_t *o = out_oc + r * g->out_w * out_c;
+        for (int32_t p = 0; p < row_len; p += 2) {
+            if (p + 1 == row_len && p > 0) { /* odd row: last tile = pixels row_len - 2, row_len - 1 */
+                x -= x_step;
+                o -= out_c;
+            }
+            int32_t acc[4] = {c0->c0, c0->c0, c1->c0, c1->c0};
+            pw_tile_2x2(w0, w1, x, x + xb_step, in_c, acc);
+            o[0] = pw_out(acc[0], c0, out_off, act_min, act_max, fold, sat8);
+            o[ob_step] = pw_out(acc[1], c0, out_off, act_min, act_max, fold, sat8);
+            o[d1] = pw_out(acc[2], c1, out_off, act_min, act_max, fold, sat8);
+            o[ob_step + d1] = pw_out(acc[3], c1, out_off, act_min, act_max, fold, sat8);
+            x += 2 * x_step;
+            o += 2 * out_c;
+        }
+    }
+}
+
+/* Pointwise on a DSP core: output channels in pairs (outermost, so the pair's constants are prepared
+ * once; an odd last channel pairs with the one before it, recomputing that one), pixels in pairs, 2x2
+ * accumulators sharing every loaded word twice. Rows of pixels are contiguous in the input when the
+ * convolution is stride 1 over the whole image (then all n * h * w pixels form one row). */
+static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *filter, int32_t cs,
+                    const int32_t *bias, int8_t *output)
+{
+    const int32_t in_c = g->in_c, out_c = g->out_c;
+    const int flat = g->x_step == in_c && g->row_step == g->out_w * in_c && g->img_step == g->out_h * g->row_step;
+    const int32_t rows = flat ? 1 : g->rows, row_len = flat ? g->rows * g->out_w : g->out_w;
+    const int32_t d1 = out_c > 1 ? 1 : 0;
+    const int sat8 = g->act_min == -128 && g->act_max == 127;
+    for (int32_t oc = 0; oc < out_c; oc += 2) {
+        const int32_t o0 = oc + d1 < out_c ? oc : oc - 1; /* odd count: last pair is (out_c - 2, out_c - 1) */
+        const int8_t *const w0 = filter + o0 * cs, *const w1 = w0 + d1 * cs;
+        const pw_chan c0 = pw_chan_prepare(quant, bias, w0, o0, in_c, g->in_off, g->out_off);
+        const pw_chan c1 = pw_chan_prepare(quant, bias, w1, o0 + d1, in_c, g->in_off, g->out_off);
+        if (c0.fold && c1.fold && sat8) {
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1, 1);
+        } else if (c0.fold && c1.fold) {
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1, 0);
+        } else {
+            pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 0, 0);
+        }
+    }
+}
+#endif /* REDS_DSP */
+
 /* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels.
  * Output channel outermost: the channel's weight row, bias and requantisation constants are fetched
  * once and stay in registers for all its pixels, so the fixed cost per output is the requantisation
@@ -111,6 +332,12 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
                        params->stride.h * in->w * in->c,     /* next output row, same image */
                        in->h * in->w * in->c,                /* next image */
                        params->output_offset, params->activation.min, params->activation.max};
+#if REDS_DSP
+    if (g.in_c > 1) {
+        pw_simd(&g, quant, filter->data, filter->c_stride, bias, output);
+        return REDS_OK;
+    }
+#endif
     const int32_t q_step = quant->per_channel ? 1 : 0;
     for (int32_t oc = 0; oc < g.out_c; ++oc) {
         const int8_t *const w = filter->data + oc * filter->c_stride;
@@ -133,6 +360,155 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
     }
     return REDS_OK;
 }
+
+#if REDS_DSP
+/* Largest window (k_h * k_w * in_c) the SIMD general convolution gathers on the stack, two pixels at a
+ * time as int16 (2 * 2 * 128 bytes): first layers (3x3x1 = 9, 10x4x1 = 40, 3x3x3 = 27) fit. */
+#define REDS_CONV_COL_MAX 128
+
+/* Window of one output pixel as int16 (x + input_offset), taps outside the image as 0 (they add
+ * nothing, as TFLM skips them). Blocks of four taps k..k+3 are stored as two words (k, k+2) and
+ * (k+1, k+3): the lane order SXTB16 gives a word of four weights. */
+static void conv_gather(const reds_conv_params *p, const reds_dims *in, const int8_t *img, int32_t k_h,
+                        int32_t k_w, int32_t y0, int32_t x0, int16_t *col)
+{
+    const int32_t in_c = in->c, k4 = (k_h * k_w * in_c) & ~3;
+    int32_t k = 0;
+    for (int32_t ky = 0; ky < k_h; ++ky) {
+        const int32_t y = y0 + ky * p->dilation.h;
+        for (int32_t kx = 0; kx < k_w; ++kx) {
+            const int32_t x = x0 + kx * p->dilation.w;
+            const int inside = y >= 0 && y < in->h && x >= 0 && x < in->w;
+            const int8_t *src = img + (y * in->w + x) * in_c;
+            for (int32_t ci = 0; ci < in_c; ++ci, ++k) {
+                const int16_t v = (int16_t)(inside ? src[ci] + p->input_offset : 0);
+                /* k = 4b + r -> halfword 4b + {0, 2, 1, 3}[r] inside whole blocks, k itself in the tail */
+                col[k < k4 ? (k & ~3) + ((k & 1) << 1) + ((k >> 1) & 1) : k] = v;
+            }
+        }
+    }
+}
+
+/* Output channels (w0, w1) x gathered pixels (ca, cb) over k taps: int8 weights split by SXTB16, int16
+ * columns read two per word, SMLAD. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void conv_tile_2x2(const int8_t *w0, const int8_t *w1, const int16_t *ca, const int16_t *cb,
+                                 int32_t k, int32_t a[4])
+{
+    const int8_t *const end4 = w0 + (k & ~3);
+    while (w0 < end4) {
+        uint32_t pa02, pa13, pb02, pb13;
+        __builtin_memcpy(&pa02, ca, 4);
+        __builtin_memcpy(&pa13, ca + 2, 4);
+        __builtin_memcpy(&pb02, cb, 4);
+        __builtin_memcpy(&pb13, cb + 2, 4);
+        mac_2x2_w4(reds_read_s8x4(w0), reds_read_s8x4(w1), pa02, pa13, pb02, pb13, a);
+        w0 += 4;
+        w1 += 4;
+        ca += 4;
+        cb += 4;
+    }
+    for (int32_t t = k & 3; t > 0; --t) {
+        const int32_t xa = *ca++, xb = *cb++, v0 = *w0++, v1 = *w1++;
+        a[0] += v0 * xa;
+        a[1] += v0 * xb;
+        a[2] += v1 * xa;
+        a[3] += v1 * xb;
+    }
+}
+
+/* One output of the SIMD general convolution; `mode` as in pw_out: 0 exact, 1 folded zero point,
+ * 2 folded and clamped by SSAT to [-128, 127]. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int8_t conv_out(int32_t acc, int32_t mult, int32_t shift, int32_t out_off, reds_act act,
+                              const int mode)
+{
+    int32_t v;
+    if (mode) {
+        const int32_t right = -shift; /* >= 1 under reds_rq_fold_ok */
+        v = reds_rq_fast(acc, mult, right, (int32_t)((1u << (right - 1)) + ((uint32_t)out_off << right)));
+        if (mode == 2) {
+            return (int8_t)reds_ssat8(v);
+        }
+    } else {
+        v = reds_requantize(acc, mult, shift) + out_off;
+    }
+    v = v < act.min ? act.min : v;
+    v = v > act.max ? act.max : v;
+    return (int8_t)v;
+}
+
+/* All outputs, pixels in pairs (outermost: each pair's windows are gathered once for every output
+ * channel), output channels in pairs; an odd last pixel or channel pairs with the one before it and its
+ * repeated outputs are stored again with the same value. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void conv_simd_run(const reds_conv_params *p, const reds_quant *quant, const reds_dims *in,
+                                 const int8_t *input, const reds_filter *f, const int32_t *bias,
+                                 const reds_dims *out, int8_t *output, const int mode)
+{
+    int16_t col[2][REDS_CONV_COL_MAX];
+    const int32_t k_h = f->dims.h, k_w = f->dims.w, k = k_h * k_w * in->c, out_c = out->c;
+    const int32_t px = out->h * out->w, n_px = in->n * px, d_px = n_px > 1 ? 1 : 0, d_oc = out_c > 1 ? 1 : 0;
+    const int32_t q_step = quant->per_channel ? 1 : 0, out_off = p->output_offset;
+    const reds_act act = p->activation;
+    for (int32_t i = 0; i < n_px; i += 2) {
+        const int32_t pa = i + d_px < n_px ? i : i - 1;
+        for (int32_t j = 0; j < 2; ++j) {
+            const int32_t q = pa + j * d_px, b = q / px, oy = (q % px) / out->w, ox = q % out->w;
+            conv_gather(p, in, input + b * in->h * in->w * in->c, k_h, k_w, oy * p->stride.h - p->padding.h,
+                        ox * p->stride.w - p->padding.w, col[j]);
+        }
+        int8_t *const oa = output + pa * out_c, *const ob = oa + d_px * out_c;
+        for (int32_t oc = 0; oc < out_c; oc += 2) {
+            const int32_t o0 = oc + d_oc < out_c ? oc : oc - 1, o1 = o0 + d_oc;
+            const int8_t *const w0 = f->data + o0 * k, *const w1 = f->data + o1 * k;
+            const int32_t b0 = bias != NULL ? bias[o0] : 0, b1 = bias != NULL ? bias[o1] : 0;
+            int32_t acc[4] = {b0, b0, b1, b1};
+            conv_tile_2x2(w0, w1, col[0], col[1], k, acc);
+            const int32_t m0 = quant->multiplier[o0 * q_step], s0 = quant->shift[o0 * q_step];
+            const int32_t m1 = quant->multiplier[o1 * q_step], s1 = quant->shift[o1 * q_step];
+            oa[o0] = conv_out(acc[0], m0, s0, out_off, act, mode);
+            ob[o0] = conv_out(acc[1], m0, s0, out_off, act, mode);
+            oa[o1] = conv_out(acc[2], m1, s1, out_off, act, mode);
+            ob[o1] = conv_out(acc[3], m1, s1, out_off, act, mode);
+        }
+    }
+}
+
+/* General convolution on a DSP core when every output channel's window of weights is contiguous
+ * (c_stride == in_c, which holds for a first layer: its input channels never narrow) and fits
+ * REDS_CONV_COL_MAX. Returns 0 (and computes nothing) otherwise. */
+static int conv_simd(const reds_conv_params *p, const reds_quant *quant, const reds_dims *in,
+                     const int8_t *input, const reds_filter *f, const int32_t *bias, const reds_dims *out,
+                     int8_t *output)
+{
+    const int32_t k = f->dims.h * f->dims.w * in->c;
+    if (f->c_stride != in->c || k > REDS_CONV_COL_MAX) {
+        return 0;
+    }
+    int fold = 1;
+    for (int32_t oc = 0; oc < out->c && fold; ++oc) {
+        const int32_t q = quant->per_channel ? oc : 0, b = bias != NULL ? bias[oc] : 0;
+        /* |acc| <= |bias| + k * 128 * 255 (|w| <= 128, |x + off| <= 255). */
+        const int64_t bound = (b < 0 ? -(int64_t)b : (int64_t)b) + (int64_t)255 * 128 * k;
+        fold = reds_rq_fold_ok(reds_rq_prepare(quant->multiplier[q], quant->shift[q]), bound, p->output_offset);
+    }
+    if (fold && p->activation.min == -128 && p->activation.max == 127) {
+        conv_simd_run(p, quant, in, input, f, bias, out, output, 2);
+    } else if (fold) {
+        conv_simd_run(p, quant, in, input, f, bias, out, output, 1);
+    } else {
+        conv_simd_run(p, quant, in, input, f, bias, out, output, 0);
+    }
+    return 1;
+}
+#endif /* REDS_DSP */
 
 reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant,
                          const reds_dims *input_dims, const int8_t *input, const reds_filter *filter,
@@ -165,6 +541,11 @@ reds_status reds_conv_s8(const reds_conv_params *params, const reds_quant *quant
     if (k_h == 1 && k_w == 1 && params->padding.h == 0 && params->padding.w == 0) {
         return conv_1x1(params, quant, input_dims, input, filter, bias, output_dims, output);
     }
+#if REDS_DSP
+    if (conv_simd(params, quant, input_dims, input, filter, bias, output_dims, output)) {
+        return REDS_OK;
+    }
+#endif
     /* When a filter row's taps are contiguous (the view is full-width in C_in, or one tap per row)
      * a whole row of the window is one dot product. */
     const int32_t rows_contiguous = params->dilation.w == 1 && (cs == in_c || k_w == 1);

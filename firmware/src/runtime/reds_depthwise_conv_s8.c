@@ -4,6 +4,7 @@
  * once per output pixel; with depth multiplier 1 four adjacent channels are accumulated together, so
  * every tap's pointer arithmetic and loop control is shared by four multiply-accumulates.
  */
+#include "reds_dsp.h"
 #include "reds_kernels.h"
 #include "reds_requant.h"
 #include "reds_window.h"
@@ -27,20 +28,22 @@ static inline int8_t finish(const dw_ctx *c, int32_t acc, int32_t oc)
     return reds_requant_clamp(acc, c->qm[oc * c->q_step], c->qs[oc * c->q_step], c->out_off, c->act);
 }
 
-/* int32 -> int8 output of one channel. `plain` (a constant at every call site) promises
- * reds_rq_fast_ok for every accumulator of the channel: then reds_rq_fast gives reds_rq_apply's result. */
+/* int32 -> int8 output of one channel. `mode` (a constant at every call site): 0 exact reds_rq_apply;
+ * 1 promises reds_rq_fold_ok for every accumulator of the channel, so reds_rq_fast with `rnd` =
+ * reds_rq_fold_rnd gives reds_rq_apply's result plus the output zero point; 2 is 1 with the activation
+ * clamp [-128, 127] (one SSAT on DSP cores). */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline int8_t dw_out(int32_t acc, const reds_rq rq, int32_t out_off, reds_act act, const int plain)
+static inline int8_t dw_out(int32_t acc, const reds_rq rq, int32_t rnd, int32_t out_off, reds_act act,
+                            const int mode)
 {
-    int32_t v;
-    if (plain) {
-        v = reds_rq_fast(acc, rq.multiplier, rq.right, (rq.half + 1));
-    } else {
-        v = reds_rq_apply(acc, rq);
+    int32_t v = mode ? reds_rq_fast(acc, rq.multiplier, rq.right, rnd) : reds_rq_apply(acc, rq) + out_off;
+#if REDS_DSP
+    if (mode == 2) {
+        return (int8_t)reds_ssat8(v);
     }
-    v += out_off;
+#endif
     v = v < act.min ? act.min : v;
     v = v > act.max ? act.max : v;
     return (int8_t)v;
@@ -54,19 +57,14 @@ static inline int32_t dw_pack(int32_t lo, int32_t hi)
     return (int32_t)(((uint32_t)hi << 16) | ((uint32_t)lo & 0xffffu));
 }
 
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
-/* Inline asm rather than ACLE's __smlabb / __smlatb, which the Arduino mbed core's GCC 7 may not have. */
+#if REDS_DSP
 static inline uint32_t dw_mla_lo(uint32_t acc, int32_t packed, int32_t x)
 {
-    uint32_t r;
-    __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(packed), "r"(x), "r"(acc));
-    return r;
+    return (uint32_t)reds_smlabb((uint32_t)packed, (uint32_t)x, (int32_t)acc);
 }
 static inline uint32_t dw_mla_hi(uint32_t acc, int32_t packed, int32_t x)
 {
-    uint32_t r;
-    __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(packed), "r"(x), "r"(acc));
-    return r;
+    return (uint32_t)reds_smlatb((uint32_t)packed, (uint32_t)x, (int32_t)acc);
 }
 #else
 static inline uint32_t dw_mla_lo(uint32_t acc, int32_t packed, int32_t x)
@@ -76,6 +74,77 @@ static inline uint32_t dw_mla_lo(uint32_t acc, int32_t packed, int32_t x)
 static inline uint32_t dw_mla_hi(uint32_t acc, int32_t packed, int32_t x)
 {
     return acc + (uint32_t)((packed >> 16) * x);
+}
+#endif
+
+#if REDS_DSP && defined(__OPTIMIZE__) /* the asm needs 13 free registers: unoptimised builds lack them */
+#define REDS_DW3_PAIRS 1
+/* What the stride-1 interior of a 3x3 channel needs (dw3_pairs), with the zero point folded into `rnd`
+ * (reds_rq_fold_ok) and the activation clamp [-128, 127]. */
+typedef struct {
+    int32_t p01, p23, p45, p67, w8; /* weights, two per register as in dw_pack */
+    uint32_t c_full;                /* bias + input_offset * (sum of the nine weights) */
+    int32_t mult, right, rnd, ch, row;
+} dw3_k;
+
+/* Interior outputs of one channel, stride 1, two neighbours at a time: windows at x and x + ch share two
+ * of their three columns, so one asm block loads 12 inputs for 18 multiply-accumulates (SMLABB/SMLATB
+ * on the packed weights; 13 registers). Sums modulo 2^32 as dw_mla_lo/hi. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw3_pairs(const int8_t *x, int8_t *o, int32_t pairs, const dw3_k *k)
+{
+    const int32_t p01 = k->p01, p23 = k->p23, p45 = k->p45, p67 = k->p67, w8 = k->w8, ch = k->ch, row = k->row;
+    const uint32_t c = k->c_full;
+    const int32_t mult = k->mult, right = k->right, rnd = k->rnd;
+    for (; pairs > 0; --pairs) {
+        int32_t a, b, t;
+        const int8_t *p;
+        __asm__("ldrsb %[t], [%[x]]\n\t"
+                "smlabb %[a], %[p01], %[t], %[c]\n\t"
+                "ldrsb %[t], [%[x], %[ch]]\n\t"
+                "smlatb %[a], %[p01], %[t], %[a]\n\t"
+                "smlabb %[b], %[p01], %[t], %[c]\n\t"
+                "ldrsb %[t], [%[x], %[ch], lsl #1]\n\t"
+                "smlabb %[a], %[p23], %[t], %[a]\n\t"
+                "smlatb %[b], %[p01], %[t], %[b]\n\t"
+                "add %[p], %[x], %[ch], lsl #1\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlabb %[b], %[p23], %[t], %[b]\n\t"
+                "add %[p], %[x], %[row]\n\t"
+                "ldrsb %[t], [%[p]]\n\t"
+                "smlatb %[a], %[p23], %[t], %[a]\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlabb %[a], %[p45], %[t], %[a]\n\t"
+                "smlatb %[b], %[p23], %[t], %[b]\n\t"
+                "ldrsb %[t], [%[p], %[ch], lsl #1]\n\t"
+                "smlatb %[a], %[p45], %[t], %[a]\n\t"
+                "smlabb %[b], %[p45], %[t], %[b]\n\t"
+                "add %[p], %[p], %[ch], lsl #1\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlatb %[b], %[p45], %[t], %[b]\n\t"
+                "add %[p], %[x], %[row], lsl #1\n\t"
+                "ldrsb %[t], [%[p]]\n\t"
+                "smlabb %[a], %[p67], %[t], %[a]\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlatb %[a], %[p67], %[t], %[a]\n\t"
+                "smlabb %[b], %[p67], %[t], %[b]\n\t"
+                "ldrsb %[t], [%[p], %[ch], lsl #1]\n\t"
+                "smlabb %[a], %[w8], %[t], %[a]\n\t"
+                "smlatb %[b], %[p67], %[t], %[b]\n\t"
+                "add %[p], %[p], %[ch], lsl #1\n\t"
+                "ldrsb %[t], [%[p], %[ch]]\n\t"
+                "smlabb %[b], %[w8], %[t], %[b]\n\t"
+                : [a] "=&r"(a), [b] "=&r"(b), [t] "=&r"(t), [p] "=&r"(p)
+                : [x] "r"(x), [ch] "r"(ch), [row] "r"(row), [p01] "r"(p01), [p23] "r"(p23), [p45] "r"(p45),
+                  [p67] "r"(p67), [w8] "r"(w8), [c] "r"(c)
+                : "memory");
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast(a, mult, right, rnd));
+        o[ch] = (int8_t)reds_ssat8(reds_rq_fast(b, mult, right, rnd));
+        x += 2 * ch;
+        o += 2 * ch;
+    }
 }
 #endif
 
@@ -105,12 +174,13 @@ typedef struct {
 __attribute__((always_inline))
 #endif
 static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int8_t *output,
-                              const int plain, const int fast3)
+                              const int mode, const int fast3)
 {
     const int32_t ch = c->in_c, cs = c->cs, off = c->off, in_w = c->in_w, in_h = c->in_h;
     const int32_t out_off = c->out_off;
     const reds_act act = c->act;
     const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
+    const int32_t rnd = mode ? reds_rq_fold_rnd(rq, out_off) : 0;
     const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
     const int8_t *const wc = c->w + oc;
     int32_t w0 = 0, w1 = 0, w2 = 0, w3 = 0, w4 = 0, w5 = 0, w6 = 0, w7 = 0, w8 = 0;
@@ -138,6 +208,9 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
         p67 = dw_pack(w6, w7);
     }
     const int32_t row = in_w * ch, ch2 = 2 * ch, x_step = g->s_w * ch;
+#if REDS_DW3_PAIRS
+    const dw3_k k3 = {p01, p23, p45, p67, w8, c_full, rq.multiplier, rq.right, rnd, ch, row};
+#endif
     for (int32_t b = 0; b < n; ++b) {
         const int8_t *const in_b = c->in + b * in_h * row + oc;
         int8_t *out_b = output + b * g->out_h * g->out_w * ch + oc;
@@ -161,7 +234,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                             }
                         }
                     }
-                    *o = dw_out(acc, rq, out_off, act, plain);
+                    *o = dw_out(acc, rq, rnd, out_off, act, mode);
                 }
                 continue;
             }
@@ -175,6 +248,15 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                 if (ox == run_lo) {
                     /* The row's interior run: pointers advance, no per-tap index math or checks. */
                     const int8_t *x = in_b + (y0 * in_w + ox * g->s_w - g->p_w) * ch;
+#if REDS_DW3_PAIRS
+                    if (mode == 2 && g->s_w == 1) {
+                        const int32_t pairs = (run_hi - ox) >> 1;
+                        dw3_pairs(x, o, pairs, &k3);
+                        ox += 2 * pairs;
+                        o += 2 * pairs * ch;
+                        x += 2 * pairs * ch;
+                    }
+#endif
                     for (; ox < run_hi; ++ox, o += ch, x += x_step) {
                         const int8_t *const x1 = x + row, *const x2 = x1 + row;
                         uint32_t acc = c_full;
@@ -187,7 +269,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                         acc = dw_mla_lo(acc, p67, x2[0]);
                         acc = dw_mla_hi(acc, p67, x2[ch]);
                         acc += (uint32_t)(w8 * x2[ch2]);
-                        *o = dw_out((int32_t)acc, rq, out_off, act, plain);
+                        *o = dw_out((int32_t)acc, rq, rnd, out_off, act, mode);
                     }
                     if (ox == g->out_w) {
                         break;
@@ -202,7 +284,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                     const int8_t *const x = in_b + base + ch, *const x1 = x + row, *const x2 = x1 + row;
                     const int32_t sum =
                         w1 * x[0] + w2 * x[ch] + w4 * x1[0] + w5 * x1[ch] + w7 * x2[0] + w8 * x2[ch];
-                    *o = dw_out((int32_t)(c_left + (uint32_t)sum), rq, out_off, act, plain);
+                    *o = dw_out((int32_t)(c_left + (uint32_t)sum), rq, rnd, out_off, act, mode);
                     continue;
                 }
                 if (cb == 7u && (rb == 6u || rb == 3u)) {
@@ -213,7 +295,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                                                   w7 * x1[ch] + w8 * x1[ch2]
                                             : w0 * x[0] + w1 * x[ch] + w2 * x[ch2] + w3 * x1[0] +
                                                   w4 * x1[ch] + w5 * x1[ch2];
-                    *o = dw_out((int32_t)((top ? c_top : c_bottom) + (uint32_t)sum), rq, out_off, act, plain);
+                    *o = dw_out((int32_t)((top ? c_top : c_bottom) + (uint32_t)sum), rq, rnd, out_off, act, mode);
                     continue;
                 }
                 if (inner && cb == 3u) {
@@ -221,7 +303,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                     const int8_t *const x = in_b + base, *const x1 = x + row, *const x2 = x1 + row;
                     const int32_t sum =
                         w0 * x[0] + w1 * x[ch] + w3 * x1[0] + w4 * x1[ch] + w6 * x2[0] + w7 * x2[ch];
-                    *o = dw_out((int32_t)(c_right + (uint32_t)sum), rq, out_off, act, plain);
+                    *o = dw_out((int32_t)(c_right + (uint32_t)sum), rq, rnd, out_off, act, mode);
                     continue;
                 }
                 const uint32_t m = row_mask & (cb * 0x49u); /* column bits in all rows */
@@ -240,7 +322,7 @@ static inline void dw_channel(const dw_ctx *c, const dw_geom *g, int32_t n, int3
                 REDS_DW_TAP(7, w7, 2 * row + ch)
                 REDS_DW_TAP(8, w8, 2 * row + ch2)
 #undef REDS_DW_TAP
-                *o = dw_out(acc, rq, out_off, act, plain);
+                *o = dw_out(acc, rq, rnd, out_off, act, mode);
             }
         }
     }
@@ -270,18 +352,22 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
                  params->dilation.h, params->dilation.w, 0, 0};
     dw_inner(out_w, g.s_w, g.p_w, c->k_w, g.dil_w, c->in_w, &g.ox_lo, &g.ox_hi);
     const int fast3 = c->k_h == 3 && c->k_w == 3 && g.dil_h == 1 && g.dil_w == 1;
+    const int sat8 = REDS_DSP && c->act.min == -128 && c->act.max == 127;
     for (int32_t oc = 0; oc < c->in_c; ++oc) {
         /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
         const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
         const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * c->k_h * c->k_w;
-        const int plain = reds_rq_fast_ok(reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]), bound);
+        const int fold = reds_rq_fold_ok(reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]), bound,
+                                         c->out_off);
         if (fast3) {
-            if (plain) {
+            if (fold && sat8) {
+                dw_channel(c, &g, n, oc, output, 2, 1);
+            } else if (fold) {
                 dw_channel(c, &g, n, oc, output, 1, 1);
             } else {
                 dw_channel(c, &g, n, oc, output, 0, 1);
             }
-        } else if (plain) {
+        } else if (fold) {
             dw_channel(c, &g, n, oc, output, 1, 0);
         } else {
             dw_channel(c, &g, n, oc, output, 0, 0);

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "reds_dsp.h"
 #include "reds_types.h"
 
 /**
@@ -96,15 +97,33 @@ static inline int reds_rq_fast_ok(const reds_rq q, int64_t acc_bound)
  */
 static inline int32_t reds_rq_fast(int32_t acc, int32_t multiplier, int32_t right, int32_t rnd)
 {
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#if REDS_DSP
     /* (acc * m + 2^30) >> 31 == (2 acc * m + 2^31) >> 32: one SMMULR (rounding high multiply), as
-     * 2 acc fits in int32 here. ACLE has no intrinsic for it. */
-    int32_t hm;
-    __asm__("smmulr %0, %1, %2" : "=r"(hm) : "r"(acc * 2), "r"(multiplier));
+     * 2 acc fits in int32 here. */
+    const int32_t hm = reds_smmulr(acc * 2, multiplier);
 #else
     const int32_t hm = (int32_t)(((int64_t)acc * multiplier + ((int64_t)1 << 30)) >> 31);
 #endif
     return (hm + (hm >> 31) + rnd) >> right;
+}
+
+/**
+ * Whether the output zero point may be folded into reds_rq_fast's rounding constant (reds_rq_fold_rnd)
+ * for every |acc| <= acc_bound: reds_rq_fast_ok holds and hm + rnd + out_off * 2^right cannot overflow.
+ * Then reds_rq_fast(acc, multiplier, right, reds_rq_fold_rnd(q, out_off)) is reds_rq_apply(acc, q) +
+ * out_off exactly, as floor division by 2^right moves a multiple of 2^right out of the sum unchanged.
+ */
+static inline int reds_rq_fold_ok(const reds_rq q, int64_t acc_bound, int32_t out_off)
+{
+    const int64_t off = out_off < 0 ? -(int64_t)out_off : (int64_t)out_off;
+    return reds_rq_fast_ok(q, acc_bound) && q.right <= 31 &&
+           acc_bound + ((int64_t)1 << q.right) * (off + 1) < ((int64_t)1 << 31);
+}
+
+/** 2^(right-1) + out_off * 2^right, for reds_rq_fast under reds_rq_fold_ok. */
+static inline int32_t reds_rq_fold_rnd(const reds_rq q, int32_t out_off)
+{
+    return (int32_t)(((int64_t)1 << (q.right - 1)) + (int64_t)out_off * ((int64_t)1 << q.right));
 }
 
 /** Requantise an accumulator, add the output zero point and clamp to the fused activation. */
