@@ -17,21 +17,15 @@ output units alike, which keeps the sum, and so the network, unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._keras import keras
 from .errors import UnsupportedLayerError
 from .graph import INPUT, PASSTHROUGH_KINDS, Graph, Group, Op
 
 L = keras.layers
-
-SUPPORTED = (
-    "InputLayer, Conv2D (groups=1, channels_last), DepthwiseConv2D (depth_multiplier=1), Dense (on a "
-    "vector), BatchNormalization (axis=-1), ReLU, LeakyReLU, ELU, Softmax, Activation, MaxPooling2D, "
-    "AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D, Flatten, Reshape (channels kept last), "
-    "ZeroPadding2D, Dropout, Add (of equal shapes)"
-)
 
 
 @dataclass(frozen=True)
@@ -88,25 +82,46 @@ def _keeps_channels(layer: Any) -> bool:
     return (flat or same) and -1 not in target[:-1]
 
 
-# Keras layer classes -> op kind (reds_tf.graph.KIND_TABLE), with the condition under which such a
-# layer is supported; the first matching row decides (DepthwiseConv2D before its base class Conv2D).
-LAYER_KINDS: tuple[tuple[tuple[type, ...], str, Any], ...] = (
-    ((L.DepthwiseConv2D,), "depthwise", lambda la: la.depth_multiplier == 1 and _channels_last(la)),
-    (
+class LayerKind(NamedTuple):
+    """Keras layer classes of one op kind (``reds_tf.graph.KIND_TABLE``): ``supported(layer)`` says
+    whether a given layer's settings are (None = always), ``note`` how the user-facing list says so."""
+
+    classes: tuple[type, ...]
+    kind: str
+    supported: Callable[[Any], bool] | None = None
+    note: str = ""
+
+
+# The first matching row decides (DepthwiseConv2D before its base class Conv2D). Adding a Keras
+# layer is one row here plus, for a new op kind, one entry in graph.KIND_TABLE.
+LAYER_KINDS: tuple[LayerKind, ...] = (
+    LayerKind(
+        (L.DepthwiseConv2D,),
+        "depthwise",
+        lambda la: la.depth_multiplier == 1 and _channels_last(la),
+        "depth_multiplier=1, channels_last",
+    ),
+    LayerKind(
         (L.Conv2D,),
         "conv2d",
         lambda la: not isinstance(la, L.Conv2DTranspose) and la.groups == 1 and _channels_last(la),
+        "groups=1, channels_last",
     ),
-    ((L.Dense,), "dense", None),
-    ((L.BatchNormalization,), "batchnorm", None),
-    ((L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation), "activation", None),
-    ((L.Dropout,), "dropout", None),
-    ((L.MaxPooling2D, L.AveragePooling2D), "pool", None),
-    ((L.GlobalAveragePooling2D, L.GlobalMaxPooling2D), "global_pool", None),
-    ((L.Flatten,), "flatten", None),
-    ((L.Reshape,), "flatten", lambda la: _keeps_channels(la)),
-    ((L.ZeroPadding2D,), "pad", lambda la: _channels_last(la)),
-    ((L.Add,), "add", None),
+    LayerKind((L.Dense,), "dense", note="on a vector"),
+    LayerKind((L.BatchNormalization,), "batchnorm", note="axis=-1"),
+    LayerKind((L.ReLU, L.LeakyReLU, L.ELU, L.Softmax, L.Activation), "activation"),
+    LayerKind((L.Dropout,), "dropout"),
+    LayerKind((L.MaxPooling2D, L.AveragePooling2D), "pool"),
+    LayerKind((L.GlobalAveragePooling2D, L.GlobalMaxPooling2D), "global_pool"),
+    LayerKind((L.Flatten,), "flatten"),
+    LayerKind((L.Reshape,), "flatten", _keeps_channels, "channels kept last"),
+    LayerKind((L.ZeroPadding2D,), "pad", _channels_last),
+    LayerKind((L.Add,), "add", note="of equal shapes"),
+)
+SUPPORTED = "InputLayer, " + ", ".join(
+    cls.__name__ + (f" ({row.note})" if row.note and i == len(row.classes) - 1 else "")
+    for row in LAYER_KINDS
+    for i, cls in enumerate(row.classes)
 )
 
 
@@ -114,10 +129,10 @@ def _kind(layer: Any) -> str | None:
     """Op kind of a supported layer, None for InputLayer; raises for anything else."""
     if isinstance(layer, L.InputLayer):
         return None
-    for classes, kind, supported in LAYER_KINDS:
-        if isinstance(layer, classes):
-            if supported is None or supported(layer):
-                return kind
+    for row in LAYER_KINDS:
+        if isinstance(layer, row.classes):
+            if row.supported is None or row.supported(layer):
+                return row.kind
             break
     cls = type(layer).__name__
     fix = _FIXES.get(cls, "rebuild the model from the supported layers listed above, or remove the layer")

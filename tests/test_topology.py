@@ -97,7 +97,7 @@ def test_unsupported_layer_named(make, match):
     model = keras.Model(x, L.Dense(2)(y))
     with pytest.raises(UnsupportedLayerError, match=match) as info:
         graph_of(model)
-    assert "Supported layers: InputLayer, Conv2D" in str(info.value)
+    assert "Supported layers: InputLayer, DepthwiseConv2D (depth_multiplier=1" in str(info.value)
 
 
 def test_dense_on_a_feature_map_is_rejected():
