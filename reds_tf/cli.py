@@ -234,7 +234,7 @@ class _MacsList(click.ParamType):
 
 
 def _solve_inputs(model: str, scores_path: str | None) -> tuple:
-    """(Graph, scores, where the scores came from) for a zoo name, a .keras file or a graph JSON."""
+    """(Graph, scores, where the scores came from) for a zoo name, a model file or a graph JSON."""
     import ast
     import json
     from pathlib import Path
@@ -246,13 +246,11 @@ def _solve_inputs(model: str, scores_path: str | None) -> tuple:
     if model.endswith(".json"):
         graph, keras_model = Graph.from_json(Path(model).read_text()), None
     else:
-        from reds_tf import topology
+        from reds_tf import model_source, topology
         from reds_tf._keras import keras
 
-        if model.endswith(".keras"):
-            from reds_tf.layers import custom_objects
-
-            keras_model = keras.models.load_model(model, custom_objects=custom_objects(), compile=False)
+        if model_source.is_file_name(model):
+            keras_model = model_source.load_file(model)
         else:
             from reds_tf import zoo
 
@@ -274,20 +272,17 @@ def _solve_inputs(model: str, scores_path: str | None) -> tuple:
         return graph, {k: np.asarray(v, dtype=float) for k, v in raw.items()}, f"scores from {scores_path}"
     if keras_model is None:
         raise click.UsageError("A graph JSON carries no weights. Fix: pass --scores scores.json.")
-    from reds_tf import topology
+    from reds_tf import importance, model_source
 
-    scores = {}
-    for grp in topology.unit_groups(keras_model):
-        kernel = np.abs(keras_model.get_layer(grp.producer).get_weights()[0])
-        unit_l1 = kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
-        scores[grp.name] = np.sort(unit_l1)[::-1]
-    seeded = "" if model.endswith(".keras") else " (fresh init, seed 0)"
+    # Without data there are no Taylor scores: the weights' L1 magnitudes rank the units instead.
+    scores = {g: np.sort(s)[::-1] for g, s in importance.magnitude_scores(keras_model).items()}
+    seeded = "" if model_source.is_file_name(model) else " (fresh init, seed 0)"
     return (
         graph,
         scores,
         (
-            f"no --scores: L1-magnitude scores of the model's weights{seeded}, sorted descending "
-            "(widths mean the top-scoring units, as after permutation)"
+            f"no --scores and no data: L1-magnitude scores of the model's weights{seeded} (not Taylor), "
+            "sorted descending (widths mean the top-scoring units, as after permutation)"
         ),
     )
 
@@ -328,7 +323,11 @@ _SOLVE_COLUMNS = [
 
 
 @main.command("solve")
-@click.option("--model", required=True, help="Zoo name (mobilenet_v1:alpha=0.25), .keras or graph .json.")
+@click.option(
+    "--model",
+    required=True,
+    help="Zoo name (mobilenet_v1:alpha=0.25), a model file (.keras, .h5, SavedModel dir) or graph .json.",
+)
 @click.option(
     "--macs", "macs_budgets", required=True, type=_MacsList(),
     help="Ascending budgets: fractions 0.25,0.5,0.75 (1.0 = full) or integer MACs >= 1000.",

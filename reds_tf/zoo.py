@@ -6,6 +6,8 @@ reds-method.md; where it gives none (CNN-L, DS-CNN-M) they follow Hello Edge
 (Zhang et al. 2017, ARM ML-KWS-for-MCU). Convolutions followed by BatchNorm carry no
 bias (it would be folded into BN's beta anyway), as in the MLPerf Tiny reference.
 
+ResNet-8 follows the MLPerf Tiny image-classification reference.
+
 Every model ends in a Dense classifier named ``fc`` that outputs LOGITS; pass
 ``softmax=True`` to append a softmax activation (named ``softmax``). Train with
 ``from_logits=True`` losses for the default.
@@ -138,6 +140,35 @@ def fc2(
     return _head(x, inputs, num_classes, softmax, "fc2")
 
 
+def resnet8(
+    num_classes: int = 10,
+    input_shape: tuple = (32, 32, 3),
+    filters: Sequence[int] = (16, 32, 64),
+    softmax: bool = False,
+    name: str = "resnet8",
+) -> keras.Model:
+    """MLPerf Tiny image-classification ResNet-8 (12.5 M MACs on CIFAR-10).
+
+    Conv 3x3 + BN + ReLU, then one residual stack per entry of ``filters``: two 3x3 convs (+ BN; the
+    first strided 2 from the second stack on) added to the stack's input, through a 1x1 conv
+    shortcut where the shape changes, then ReLU; average pool over the map, FC.
+    """
+    inputs = keras.Input(input_shape, name="input")
+    x = _conv_bn_relu(inputs, "conv1", filters[0], 3)
+    for i, f in enumerate(filters, start=1):
+        strides = 1 if i == 1 else 2
+        y = _conv_bn_relu(x, f"s{i}_conv1", f, 3, strides)
+        y = L.Conv2D(f, 3, padding="same", use_bias=False, name=f"s{i}_conv2")(y)
+        y = L.BatchNormalization(name=f"bn_s{i}_conv2")(y)
+        if strides != 1 or f != x.shape[-1]:
+            x = L.Conv2D(f, 1, strides=strides, padding="same", name=f"s{i}_shortcut")(x)
+        x = L.Add(name=f"s{i}_add")([x, y])
+        x = L.ReLU(name=f"s{i}_relu")(x)
+    x = L.AveragePooling2D(pool_size=tuple(int(d) for d in x.shape[1:3]), name="pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    return _head(x, inputs, num_classes, softmax, name)
+
+
 # DS-CNN vision variant (reds-method.md): conv 64 3x3 s2, 4 DS blocks of 64, pool, FC 10.
 _DS_CNN_VISION = dict(filters=64, blocks=4, first_kernel=(3, 3), first_strides=(2, 2), num_classes=10)
 
@@ -163,6 +194,7 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "ds_cnn_cifar10": _kws(ds_cnn, **_DS_CNN_VISION, input_shape=(32, 32, 3), name="ds_cnn_cifar10"),
     "mobilenet_v1": mobilenet_v1,
     "fc2": fc2,
+    "resnet8": resnet8,
 }
 
 
@@ -180,7 +212,7 @@ def build(
         name: one of ``names()``.
         num_classes: classifier outputs (default: the architecture's dataset).
         input_shape: (H, W, C) input (default: the architecture's dataset).
-        **kwargs: builder options, e.g. ``alpha`` (mobilenet_v1), ``hidden`` (fc2),
+        **kwargs: builder options, e.g. ``alpha`` (mobilenet_v1), ``hidden`` (fc2), ``filters`` (resnet8),
             ``softmax`` (all), ``dropout`` (DS-CNN).
     """
     if name not in _BUILDERS:
