@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import zoo
-from ._keras import keras
 from .errors import ModelFileError
-from .layers import custom_objects
+
+if TYPE_CHECKING:
+    from ._keras import keras
 
 FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
@@ -35,6 +36,7 @@ def check(name: str, options: dict[str, Any] | None = None) -> None:
                 f"Unknown model. Received: model={name!r}. Fix: use a zoo name ({zoo.names()}) or the path "
                 f"of a Keras model file ({', '.join(FILE_SUFFIXES)} or a SavedModel directory)."
             )
+        zoo.check_options(name, options or {})
         return
     p = Path(name)
     if not p.exists():
@@ -76,6 +78,9 @@ def digest(name: str) -> str | None:
 
 def load_file(path: str | Path) -> keras.Model:
     """A user's Keras model (plain or nested) from a .keras/.h5 file or SavedModel directory, uncompiled."""
+    from ._keras import keras  # here, so that check() runs before TensorFlow is imported
+    from .layers import custom_objects
+
     name = str(path)
     check(name)
     try:

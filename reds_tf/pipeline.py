@@ -268,9 +268,13 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
 def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None) -> list[dict]:
     """Re-measure every level of a finished run's ``model.keras`` on ``split`` (rows as in results)."""
     rd = RunDir(run_dir)
-    if not rd.is_done("finetune"):
+    needed = ("recipe.yaml", "plan.json", "permuted.keras", "model.keras")
+    missing = [name for name in needed if not (rd.root / name).is_file()]
+    if not rd.is_done("finetune") or missing:
         raise NotARedsModelError(
-            f"{rd.root} has no fine-tuned model (model.keras). Fix: finish the run with reds run --resume."
+            f"{rd.root} has no complete fine-tuned model (missing: "
+            f"{', '.join(missing) or 'finished fine-tuning'}). Fix: finish the run with reds run --recipe "
+            f"{rd.root / 'recipe.yaml'} --run-dir {rd.root} --resume."
         )
     recipe = Recipe.load(rd.path("recipe.yaml"))
     _, batched = load_data(recipe, data_dir)

@@ -15,12 +15,29 @@ Every model ends in a Dense classifier named ``fc`` that outputs LOGITS; pass
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._keras import keras
+from .errors import ModelFileError
 
-L = keras.layers
+
+class _Deferred:
+    """tf_keras (or one of its submodules), imported on first attribute access: ``names()`` and
+    ``check_options()`` must answer before TensorFlow is imported (a recipe is checked in < 2 s)."""
+
+    def __init__(self, *path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        from ._keras import keras
+
+        return getattr(functools.reduce(getattr, self._path, keras), name)
+
+
+keras = _Deferred()
+L = _Deferred("layers")
 
 KWS_SHAPE = (49, 10, 1)
 KWS_CLASSES = 12
@@ -174,7 +191,7 @@ _DS_CNN_VISION = dict(filters=64, blocks=4, first_kernel=(3, 3), first_strides=(
 
 
 def _kws(fn: Callable[..., keras.Model], **fixed: Any) -> Callable[..., keras.Model]:
-    return lambda **kw: fn(**{**fixed, **kw})
+    return functools.partial(fn, **fixed)
 
 
 _BUILDERS: dict[str, Callable[..., keras.Model]] = {
@@ -201,6 +218,20 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
 def names() -> list[str]:
     """Names ``build`` accepts."""
     return list(_BUILDERS)
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ``ModelFileError`` if ``options`` holds a key the builder of ``name`` does not take."""
+    params = inspect.signature(_BUILDERS[name]).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(k for k in params if k not in ("num_classes", "input_shape"))
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        raise ModelFileError(
+            f"Unknown model_options for {name!r}. Received: {unknown}. Fix: use any of {known} "
+            "(num_classes and input_shape come from the dataset)."
+        )
 
 
 def build(
