@@ -54,7 +54,12 @@ _RUN_COLUMNS = [
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
 @click.option("--strategy", type=click.Choice(["mirrored"]), default=None, help="tf.distribute strategy.")
 @click.option("--schedule", default=None, help="Schedule section of the recipe, e.g. short or full.")
-@click.option("--limit", type=int, default=None, help="Keep at most N examples per split (smoke runs).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep at most N examples per split (smoke runs).",
+)
 @click.option("--stop-after-epochs", type=int, default=None, hidden=True, help="Stop after N epochs (tests).")
 @click.option(
     "--quiet", is_flag=True, help="No progress bars and no per-epoch lines (step lines and the table stay)."
@@ -68,17 +73,14 @@ def run_cmd(
     import sys
     from pathlib import Path
 
-    from reds_tf import pipeline
-    from reds_tf.errors import RedsError
-    from reds_tf.recipe import Recipe, RecipeError
-    from reds_tf.train import TrainingInterrupted
-
-    try:
-        recipe = Recipe.load(recipe_path, schedule=schedule, **({"data.limit": limit} if limit else {}))
-    except RecipeError as e:
-        raise click.BadParameter(str(e), param_hint="--recipe") from e
     # as `make run`: one directory per recipe, and per schedule when one is named
     run_dir = Path(run_dir or Path("runs") / (Path(recipe_path).stem + (f"-{schedule}" if schedule else "")))
+    recipe = _checked_recipe(recipe_path, schedule, limit, data_dir, run_dir)
+    # TensorFlow is imported only now: every mistake above was reported within a second or two.
+    from reds_tf import pipeline
+    from reds_tf.errors import RedsError
+    from reds_tf.train import TrainingInterrupted
+
     click.echo(f"reds run: recipe {recipe.name} ({recipe.schedule} schedule) -> {run_dir}")
     try:
         res = pipeline.run(
@@ -101,6 +103,53 @@ def run_cmd(
         click.echo("SYNTHETIC data: a demo of the pipeline, not accuracy on the real dataset.")
     click.echo(_level_table(res["levels"], _RUN_COLUMNS))
     click.echo(f"\nresults: {run_dir / 'results.json'}, {run_dir / 'results.md'}, {run_dir / 'plots'}")
+
+
+def _checked_recipe(recipe_path: str, schedule: str | None, limit: int | None, data_dir: str | None, run_dir):
+    """The recipe, with everything a run needs checked before TensorFlow is imported: the recipe
+    file and schedule, the model (zoo name and model_options, or model file), the dataset's name and
+    layout, and that the run directory can be made and written. Each mistake is a usage error naming
+    its option; nothing is written."""
+    import os
+
+    from reds_tf import data, model_source
+    from reds_tf.errors import DatasetLayoutError, ModelFileError
+    from reds_tf.recipe import Recipe, RecipeError, ScheduleError
+
+    try:
+        recipe = Recipe.load(recipe_path, schedule=schedule, **({"data.limit": limit} if limit else {}))
+    except ScheduleError as e:
+        raise click.BadParameter(str(e), param_hint="'--schedule'") from e
+    except RecipeError as e:
+        raise click.BadParameter(str(e), param_hint="'--recipe'") from e
+    try:
+        model_source.check(recipe.model, recipe.model_options)
+    except ModelFileError as e:
+        raise click.BadParameter(f"model: {e}", param_hint="'--recipe'") from e
+    if recipe.dataset not in data.names():
+        raise click.BadParameter(
+            f"Unknown dataset. Received: dataset={recipe.dataset!r}. Fix: use one of {data.names()}.",
+            param_hint="'--recipe'",
+        )
+    try:
+        data.check_layout(recipe.dataset, data_dir)
+    except DatasetLayoutError as e:
+        raise click.BadParameter(str(e), param_hint="'--data-dir'") from e
+    # The nearest existing ancestor decides whether the run directory can be made and written.
+    probe = run_dir.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if (
+        not probe.is_dir()
+        or not os.access(probe, os.W_OK | os.X_OK)
+        or str(probe).startswith(("/proc", "/sys"))
+    ):
+        raise click.BadParameter(
+            f"Cannot write the run directory {run_dir}: {probe} is "
+            f"{'a file' if probe.is_file() else 'not writable'}. Fix: choose another --run-dir.",
+            param_hint="'--run-dir'",
+        )
+    return recipe
 
 
 @main.command("eval")
@@ -234,7 +283,7 @@ class _MacsList(click.ParamType):
 
 
 def _solve_inputs(model: str, scores_path: str | None) -> tuple:
-    """(Graph, scores, where the scores came from) for a zoo name, a .keras file or a graph JSON."""
+    """(Graph, scores, where the scores came from) for a zoo name, a model file or a graph JSON."""
     import ast
     import json
     from pathlib import Path
@@ -246,13 +295,11 @@ def _solve_inputs(model: str, scores_path: str | None) -> tuple:
     if model.endswith(".json"):
         graph, keras_model = Graph.from_json(Path(model).read_text()), None
     else:
-        from reds_tf import topology
+        from reds_tf import model_source, topology
         from reds_tf._keras import keras
 
-        if model.endswith(".keras"):
-            from reds_tf.layers import custom_objects
-
-            keras_model = keras.models.load_model(model, custom_objects=custom_objects(), compile=False)
+        if model_source.is_file_name(model):
+            keras_model = model_source.load_file(model)
         else:
             from reds_tf import zoo
 
@@ -274,20 +321,17 @@ def _solve_inputs(model: str, scores_path: str | None) -> tuple:
         return graph, {k: np.asarray(v, dtype=float) for k, v in raw.items()}, f"scores from {scores_path}"
     if keras_model is None:
         raise click.UsageError("A graph JSON carries no weights. Fix: pass --scores scores.json.")
-    from reds_tf import topology
+    from reds_tf import importance, model_source
 
-    scores = {}
-    for grp in topology.unit_groups(keras_model):
-        kernel = np.abs(keras_model.get_layer(grp.producer).get_weights()[0])
-        unit_l1 = kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
-        scores[grp.name] = np.sort(unit_l1)[::-1]
-    seeded = "" if model.endswith(".keras") else " (fresh init, seed 0)"
+    # Without data there are no Taylor scores: the weights' L1 magnitudes rank the units instead.
+    scores = {g: np.sort(s)[::-1] for g, s in importance.magnitude_scores(keras_model).items()}
+    seeded = "" if model_source.is_file_name(model) else " (fresh init, seed 0)"
     return (
         graph,
         scores,
         (
-            f"no --scores: L1-magnitude scores of the model's weights{seeded}, sorted descending "
-            "(widths mean the top-scoring units, as after permutation)"
+            f"no --scores and no data: L1-magnitude scores of the model's weights{seeded} (not Taylor), "
+            "sorted descending (widths mean the top-scoring units, as after permutation)"
         ),
     )
 
@@ -328,7 +372,11 @@ _SOLVE_COLUMNS = [
 
 
 @main.command("solve")
-@click.option("--model", required=True, help="Zoo name (mobilenet_v1:alpha=0.25), .keras or graph .json.")
+@click.option(
+    "--model",
+    required=True,
+    help="Zoo name (mobilenet_v1:alpha=0.25), a model file (.keras, .h5, SavedModel dir) or graph .json.",
+)
 @click.option(
     "--macs", "macs_budgets", required=True, type=_MacsList(),
     help="Ascending budgets: fractions 0.25,0.5,0.75 (1.0 = full) or integer MACs >= 1000.",

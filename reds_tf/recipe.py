@@ -26,6 +26,10 @@ class RecipeError(RedsError, ValueError):
     """A recipe file is missing, unreadable, or has an unknown key or a bad value."""
 
 
+class ScheduleError(RecipeError):
+    """The schedule asked for is not one of the recipe's."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Dataset split and batching."""
@@ -155,7 +159,7 @@ class Recipe:
         schedule = schedule or d.get("schedule", "short")
         if schedule != d.get("schedule", "short") or schedule in schedules:
             if schedule not in schedules:
-                raise RecipeError(
+                raise ScheduleError(
                     f"Unknown schedule. Received: schedule={schedule!r}. Fix: use one of "
                     f"{sorted({d.get('schedule', 'short'), *schedules})}."
                 )
