@@ -577,7 +577,7 @@ def convert_cmd(
             )
         rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples or 200,
                       test_data=test, verify=not no_verify, strategy=strategy,
-                      calibration_mode=calibration_mode or "shared")  # fmt: skip
+                      calibration_mode=calibration_mode or "shared", log=click.echo)  # fmt: skip
     except RedsError as e:
         raise click.ClickException(str(e)) from e
     click.echo(rep.markdown())

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, model_source, nested, plots, topology, train
+from . import __version__, convert, model_source, nested, plots, topology, train
 from ._keras import keras
 from .errors import NotARedsModelError, RunExistsError
 from .evaluate import accuracy, level_accuracies, level_rows, write_results
@@ -226,19 +226,12 @@ def baselines(
 
 
 def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
-    """Convert the shared-BN nested model to int8 TFLite (when enabled and reds_tf.convert is present)."""
+    """Convert the shared-BN nested model to int8 TFLite (when the recipe enables it)."""
     rd, log = ctx.rd, ctx.log
     if not recipe.convert.enabled:
         return None
     if rd.is_done("convert"):
         return rd.done_info("convert")
-    try:
-        from . import convert
-    except ImportError as e:
-        log(f"[convert] skipped: reds_tf.convert is not available ({e})")
-        return {"skipped": str(e)}
-    if not hasattr(convert, "convert"):
-        return {"skipped": "reds_tf.convert has no convert() yet"}
     report = convert.convert(
         rd.path("model.keras"),
         rd.path("converted"),
@@ -251,8 +244,9 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
         test_data=batched["test"],
         verify=recipe.convert.verify,
         calibration_mode=recipe.convert.calibration_mode,
+        log=log,
     )
-    rep = report.to_dict() if hasattr(report, "to_dict") else {}
+    rep = report.to_dict()
     summary = {
         "out_dir": str(rd.path("converted")),
         "bundle_bytes": rep.get("bundle_bytes"),

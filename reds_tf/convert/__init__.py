@@ -13,7 +13,7 @@ import json
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,7 @@ def convert(
     strategy: str = "auto",
     firmware: bool = True,
     calibration_mode: str = "shared",
+    log: Callable[[str], Any] | None = None,
 ) -> ConvertReport:
     """Convert a REDS model to int8 TFLite: per-level files, one shared-weight bundle, a report.
 
@@ -201,7 +202,9 @@ def convert(
         calibration_mode: ``"shared"`` (every level uses the full level's activation calibration, so
             a level's biases, multipliers and shifts are prefixes of the full level's and are stored
             once) or ``"per_level"`` (each level calibrated through itself).
+        log: called with one line per step and level (conversion takes minutes).
     """
+    say = log or (lambda _line: None)
     if calibration_mode not in CALIBRATION_MODES:
         raise ValueError(
             f"Unknown calibration_mode. Received: calibration_mode={calibration_mode!r}; expected one of "
@@ -229,10 +232,10 @@ def convert(
         # 1. Convert the full level and the chosen levels, each calibrated through itself (step 2 may
         # replace the activation quantisation by the full level's).
         need = sorted(set(chosen) | {k_all - 1})
-        converted = {
-            k: read_tflite(convert_int8(models[k], cal_x, calibration_samples), name=f"level {k}")
-            for k in need
-        }
+        converted = {}
+        for k in need:
+            say(f"[convert] level {k}: int8 conversion ({calibration_samples} calibration samples)")
+            converted[k] = read_tflite(convert_int8(models[k], cal_x, calibration_samples), name=f"level {k}")
         full = converted[k_all - 1]
         for k in need:
             check_supported(converted[k], f"level {k}")
@@ -252,6 +255,7 @@ def convert(
         # 3. The bundle, measured under every strategy; the chosen one is written.
         lv_models = [converted[k] for k in chosen]
         lv_shares = [shares[k] for k in chosen]
+        say(f"[convert] shared-weight bundle ({', '.join(_bundle.STRATEGIES)}) and TFLM arena sizes")
         bundles = {s: _bundle.build_bundle(lv_models, lv_shares, s) for s in _bundle.STRATEGIES}
         # Every arena in one probe run (a child process: see verify.measure_arenas).
         probe = [b.level(i) for b in bundles.values() for i in range(len(chosen))]
@@ -303,6 +307,7 @@ def convert(
                 widths=None if plan is None else dict(zip(plan.groups, plan.level(k), strict=True)),
             )
             if verify:
+                say(f"[convert] level {k}: verifying under TFLM and the tf.lite reference")
                 _verify_level(
                     row,
                     models[k],
@@ -337,6 +342,7 @@ def convert(
             calibration_mode=calibration_mode,
         )
         if firmware:
+            say("[convert] firmware blob and C sources")
             _write_firmware(out, [files[f"submodel_{k}"] for k in chosen], report)
         _relocate(report, out, final)
         report.save(out / "report.json")

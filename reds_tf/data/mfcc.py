@@ -16,6 +16,7 @@ import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
 from reds_tf._keras import tf
 
 SAMPLE_RATE = 16_000

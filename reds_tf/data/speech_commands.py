@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reds_tf._keras import tf
 
+from reds_tf._keras import tf
 from reds_tf.data.augment import AUTOTUNE
 from reds_tf.data.layout import find_speech_commands, layout_error
 from reds_tf.data.mfcc import CLIP_SAMPLES, SAMPLE_RATE, MfccConfig, feature_config, mfcc

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reds_tf._keras import tf
 
+from reds_tf._keras import tf
 from reds_tf.data.augment import AUTOTUNE, finish_train, shift_flip_image
 from reds_tf.data.layout import VWW_CLASSES, find_vww, image_files, layout_error
 from reds_tf.data.splits import Splits, balanced_limit, class_counts, stratified_carve
