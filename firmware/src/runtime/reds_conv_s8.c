@@ -308,6 +308,33 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
 }
 #endif /* REDS_DSP */
 
+#if REDS_DSP
+/* One output channel of a pointwise convolution with one input channel on a DSP core, all pixels
+ * contiguous (stride 1 over the whole image): four pixels per word. acc = b0 + w0 (x + in_off) = c0 + w0 x,
+ * and the requantisation's doubling (reds_rq_fast_x2) is folded into the 16-bit weight lane and the
+ * constant, as 2 |acc| < 2^31 under reds_rq_fold_ok: per output one SMLAxB, the requantisation, SSAT and
+ * STRB. Sums modulo 2^32, as pw_channel's. */
+static void pw1_run(const int8_t *x, int32_t n, int8_t *o, int32_t out_c, int32_t w0, int32_t b0, int32_t in_off,
+                    const reds_rq rq, int32_t out_off)
+{
+    const uint32_t w2 = (uint32_t)(2 * w0) & 0xffffu;
+    const int32_t c2 = (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(w0 * in_off)));
+    const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, out_off);
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4, o += 4 * out_c) {
+        const uint32_t v = reds_read_s8x4(x + i), e = reds_sxtb16(v), od = reds_sxtb16_ror8(v);
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb(e, w2, c2), m, right, rnd));
+        o[out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb(od, w2, c2), m, right, rnd));
+        o[2 * out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlatb(e, w2, c2), m, right, rnd));
+        o[3 * out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlatb(od, w2, c2), m, right, rnd));
+    }
+    for (; i < n; ++i, o += out_c) {
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb((uint32_t)(int32_t)x[i], w2, c2), m, right, rnd));
+    }
+}
+
+#endif /* REDS_DSP */
+
 /* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels.
  * Output channel outermost: the channel's weight row, bias and requantisation constants are fetched
  * once and stay in registers for all its pixels, so the fixed cost per output is the requantisation
@@ -339,6 +366,11 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
     }
 #endif
     const int32_t q_step = quant->per_channel ? 1 : 0;
+#if REDS_DSP
+    /* in_c == 1 here: every pixel of the batch in one contiguous run (stride 1, output = input size) */
+    const int flat1 = g.x_step == 1 && g.row_step == g.out_w && g.img_step == g.out_h * g.row_step;
+    const int sat8 = g.act_min == -128 && g.act_max == 127;
+#endif
     for (int32_t oc = 0; oc < g.out_c; ++oc) {
         const int8_t *const w = filter->data + oc * filter->c_stride;
         const reds_rq rq = reds_rq_prepare(quant->multiplier[oc * q_step], quant->shift[oc * q_step]);
@@ -346,6 +378,12 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
         /* |acc| <= |bias| + in_c * 128 * 255 (|w| <= 128, |x + off| <= 255). */
         const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * g.in_c;
         const int plain = reds_rq_fast_ok(rq, bound);
+#if REDS_DSP
+        if (flat1 && sat8 && reds_rq_fold_ok(rq, bound, g.out_off)) {
+            pw1_run(input, g.rows * g.out_w, output + oc, g.out_c, w[0], b0, g.in_off, rq, g.out_off);
+            continue;
+        }
+#endif
         if (g.in_c == 1) {
             if (plain) {
                 pw_channel(&g, w, b0, rq, output + oc, 1, 1);
