@@ -406,24 +406,34 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
 
 /* Window of one output pixel as int16 (x + input_offset), taps outside the image as 0 (they add
  * nothing, as TFLM skips them). Blocks of four taps k..k+3 are stored as two words (k, k+2) and
- * (k+1, k+3): the lane order SXTB16 gives a word of four weights. */
+ * (k+1, k+3): the lane order SXTB16 gives a word of four weights. Gathered in tap order first (the
+ * in-image test once per tap, not per value), then swapped into that lane order. */
 static void conv_gather(const reds_conv_params *p, const reds_dims *in, const int8_t *img, int32_t k_h,
                         int32_t k_w, int32_t y0, int32_t x0, int16_t *col)
 {
-    const int32_t in_c = in->c, k4 = (k_h * k_w * in_c) & ~3;
-    int32_t k = 0;
+    const int32_t in_c = in->c, off = p->input_offset, n = k_h * k_w * in_c;
+    int16_t *dst = col;
     for (int32_t ky = 0; ky < k_h; ++ky) {
         const int32_t y = y0 + ky * p->dilation.h;
+        const int row_in = y >= 0 && y < in->h;
         for (int32_t kx = 0; kx < k_w; ++kx) {
             const int32_t x = x0 + kx * p->dilation.w;
-            const int inside = y >= 0 && y < in->h && x >= 0 && x < in->w;
             const int8_t *src = img + (y * in->w + x) * in_c;
-            for (int32_t ci = 0; ci < in_c; ++ci, ++k) {
-                const int16_t v = (int16_t)(inside ? src[ci] + p->input_offset : 0);
-                /* k = 4b + r -> halfword 4b + {0, 2, 1, 3}[r] inside whole blocks, k itself in the tail */
-                col[k < k4 ? (k & ~3) + ((k & 1) << 1) + ((k >> 1) & 1) : k] = v;
+            if (row_in && x >= 0 && x < in->w) {
+                for (int32_t ci = 0; ci < in_c; ++ci) {
+                    *dst++ = (int16_t)(src[ci] + off);
+                }
+            } else {
+                for (int32_t ci = 0; ci < in_c; ++ci) {
+                    *dst++ = 0;
+                }
             }
         }
+    }
+    for (int32_t k = 0; k + 4 <= n; k += 4) {
+        const int16_t t = col[k + 1];
+        col[k + 1] = col[k + 2];
+        col[k + 2] = t;
     }
 }
 
