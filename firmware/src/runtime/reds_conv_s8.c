@@ -413,19 +413,26 @@ static void conv_gather(const reds_conv_params *p, const reds_dims *in, const in
 {
     const int32_t in_c = in->c, off = p->input_offset, n = k_h * k_w * in_c;
     int16_t *dst = col;
-    for (int32_t ky = 0; ky < k_h; ++ky) {
-        const int32_t y = y0 + ky * p->dilation.h;
-        const int row_in = y >= 0 && y < in->h;
-        for (int32_t kx = 0; kx < k_w; ++kx) {
-            const int32_t x = x0 + kx * p->dilation.w;
-            const int8_t *src = img + (y * in->w + x) * in_c;
-            if (row_in && x >= 0 && x < in->w) {
+    if (p->dilation.w == 1 && y0 >= 0 && y0 + (k_h - 1) * p->dilation.h < in->h && x0 >= 0 &&
+        x0 + k_w <= in->w) {
+        /* The whole window inside the image: each tap row is one contiguous run of the input. */
+        const int32_t run = k_w * in_c;
+        for (int32_t ky = 0; ky < k_h; ++ky) {
+            const int8_t *src = img + ((y0 + ky * p->dilation.h) * in->w + x0) * in_c;
+            for (int32_t i = 0; i < run; ++i) {
+                *dst++ = (int16_t)(src[i] + off);
+            }
+        }
+    } else {
+        for (int32_t ky = 0; ky < k_h; ++ky) {
+            const int32_t y = y0 + ky * p->dilation.h;
+            const int row_in = y >= 0 && y < in->h;
+            for (int32_t kx = 0; kx < k_w; ++kx) {
+                const int32_t x = x0 + kx * p->dilation.w;
+                const int8_t *src = img + (y * in->w + x) * in_c;
+                const int inside = row_in && x >= 0 && x < in->w;
                 for (int32_t ci = 0; ci < in_c; ++ci) {
-                    *dst++ = (int16_t)(src[ci] + off);
-                }
-            } else {
-                for (int32_t ci = 0; ci < in_c; ++ci) {
-                    *dst++ = 0;
+                    *dst++ = (int16_t)(inside ? src[ci] + off : 0);
                 }
             }
         }
