@@ -217,6 +217,7 @@ static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, i
         k1[r] = (uint32_t)(2 * b) & 0xffffu;
         wsum += a + b + d;
     }
+    const uint32_t k1_01 = k1[0] | (k1[1] << 16), k1_2 = k1[2]; /* one register fewer in the loop */
     const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
     const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, c->out_off);
     const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
@@ -236,18 +237,18 @@ static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, i
             int32_t *q = acc;
             for (; p < end; p += 2, q += 2) {
                 uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
-                int32_t a0 = reds_smlabb(d, k1[0], reds_smlad(e, k02[0], c2));
-                int32_t a1 = reds_smlatb(e, k1[0], reds_smlad(d, k02[0], c2));
+                int32_t a0 = reds_smlabb(d, k1_01, reds_smlad(e, k02[0], c2));
+                int32_t a1 = reds_smlatb(e, k1_01, reds_smlad(d, k02[0], c2));
                 v = reds_read_s8x4(p + REDS_DW_ROW_STRIDE);
                 e = reds_sxtb16(v);
                 d = reds_sxtb16_ror8(v);
-                a0 = reds_smlabb(d, k1[1], reds_smlad(e, k02[1], a0));
-                a1 = reds_smlatb(e, k1[1], reds_smlad(d, k02[1], a1));
+                a0 = reds_smlabt(d, k1_01, reds_smlad(e, k02[1], a0));
+                a1 = reds_smlatt(e, k1_01, reds_smlad(d, k02[1], a1));
                 v = reds_read_s8x4(p + 2 * REDS_DW_ROW_STRIDE);
                 e = reds_sxtb16(v);
                 d = reds_sxtb16_ror8(v);
-                q[0] = reds_smlabb(d, k1[2], reds_smlad(e, k02[2], a0));
-                q[1] = reds_smlatb(e, k1[2], reds_smlad(d, k02[2], a1));
+                q[0] = reds_smlabb(d, k1_2, reds_smlad(e, k02[2], a0));
+                q[1] = reds_smlatb(e, k1_2, reds_smlad(d, k02[2], a1));
             }
             int8_t *o = output + ((b * out_h + oy) * out_w) * ch + oc;
             for (int32_t x = 0; x < out_w; ++x, o += ch) {

@@ -85,6 +85,22 @@ static inline int32_t reds_smlatb(uint32_t a, uint32_t b, int32_t acc)
     return r;
 }
 
+/** acc + lo(a) * hi(b), modulo 2^32. */
+static inline int32_t reds_smlabt(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smlabt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
+/** acc + hi(a) * hi(b), modulo 2^32. */
+static inline int32_t reds_smlatt(uint32_t a, uint32_t b, int32_t acc)
+{
+    int32_t r;
+    __asm__("smlatt %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    return r;
+}
+
 /** (a * b + 2^31) >> 32: the rounding high multiply. */
 static inline int32_t reds_smmulr(int32_t a, int32_t b)
 {
