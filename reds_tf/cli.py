@@ -56,7 +56,9 @@ _RUN_COLUMNS = [
 @click.option("--schedule", default=None, help="Schedule section of the recipe, e.g. short or full.")
 @click.option("--limit", type=int, default=None, help="Keep at most N examples per split (smoke runs).")
 @click.option("--stop-after-epochs", type=int, default=None, hidden=True, help="Stop after N epochs (tests).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--quiet", is_flag=True, help="No progress bars and no per-epoch lines (step lines and the table stay)."
+)
 def run_cmd(
     recipe_path, run_dir, data_dir, resume, strategy, schedule, limit, stop_after_epochs, quiet
 ) -> None:
@@ -143,30 +145,92 @@ def parse_size(text: str) -> int:
 
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     unit = m.group(2).lower() if m else None
-    if m is None or unit not in _SIZE_UNITS:
+    if m is None or unit not in _SIZE_UNITS or int(round(float(m.group(1)) * _SIZE_UNITS[unit])) < 1:
         raise click.BadParameter(
-            f"Not a size. Received: {text!r}. Fix: bytes, or a number with KB/MB (x1000) or KiB/MiB (x1024)."
+            f"Not a size. Received: {text!r}. Fix: bytes >= 1, or a number with KB/MB (x1000) or "
+            "KiB/MiB (x1024), e.g. 200KB."
         )
     return int(round(float(m.group(1)) * _SIZE_UNITS[unit]))
 
 
-class _FloatList(click.ParamType):
-    """A comma-separated list of MACs budgets: fractions (<= 1) or absolute MACs."""
+class _Size(click.ParamType):
+    """A byte count option (parse_size), so errors name the option."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(value)
+        except click.BadParameter as e:
+            self.fail(e.message, param, ctx)
+
+
+class _Seconds(click.ParamType):
+    """A finite number of seconds > 0."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        try:
+            v = float(value)
+        except ValueError:
+            v = math.nan
+        if not (v > 0 and math.isfinite(v)):
+            self.fail(f"Expected a finite number of seconds > 0, e.g. 60. Received: {value!r}", param, ctx)
+        return v
+
+
+# Absolute MACs budgets start here: anything smaller above 1 is more likely a mistyped fraction.
+_MIN_ABSOLUTE_MACS = 1000
+
+
+class _MacsList(click.ParamType):
+    """Comma-separated MACs budgets, smallest first: fractions in (0, 1] or absolute integer MACs."""
 
     name = "float,float,..."
 
     def convert(self, value, param, ctx):
+        import math
+
         if isinstance(value, list):
             return value
+        items = str(value).split(",")
+        if any(not v.strip() for v in items):
+            self.fail(
+                f"Empty item in {value!r}. Fix: comma-separated numbers such as 0.25,0.5,0.75.", param, ctx
+            )
         try:
-            out = [float(v) for v in str(value).split(",") if v.strip()]
+            out = [float(v) for v in items]
         except ValueError:
             self.fail(
                 f"Expected comma-separated numbers such as 0.25,0.5,0.75. Received: {value!r}", param, ctx
             )
-        if not out or any(v <= 0 for v in out):
-            self.fail(f"MACs budgets must be > 0. Received: {value!r}", param, ctx)
-        return out
+        for v, text in zip(out, items, strict=True):
+            if not (v > 0 and math.isfinite(v)):
+                self.fail(
+                    f"{text.strip()!r} is not a budget. Fix: a fraction in (0, 1] such as 0.5.", param, ctx
+                )
+            if v > 1 and (v != int(v) or v < _MIN_ABSOLUTE_MACS):
+                self.fail(
+                    f"{text.strip()!r}: a budget above 1 means absolute MACs and must be an integer >= "
+                    f"{_MIN_ABSOLUTE_MACS}. Fix: a fraction in (0, 1] (1.0: the full model) or a MACs count.",
+                    param,
+                    ctx,
+                )
+        kinds = {v <= 1 for v in out}
+        if len(kinds) == 1 and any(b <= a for a, b in zip(out, out[1:], strict=False)):
+            self.fail(
+                f"Budgets must be distinct and ascending (one per level, smallest first). "
+                f"Received: {value!r}. "
+                f"Fix: --macs {','.join(f'{v:g}' for v in sorted(set(out)))}",
+                param,
+                ctx,
+            )
+        return [int(v) if v > 1 else v for v in out]
 
 
 def _solve_inputs(model: str, scores_path: str | None) -> tuple:
@@ -228,6 +292,30 @@ def _solve_inputs(model: str, scores_path: str | None) -> tuple:
     )
 
 
+def _check_solve_options(graph, macs_budgets: list, min_width: int) -> None:
+    """Checks that need the graph, worded for the command line."""
+    from fractions import Fraction
+
+    from reds_tf.costs import macs
+
+    narrow = min(graph.groups, key=lambda g: g.full)
+    if min_width > narrow.full:
+        raise click.BadParameter(
+            f"{min_width} is above the width of unit group '{narrow.name}' ({narrow.full}). "
+            f"Fix: --min-width {narrow.full} or less.",
+            param_hint="'--min-width'",
+        )
+    full = macs(graph, graph.full_widths)
+    resolved = [int(Fraction(str(m)) * full) if m <= 1 else m for m in macs_budgets]
+    if any(b <= a for a, b in zip(resolved, resolved[1:], strict=False)):
+        raise click.BadParameter(
+            f"Budgets must be distinct and ascending once fractions are turned into MACs (full model: "
+            f"{full:,} MACs). Received: {','.join(map(str, macs_budgets))} = {resolved} MACs. "
+            "Fix: list each level once, smallest first.",
+            param_hint="'--macs'",
+        )
+
+
 _SOLVE_COLUMNS = [
     ("level", "level", "{}"),
     ("macs_pct", "MACs%", "{:.2f}"),
@@ -241,14 +329,32 @@ _SOLVE_COLUMNS = [
 
 @main.command("solve")
 @click.option("--model", required=True, help="Zoo name (mobilenet_v1:alpha=0.25), .keras or graph .json.")
-@click.option("--macs", "macs_budgets", required=True, type=_FloatList(), help="0.25,0.5,0.75 (>1: MACs)")
-@click.option("--peak-mem", default=None, help="Peak int8 activations cap: 200KB (x1000), 200KiB (x1024).")
-@click.option("--weight-bytes", default=None, help="int8 weight-bytes cap, same units as --peak-mem.")
+@click.option(
+    "--macs", "macs_budgets", required=True, type=_MacsList(),
+    help="Ascending budgets: fractions 0.25,0.5,0.75 (1.0 = full) or integer MACs >= 1000.",
+)  # fmt: skip
+@click.option(
+    "--peak-mem", type=_Size(), default=None, help="Peak int8 activations cap: 200KB (x1000), 200KiB."
+)
+@click.option(
+    "--weight-bytes", type=_Size(), default=None, help="int8 weight-bytes cap, same units as --peak-mem."
+)
 @click.option("--solver", type=click.Choice(["cbc", "highs"]), default="cbc", show_default=True)
-@click.option("--time-limit", type=float, default=60.0, show_default=True, help="Seconds in all.")
-@click.option("--gap", type=float, default=0.01, show_default=True, help="Relative optimality gap.")
-@click.option("--granularity", type=int, default=1, show_default=True, help="Width multiple.")
-@click.option("--min-width", type=int, default=1, show_default=True, help="Smallest width.")
+@click.option(
+    "--time-limit", type=_Seconds(), default=60.0, show_default=True, help="Seconds for the whole solve."
+)
+@click.option(
+    "--gap", type=click.FloatRange(0, 1, max_open=True), default=0.01, show_default=True,
+    help="Relative optimality gap, 0 <= gap < 1.",
+)  # fmt: skip
+@click.option(
+    "--node-limit", type=click.IntRange(min=1), default=10_000, show_default=True,
+    help="Branch-and-bound nodes per MILP (a limit independent of machine load).",
+)  # fmt: skip
+@click.option(
+    "--granularity", type=click.IntRange(min=1), default=1, show_default=True, help="Width multiple."
+)
+@click.option("--min-width", type=click.IntRange(min=1), default=1, show_default=True, help="Smallest width.")
 @click.option("--strategy", type=click.Choice(["bottom_up", "joint"]), default="bottom_up")
 @click.option("--full/--no-full", default=True, show_default=True, help="Full model as top level.")
 @click.option("--scores", "scores_path", default=None, type=click.Path(exists=True, dir_okay=False))
@@ -262,6 +368,7 @@ def solve_cmd(
     solver,
     time_limit,
     gap,
+    node_limit,
     granularity,
     min_width,
     strategy,
@@ -279,21 +386,21 @@ def solve_cmd(
     from reds_tf.runstore import atomic_write_text
     from reds_tf.solve import Budget, solve
 
-    mem = parse_size(peak_mem) if peak_mem else None
-    wb = parse_size(weight_bytes) if weight_bytes else None
     try:
         graph, scores, source = _solve_inputs(model, scores_path)
+        _check_solve_options(graph, macs_budgets, min_width)
         click.echo(f"reds solve: {graph.name}, {len(graph.groups)} unit groups; {source}", err=True)
         report = solve(
             graph,
             scores,
-            [Budget(m, mem, wb) for m in macs_budgets],
+            [Budget(m, peak_mem, weight_bytes) for m in macs_budgets],
             min_width=min_width,
             granularity=granularity,
             strategy=strategy,
             solver=solver,
             time_limit=time_limit,
             gap=gap,
+            node_limit=node_limit,
             include_full=full,
             msg=verbose,
             progress=lambda s: click.echo(f"  {s}", err=True),

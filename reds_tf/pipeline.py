@@ -127,15 +127,24 @@ def evaluate_run(
     trained_plbn: keras.Model | None = None,
 ) -> dict[str, Any]:
     """Per-level validation and test accuracy plus exact costs; the nested vs extracted-model check."""
-    val = level_accuracies(model, batched["val"])
-    test = level_accuracies(model, batched["test"])
+
+    def progress(what: str) -> Any:
+        return lambda line: ctx.log(f"[evaluate] {what} {line}")
+
+    val = level_accuracies(model, batched["val"], log=progress("validation"))
+    test = level_accuracies(model, batched["test"], log=progress("test"))
     cols: dict[str, Any] = {"val_accuracy": val, "test_accuracy": test}
     notes = []
     if recipe.bn.recalibrate and any(train.is_bn(layer) for layer in model.layers):
+        ctx.log("[evaluate] re-estimating per-level BN statistics (comparison only)")
         pl = per_level_bn(recipe, model, plan, batched)
-        cols["test_accuracy_per_level_bn"] = level_accuracies(pl, batched["test"])
+        cols["test_accuracy_per_level_bn"] = level_accuracies(
+            pl, batched["test"], log=progress("per-level BN")
+        )
     if trained_plbn is not None:
-        cols["test_accuracy_per_level_bn_trained"] = level_accuracies(trained_plbn, batched["test"])
+        cols["test_accuracy_per_level_bn_trained"] = level_accuracies(
+            trained_plbn, batched["test"], log=progress("per-level BN fine-tuned")
+        )
     if len(cols) > 2:
         notes.append(BN_NOTE)
     x = next(iter(batched["test"]))[0]
@@ -165,9 +174,6 @@ def evaluate_run(
         "solver": {k: v for k, v in report.items() if k != "plan"},
         "notes": notes,
     }
-    for r in results["levels"]:
-        acc = 100 * r["test_accuracy"]
-        ctx.log(f"[evaluate] level {r['level']}: {r['macs_pct']:.1f}% MACs, test acc {acc:.2f}%")
     return results
 
 

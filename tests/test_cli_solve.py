@@ -99,3 +99,51 @@ def test_zoo_model_with_magnitude_scores(tmp_path):
     assert pct[-1] == 100.0
     assert all(p <= b for p, b in zip(pct, (25, 50, 75), strict=False))
     assert np.all(np.diff(np.array(doc["plan"]["widths"]), axis=0) >= 0)
+
+
+def test_top_budget_of_one_returns_full_widths(files):
+    graph, gpath, spath = files
+    res = CliRunner().invoke(
+        main, ["solve", "--model", gpath, "--scores", spath, "--macs", "0.25,0.5,1.0", "--no-full"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "100.00" in res.output
+    last = [line.split() for line in res.output.splitlines() if line.strip().startswith("2 ")][-1]
+    assert [int(w) for w in last[1:]] == list(graph.full_widths)
+
+
+BAD_INPUTS = [
+    (["--macs", "0.5,inf"], "--macs", "'inf' is not a budget. Fix: a fraction in (0, 1]"),
+    (["--macs", "nan"], "--macs", "'nan' is not a budget"),
+    (["--macs", "0"], "--macs", "'0' is not a budget"),
+    (["--macs", "-0.5"], "--macs", "'-0.5' is not a budget"),
+    (["--macs", "0.25,,0.5"], "--macs", "Empty item in '0.25,,0.5'"),
+    (["--macs", "0.5,0.25"], "--macs", "distinct and ascending (one per level, smallest first). Received: "),
+    (["--macs", "0.5,0.5"], "--macs", "Fix: --macs 0.5"),
+    (["--macs", "0.5,0.25,0.75"], "--macs", "Fix: --macs 0.25,0.5,0.75"),
+    (["--macs", "0.5,1000"], "--macs", "distinct and ascending once fractions are turned into MACs"),
+    (["--macs", "1.5"], "--macs", "'1.5': a budget above 1 means absolute MACs"),
+    (["--macs", "500"], "--macs", "must be an integer >= 1000"),
+    (["--macs", "0.5", "--time-limit", "0"], "--time-limit", "seconds > 0, e.g. 60. Received: '0'"),
+    (["--macs", "0.5", "--time-limit", "-5"], "--time-limit", "Received: '-5'"),
+    (["--macs", "0.5", "--time-limit", "inf"], "--time-limit", "Received: 'inf'"),
+    (["--macs", "0.5", "--gap", "-1"], "--gap", "-1.0 is not in the range 0<=x<1"),
+    (["--macs", "0.5", "--gap", "1"], "--gap", "not in the range 0<=x<1"),
+    (["--macs", "0.5", "--min-width", "100"], "--min-width", "above the width of unit group 'pw1' (5). "
+     "Fix: --min-width 5 or less"),
+    (["--macs", "0.5", "--min-width", "0"], "--min-width", "0 is not in the range x>=1"),
+    (["--macs", "0.5", "--granularity", "0"], "--granularity", "0 is not in the range x>=1"),
+    (["--macs", "0.5", "--node-limit", "0"], "--node-limit", "0 is not in the range x>=1"),
+    (["--macs", "0.5", "--peak-mem", "200parsecs"], "--peak-mem", "Not a size. Received: '200parsecs'"),
+    (["--macs", "0.5", "--weight-bytes", "0"], "--weight-bytes", "Fix: bytes >= 1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args,option,message", BAD_INPUTS, ids=[" ".join(a) for a, _, _ in BAD_INPUTS])
+def test_bad_solve_input_is_a_usage_error_naming_the_option(files, args, option, message):
+    _, gpath, spath = files
+    res = CliRunner().invoke(main, ["solve", "--model", gpath, "--scores", spath, *args])
+    assert res.exit_code == 2, res.output
+    assert f"Error: Invalid value for '{option}'" in res.output
+    assert message in " ".join(res.output.split())
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit)

@@ -239,3 +239,128 @@ def test_greedy_start_is_feasible_and_not_better_than_the_optimum():
         assert prob.importance(w) <= solve(graph, scores, [budget], gap=0.0).objective + 1e-12
     # Nothing fits when the lower bounds already break the budget.
     assert greedy_start(prob, prob.levels[0], [len(g) - 1 for g in prob.grids]) is None
+
+
+@pytest.mark.parametrize("strategy", ["joint", "bottom_up"])
+def test_budgets_are_exact_integers_without_margin(strategy):
+    """A level may spend its whole budget, and a budget of 100 % returns the full widths."""
+    graph = ds_net(hw=(300, 300))  # ~1e7 MACs: a 2 ppm margin would be ~40 MACs
+    scores = random_scores(graph, 6)
+    full = macs(graph, graph.full_widths)
+    exact = brute_force(graph, scores, [0.3, 0.6], strategy=strategy)
+    spent = [macs(graph, w) for w in exact.widths]
+    report = solve(graph, scores, [*spent, 1.0], strategy=strategy, gap=0.0)
+    assert [lvl["macs"] for lvl in report.per_level] == [*spent, full]
+    assert report.plan.widths == (*exact.widths, graph.full_widths)
+    assert report.status == "optimal"
+    # One MAC short of the full model is not the full model.
+    below = solve(graph, scores, [full - 1], strategy=strategy, gap=0.0)
+    assert below.plan.level(0) != graph.full_widths and below.per_level[0]["macs"] <= full - 1
+
+
+def test_fraction_budgets_are_read_as_written():
+    from reds_tf.solve.problem import make_problem
+
+    graph = ds_net(hw=(300, 300))
+    full = macs(graph, graph.full_widths)
+    prob = make_problem(graph, random_scores(graph, 0), [0.3, 0.7, 1.0])
+    assert [lv.macs for lv in prob.levels] == [(3 * full) // 10, (7 * full) // 10, full]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0.0, -1.0, 1.5])
+def test_bad_macs_budget_values(bad):
+    with pytest.raises(ValueError, match="MACs budget"):
+        Budget(bad)
+
+
+@pytest.mark.parametrize("strategy", ["joint", "bottom_up"])
+@pytest.mark.parametrize("net,budgets", CASES[::3], ids=["ds", "res-mem-bytes"])
+def test_cell_refinement_equals_brute_force(net, budgets, strategy, monkeypatch):
+    """With 3 cells per group the relaxation must split its way down to the exact optimum."""
+    from reds_tf.solve import refine
+
+    monkeypatch.setattr(refine, "FIRST_CELLS", 3)
+    monkeypatch.setattr(refine, "SPLIT", 2)
+    graph = ds_net(f0=9, f1=8, f2=9) if net == "ds" else res_net()
+    scores = random_scores(graph, seed=21)
+    report = solve(graph, scores, budgets, strategy=strategy, gap=0.0)
+    best = brute_force(graph, scores, budgets, strategy=strategy)
+    assert report.status == "optimal"
+    assert report.plan.widths == best.widths
+    assert report.bound >= report.objective - 1e-9
+
+
+def wide_chain(width: int = 512, blocks: int = 6, hw: int = 24) -> Graph:
+    """Conv then depthwise-separable blocks of one width: a MobileNet-sized solve, no TF needed."""
+    groups = tuple(Group(f"g{i}", width) for i in range(blocks + 1))
+    ops = [Op("conv0", "conv2d", ("input",), None, 0, 3, width, (hw, hw), (hw, hw), (3, 3), True)]
+    prev = "conv0"
+    for i in range(1, blocks + 1):
+        ops.append(
+            Op(f"dw{i}", "depthwise", (prev,), i - 1, i - 1, width, width, (hw, hw), (hw, hw), (3, 3), True)
+        )
+        ops.append(
+            Op(f"pw{i}", "conv2d", (f"dw{i}",), i - 1, i, width, width, (hw, hw), (hw, hw), (1, 1), True)
+        )
+        prev = f"pw{i}"
+    ops.append(Op("gap", "global_pool", (prev,), blocks, blocks, width, width, (hw, hw), (1, 1)))
+    ops.append(Op("fc", "dense", ("gap",), blocks, None, width, 10, (1, 1), (1, 1), (1, 1), True))
+    return Graph("wide_chain", groups, tuple(ops), input_hw=(hw, hw), input_channels=3)
+
+
+@pytest.mark.parametrize("strategy", ["joint", "bottom_up"])
+def test_time_limit_bounds_the_whole_call_at_granularity_one(strategy):
+    """Every width of seven 512-wide groups (a 262k-arc product each at g = 1) within the limit."""
+    import time
+
+    graph = wide_chain()
+    scores = random_scores(graph, 3)
+    budgets = [0.2, 0.4, 0.6, 0.8]
+    t0 = time.monotonic()
+    report = solve(graph, scores, budgets, strategy=strategy, time_limit=3.0)
+    wall = time.monotonic() - t0
+    assert wall <= 3.0 * 1.1 + 2.5  # CBC gets 1 s after SIGINT to write its answer
+    assert report.status in ("optimal", "time_limit")
+    assert_fits(graph, report, [Budget(b) for b in budgets])
+    if report.gap is not None:
+        assert report.bound >= report.objective
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_solve_leaves_no_temp_files(tmp_path, sig):
+    """Ctrl-C or a kill during CBC: the process ends and its private temp directory is gone."""
+    import os
+    import signal
+    import time
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = (
+        "from tests.test_solve import wide_chain, random_scores; from reds_tf.solve import solve; "
+        "g = wide_chain(); solve(g, random_scores(g, 1), [0.2, 0.4, 0.6, 0.8], strategy='joint', "
+        "gap=0.0, time_limit=120)"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    while not list(tmp.glob("reds_solve_*/model.mps")):
+        assert proc.poll() is None and time.monotonic() - t0 < 60, "no CBC model was written"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(getattr(signal, sig))
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode != 0
+    if sig == "SIGINT":
+        assert "KeyboardInterrupt" in err
+    else:
+        assert proc.returncode == -signal.SIGTERM
+    assert list(tmp.iterdir()) == []
+
+
+def test_deadline_before_any_milp_returns_the_greedy_plan_and_says_so():
+    graph = wide_chain(width=1024)
+    lines: list[str] = []
+    report = solve(graph, random_scores(graph, 2), [0.3, 0.6], time_limit=0.01, progress=lines.append)
+    assert report.status == "time_limit" and report.gap is None
+    assert "no MILP finished before the deadline: greedy plan, no proven bound" in lines[0]
+    assert_fits(graph, report, [Budget(0.3), Budget(0.6)])

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
+from reds_tf._keras import tf
 
 from reds_tf.data.augment import finish_train
 from reds_tf.data.splits import Splits, balanced_limit, class_counts, stratified_carve

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import tensorflow as tf
+from reds_tf._keras import tf
 
 AUTOTUNE = tf.data.AUTOTUNE
 

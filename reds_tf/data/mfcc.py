@@ -16,7 +16,7 @@ import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import tensorflow as tf
+from reds_tf._keras import tf
 
 SAMPLE_RATE = 16_000
 CLIP_SAMPLES = 16_000

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
+from reds_tf._keras import tf
 
 from reds_tf.data.augment import AUTOTUNE
 from reds_tf.data.layout import find_speech_commands, layout_error

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    import tensorflow as tf
+    from reds_tf._keras import tf
 
 
 @dataclass

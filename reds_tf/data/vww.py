@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
+from reds_tf._keras import tf
 
 from reds_tf.data.augment import AUTOTUNE, finish_train, shift_flip_image
 from reds_tf.data.layout import VWW_CLASSES, find_vww, image_files, layout_error

@@ -3,8 +3,11 @@
 ``solve(graph, scores, budgets)`` maximises kept importance (prefix sums of the sorted
 per-group scores) subject to, per level, the TRUE bilinear MACs, optional per-op peak
 activation memory (int8) and int8 weight bytes, and nesting ``w[k] <= w[k+1]``. It
-builds a PuLP MILP (``milp.py``) solved by CBC (bundled) or HiGHS (``highspy``), then
-re-checks the plan with ``costs.py`` and refuses to return a plan that breaks a budget.
+builds a PuLP MILP (``milp.py``) solved by CBC (bundled) or HiGHS (``highspy``); wide grids
+are solved on refined cells (``refine.py``) so granularity 1 fits any net. Budgets are exact
+integers: every plan is re-checked with ``costs.py`` and a plan that breaks one is never
+returned. ``time_limit`` is a deadline for the whole call; solver files live in a private
+temp directory removed on exit, error, Ctrl-C and SIGTERM (``backends.py``).
 
 Strategies: ``joint`` puts all levels in one model (nesting as constraints, maximising
 the summed importance); ``bottom_up`` is the paper's rule: smallest level first, each
@@ -15,10 +18,11 @@ No TensorFlow here: this module and its parts import only numpy and pulp.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,10 +31,11 @@ from ..costs import cost
 from ..errors import InfeasibleBudgetError, RedsError
 from ..graph import Graph
 from ..plan import WidthPlan
+from .backends import Limits, scratch_dir
 from .brute import brute_force
-from .greedy import greedy_start
-from .milp import SOLVERS, solve_levels
+from .milp import SOLVERS
 from .problem import Budget, Level, Problem, make_problem
+from .refine import Refined, solve_refined
 
 STRATEGIES = ("bottom_up", "joint")
 
@@ -42,11 +47,11 @@ class SolveReport:
     """The plan and how it was found.
 
     ``objective`` is the kept importance summed over levels (each level 0..1 of the full
-    model's importance). ``bound`` is the solver's proven upper bound on it (for
-    ``bottom_up``: the sum of each level's bound given the levels below), ``gap`` the
-    relative distance ``(bound - objective) / objective``. ``status`` is ``optimal`` when
-    every solve proved its solution within the requested gap, ``feasible`` when a time
-    limit stopped a solve with a solution that is not proven.
+    model's importance). ``bound`` is a proven upper bound on it (for ``bottom_up``: the sum
+    of each level's bound given the levels below), ``gap`` the relative distance
+    ``(bound - objective) / objective``. ``status`` is ``optimal`` when every solve proved its
+    plan within the requested gap, ``time_limit`` (or ``node_limit``) when that limit stopped a
+    solve first: the plan is the best found, ``gap`` what is proven about it (None: no bound).
     """
 
     plan: WidthPlan
@@ -100,6 +105,13 @@ def _say(progress: Callable[[str], None] | None, msg: bool, text: str) -> None:
         print(f"[reds solve] {text}", file=sys.stderr)
 
 
+def _rounds(r: Refined) -> str:
+    if r.bound is None:
+        # The deadline came before any MILP proved a bound: say what the plan is instead.
+        return "no MILP finished before the deadline: greedy plan, no proven bound"
+    return f"{r.rounds} MILP round(s)"
+
+
 def _fail(prob: Problem, k: int | None, status: str, strategy: str) -> RedsError:
     where = "the joint model" if k is None else f"level {k} ({prob.levels[k].label})"
     if status == "infeasible":
@@ -126,52 +138,88 @@ def _verify(prob: Problem, widths: list[list[int]]) -> None:
             )
 
 
+@dataclass
+class _Run:
+    """What the strategies share: the problem, the deadline and the scratch directory."""
+
+    prob: Problem
+    deadline: float  # time.monotonic()
+    limits: Limits
+
+
 def _bottom_up(
-    prob: Problem,
-    levels: list[Level],
-    solver: str,
-    time_limit: float,
-    gap: float,
-    msg: bool,
-    progress: Callable[[str], None] | None,
+    run: _Run, levels: list[Level], progress: Callable[[str], None] | None, quiet: bool = False
 ) -> tuple[list, list, list, list, list]:
-    """The paper's rule: each level alone, smallest first, at least as wide as the one below."""
-    t0 = time.perf_counter()
+    """The paper's rule: each level alone, smallest first, at least as wide as the one below.
+
+    Level k of n gets 2 / (n - k + 1) of the time left (the lowest levels, with the most room to
+    choose, get the most), so time a level does not use passes on to the next.
+    """
+    prob = run.prob
     lower = [0] * len(prob.grids)
     widths, statuses, bounds, gaps, extras = [], [], [], [], []
     for k, lv in enumerate(levels):
-        left = max(1.0, time_limit - (time.perf_counter() - t0))
-        # A greedy start gives CBC a good incumbent at once (from a uniform start it ended at a
-        # 58 % gap on MobileNetV1-1.0); the MILP can only improve on it.
-        w0 = greedy_start(prob, lv, lower)
-        r = solve_levels(
+        t0 = time.monotonic()
+        share = t0 + (run.deadline - t0) * 2 / (len(levels) - k + 1)
+        r = solve_refined(
             prob,
             [lv],
             lower=lower,
-            solver=solver,
-            time_limit=left / (len(levels) - k),
-            gap=gap,
-            msg=msg,
-            start=None if w0 is None else [w0],
+            start=None,
+            deadline=share,
+            limits=replace(run.limits, msg=run.limits.msg and not quiet),
         )
-        if r.status == "no solution" and w0 is not None:
-            r.widths, r.status, r.bound, r.objective = [w0], "feasible", None, prob.importance(w0)
         if r.status in ("infeasible", "no solution"):
             raise _fail(prob, k, r.status, "bottom_up")
         w = r.widths[0]
-        lvl_gap = None if r.bound is None else (r.bound - r.objective) / max(r.objective, 1e-12)
+        value = prob.importance(w)
+        lvl_gap = None if r.bound is None else max(0.0, r.bound - value) / max(value, 1e-12)
+        wall = time.monotonic() - t0
         widths.append(w)
         statuses.append(r.status)
         bounds.append(r.bound)
         gaps.append(lvl_gap)
-        extras.append({"status": r.status, "gap": lvl_gap, "wall_s": r.wall_s})
-        _say(
-            progress,
-            msg,
-            f"level {k}: {r.status}, {r.wall_s:.1f} s, kept importance {100 * r.objective:.2f} %",
-        )
+        extras.append({"status": r.status, "gap": lvl_gap, "wall_s": wall, "rounds": r.rounds})
+        if not quiet:
+            gap_txt = "n/a" if lvl_gap is None else f"{100 * lvl_gap:.3f} %"
+            _say(
+                progress,
+                run.limits.msg,
+                f"level {k}: {r.status}, gap {gap_txt}, {wall:.1f} s, {_rounds(r)}, "
+                f"kept importance {100 * value:.2f} %",
+            )
         lower = [int(np.searchsorted(g, x)) for g, x in zip(prob.grids, w, strict=True)]
     return widths, statuses, bounds, gaps, extras
+
+
+def _joint(
+    run: _Run, levels: list[Level], progress: Callable[[str], None] | None
+) -> tuple[list, list, list, list]:
+    """All levels in one model, maximising their summed importance under nesting."""
+    t0 = time.monotonic()
+    # Bottom-up first, on a quarter of the time: a feasible nested start, so the joint solve can
+    # only improve on it (without one, CBC found no incumbent in 60 s on DS-CNN-S, 10 levels).
+    quarter = replace(run, deadline=t0 + (run.deadline - t0) / 4)
+    try:
+        start = _bottom_up(quarter, levels, None, quiet=True)[0]
+    except RedsError:  # bottom-up can fail where joint succeeds (caps not monotone)
+        start = None
+    r = solve_refined(
+        run.prob,
+        levels,
+        lower=[0] * len(run.prob.grids),
+        start=start,
+        deadline=run.deadline,
+        limits=run.limits,
+    )
+    if r.status in ("infeasible", "no solution"):
+        raise _fail(run.prob, None, r.status, "joint")
+    _say(
+        progress,
+        run.limits.msg,
+        f"joint, {len(levels)} levels: {r.status}, {time.monotonic() - t0:.1f} s, {_rounds(r)}",
+    )
+    return r.widths, [r.status], [r.bound], [{} for _ in levels]
 
 
 def solve(
@@ -186,6 +234,7 @@ def solve(
     time_limit: float = 60.0,
     gap: float = 0.01,
     include_full: bool = False,
+    node_limit: int = 10_000,
     msg: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> SolveReport:
@@ -199,8 +248,12 @@ def solve(
         granularity: widths are multiples of it (plus the full width).
         strategy: ``bottom_up`` (paper) or ``joint``.
         solver: ``cbc`` (bundled with PuLP) or ``highs``.
-        time_limit: seconds for the whole solve (bottom-up shares it among levels).
+        time_limit: seconds for the whole call, model building included (levels share it; time
+            one does not use passes on). On expiry the best plan found so far is returned with
+            status ``time_limit`` and its proven gap.
         gap: relative optimality gap at which the solver may stop.
+        node_limit: branch-and-bound nodes per MILP: a limit that does not depend on machine
+            load (status ``node_limit``), beside the wall-clock ``time_limit``.
         include_full: append the full-width model as the top level.
         msg: show the solver's log and a status line per level on stderr.
         progress: called with a short status line per solve (instead of printing).
@@ -213,52 +266,48 @@ def solve(
         raise ValueError(f"Unknown strategy. Received: strategy={strategy!r}; expected one of {STRATEGIES}")
     if solver not in SOLVERS:
         raise ValueError(f"Unknown solver. Received: solver={solver!r}; expected one of {SOLVERS}")
+    if not (time_limit > 0 and math.isfinite(time_limit)):
+        raise ValueError(
+            f"time_limit must be a finite number of seconds > 0. Received: time_limit={time_limit!r}"
+        )
+    if not (0 <= gap < 1):
+        raise ValueError(f"gap must be a relative gap in [0, 1), e.g. 0.01. Received: gap={gap!r}")
+    if int(node_limit) < 1:
+        raise ValueError(f"node_limit must be >= 1. Received: node_limit={node_limit!r}")
     t0 = time.perf_counter()
+    deadline = time.monotonic() + time_limit
     prob = make_problem(
         graph, scores, budgets, min_width=min_width, granularity=granularity, include_full=include_full
     )
-    # The full-width top level is fixed; only the levels below go into the MILP.
-    n_solve = len(prob.levels) - (1 if include_full else 0)
+    # Top levels whose budgets the full widths meet keep the full widths: importance only grows
+    # with width, so that is their optimum, and the levels below stay nested under it. Only the
+    # levels below go into the MILP.
+    full = [int(g[-1]) for g in prob.grids]
+    n_solve = len(prob.levels)
+    while n_solve and not prob.fits(full, prob.levels[n_solve - 1]):
+        n_solve -= 1
     levels: list[Level] = prob.levels[:n_solve]
-    full_idx = [len(g) - 1 for g in prob.grids]
     widths: list[list[int]] = []
     statuses, gaps, bounds, extras = [], [], [], []
-    if strategy == "joint" and levels:
-        # Bottom-up first (seconds): a feasible nested start, so the joint solve can only improve
-        # on it (without one, CBC found no incumbent in 60 s on DS-CNN-S with 10 levels).
-        try:
-            start = _bottom_up(prob, levels, solver, time_limit / 4, gap, False, None)[0]
-        except RedsError:  # bottom-up can fail where joint succeeds (caps not monotone)
-            start = None
-        left = max(1.0, time_limit - (time.perf_counter() - t0))
-        r = solve_levels(prob, levels, solver=solver, time_limit=left, gap=gap, msg=msg, start=start)
-        if r.status == "no solution" and start is not None:
-            # Out of time without an incumbent of its own: the start is a proven-feasible plan.
-            r.widths, r.status, r.bound = start, "feasible", None
-        if r.status in ("infeasible", "no solution"):
-            raise _fail(prob, None, r.status, strategy)
-        widths, statuses, bounds = r.widths, [r.status], [r.bound]
-        _say(
-            progress, msg, f"joint, {len(levels)} levels: {r.status}, {r.wall_s:.1f} s, {r.n_vars} variables"
-        )
-        extras = [{} for _ in levels]
-    else:
-        widths, statuses, bounds, gaps, extras = _bottom_up(
-            prob, levels, solver, time_limit, gap, msg, progress
-        )
-    if include_full:
-        widths.append([int(prob.grids[g][i]) for g, i in enumerate(full_idx)])
-        extras.append({})
+    with scratch_dir() as workdir:
+        run = _Run(prob, deadline, Limits(workdir, solver, gap, int(node_limit), msg))
+        if strategy == "joint" and levels:
+            widths, statuses, bounds, extras = _joint(run, levels, progress)
+        elif levels:
+            widths, statuses, bounds, gaps, extras = _bottom_up(run, levels, progress)
+    for _ in prob.levels[n_solve:]:
+        widths.append(list(full))
+        extras.append({"status": "optimal", "gap": 0.0} if strategy == "bottom_up" else {})
     _verify(prob, widths)
     plan = WidthPlan(graph.group_names, graph.full_widths, tuple(tuple(w) for w in widths))
     objective = sum(prob.importance(w) for w in widths)
     bound = None
-    if bounds and all(b is not None for b in bounds):
-        bound = sum(bounds) + (prob.importance(widths[-1]) if include_full else 0.0)
+    if all(b is not None for b in bounds):
+        bound = sum(bounds) + float(len(prob.levels) - n_solve)
     gap_val = None if bound is None else max(0.0, bound - objective) / max(objective, 1e-12)
     if strategy == "bottom_up" and gaps and all(g is not None for g in gaps):
         gap_val = max(gaps)
-    status = "optimal" if all(s == "optimal" for s in statuses) else "feasible"
+    status = next((s for s in ("time_limit", "node_limit") if s in statuses), "optimal")
     return SolveReport(
         plan=plan,
         status=status,
@@ -275,5 +324,6 @@ def solve(
             "time_limit": time_limit,
             "gap": gap,
             "include_full": include_full,
+            "node_limit": int(node_limit),
         },
     )

@@ -57,9 +57,14 @@ class FastCost:
 
 
 def greedy_start(
-    prob: Problem, lv: Level, lower: Sequence[int], fc: FastCost | None = None
+    prob: Problem,
+    lv: Level,
+    lower: Sequence[int],
+    fc: FastCost | None = None,
+    upper: Sequence[int] | None = None,
 ) -> list[int] | None:
-    """Feasible widths for level ``lv`` at or above grid indices ``lower``; None if there are none."""
+    """Feasible widths for level ``lv`` between grid indices ``lower`` and ``upper`` (default: the
+    full widths); None if ``lower`` already breaks a budget."""
     fc = fc or FastCost(prob)
     grids = prob.grids
     idx = np.array(lower, dtype=np.int64)
@@ -69,7 +74,7 @@ def greedy_start(
 
     if not fc.fits(widths(idx), lv):
         return None
-    top = np.array([len(g) - 1 for g in grids])
+    top = np.array([len(g) - 1 for g in grids] if upper is None else upper)
     # Greedy fill: best importance gain per added MAC among the widenings that still fit.
     blocked = idx >= top
     cur_macs = fc.macs(widths(idx))
@@ -92,3 +97,33 @@ def greedy_start(
         blocked[best] = idx[best] >= top[best]
         cur_macs = fc.macs(widths(idx))
     return [int(x) for x in widths(idx)]
+
+
+def narrow_to_fit(prob: Problem, widths: Sequence[int], lv: Level, lower: Sequence[int]) -> list[int] | None:
+    """Step widths down (least kept importance lost per MAC saved) until ``costs.py`` accepts them.
+
+    A MILP solution may break an exact integer cap by a solver tolerance (a few MACs on a
+    ten-million-MAC cap); this turns it into a plan that truly fits without a safety margin
+    on every other plan. Returns None when even the lower bounds (grid indices) break it.
+    """
+    fc = FastCost(prob)
+    idx = np.array([int(np.searchsorted(g, w)) for g, w in zip(prob.grids, widths, strict=True)])
+    grids = prob.grids
+
+    def at(ix: np.ndarray) -> np.ndarray:
+        return np.array([grids[g][i] for g, i in enumerate(ix)], dtype=np.int64)
+
+    while prob.fits(at(idx), lv):
+        cur = fc.macs(at(idx))
+        best, best_ratio = -1, np.inf
+        for g in np.flatnonzero(idx > np.asarray(lower)):
+            cand = idx.copy()
+            cand[g] -= 1
+            loss = prob.prefix[g][idx[g]] - prob.prefix[g][cand[g]]
+            ratio = loss / max(cur - fc.macs(at(cand)), 1e-9)
+            if ratio < best_ratio:
+                best, best_ratio = g, ratio
+        if best < 0:
+            return None
+        idx[best] -= 1
+    return [int(x) for x in at(idx)]

@@ -14,11 +14,7 @@ Nesting is ``s[k,g,i] <= s[k+1,g,i]``.
 
 from __future__ import annotations
 
-import os
-import re
 import sys
-import tempfile
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -27,6 +23,8 @@ import numpy as np
 import pulp
 
 from ..graph import BilinearTerm
+from . import backends
+from .greedy import narrow_to_fit
 from .problem import Level, Problem, eval_pair
 
 SOLVERS = ("cbc", "highs")
@@ -46,21 +44,12 @@ class SolveResult:
     """What one MILP solve returns, in the problem's normalised objective units."""
 
     widths: list[list[int]]
-    status: str  # "optimal" (proven within the gap) | "feasible" | "infeasible" | "no solution"
+    status: str  # optimal (proven within the gap) | time_limit | node_limit | infeasible | no solution
     objective: float | None
     bound: float | None
     wall_s: float
     n_vars: int
     n_cons: int
-
-
-def _margin(scale: float) -> float:
-    """Absolute slack kept below each cap so solver tolerances never yield a true violation.
-
-    Costs are integers and the rows are scaled by ``scale``; a 1e-6 relative tolerance is
-    below one unit for small nets (margin 0, exact) and about 2 ppm of the cap otherwise.
-    """
-    return max(0.0, 2e-6 * scale - 1.0)
 
 
 class _Builder:
@@ -186,11 +175,7 @@ class _Builder:
             # Rows are scaled by the cap so coefficients stay near 1 for the solver.
             scale = max(cap, 1.0)
             expr = pulp.LpAffineExpression([(v, c / scale) for v, c in coefs.items() if c != 0])
-            self._con(
-                pulp.LpConstraint(
-                    expr, pulp.LpConstraintLE, f"{name}_{k}", (cap - _margin(cap) - const) / scale
-                )
-            )
+            self._con(pulp.LpConstraint(expr, pulp.LpConstraintLE, f"{name}_{k}", (cap - const) / scale))
 
     def set_start(self, models: list[LevelModel], start: list[list[int]]) -> None:
         """Give the solver a known feasible plan (e.g. bottom-up's) as its first incumbent."""
@@ -216,19 +201,19 @@ def solve_levels(
     prob: Problem,
     levels: list[Level],
     *,
+    limits: backends.Limits,
+    deadline: float,
     lower: list[int] | None = None,
-    solver: str = "cbc",
-    time_limit: float = 60.0,
-    gap: float = 0.01,
-    msg: bool = False,
     start: list[list[int]] | None = None,
 ) -> SolveResult:
     """Solve the levels jointly (nested); ``lower`` fixes grid-index lower bounds (bottom-up).
 
-    ``start``: a feasible nested plan (widths per level) to warm-start CBC from.
+    ``deadline`` (``time.monotonic()``) bounds building and solving; a build that reaches it
+    returns status ``no solution`` at once. ``start``: a feasible nested plan (widths per
+    level) to warm-start CBC from; it must lie on ``prob``'s grids.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"Unknown solver. Received: solver={solver!r}; expected one of {SOLVERS}")
+    if limits.solver not in SOLVERS:
+        raise ValueError(f"Unknown solver. Received: solver={limits.solver!r}; expected one of {SOLVERS}")
     t0 = time.perf_counter()
     bld = _Builder(prob, levels, lower)
     models: list[LevelModel | None] = [None] * len(levels)
@@ -239,6 +224,8 @@ def solve_levels(
         hi_cap = models[k].hi
     obj_const, obj = 0.0, pulp.LpAffineExpression()
     for k, m in enumerate(models):
+        if time.monotonic() >= deadline:
+            return SolveResult([], "no solution", None, None, time.perf_counter() - t0, 0, bld.n_cons)
         bld.add_costs(k, m, levels[k])
         c0, cs = bld.objective_terms(m)
         obj_const += c0
@@ -258,11 +245,14 @@ def solve_levels(
     if n_vars == 0:  # every width is forced: nothing to optimise
         widths = [[int(prob.grids[g][m.lo[g]]) for g in range(len(prob.grids))] for m in models]
         return SolveResult(widths, "optimal", obj_const, obj_const, time.perf_counter() - t0, 0, bld.n_cons)
-    if msg:
+    if limits.msg:
         print(f"[reds solve] MILP: {n_vars} variables, {bld.n_cons} constraints", file=sys.stderr)
     if start is not None:
         bld.set_start(models, start)
-    status, gap_abs = _run(bld.lp, solver, time_limit, gap, msg, start is not None)
+    if time.monotonic() >= deadline:
+        return SolveResult([], "no solution", None, None, time.perf_counter() - t0, n_vars, bld.n_cons)
+    res = backends.run(bld.lp, limits, deadline, warm=start is not None)
+    status, gap_abs = res.status, res.gap_abs
     if status in ("infeasible", "no solution"):
         return SolveResult([], status, None, None, time.perf_counter() - t0, n_vars, bld.n_cons)
     widths = []
@@ -272,98 +262,32 @@ def solve_levels(
             top = m.lo[g] + sum(1 for v in sv.values() if (v.varValue or 0.0) > 0.5)
             row.append(int(prob.grids[g][top]))
         widths.append(row)
-    obj_val = sum(prob.importance(w) for w in widths)
     # The solvers' bound and incumbent share any constant offset of the objective: report the
-    # bound as the plan's own objective plus the solver's absolute gap.
-    bound = None if gap_abs is None else obj_val + gap_abs
+    # bound as the solver's plan's own objective plus the solver's absolute gap.
+    bound = None if gap_abs is None else sum(prob.importance(w) for w in widths) + gap_abs
+    widths = _exact(prob, levels, widths, bld.lower)
+    if widths is None:
+        return SolveResult([], "no solution", None, bound, time.perf_counter() - t0, n_vars, bld.n_cons)
+    obj_val = sum(prob.importance(w) for w in widths)
     return SolveResult(widths, status, obj_val, bound, time.perf_counter() - t0, n_vars, bld.n_cons)
 
 
-def _run(
-    lp: pulp.LpProblem, solver: str, time_limit: float, gap: float, msg: bool, warm: bool
-) -> tuple[str, float | None]:
-    if solver == "highs":
-        # pulp.HiGHS (highspy) takes no start; HiGHS's own heuristics find incumbents early.
-        return _run_highs(lp, time_limit, gap, msg)
-    return _run_cbc(lp, time_limit, gap, msg, warm)
+def _exact(
+    prob: Problem, levels: list[Level], widths: list[list[int]], lower: list[int]
+) -> list[list[int]] | None:
+    """Recount every level with ``costs.py`` (integers); mend a tolerance-sized overrun.
 
-
-def _status(lp: pulp.LpProblem) -> str:
-    if lp.sol_status == pulp.LpSolutionOptimal:
-        return "optimal"
-    if lp.sol_status == pulp.LpSolutionIntegerFeasible:
-        return "feasible"
-    if lp.sol_status == pulp.LpSolutionInfeasible or lp.status == pulp.LpStatusInfeasible:
-        return "infeasible"
-    return "no solution"
-
-
-def _run_highs(lp: pulp.LpProblem, time_limit: float, gap: float, msg: bool) -> tuple[str, float | None]:
-    sol = pulp.HiGHS(msg=msg, timeLimit=max(1.0, time_limit), gapRel=gap)
-    lp.solve(sol)
-    status = _status(lp)
-    info = lp.solverModel.getInfo()
-    bound, obj = float(info.mip_dual_bound), float(info.objective_function_value)
-    if not (np.isfinite(bound) and np.isfinite(obj)):
-        return status, None
-    return status, abs(bound - obj)
-
-
-def _tail(path: str, stop: threading.Event) -> None:
-    """Echo a growing log file to stderr until ``stop`` is set (CBC progress with msg=True)."""
-    pos = 0
-    while True:
-        done = stop.is_set()
-        try:
-            with open(path) as f:
-                f.seek(pos)
-                chunk = f.read()
-                pos = f.tell()
-        except FileNotFoundError:
-            chunk = ""
-        if chunk:
-            sys.stderr.write(chunk)
-            sys.stderr.flush()
-        if done:
-            return
-        stop.wait(0.5)
-
-
-def _run_cbc(
-    lp: pulp.LpProblem, time_limit: float, gap: float, msg: bool, warm: bool
-) -> tuple[str, float | None]:
-    fd, log_path = tempfile.mkstemp(prefix="reds_cbc_", suffix=".log")
-    os.close(fd)
-    # preprocess off: CBC 2.10's preprocessing once returned a wrong "Optimal" (knapsack-notes);
-    # feas off: the feasibility pump wasted about a minute on large flow models.
-    sol = pulp.COIN_CMD(
-        path=pulp.PULP_CBC_CMD.pulp_cbc_path,
-        msg=False,
-        timeLimit=max(1.0, time_limit),
-        gapRel=gap,
-        options=["preprocess off", "feas off"],
-        logPath=log_path,
-        warmStart=warm,
-    )
-    stop = threading.Event()
-    tail = threading.Thread(target=_tail, args=(log_path, stop), daemon=True) if msg else None
-    if tail:
-        tail.start()
-    try:
-        lp.solve(sol)
-    finally:
-        stop.set()
-        if tail:
-            tail.join()
-        log = open(log_path).read()
-        os.unlink(log_path)
-    status = _status(lp)
-    # PuLP may call a time-out "Optimal": trust CBC's own result line.
-    if status == "optimal" and re.search(r"Result - Stopped on (time|iterations|nodes)", log):
-        status = "feasible"
-    mo = re.search(r"Objective value:\s+(\S+)", log)
-    mb = re.search(r"(?:Lower|Upper) bound:\s+(\S+)", log)
-    if mo and mb:
-        # CBC minimises -objective for a maximisation; the distance is what matters.
-        return status, abs(float(mb.group(1)) - float(mo.group(1)))
-    return status, (0.0 if status == "optimal" else None)
+    The caps in the MILP are the exact integer budgets, with no margin, so a solver's
+    feasibility tolerance can let a plan overrun one by a few units. Narrow such a level
+    and keep the levels below nested under it (narrowing only lowers their costs).
+    """
+    out = [list(w) for w in widths]
+    for k in reversed(range(len(levels))):
+        if prob.fits(out[k], levels[k]):
+            mended = narrow_to_fit(prob, out[k], levels[k], lower)
+            if mended is None:
+                return None
+            out[k] = mended
+            for j in range(k):
+                out[j] = [min(a, b) for a, b in zip(out[j], mended, strict=True)]
+    return out

@@ -15,8 +15,10 @@ gives two exact shortcuts used throughout:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -41,8 +43,16 @@ class Budget:
     weight_bytes: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.macs > 0:
-            raise ValueError(f"Budget.macs must be > 0. Received: macs={self.macs!r}")
+        if not (self.macs > 0 and math.isfinite(self.macs)):
+            raise ValueError(
+                f"A MACs budget must be a finite number > 0. Received: macs={self.macs!r}. "
+                "Fix: a fraction of the full model's MACs in (0, 1], or an absolute MACs count."
+            )
+        if self.macs > 1 and self.macs != int(self.macs):
+            raise ValueError(
+                f"A MACs budget above 1 is an absolute MACs count and must be a whole number. "
+                f"Received: macs={self.macs!r}. Fix: a fraction in (0, 1] or an integer MACs count."
+            )
         for name in ("peak_memory", "weight_bytes"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -123,6 +133,12 @@ def _min_width_of(graph: Graph, min_width: int | Mapping[str, int]) -> list[int]
         asked = [int(min_width.get(g.name, 1)) for g in graph.groups]
     else:
         asked = [int(min_width)] * len(graph.groups)
+    for a, g in zip(asked, graph.groups, strict=True):
+        if not 1 <= a <= g.full:
+            raise ValueError(
+                f"min_width {a} is outside 1..{g.full}, the widths of group '{g.name}'. "
+                f"Fix: min_width between 1 and {g.full} (or a per-group mapping)."
+            )
     return [max(a, g.min_width) for a, g in zip(asked, graph.groups, strict=True)]
 
 
@@ -184,7 +200,9 @@ def make_problem(
     bs = [b if isinstance(b, Budget) else Budget(macs=b) for b in budgets]
     levels = []
     for b in bs:
-        m = int(np.floor(b.macs * full_macs)) if b.macs <= 1.0 else int(b.macs)
+        # Exact integer budget: the fraction as written (0.1 is 1/10, not the float just above it),
+        # floored, so a level may spend every MAC of it and 1.0 is exactly the full model.
+        m = math.floor(Fraction(str(b.macs)) * full_macs) if b.macs <= 1 else int(b.macs)
         lv = Level(min(m, full_macs), b.peak_memory, b.weight_bytes, "")
         levels.append(Level(lv.macs, lv.peak_memory, lv.weight_bytes, _label(b, lv, full_macs)))
     levels.sort(key=lambda lv: lv.macs)
@@ -210,15 +228,17 @@ def _append_full(prob: Problem) -> None:
         raise InfeasibleBudgetError(
             f"The full-width model peaks at {_fmt(mem[worst])} B of activations at op '{worst}', above "
             f"the peak memory cap {_fmt(caps.peak_memory)} B, so a 100 % level cannot meet it. Fix: drop "
-            "include_full (--no-full) and add a level Budget(macs=1.0, peak_memory=cap), which keeps "
-            f"the most important widths that fit, or raise the cap to >= {_fmt(mem[worst])} B."
+            "the full level (include_full=False, --no-full) and add a 100 % MACs level under the cap "
+            "(a budget of 1.0, e.g. --macs 0.25,0.5,1.0), which keeps the most important widths that fit, "
+            f"or raise the cap to >= {_fmt(mem[worst])} B."
         )
     wb = weight_bytes(g, full)
     if caps.weight_bytes is not None and wb > caps.weight_bytes:
         raise InfeasibleBudgetError(
             f"The full-width model needs {_fmt(wb)} int8 weight bytes, above the cap "
-            f"{_fmt(caps.weight_bytes)}, so a 100 % level cannot meet it. Fix: drop include_full and add "
-            f"a level Budget(macs=1.0, weight_bytes=cap), or raise the cap to >= {_fmt(wb)}."
+            f"{_fmt(caps.weight_bytes)}, so a 100 % level cannot meet it. Fix: drop the full level "
+            "(include_full=False, --no-full) and add a 100 % MACs level under the cap (a budget of 1.0), "
+            f"or raise the cap to >= {_fmt(wb)}."
         )
     prob.levels.append(top)
 
@@ -237,7 +257,7 @@ def check_min_widths(prob: Problem) -> None:
                 f"Level {k}: MACs budget {_fmt(lv.macs)} ({100 * lv.macs / prob.full_macs:.2f} % of "
                 f"{_fmt(prob.full_macs)}) is below the {_fmt(m)} MACs the minimum widths need. "
                 f"Fix: use a MACs budget >= {_fmt(m)} ({100 * m / prob.full_macs:.2f} %), or lower "
-                "min_width / granularity."
+                "min_width / granularity (--min-width / --granularity)."
             )
         if lv.peak_memory is not None and mem[worst_op] > lv.peak_memory:
             raise InfeasibleBudgetError(
