@@ -168,26 +168,62 @@ typedef struct {
 #define REDS_DW_ROW_MAX 64
 #define REDS_DW_ROW_STRIDE (REDS_DW_ROW_MAX + 4) /* + the bytes past the last window a word load reads */
 
-/* Padded input row y (y >= -1) of one channel into slots (y + 3) % 3 and that + 3 of `rows`, so the three
- * rows of any window are three consecutive slots. Columns [p_w, p_w + in_w) are the image's, or `pad` for
- * a row outside it; the other columns were set to `pad` once. Four pixels per word store. */
-static void dw_fill_row(int8_t *rows, const int8_t *src, int32_t y, int32_t in_h, int32_t in_w, int32_t ch,
-                        int32_t p_w, int8_t pad)
+/* One padded input row of a channel into its two slots of dw3_rows' buffers (d0 and d0 + 3 rows, at the
+ * first image column): the image's row from `src` (stride ch), or `pad` for a row outside the image
+ * (src NULL). The padding columns were set to `pad` once. Four pixels per word store. */
+static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch, int8_t pad)
 {
-    int8_t *const d0 = rows + ((y + 3) % 3) * REDS_DW_ROW_STRIDE + p_w, *const d1 = d0 + 3 * REDS_DW_ROW_STRIDE;
-    const int inside = y >= 0 && y < in_h;
-    const uint32_t pad4 = (uint32_t)(uint8_t)pad * 0x01010101u;
+    int8_t *const d1 = d0 + 3 * REDS_DW_ROW_STRIDE;
     int32_t x = 0;
-    src += inside ? y * in_w * ch : 0;
+    if (src == NULL) {
+        for (; x < in_w; ++x) {
+            d0[x] = d1[x] = pad;
+        }
+        return;
+    }
     for (; x + 4 <= in_w; x += 4, src += 4 * ch) {
-        const uint32_t v = inside ? (uint32_t)(uint8_t)src[0] | (uint32_t)(uint8_t)src[ch] << 8 |
-                                        (uint32_t)(uint8_t)src[2 * ch] << 16 | (uint32_t)(uint8_t)src[3 * ch] << 24
-                                  : pad4;
+        const uint32_t v = (uint32_t)(uint8_t)src[0] | (uint32_t)(uint8_t)src[ch] << 8 |
+                           (uint32_t)(uint8_t)src[2 * ch] << 16 | (uint32_t)(uint8_t)src[3 * ch] << 24;
         __builtin_memcpy(d0 + x, &v, 4);
         __builtin_memcpy(d1 + x, &v, 4);
     }
     for (; x < in_w; ++x, src += ch) {
-        d0[x] = d1[x] = inside ? src[0] : pad;
+        d0[x] = d1[x] = src[0];
+    }
+}
+
+/* dw3_rows' weights: (2 w0, 2 w2) per tap row, 2 w1 of rows 0 and 1 in one register (SMLAxB / SMLAxT),
+ * 2 w1 of row 2, and 2 (bias + input_offset * sum w). */
+typedef struct {
+    uint32_t k02[3], k1_01, k1_2;
+    int32_t c2;
+} dw3_w;
+
+/* Doubled sums of n outputs of one row from three padded rows at p, p + 1 row, p + 2 rows (see dw3_rows);
+ * an odd n also computes its unused neighbour into acc[n]. Its own function, so the loop gets the
+ * registers to itself instead of spilling its caller's around it on every row. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw3_row_sums(const int8_t *p, int32_t *acc, int32_t n, const dw3_w *k)
+{
+    const uint32_t k0 = k->k02[0], k1 = k->k02[1], k2 = k->k02[2], k1_01 = k->k1_01, k1_2 = k->k1_2;
+    const int32_t c2 = k->c2;
+    const int8_t *const end = p + n;
+    for (; p < end; p += 2, acc += 2) {
+        uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
+        int32_t a0 = reds_smlabb(d, k1_01, reds_smlad(e, k0, c2));
+        int32_t a1 = reds_smlatb(e, k1_01, reds_smlad(d, k0, c2));
+        v = reds_read_s8x4(p + REDS_DW_ROW_STRIDE);
+        e = reds_sxtb16(v);
+        d = reds_sxtb16_ror8(v);
+        a0 = reds_smlabt(d, k1_01, reds_smlad(e, k1, a0));
+        a1 = reds_smlatt(e, k1_01, reds_smlad(d, k1, a1));
+        v = reds_read_s8x4(p + 2 * REDS_DW_ROW_STRIDE);
+        e = reds_sxtb16(v);
+        d = reds_sxtb16_ror8(v);
+        acc[0] = reds_smlabb(d, k1_2, reds_smlad(e, k2, a0));
+        acc[1] = reds_smlatb(e, k1_2, reds_smlad(d, k2, a1));
     }
 }
 
@@ -217,39 +253,28 @@ static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, i
         k1[r] = (uint32_t)(2 * b) & 0xffffu;
         wsum += a + b + d;
     }
-    const uint32_t k1_01 = k1[0] | (k1[1] << 16), k1_2 = k1[2]; /* one register fewer in the loop */
+    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
+    const dw3_w k = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
+                     (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum)))};
     const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
     const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, c->out_off);
-    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
-    const int32_t c2 = (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum)));
     const int8_t pad = (int8_t)-c->off; /* the input zero point */
     int32_t acc[REDS_DW_ROW_STRIDE];
     for (int32_t b = 0; b < n; ++b) {
         const int8_t *const in_b = c->in + b * in_h * in_w * ch + oc;
-        int32_t next = -g->p_h; /* next row to gather */
+        /* Row y >= -1 lives in slot (y + 3) % 3 (and that + 3): slots of the next row to gather and of
+         * the window's top row, advanced mod 3 as the rows go. */
+        int32_t next = -g->p_h, next_slot = 3 - g->p_h == 3 ? 0 : 3 - g->p_h, top_slot = next_slot;
         for (int32_t oy = 0; oy < out_h; ++oy) {
             const int32_t y0 = oy - g->p_h;
             for (; next <= y0 + 2; ++next) {
-                dw_fill_row(rows, in_b, next, in_h, in_w, ch, p_w, pad);
+                dw_fill_row(rows + next_slot * REDS_DW_ROW_STRIDE + p_w,
+                            next >= 0 && next < in_h ? in_b + next * in_w * ch : NULL, in_w, ch, pad);
+                next_slot = next_slot == 2 ? 0 : next_slot + 1;
             }
-            const int8_t *p = rows + ((y0 + 3) % 3) * REDS_DW_ROW_STRIDE;
-            const int8_t *const end = p + out_w; /* an odd last output also computes its unused neighbour */
-            int32_t *q = acc;
-            for (; p < end; p += 2, q += 2) {
-                uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
-                int32_t a0 = reds_smlabb(d, k1_01, reds_smlad(e, k02[0], c2));
-                int32_t a1 = reds_smlatb(e, k1_01, reds_smlad(d, k02[0], c2));
-                v = reds_read_s8x4(p + REDS_DW_ROW_STRIDE);
-                e = reds_sxtb16(v);
-                d = reds_sxtb16_ror8(v);
-                a0 = reds_smlabt(d, k1_01, reds_smlad(e, k02[1], a0));
-                a1 = reds_smlatt(e, k1_01, reds_smlad(d, k02[1], a1));
-                v = reds_read_s8x4(p + 2 * REDS_DW_ROW_STRIDE);
-                e = reds_sxtb16(v);
-                d = reds_sxtb16_ror8(v);
-                q[0] = reds_smlabb(d, k1_2, reds_smlad(e, k02[2], a0));
-                q[1] = reds_smlatb(e, k1_2, reds_smlad(d, k02[2], a1));
-            }
+            const int8_t *p = rows + top_slot * REDS_DW_ROW_STRIDE;
+            top_slot = top_slot == 2 ? 0 : top_slot + 1;
+            dw3_row_sums(p, acc, out_w, &k);
             int8_t *o = output + ((b * out_h + oy) * out_w) * ch + oc;
             for (int32_t x = 0; x < out_w; ++x, o += ch) {
                 *o = (int8_t)reds_ssat8(reds_rq_fast_x2(acc[x], m, right, rnd));
