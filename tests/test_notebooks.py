@@ -9,7 +9,11 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: what each notebook prints once its last step worked
-MARKERS = {"reds_walkthrough": "test accuracy", "device": "every level bit-exact with TFLM in every build"}
+MARKERS = {
+    "reds_walkthrough": "test accuracy",
+    "bring_your_own_model": "test accuracy",
+    "device": "every level bit-exact with TFLM in every build",
+}
 
 
 @pytest.mark.slow
