@@ -237,6 +237,12 @@ def test_cortex_m4_simd_paths_bit_exact_with_tflm_and_portable(build_dir):
         gen_goldens._conv_like(rng, True, kernel=(3, 3), max_c=24, stride=1, act=gen_goldens.rq.ACT_NONE)
         for _ in range(4)
     ]
+    cases += [  # one input channel, stride 1: the four-pixels-per-word pointwise path
+        gen_goldens._conv_like(rng, False, kernel=(1, 1), max_c=1, stride=1, act=gen_goldens.rq.ACT_NONE)
+        for _ in range(4)
+    ]
+    while sum(c["ints"]["in_c"] % 4 == 3 and c["ints"]["in_c"] > 4 for c in cases) < 4:  # the word tail
+        cases.append(gen_goldens._conv_like(rng, False, kernel=(1, 1), max_c=40, act=gen_goldens.rq.ACT_NONE))
     cases += [gen_goldens.case_fc(rng) for _ in range(4)]
     for i, case in enumerate(cases):
         want = np.asarray(case["expected"]).reshape(-1)

@@ -169,6 +169,7 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
                                int32_t n, int32_t acc[4])
 {
     int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
+    const int32_t n_all = n;
 #if defined(__OPTIMIZE__) /* unoptimised builds keep fewer registers free (and need no speed) */
     if (n >= 8) {
         const int8_t *const end8 = xa + (n & ~7);
@@ -193,6 +194,14 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
         xb += 4;
         w0 += 4;
         w1 += 4;
+    }
+    if (n == 3 && n_all >= 4) {
+        /* Three channels left (REDS widths 19, 35, 55, ...): the words ending at them, shifted down one
+         * byte, hold them with a zero lane on top; one SIMD step instead of three scalar ones. */
+        const uint32_t va = reds_read_s8x4(xa - 1) >> 8, vb = reds_read_s8x4(xb - 1) >> 8;
+        mac_2x2_w4(reds_read_s8x4(w0 - 1) >> 8, reds_read_s8x4(w1 - 1) >> 8, reds_sxtb16(va), reds_sxtb16_ror8(va),
+                   reds_sxtb16(vb), reds_sxtb16_ror8(vb), a);
+        n = 0;
     }
     for (; n > 0; --n) {
         const int32_t xav = *xa++, xbv = *xb++, w0v = *w0++, w1v = *w1++;
@@ -308,6 +317,33 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
 }
 #endif /* REDS_DSP */
 
+#if REDS_DSP
+/* One output channel of a pointwise convolution with one input channel on a DSP core, all pixels
+ * contiguous (stride 1 over the whole image): four pixels per word. acc = b0 + w0 (x + in_off) = c0 + w0 x,
+ * and the requantisation's doubling (reds_rq_fast_x2) is folded into the 16-bit weight lane and the
+ * constant, as 2 |acc| < 2^31 under reds_rq_fold_ok: per output one SMLAxB, the requantisation, SSAT and
+ * STRB. Sums modulo 2^32, as pw_channel's. */
+static void pw1_run(const int8_t *x, int32_t n, int8_t *o, int32_t out_c, int32_t w0, int32_t b0, int32_t in_off,
+                    const reds_rq rq, int32_t out_off)
+{
+    const uint32_t w2 = (uint32_t)(2 * w0) & 0xffffu;
+    const int32_t c2 = (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(w0 * in_off)));
+    const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, out_off);
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4, o += 4 * out_c) {
+        const uint32_t v = reds_read_s8x4(x + i), e = reds_sxtb16(v), od = reds_sxtb16_ror8(v);
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb(e, w2, c2), m, right, rnd));
+        o[out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb(od, w2, c2), m, right, rnd));
+        o[2 * out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlatb(e, w2, c2), m, right, rnd));
+        o[3 * out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlatb(od, w2, c2), m, right, rnd));
+    }
+    for (; i < n; ++i, o += out_c) {
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb((uint32_t)(int32_t)x[i], w2, c2), m, right, rnd));
+    }
+}
+
+#endif /* REDS_DSP */
+
 /* Pointwise (1x1, unpadded) convolution: every output is one dot product over in_c channels.
  * Output channel outermost: the channel's weight row, bias and requantisation constants are fetched
  * once and stay in registers for all its pixels, so the fixed cost per output is the requantisation
@@ -339,6 +375,11 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
     }
 #endif
     const int32_t q_step = quant->per_channel ? 1 : 0;
+#if REDS_DSP
+    /* in_c == 1 here: every pixel of the batch in one contiguous run (stride 1, output = input size) */
+    const int flat1 = g.x_step == 1 && g.row_step == g.out_w && g.img_step == g.out_h * g.row_step;
+    const int sat8 = g.act_min == -128 && g.act_max == 127;
+#endif
     for (int32_t oc = 0; oc < g.out_c; ++oc) {
         const int8_t *const w = filter->data + oc * filter->c_stride;
         const reds_rq rq = reds_rq_prepare(quant->multiplier[oc * q_step], quant->shift[oc * q_step]);
@@ -346,6 +387,12 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
         /* |acc| <= |bias| + in_c * 128 * 255 (|w| <= 128, |x + off| <= 255). */
         const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * g.in_c;
         const int plain = reds_rq_fast_ok(rq, bound);
+#if REDS_DSP
+        if (flat1 && sat8 && reds_rq_fold_ok(rq, bound, g.out_off)) {
+            pw1_run(input, g.rows * g.out_w, output + oc, g.out_c, w[0], b0, g.in_off, rq, g.out_off);
+            continue;
+        }
+#endif
         if (g.in_c == 1) {
             if (plain) {
                 pw_channel(&g, w, b0, rq, output + oc, 1, 1);
@@ -368,24 +415,41 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
 
 /* Window of one output pixel as int16 (x + input_offset), taps outside the image as 0 (they add
  * nothing, as TFLM skips them). Blocks of four taps k..k+3 are stored as two words (k, k+2) and
- * (k+1, k+3): the lane order SXTB16 gives a word of four weights. */
+ * (k+1, k+3): the lane order SXTB16 gives a word of four weights. Gathered in tap order first (the
+ * in-image test once per tap, not per value), then swapped into that lane order. */
 static void conv_gather(const reds_conv_params *p, const reds_dims *in, const int8_t *img, int32_t k_h,
                         int32_t k_w, int32_t y0, int32_t x0, int16_t *col)
 {
-    const int32_t in_c = in->c, k4 = (k_h * k_w * in_c) & ~3;
-    int32_t k = 0;
-    for (int32_t ky = 0; ky < k_h; ++ky) {
-        const int32_t y = y0 + ky * p->dilation.h;
-        for (int32_t kx = 0; kx < k_w; ++kx) {
-            const int32_t x = x0 + kx * p->dilation.w;
-            const int inside = y >= 0 && y < in->h && x >= 0 && x < in->w;
-            const int8_t *src = img + (y * in->w + x) * in_c;
-            for (int32_t ci = 0; ci < in_c; ++ci, ++k) {
-                const int16_t v = (int16_t)(inside ? src[ci] + p->input_offset : 0);
-                /* k = 4b + r -> halfword 4b + {0, 2, 1, 3}[r] inside whole blocks, k itself in the tail */
-                col[k < k4 ? (k & ~3) + ((k & 1) << 1) + ((k >> 1) & 1) : k] = v;
+    const int32_t in_c = in->c, off = p->input_offset, n = k_h * k_w * in_c;
+    int16_t *dst = col;
+    if (p->dilation.w == 1 && y0 >= 0 && y0 + (k_h - 1) * p->dilation.h < in->h && x0 >= 0 &&
+        x0 + k_w <= in->w) {
+        /* The whole window inside the image: each tap row is one contiguous run of the input. */
+        const int32_t run = k_w * in_c;
+        for (int32_t ky = 0; ky < k_h; ++ky) {
+            const int8_t *src = img + ((y0 + ky * p->dilation.h) * in->w + x0) * in_c;
+            for (int32_t i = 0; i < run; ++i) {
+                *dst++ = (int16_t)(src[i] + off);
             }
         }
+    } else {
+        for (int32_t ky = 0; ky < k_h; ++ky) {
+            const int32_t y = y0 + ky * p->dilation.h;
+            const int row_in = y >= 0 && y < in->h;
+            for (int32_t kx = 0; kx < k_w; ++kx) {
+                const int32_t x = x0 + kx * p->dilation.w;
+                const int8_t *src = img + (y * in->w + x) * in_c;
+                const int inside = row_in && x >= 0 && x < in->w;
+                for (int32_t ci = 0; ci < in_c; ++ci) {
+                    *dst++ = (int16_t)(inside ? src[ci] + off : 0);
+                }
+            }
+        }
+    }
+    for (int32_t k = 0; k + 4 <= n; k += 4) {
+        const int16_t t = col[k + 1];
+        col[k + 1] = col[k + 2];
+        col[k + 2] = t;
     }
 }
 

@@ -163,6 +163,127 @@ typedef struct {
     int32_t out_h, out_w, s_h, s_w, p_h, p_w, dil_h, dil_w, ox_lo, ox_hi;
 } dw_geom;
 
+#if REDS_DSP
+/* Widest padded input row (in_w + 2 * pad_w) dw3_rows takes; wider images take dw_channel. */
+#define REDS_DW_ROW_MAX 64
+#define REDS_DW_ROW_STRIDE (REDS_DW_ROW_MAX + 4) /* + the bytes past the last window a word load reads */
+
+/* One padded input row of a channel into its two slots of dw3_rows' buffers (d0 and d0 + 3 rows, at the
+ * first image column): the image's row from `src` (stride ch), or `pad` for a row outside the image
+ * (src NULL). The padding columns were set to `pad` once. Four pixels per word store. */
+static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch, int8_t pad)
+{
+    int8_t *const d1 = d0 + 3 * REDS_DW_ROW_STRIDE;
+    int32_t x = 0;
+    if (src == NULL) {
+        for (; x < in_w; ++x) {
+            d0[x] = d1[x] = pad;
+        }
+        return;
+    }
+    for (; x + 4 <= in_w; x += 4, src += 4 * ch) {
+        const uint32_t v = (uint32_t)(uint8_t)src[0] | (uint32_t)(uint8_t)src[ch] << 8 |
+                           (uint32_t)(uint8_t)src[2 * ch] << 16 | (uint32_t)(uint8_t)src[3 * ch] << 24;
+        __builtin_memcpy(d0 + x, &v, 4);
+        __builtin_memcpy(d1 + x, &v, 4);
+    }
+    for (; x < in_w; ++x, src += ch) {
+        d0[x] = d1[x] = src[0];
+    }
+}
+
+/* dw3_rows' weights: (2 w0, 2 w2) per tap row, 2 w1 of rows 0 and 1 in one register (SMLAxB / SMLAxT),
+ * 2 w1 of row 2, and 2 (bias + input_offset * sum w). */
+typedef struct {
+    uint32_t k02[3], k1_01, k1_2;
+    int32_t c2;
+} dw3_w;
+
+/* Doubled sums of n outputs of one row from three padded rows at p, p + 1 row, p + 2 rows (see dw3_rows);
+ * an odd n also computes its unused neighbour into acc[n]. Its own function, so the loop gets the
+ * registers to itself instead of spilling its caller's around it on every row. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw3_row_sums(const int8_t *p, int32_t *acc, int32_t n, const dw3_w *k)
+{
+    const uint32_t k0 = k->k02[0], k1 = k->k02[1], k2 = k->k02[2], k1_01 = k->k1_01, k1_2 = k->k1_2;
+    const int32_t c2 = k->c2;
+    const int8_t *const end = p + n;
+    for (; p < end; p += 2, acc += 2) {
+        uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
+        int32_t a0 = reds_smlabb(d, k1_01, reds_smlad(e, k0, c2));
+        int32_t a1 = reds_smlatb(e, k1_01, reds_smlad(d, k0, c2));
+        v = reds_read_s8x4(p + REDS_DW_ROW_STRIDE);
+        e = reds_sxtb16(v);
+        d = reds_sxtb16_ror8(v);
+        a0 = reds_smlabt(d, k1_01, reds_smlad(e, k1, a0));
+        a1 = reds_smlatt(e, k1_01, reds_smlad(d, k1, a1));
+        v = reds_read_s8x4(p + 2 * REDS_DW_ROW_STRIDE);
+        e = reds_sxtb16(v);
+        d = reds_sxtb16_ror8(v);
+        acc[0] = reds_smlabb(d, k1_2, reds_smlad(e, k2, a0));
+        acc[1] = reds_smlatb(e, k1_2, reds_smlad(d, k2, a1));
+    }
+}
+
+/* All outputs of channel oc of a 3x3, stride-1, undilated depthwise with padding <= 1, under
+ * reds_rq_fold_ok and the activation clamp [-128, 127]. The channel's padded input rows are gathered into
+ * `rows` (dw_fill_row; its padding columns hold the input zero point), and rows outside the image are the
+ * zero point too: such taps add w * (zp + off) = 0, exactly what TFLM's skipped taps add, so every window,
+ * borders included, runs the same loop. With the offset folded into the constant
+ * (sum w (x + off) + b = sum w x + (b + off sum w)) and the requantisation's doubling into the weights
+ * (reds_rq_fast_x2; 2 |acc| < 2^31), two neighbouring outputs take per tap row one word of four pixels
+ * (p0..p3), split by SXTB16 into (p0, p2) and (p1, p3): SMLAD with (2 w0, 2 w2) and one SMLAxB with 2 w1
+ * each. Sums modulo 2^32: the same integer as TFLM's. A row's sums go to `acc` first and are requantised
+ * in a second loop, so each loop keeps its constants in registers. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int8_t *output, int8_t *rows)
+{
+    const int32_t ch = c->in_c, cs = c->cs, in_w = c->in_w, in_h = c->in_h, p_w = g->p_w;
+    const int32_t out_w = g->out_w, out_h = g->out_h;
+    const int8_t *const wc = c->w + oc;
+    uint32_t k02[3], k1[3];
+    int32_t wsum = 0;
+    for (int32_t r = 0; r < 3; ++r) {
+        const int32_t a = wc[3 * r * cs], b = wc[(3 * r + 1) * cs], d = wc[(3 * r + 2) * cs];
+        k02[r] = ((uint32_t)(2 * d) << 16) | ((uint32_t)(2 * a) & 0xffffu);
+        k1[r] = (uint32_t)(2 * b) & 0xffffu;
+        wsum += a + b + d;
+    }
+    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
+    const dw3_w k = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
+                     (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum)))};
+    const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
+    const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, c->out_off);
+    const int8_t pad = (int8_t)-c->off; /* the input zero point */
+    int32_t acc[REDS_DW_ROW_STRIDE];
+    for (int32_t b = 0; b < n; ++b) {
+        const int8_t *const in_b = c->in + b * in_h * in_w * ch + oc;
+        /* Row y >= -1 lives in slot (y + 3) % 3 (and that + 3): slots of the next row to gather and of
+         * the window's top row, advanced mod 3 as the rows go. */
+        int32_t next = -g->p_h, next_slot = 3 - g->p_h == 3 ? 0 : 3 - g->p_h, top_slot = next_slot;
+        for (int32_t oy = 0; oy < out_h; ++oy) {
+            const int32_t y0 = oy - g->p_h;
+            for (; next <= y0 + 2; ++next) {
+                dw_fill_row(rows + next_slot * REDS_DW_ROW_STRIDE + p_w,
+                            next >= 0 && next < in_h ? in_b + next * in_w * ch : NULL, in_w, ch, pad);
+                next_slot = next_slot == 2 ? 0 : next_slot + 1;
+            }
+            const int8_t *p = rows + top_slot * REDS_DW_ROW_STRIDE;
+            top_slot = top_slot == 2 ? 0 : top_slot + 1;
+            dw3_row_sums(p, acc, out_w, &k);
+            int8_t *o = output + ((b * out_h + oy) * out_w) * ch + oc;
+            for (int32_t x = 0; x < out_w; ++x, o += ch) {
+                *o = (int8_t)reds_ssat8(reds_rq_fast_x2(acc[x], m, right, rnd));
+            }
+        }
+    }
+}
+#endif /* REDS_DSP */
+
 /* All outputs of channel oc, depth multiplier 1. Channel outermost: the channel's weights, bias and
  * requantisation constants are fetched once and stay in registers for all its pixels, so the fixed cost
  * per output is the requantisation only. Windows wholly inside the image of a 3x3, undilated kernel
@@ -353,6 +474,20 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
     dw_inner(out_w, g.s_w, g.p_w, c->k_w, g.dil_w, c->in_w, &g.ox_lo, &g.ox_hi);
     const int fast3 = c->k_h == 3 && c->k_w == 3 && g.dil_h == 1 && g.dil_w == 1;
     const int sat8 = REDS_DSP && c->act.min == -128 && c->act.max == 127;
+#if REDS_DSP
+    /* dw3_rows' shapes: stride 1, padding <= 1, padded rows that fit its buffer, an int8 zero point */
+    const int rows3 = fast3 && g.s_h == 1 && g.s_w == 1 && g.p_h <= 1 && g.p_w <= 1 &&
+                      c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w + 2 <= REDS_DW_ROW_STRIDE &&
+                      c->off >= -127 && c->off <= 128;
+    /* dw3_rows' row buffers: their padding columns (and rows outside the image) hold the input zero
+     * point, set once here; the image columns are rewritten per row. */
+    int8_t rows[6 * REDS_DW_ROW_STRIDE];
+    if (rows3) {
+        for (int32_t i = 0; i < 6 * REDS_DW_ROW_STRIDE; ++i) {
+            rows[i] = (int8_t)-c->off;
+        }
+    }
+#endif
     for (int32_t oc = 0; oc < c->in_c; ++oc) {
         /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
         const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
@@ -361,6 +496,12 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
                                          c->out_off);
         if (fast3) {
             if (fold && sat8) {
+#if REDS_DSP
+                if (rows3) {
+                    dw3_rows(c, &g, n, oc, output, rows);
+                    continue;
+                }
+#endif
                 dw_channel(c, &g, n, oc, output, 2, 1);
             } else if (fold) {
                 dw_channel(c, &g, n, oc, output, 1, 1);

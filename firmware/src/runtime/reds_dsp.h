@@ -61,29 +61,21 @@ static inline uint32_t reds_sxtab16_ror8(uint32_t a, uint32_t x)
     return r;
 }
 
-/** acc + lo(a) * lo(b) + hi(a) * hi(b) (16-bit signed halves), modulo 2^32. */
-static inline int32_t reds_smlad(uint32_t a, uint32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
-
-/** acc + lo(a) * lo(b), modulo 2^32. */
-static inline int32_t reds_smlabb(uint32_t a, uint32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smlabb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
-
-/** acc + hi(a) * lo(b), modulo 2^32. */
-static inline int32_t reds_smlatb(uint32_t a, uint32_t b, int32_t acc)
-{
-    int32_t r;
-    __asm__("smlatb %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-}
+/* The multiply-accumulates on 16-bit signed halves, each acc + products modulo 2^32:
+ * reds_smlad: lo(a) * lo(b) + hi(a) * hi(b); reds_smlaXY: X(a) * Y(b), X, Y = b(ottom, lo) or t(op, hi). */
+#define REDS_DSP_MLA(name, insn)                                                   \
+    static inline int32_t name(uint32_t a, uint32_t b, int32_t acc)                \
+    {                                                                              \
+        int32_t r;                                                                 \
+        __asm__(insn " %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));      \
+        return r;                                                                  \
+    }
+REDS_DSP_MLA(reds_smlad, "smlad")
+REDS_DSP_MLA(reds_smlabb, "smlabb")
+REDS_DSP_MLA(reds_smlatb, "smlatb")
+REDS_DSP_MLA(reds_smlabt, "smlabt")
+REDS_DSP_MLA(reds_smlatt, "smlatt")
+#undef REDS_DSP_MLA
 
 /** (a * b + 2^31) >> 32: the rounding high multiply. */
 static inline int32_t reds_smmulr(int32_t a, int32_t b)

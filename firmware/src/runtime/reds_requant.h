@@ -90,6 +90,17 @@ static inline int reds_rq_fast_ok(const reds_rq q, int64_t acc_bound)
     return q.left == 0 && q.right >= 1 && acc_bound < ((int64_t)1 << 30);
 }
 
+#if REDS_DSP
+/** reds_rq_fast (below) given 2 * acc (which fits in int32 under reds_rq_fast_ok): kernels that can fold the
+ * doubling into their weights and bias call this directly. */
+static inline int32_t reds_rq_fast_x2(int32_t acc2, int32_t multiplier, int32_t right, int32_t rnd)
+{
+    /* (acc * m + 2^30) >> 31 == (2 acc * m + 2^31) >> 32: one SMMULR (rounding high multiply). */
+    const int32_t hm = reds_smmulr(acc2, multiplier);
+    return (hm + (hm >> 31) + rnd) >> right;
+}
+#endif
+
 /**
  * reds_rq_apply for the accumulators reds_rq_fast_ok admits, in fewer instructions: RoundingDivideByPOT
  * (round half away from zero) is floor((hm + 2^(right-1) - [hm < 0]) / 2^right), and hm - [hm < 0] is
@@ -98,13 +109,11 @@ static inline int reds_rq_fast_ok(const reds_rq q, int64_t acc_bound)
 static inline int32_t reds_rq_fast(int32_t acc, int32_t multiplier, int32_t right, int32_t rnd)
 {
 #if REDS_DSP
-    /* (acc * m + 2^30) >> 31 == (2 acc * m + 2^31) >> 32: one SMMULR (rounding high multiply), as
-     * 2 acc fits in int32 here. */
-    const int32_t hm = reds_smmulr(acc * 2, multiplier);
+    return reds_rq_fast_x2(acc * 2, multiplier, right, rnd);
 #else
     const int32_t hm = (int32_t)(((int64_t)acc * multiplier + ((int64_t)1 << 30)) >> 31);
-#endif
     return (hm + (hm >> 31) + rnd) >> right;
+#endif
 }
 
 /**
