@@ -15,15 +15,15 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..costs import eval_bilinear
-from ..graph import Op
+from ..graph import Graph, Op
 from .model import FEATURES, FORMAT_VERSION, TARGETS, CostModel, data_path, feature_terms, kernel_kind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,6 +185,26 @@ def fit_kind(kind: str, shapes: list[Shape], cycles: list[int]) -> dict[str, flo
             v = (Aty[j] - AtA[j] @ coef + AtA[j, j] * coef[j]) / AtA[j, j]
             coef[j] = v if free[j] else max(0.0, v)
     return {f: float(c / s) for f, c, s in zip(names, coef, scale, strict=True)}
+
+
+def op_shape(op: Op, widths: Sequence[int]) -> Shape:
+    """The kernel call one graph op makes at ``widths`` (its groups renumbered 0 = input, 1 = output)."""
+    cin = op.in_full if op.in_group is None else int(widths[op.in_group])
+    cout = op.out_full if op.out_group is None else int(widths[op.out_group])
+    same = op.in_group is not None and op.in_group == op.out_group
+    local = replace(
+        op,
+        in_group=None if op.in_group is None else 0,
+        out_group=None if op.out_group is None else (0 if same else 1),
+    )
+    return Shape(local, cin, cin if same else cout)
+
+
+def measure_level(m4, graph: Graph, widths: Sequence[int]) -> dict[str, int]:
+    """Emulated cycles of every kernel a graph runs at ``widths``, per op."""
+    return {
+        op.name: measure(m4, op_shape(op, widths), i) for i, op in enumerate(graph.ops) if kernel_kind(op)
+    }
 
 
 def rel_errors(model: CostModel, shapes: Iterable[Shape], cycles: Iterable[int]) -> np.ndarray:
