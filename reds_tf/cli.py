@@ -249,7 +249,8 @@ class _PositiveList(click.ParamType):
             self.fail(f"Every budget must be a finite number > 0. Received: {value!r}", param, ctx)
         if any(b <= a for a, b in zip(out, out[1:], strict=False)):
             self.fail(
-                f"Budgets must be distinct and ascending (one per level, smallest first). Received: {value!r}. "
+                f"Budgets must be distinct and ascending (one per level, smallest first). "
+                f"Received: {value!r}. "
                 f"Fix: {','.join(f'{v:g}' for v in sorted(set(out)))}",
                 param,
                 ctx,
@@ -457,9 +458,9 @@ def solve_cmd(
     Sizes: KB/MB are decimal (200KB = 200,000 B), KiB/MiB binary (200KiB = 204,800 B)."""
     import json
 
+    from reds_tf import device_cost
     from reds_tf.errors import RedsError
     from reds_tf.runstore import atomic_write_text
-    from reds_tf import device_cost
     from reds_tf.solve import Budget, solve
 
     power = device_cost.PowerModel(clock_mhz=clock_mhz, idle_mw=idle_mw)

@@ -115,10 +115,11 @@ def scores_file(tmp_path_factory, graph):
 def test_cli_latency_and_energy(scores_file, tmp_path):
     out = tmp_path / "plan.json"
     r = CliRunner().invoke(main, ["solve", "--model", str(GRAPH), "--scores", scores_file,
-                                  "--latency-ms", "40,80,120", "--clock-mhz", "64", "--out", str(out)])  # fmt: skip
+                                  "--latency-ms", "40,80,120", "--clock-mhz", "64",
+                                  "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     rows = json.loads(out.read_text())["per_level"]
-    assert [row["ms_pred"] <= b for row, b in zip(rows, (40, 80, 120))] == [True] * 3
+    assert [row["ms_pred"] <= b for row, b in zip(rows, (40, 80, 120), strict=True)] == [True] * 3
     r = CliRunner().invoke(
         main, ["solve", "--model", str(GRAPH), "--scores", scores_file, "--energy-mj", "0.5,1"]
     )

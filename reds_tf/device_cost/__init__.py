@@ -8,6 +8,6 @@ build); ``python -m reds_tf.device_cost fit`` re-measures the kernels in the emu
 from __future__ import annotations
 
 from .model import FEATURES, TARGETS, CostModel, kernel_kind, load
-from .power import PowerModel, NRF52840
+from .power import NRF52840, PowerModel
 
 __all__ = ["FEATURES", "TARGETS", "CostModel", "NRF52840", "PowerModel", "kernel_kind", "load"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+
 from .fit import fit_all
 from .model import TARGETS
 

@@ -35,7 +35,8 @@ def _mcu():
     """benchmarks/mcu_cycles.py: the emulator and the firmware build (source checkouts only)."""
     if not (ROOT / "firmware" / "Makefile").exists() or not (ROOT / "benchmarks" / "mcu_cycles.py").exists():
         raise FileNotFoundError(
-            f"Measuring the device needs a source checkout with firmware/ and benchmarks/ (looked in {ROOT}). "
+            f"Measuring the device needs a source checkout with firmware/ and benchmarks/ "
+            f"(looked in {ROOT}). "
             "Fix: run from a git clone of reds_tf."
         )
     if str(ROOT) not in sys.path:
@@ -126,7 +127,8 @@ def measure(m4, shape: Shape, seed: int = 0) -> int:
 
 #: spatial settings measured per kernel kind: (input hw, kernel, stride, fixed input channels or None)
 SETTINGS: dict[str, list[tuple[tuple[int, int], tuple[int, int], int, int | None]]] = {
-    "conv": [((28, 28), (3, 3), 2, 1), ((32, 32), (3, 3), 2, 3), ((49, 10), (10, 4), 2, 1), ((96, 96), (3, 3), 2, 3)],
+    "conv": [((28, 28), (3, 3), 2, 1), ((32, 32), (3, 3), 2, 3), ((49, 10), (10, 4), 2, 1),
+             ((96, 96), (3, 3), 2, 3)],
     "pointwise": [((14, 14), (1, 1), 1, None), ((25, 5), (1, 1), 1, None), ((7, 7), (1, 1), 1, None)],
     "depthwise": [((14, 14), (3, 3), 1, None), ((25, 5), (3, 3), 1, None), ((12, 12), (3, 3), 2, None)],
     "dense": [((1, 1), (1, 1), 1, None)],
@@ -242,7 +244,8 @@ def fit(target: str, build_dir: Path, n_heldout: int = 40, seed: int = 1) -> tup
     for kind in FEATURES:
         held = random_shapes(kind, n_heldout, seed)
         err = rel_errors(model, held, [measure(m4, s, 1000 + i) for i, s in enumerate(held)])
-        report[kind].update(heldout_shapes=len(held), max_abs_err_pct=round(100 * float(np.abs(err).max()), 2),
+        report[kind].update(heldout_shapes=len(held),
+                            max_abs_err_pct=round(100 * float(np.abs(err).max()), 2),
                             mean_abs_err_pct=round(100 * float(np.abs(err).mean()), 2))  # fmt: skip
     model.meta["heldout_error"] = report
     return model, report

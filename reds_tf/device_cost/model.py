@@ -57,7 +57,8 @@ FEATURES: dict[str, tuple[tuple[str, str, str | None, str | None], ...]] = {
         ("channels", "one", "w", None), ("call", "one", None, None),
     ),
     "dense": (
-        ("macs", "in_px", "w", "w"), ("blocks8", "in_px", "div8", "even"), ("blocks4", "in_px", "mod8div4", "even"),
+        ("macs", "in_px", "w", "w"), ("blocks8", "in_px", "div8", "even"),
+        ("blocks4", "in_px", "mod8div4", "even"),
         ("tail", "in_px", "mod4", "even"), ("out_c", "one", None, "w"), ("out_pairs", "one", None, "even"),
         ("in_c", "in_px", "w", None), ("scalar", "in_px", "is1", "w"), ("call", "one", None, None),
     ),
@@ -90,7 +91,7 @@ def _spatial(op: Op, name: str) -> int:
 
 
 def _inside(n_in: int, n_out: int, k: int) -> int:
-    """Output positions along one axis whose window lies inside the input (SAME padding, stride from sizes)."""
+    """Output positions along one axis whose window lies inside the input (SAME padding)."""
     s = max(1, round(n_in / n_out))
     pad = max(((n_out - 1) * s + k - n_in) // 2, 0)
     return sum(1 for o in range(n_out) if o * s - pad >= 0 and o * s - pad + k <= n_in)
@@ -188,7 +189,8 @@ def load(target: str = "dsp", path: str | Path | None = None) -> CostModel:
     d = json.loads(p.read_text())
     if d.get("format_version") != FORMAT_VERSION:
         raise ValueError(
-            f"{p}: device cost model format {d.get('format_version')!r}, this reds_tf reads {FORMAT_VERSION}. "
+            f"{p}: device cost model format {d.get('format_version')!r}, "
+            f"this reds_tf reads {FORMAT_VERSION}. "
             "Fix: refit with `python -m reds_tf.device_cost fit`."
         )
     for kind, names in FEATURES.items():

@@ -22,9 +22,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..costs import eval_bilinear
+from ..costs import eval_bilinear, op_memory, weight_bytes
 from ..costs import macs as true_macs
-from ..costs import op_memory, weight_bytes
 from ..errors import InfeasibleBudgetError
 from ..graph import BilinearTerm, Graph
 
