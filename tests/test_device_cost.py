@@ -119,7 +119,7 @@ def test_cli_latency_and_energy(scores_file, tmp_path):
                                   "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     rows = json.loads(out.read_text())["per_level"]
-    assert [row["ms_pred"] <= b for row, b in zip(rows, (40, 80, 120), strict=True)] == [True] * 3
+    assert [row["ms_pred"] <= b for row, b in zip(rows[:3], (40, 80, 120), strict=True)] == [True] * 3
     r = CliRunner().invoke(
         main, ["solve", "--model", str(GRAPH), "--scores", scores_file, "--energy-mj", "0.5,1"]
     )
