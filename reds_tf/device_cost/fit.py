@@ -70,7 +70,10 @@ def make_shape(kind: str, hw: tuple[int, int], kernel: tuple[int, int], stride: 
     """A kernel call as an ``Op`` of a graph whose groups 0 / 1 are the input / output channels."""
     (oh, _), (ow, _) = _same(hw[0], kernel[0], stride), _same(hw[1], kernel[1], stride)
     graph_kind = {"conv": "conv2d", "pointwise": "conv2d"}.get(kind, kind)
-    in_g, out_g = 0, (0 if kind in ("depthwise", "global_pool") else 1)
+    # The kxk conv kernels are fitted on fixed input channels (a first layer's image channels): as in
+    # a graph, the input then belongs to no group.
+    in_g = None if kind == "conv" else 0
+    out_g = 0 if kind in ("depthwise", "global_pool") else 1
     if kind == "global_pool":
         oh = ow = 1
     if kind == "dense":
@@ -146,7 +149,7 @@ def grid_shapes(kind: str) -> list[Shape]:
             out += [make_shape(kind, hw, k, s, c, c, FULL, FULL) for c in ws]
             continue
         cins = [fixed_in] if fixed_in else ws[::2] + [64]
-        couts = ws if fixed_in else ws[1::2]
+        couts = ws
         full_in = fixed_in or FULL
         out += [make_shape(kind, hw, k, s, a, b, full_in, FULL) for a, b in itertools.product(cins, couts)]
     return out
@@ -158,34 +161,34 @@ def random_shapes(kind: str, n: int, seed: int) -> list[Shape]:
     out = []
     for _ in range(n):
         hw, k, s, fixed_in = SETTINGS[kind][int(rng.integers(len(SETTINGS[kind])))]
-        a, b = (int(v) for v in rng.integers(1, FULL + 1, 2))
+        # A quarter of the widths at the edges the knapsack often picks (1, 2, 3, full).
+        a, b = (int(rng.choice([1, 2, 3, FULL])) if rng.random() < 0.25 else int(rng.integers(1, FULL + 1))
+                for _ in range(2))  # fmt: skip
         out.append(make_shape(kind, hw, k, s, fixed_in or a, b, fixed_in or FULL, FULL))
     return out
 
 
 def fit_kind(kind: str, shapes: list[Shape], cycles: list[int]) -> dict[str, float]:
-    """Least squares on relative error (each shape weighs 1 / its cycles), coefficients >= 0.
+    """Least squares on relative error (each shape weighs 1 / its cycles, so small layers count too).
 
-    Projected coordinate descent. Only the ``is1`` corrections (a single input channel runs a scalar
-    path, cheaper than the SIMD terms say) may be negative. The fitted cost is not monotone in every
-    width, and neither is the kernel's (3 input channels run a 3-step scalar tail, 4 one SIMD step);
-    the solver re-checks every plan against the model, so this costs at most a missed width.
+    Coefficients may be negative: the features overlap on purpose (e.g. the SIMD pair terms and
+    the scalar-path corrections for a single input channel), only their sum is a cost. The fitted
+    cost is not monotone in every width, and neither is the kernel's (3 input channels run a
+    3-step scalar tail, 4 one SIMD step); the solver re-checks every plan against the model.
     """
     names = [f[0] for f in FEATURES[kind]]
-    free = [any(fn == "is1" for fn in f[2:]) for f in FEATURES[kind]]
     X = np.array([[s.features()[f] for f in names] for s in shapes], dtype=np.float64)
     y = np.asarray(cycles, dtype=np.float64)
     A = X / y[:, None]
-    scale = np.maximum(np.abs(A).max(axis=0), 1e-30)
-    A = A / scale
-    AtA, Aty = A.T @ A, A.T @ np.ones_like(y)
-    coef = np.zeros(len(names))
-    for _ in range(5000):
-        for j in range(len(names)):
-            if AtA[j, j] <= 0:
-                continue
-            v = (Aty[j] - AtA[j] @ coef + AtA[j, j] * coef[j]) / AtA[j, j]
-            coef[j] = v if free[j] else max(0.0, v)
+    scale = np.abs(A).max(axis=0)
+    scale[scale == 0] = 1.0  # a feature the grid never exercises gets coefficient 0
+    # rcond drops the directions the grid cannot tell apart (features that are constant per spatial
+    # setting, such as a fixed-input conv's gather and pixel terms): the minimum-norm solution there.
+    coef = np.linalg.lstsq(A / scale, np.ones_like(y), rcond=1e-9)[0]
+    if np.any(X @ (coef / scale) <= 0):
+        raise ValueError(
+            f"The {kind} fit predicts a non-positive cost on its own grid: refit with more shapes."
+        )
     return {f: float(c / s) for f, c, s in zip(names, coef, scale, strict=True)}
 
 

@@ -188,7 +188,7 @@ def _label(b: Budget, level: Level, full_macs: int) -> str:
     if b.weight_bytes is not None:
         parts.append(f"int8 weight bytes <= {_fmt(b.weight_bytes)}")
     if b.cycles is not None:
-        parts.append(f"predicted cycles <= {_fmt(b.cycles)}")
+        parts.append(f"cycles <= {_fmt(b.cycles)} (planned to {_fmt(level.cycles)} predicted)")
     return ", ".join(parts)
 
 
@@ -201,12 +201,18 @@ def make_problem(
     granularity: int = 1,
     include_full: bool = False,
     cycle_terms: Sequence[BilinearTerm] = (),
+    cycle_margin: float = 0.01,
 ) -> Problem:
     """Validate inputs, resolve budgets to absolute units and sort levels ascending by MACs, then cycles.
 
     ``cycle_terms``: the device cost model's cycles of ``graph`` (``CostModel.terms``); needed by
-    any budget in cycles.
+    any budget in cycles. ``cycle_margin``: headroom for the model's error: a level plans to
+    ``budget * (1 - cycle_margin)`` predicted cycles, so the device meets the budget itself.
     """
+    if not 0 <= cycle_margin < 1:
+        raise ValueError(
+            f"cycle_margin must be in [0, 1), e.g. 0.01. Received: cycle_margin={cycle_margin!r}"
+        )
     if int(granularity) < 1:
         raise ValueError(f"granularity must be >= 1. Received: granularity={granularity!r}")
     if not budgets and not include_full:
@@ -227,7 +233,8 @@ def make_problem(
         # Exact integer budget: the fraction as written (0.1 is 1/10, not the float just above it),
         # floored, so a level may spend every MAC of it and 1.0 is exactly the full model.
         m = math.floor(Fraction(str(b.macs)) * full_macs) if b.macs <= 1 else int(b.macs)
-        lv = Level(min(m, full_macs), b.peak_memory, b.weight_bytes, "", b.cycles)
+        cy = None if b.cycles is None else math.floor(b.cycles * (1 - cycle_margin))
+        lv = Level(min(m, full_macs), b.peak_memory, b.weight_bytes, "", cy)
         levels.append(Level(lv.macs, lv.peak_memory, lv.weight_bytes, _label(b, lv, full_macs), lv.cycles))
     levels.sort(key=lambda lv: (lv.macs, math.inf if lv.cycles is None else lv.cycles))
     prob = Problem(graph, grids, prefix, levels, full_macs, weight_bytes(graph, full), list(cycle_terms))
