@@ -67,7 +67,8 @@ def test_latency_plan_fits_its_budgets_when_emulated(m4, graph):
     model = device_cost.load("dsp")
     full = model.cycles(graph, graph.full_widths)
     fracs = (0.25, 0.5, 0.75, 1.0)
-    report = solve(graph, _scores(graph), [Budget(1.0, cycles=int(f * full)) for f in fracs], device=model)
+    budgets = [Budget(1.0, cycles=int(f * full)) for f in fracs]
+    report = solve(graph, _scores(graph), budgets, device=model, granularity=2)
     for f, row, widths in zip(fracs, report.per_level, report.plan.widths, strict=True):
         measured = sum(fit.measure_level(m4, graph, widths).values())
         assert measured <= int(f * full), (f, widths, measured)
@@ -79,9 +80,9 @@ def test_latency_budget_is_kept_and_beats_mac_planning_on_time(graph):
     """Planned by cycles, a level meets its cycle budget; the MACs plan at the same MACs may not."""
     model = device_cost.load("dsp")
     scores = _scores(graph)
-    by_macs = solve(graph, scores, [0.25], device=model)
+    by_macs = solve(graph, scores, [0.25], device=model, granularity=4)
     budget = by_macs.per_level[0]["cycles_pred"]
-    by_time = solve(graph, scores, [Budget(1.0, cycles=budget)], device=model)
+    by_time = solve(graph, scores, [Budget(1.0, cycles=budget)], device=model, granularity=4, cycle_margin=0)
     assert by_time.per_level[0]["cycles_pred"] <= budget
     # Same time budget, MACs free: the knapsack keeps at least as much importance.
     assert by_time.objective >= by_macs.objective - 1e-9
@@ -115,7 +116,7 @@ def scores_file(tmp_path_factory, graph):
 def test_cli_latency_and_energy(scores_file, tmp_path):
     out = tmp_path / "plan.json"
     r = CliRunner().invoke(main, ["solve", "--model", str(GRAPH), "--scores", scores_file,
-                                  "--latency-ms", "40,80,120", "--clock-mhz", "64",
+                                  "--latency-ms", "40,80,120", "--clock-mhz", "64", "--granularity", "4",
                                   "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
     rows = json.loads(out.read_text())["per_level"]
