@@ -142,3 +142,26 @@ def test_cli_bad_device_budgets_name_the_option(scores_file, args, option):
     r = CliRunner().invoke(main, ["solve", "--model", str(GRAPH), "--scores", scores_file, *args])
     assert r.exit_code != 0
     assert "Error:" in r.output and option in r.output, r.output
+
+
+@needs_arm
+@pytest.mark.slow
+def test_latency_plan_of_the_default_model_fits_when_its_blob_runs(tmp_path):
+    """The whole path: sorted default model, latency budgets at 25/50/75/100 % of the full level's predicted
+    cycles, per-level int8 conversion, one blob, reds_invoke in the emulator (bit-exact with TFLM)."""
+    from reds_tf import importance, permute, topology
+
+    mc = fit._mcu()
+    model = mc._seeded_model("ds_cnn_fmnist", 0)
+    sorted_model, scores = permute.sort_model(model, importance.magnitude_scores(model))
+    graph = topology.graph_of(sorted_model)
+    dev = device_cost.load("dsp")
+    full = dev.cycles(graph, graph.full_widths)
+    fracs = (0.25, 0.5, 0.75, 1.0)
+    report = solve(graph, scores, [Budget(1.0, cycles=int(f * full)) for f in fracs], device=dev)
+    m4s = {mc.PRIMARY: fit.build_emulator("dsp", tmp_path)}
+    rows = mc.model_rows(m4s, graph.name, "reds", sorted_model, report.plan, tmp_path)
+    for f, row, pred in zip(fracs, rows, report.per_level, strict=True):
+        assert row["bit_exact_vs_tflm"]
+        assert row["cycles"] <= int(f * full), (f, row["widths"], row["cycles"])
+        assert abs(pred["cycles_pred"] / row["cycles"] - 1) <= 0.03, (f, pred["cycles_pred"], row["cycles"])
