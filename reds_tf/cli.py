@@ -54,9 +54,16 @@ _RUN_COLUMNS = [
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
 @click.option("--strategy", type=click.Choice(["mirrored"]), default=None, help="tf.distribute strategy.")
 @click.option("--schedule", default=None, help="Schedule section of the recipe, e.g. short or full.")
-@click.option("--limit", type=int, default=None, help="Keep at most N examples per split (smoke runs).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Keep at most N examples per split (smoke runs).",
+)
 @click.option("--stop-after-epochs", type=int, default=None, hidden=True, help="Stop after N epochs (tests).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--quiet", is_flag=True, help="No progress bars and no per-epoch lines (step lines and the table stay)."
+)
 def run_cmd(
     recipe_path, run_dir, data_dir, resume, strategy, schedule, limit, stop_after_epochs, quiet
 ) -> None:
@@ -66,17 +73,14 @@ def run_cmd(
     import sys
     from pathlib import Path
 
-    from reds_tf import pipeline
-    from reds_tf.errors import RedsError
-    from reds_tf.recipe import Recipe, RecipeError
-    from reds_tf.train import TrainingInterrupted
-
-    try:
-        recipe = Recipe.load(recipe_path, schedule=schedule, **({"data.limit": limit} if limit else {}))
-    except RecipeError as e:
-        raise click.BadParameter(str(e), param_hint="--recipe") from e
     # as `make run`: one directory per recipe, and per schedule when one is named
     run_dir = Path(run_dir or Path("runs") / (Path(recipe_path).stem + (f"-{schedule}" if schedule else "")))
+    recipe = _checked_recipe(recipe_path, schedule, limit, data_dir, run_dir)
+    # TensorFlow is imported only now: every mistake above was reported within a second or two.
+    from reds_tf import pipeline
+    from reds_tf.errors import RedsError
+    from reds_tf.train import TrainingInterrupted
+
     click.echo(f"reds run: recipe {recipe.name} ({recipe.schedule} schedule) -> {run_dir}")
     try:
         res = pipeline.run(
@@ -99,6 +103,53 @@ def run_cmd(
         click.echo("SYNTHETIC data: a demo of the pipeline, not accuracy on the real dataset.")
     click.echo(_level_table(res["levels"], _RUN_COLUMNS))
     click.echo(f"\nresults: {run_dir / 'results.json'}, {run_dir / 'results.md'}, {run_dir / 'plots'}")
+
+
+def _checked_recipe(recipe_path: str, schedule: str | None, limit: int | None, data_dir: str | None, run_dir):
+    """The recipe, with everything a run needs checked before TensorFlow is imported: the recipe
+    file and schedule, the model (zoo name and model_options, or model file), the dataset's name and
+    layout, and that the run directory can be made and written. Each mistake is a usage error naming
+    its option; nothing is written."""
+    import os
+
+    from reds_tf import data, model_source
+    from reds_tf.errors import DatasetLayoutError, ModelFileError
+    from reds_tf.recipe import Recipe, RecipeError, ScheduleError
+
+    try:
+        recipe = Recipe.load(recipe_path, schedule=schedule, **({"data.limit": limit} if limit else {}))
+    except ScheduleError as e:
+        raise click.BadParameter(str(e), param_hint="'--schedule'") from e
+    except RecipeError as e:
+        raise click.BadParameter(str(e), param_hint="'--recipe'") from e
+    try:
+        model_source.check(recipe.model, recipe.model_options)
+    except ModelFileError as e:
+        raise click.BadParameter(f"model: {e}", param_hint="'--recipe'") from e
+    if recipe.dataset not in data.names():
+        raise click.BadParameter(
+            f"Unknown dataset. Received: dataset={recipe.dataset!r}. Fix: use one of {data.names()}.",
+            param_hint="'--recipe'",
+        )
+    try:
+        data.check_layout(recipe.dataset, data_dir)
+    except DatasetLayoutError as e:
+        raise click.BadParameter(str(e), param_hint="'--data-dir'") from e
+    # The nearest existing ancestor decides whether the run directory can be made and written.
+    probe = run_dir.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if (
+        not probe.is_dir()
+        or not os.access(probe, os.W_OK | os.X_OK)
+        or str(probe).startswith(("/proc", "/sys"))
+    ):
+        raise click.BadParameter(
+            f"Cannot write the run directory {run_dir}: {probe} is "
+            f"{'a file' if probe.is_file() else 'not writable'}. Fix: choose another --run-dir.",
+            param_hint="'--run-dir'",
+        )
+    return recipe
 
 
 @main.command("eval")
@@ -282,7 +333,7 @@ def _device_budgets(macs_budgets, latency_ms, energy_mj, power) -> tuple[list, l
 
 
 def _solve_inputs(model: str, scores_path: str | None) -> tuple:
-    """(Graph, scores, where the scores came from) for a zoo name, a .keras file or a graph JSON."""
+    """(Graph, scores, where the scores came from) for a zoo name, a model file or a graph JSON."""
     import ast
     import json
     from pathlib import Path
@@ -294,13 +345,11 @@ def _solve_inputs(model: str, scores_path: str | None) -> tuple:
     if model.endswith(".json"):
         graph, keras_model = Graph.from_json(Path(model).read_text()), None
     else:
-        from reds_tf import topology
+        from reds_tf import model_source, topology
         from reds_tf._keras import keras
 
-        if model.endswith(".keras"):
-            from reds_tf.layers import custom_objects
-
-            keras_model = keras.models.load_model(model, custom_objects=custom_objects(), compile=False)
+        if model_source.is_file_name(model):
+            keras_model = model_source.load_file(model)
         else:
             from reds_tf import zoo
 
@@ -322,20 +371,17 @@ def _solve_inputs(model: str, scores_path: str | None) -> tuple:
         return graph, {k: np.asarray(v, dtype=float) for k, v in raw.items()}, f"scores from {scores_path}"
     if keras_model is None:
         raise click.UsageError("A graph JSON carries no weights. Fix: pass --scores scores.json.")
-    from reds_tf import topology
+    from reds_tf import importance, model_source
 
-    scores = {}
-    for grp in topology.unit_groups(keras_model):
-        kernel = np.abs(keras_model.get_layer(grp.producer).get_weights()[0])
-        unit_l1 = kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
-        scores[grp.name] = np.sort(unit_l1)[::-1]
-    seeded = "" if model.endswith(".keras") else " (fresh init, seed 0)"
+    # Without data there are no Taylor scores: the weights' L1 magnitudes rank the units instead.
+    scores = {g: np.sort(s)[::-1] for g, s in importance.magnitude_scores(keras_model).items()}
+    seeded = "" if model_source.is_file_name(model) else " (fresh init, seed 0)"
     return (
         graph,
         scores,
         (
-            f"no --scores: L1-magnitude scores of the model's weights{seeded}, sorted descending "
-            "(widths mean the top-scoring units, as after permutation)"
+            f"no --scores and no data: L1-magnitude scores of the model's weights{seeded} (not Taylor), "
+            "sorted descending (widths mean the top-scoring units, as after permutation)"
         ),
     )
 
@@ -379,7 +425,11 @@ _SOLVE_COLUMNS = [
 
 
 @main.command("solve")
-@click.option("--model", required=True, help="Zoo name (mobilenet_v1:alpha=0.25), .keras or graph .json.")
+@click.option(
+    "--model",
+    required=True,
+    help="Zoo name (mobilenet_v1:alpha=0.25), a model file (.keras, .h5, SavedModel dir) or graph .json.",
+)
 @click.option(
     "--macs", "macs_budgets", default=None, type=_MacsList(),
     help="Ascending budgets: fractions 0.25,0.5,0.75 (1.0 = full) or integer MACs >= 1000.",
@@ -516,11 +566,35 @@ def solve_cmd(
 # --- convert (convert issue) -------------------------------------------------------------------------
 
 
+def _prepare_out(out, overwrite: bool) -> None:
+    """Create --out, or refuse one that cannot hold the conversion or already holds files."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise click.ClickException(f"--out {out} is a file, not a directory. Fix: pass a directory path.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(
+            f"--out {out} cannot be created ({e.strerror}). Fix: pass a writable path."
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise click.ClickException(f"--out {out} is not writable. Fix: pass a writable directory.")
+    held = sorted(p.name for p in out.iterdir())
+    if held and not overwrite:
+        raise click.ClickException(
+            f"--out {out} already holds {len(held)} file(s) ({', '.join(held[:4])}"
+            f"{', ...' if len(held) > 4 else ''}). "
+            "Fix: pass an empty or new directory, or --overwrite to replace an earlier conversion."
+        )
+
+
 @main.command("convert")
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
 @click.option("--levels", default="all", show_default=True, help="'all' or level indices, e.g. 0,2.")
-@click.option("--calibration", "samples", type=int, default=200, show_default=True, help="Calibration N.")
+@click.option("--calibration", "samples", type=int, default=None,
+              help="Calibration samples. Default: the run's recipe, else 200.")  # fmt: skip
 @click.option(
     "--calibration-data", type=click.Path(exists=True, dir_okay=False), default=None,
     help="NPZ with arrays x (and y); required when SOURCE records no dataset.",
@@ -530,8 +604,23 @@ def solve_cmd(
 @click.option("--strategy", type=click.Choice(["auto", "slice", "copy"]), default="auto", show_default=True,
               help="Bundle storage of weights that are not a prefix of the full tensor.")  # fmt: skip
 @click.option("--no-verify", is_flag=True, help="Skip the interpreter checks.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an earlier conversion in --out (only once the new one is complete).")  # fmt: skip
+@click.option("--calibration-mode", type=click.Choice(["shared", "per_level"]), default=None,
+              help="Activation calibration: the full level's for all levels (shared) or per level. "
+              "Default: the run's recipe, else shared.")  # fmt: skip
 def convert_cmd(
-    source, out_dir, levels, samples, calibration_data, test_data, data_dir, strategy, no_verify
+    source,
+    out_dir,
+    levels,
+    samples,
+    calibration_data,
+    test_data,
+    data_dir,
+    strategy,
+    no_verify,
+    overwrite,
+    calibration_mode,
 ) -> None:
     """Convert a REDS run directory or nested .keras model to per-level int8 .tflite files, a
     shared-weight TFLite Micro bundle, the firmware's C arena and report.json / report.md."""
@@ -547,26 +636,42 @@ def convert_cmd(
                 raise click.BadParameter(f"{path} has no array 'x' (found {list(d)}).")
             return d["x"], (d["y"] if "y" in d else None)
 
+    src, out = Path(source), Path(out_dir)
+    if src.is_dir() and not (src / "model.keras").is_file():
+        raise click.ClickException(
+            f"{source} has no model.keras, so it is not a reds run directory. Fix: pass a run directory "
+            "written by `reds run` (finished) or the path of a nested .keras model."
+        )
+    if levels != "all" and not all(p.strip().isdigit() for p in levels.split(",")):
+        raise click.ClickException(
+            f"--levels must be 'all' or comma-separated level indices such as 0,2. Received: {levels!r}"
+        )
+    if samples is not None and samples < 1:
+        raise click.ClickException(f"--calibration must be >= 1 samples. Received: {samples}")
+    _prepare_out(out, overwrite)
     try:
         from reds_tf.convert import convert
 
         cal = npz(calibration_data) if calibration_data else None
         test = npz(test_data) if test_data else None
-        src = Path(source)
         if cal is None and src.is_dir() and (src / "recipe.yaml").is_file():
             from reds_tf import pipeline
             from reds_tf.recipe import Recipe
 
-            _, batched = pipeline.load_data(Recipe.load(src / "recipe.yaml"), data_dir)
-            cal = batched["train"]
+            recipe = Recipe.load(src / "recipe.yaml")
+            _, batched = pipeline.load_data(recipe, data_dir)
+            cal = batched["val"]  # as the pipeline's own conversion: the same files byte for byte
+            calibration_mode = calibration_mode or recipe.convert.calibration_mode
+            samples = samples or recipe.convert.calibration_samples
             test = test if test is not None else batched["test"]
         if cal is None:
             raise click.UsageError(
                 f"{source} records no dataset (no recipe.yaml). Fix: pass --calibration-data PATH.npz with "
                 "arrays x (inputs) and y (labels)."
             )
-        rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples,
-                      test_data=test, verify=not no_verify, strategy=strategy)  # fmt: skip
+        rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples or 200,
+                      test_data=test, verify=not no_verify, strategy=strategy,
+                      calibration_mode=calibration_mode or "shared")  # fmt: skip
     except RedsError as e:
         raise click.ClickException(str(e)) from e
     click.echo(rep.markdown())

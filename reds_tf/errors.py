@@ -31,6 +31,10 @@ class PlanError(RedsError, ValueError):
     """A width plan is malformed (wrong shape, out of range, not nested)."""
 
 
+class ModelFileError(RedsError, ValueError):
+    """A named model is neither a zoo architecture nor a readable Keras model file that fits the data."""
+
+
 class RunMismatchError(RedsError, ValueError):
     """``--resume`` was asked for a run directory that was started with different settings."""
 

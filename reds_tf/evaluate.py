@@ -8,7 +8,7 @@ split only for the final report.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,21 @@ def accuracy(model: keras.Model, ds: tf.data.Dataset, level: int | None = None) 
 
 
 def level_accuracies(
-    model: keras.Model, ds: tf.data.Dataset, levels: Sequence[int] | None = None
+    model: keras.Model,
+    ds: tf.data.Dataset,
+    levels: Sequence[int] | None = None,
+    log: Callable[[str], Any] | None = None,
 ) -> list[float]:
-    """Accuracy of every level (default: all levels of the nested model), smallest first."""
+    """Accuracy of every level (default: all levels of the nested model), smallest first.
+
+    ``log`` gets one line per level as it is measured (a pass over a test set takes seconds).
+    """
     levels = range(nested.num_levels(model)) if levels is None else levels
-    out = [accuracy(model, ds, k) for k in levels]
+    out = []
+    for k in levels:
+        out.append(accuracy(model, ds, k))
+        if log is not None:
+            log(f"level {k}: {100 * out[-1]:.2f} %")
     nested.set_level(model, nested.num_levels(model) - 1)
     return out
 

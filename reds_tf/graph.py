@@ -19,19 +19,57 @@ the same numbers the cost model reports:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 INPUT = "input"
 
-# Ops that mix channels: their output channels start a new group (or are fixed).
-MIXING_KINDS = ("conv2d", "dense")
+
+@dataclass(frozen=True)
+class Kind:
+    """What the cost model needs to know about one op kind.
+
+    ``role``: "mixing" (output channels start a new group or are fixed), "passthrough" (keeps its
+    input's group), "alias" (a passthrough that vanishes or fuses when deployed: BN folds into the
+    conv, activations fuse, dropout is removed; its output is its input's deployed tensor) or
+    "join" (sums equal-shaped inputs, whose groups are one). ``kernel``: the kernel's weights per
+    (input unit, output unit) pair and which sides are unit groups ("in"/"out"; None = absent).
+    ``macs_per_position``: MACs = kernel weights x output positions (a convolution) rather than
+    once (Dense). ``params_per_unit``: further trainable parameters per output unit (BN gamma/beta).
+    ``bias``: a per-output-channel bias is deployed when ``Op.bias``.
+    """
+
+    role: str
+    kernel: Callable[[Op], tuple[int, str | None, str | None]] | None = None
+    macs_per_position: bool = False
+    params_per_unit: int = 0
+    bias: bool = False
+
+
+def _spatial_kernel(op: Op) -> int:
+    return op.kernel[0] * op.kernel[1]
+
+
+# The one table of op kinds: adding a kind to the cost model is one entry here.
+KIND_TABLE: dict[str, Kind] = {
+    "conv2d": Kind("mixing", lambda op: (_spatial_kernel(op), "in", "out"), True, bias=True),
+    "dense": Kind("mixing", lambda op: (op.in_hw[0] * op.in_hw[1], "in", "out"), bias=True),
+    "depthwise": Kind("passthrough", lambda op: (_spatial_kernel(op), "in", None), True, bias=True),
+    "batchnorm": Kind("alias", params_per_unit=2),
+    "activation": Kind("alias"),
+    "dropout": Kind("alias"),
+    "pool": Kind("passthrough"),
+    "global_pool": Kind("passthrough"),
+    "flatten": Kind("passthrough"),  # Flatten, and a Reshape that keeps the channels last
+    "pad": Kind("passthrough"),
+    "add": Kind("join"),
+}
+KINDS = tuple(KIND_TABLE)
+MIXING_KINDS = tuple(k for k, v in KIND_TABLE.items() if v.role == "mixing")
 # Ops that keep their input's channel group.
-PASSTHROUGH_KINDS = ("depthwise", "batchnorm", "activation", "dropout", "pool", "global_pool", "flatten")
-# Ops that vanish or fuse when deployed (BN folds into the conv, activations fuse,
-# dropout is removed): their output is the same deployed tensor as their input.
-ALIAS_KINDS = ("batchnorm", "activation", "dropout")
-KINDS = MIXING_KINDS + PASSTHROUGH_KINDS + ("add",)
+PASSTHROUGH_KINDS = tuple(k for k, v in KIND_TABLE.items() if v.role in ("passthrough", "alias"))
+ALIAS_KINDS = tuple(k for k, v in KIND_TABLE.items() if v.role == "alias")
 
 
 @dataclass(frozen=True)
@@ -152,19 +190,22 @@ class Graph:
         raise KeyError(f"No op named '{name}' in graph '{self.name}'.")
 
     # -- cost terms -----------------------------------------------------------------------
-    def mac_terms(self) -> list[tuple[str, BilinearTerm]]:
-        """Per op, MACs as ``coef * w[a] * w[b]`` (one term per op that computes)."""
+    def _kernel_terms(self, per_weight: int, macs: bool = False) -> list[tuple[str, BilinearTerm]]:
+        """``per_weight`` x the kernel weights of every op with a kernel (x output positions for MACs)."""
         out = []
         for op in self.ops:
-            ho, wo = op.out_hw
-            kh, kw = op.kernel
-            if op.kind == "conv2d":
-                out.append((op.name, _bilinear(ho * wo * kh * kw, op, "in", "out")))
-            elif op.kind == "depthwise":
-                out.append((op.name, _bilinear(ho * wo * kh * kw, op, "in", None)))
-            elif op.kind == "dense":
-                out.append((op.name, _bilinear(op.in_hw[0] * op.in_hw[1], op, "in", "out")))
+            kind = KIND_TABLE[op.kind]
+            if kind.kernel is None:
+                continue
+            coef, a, b = kind.kernel(op)
+            if macs and kind.macs_per_position:
+                coef *= op.out_hw[0] * op.out_hw[1]
+            out.append((op.name, _bilinear(per_weight * coef, op, a, b)))
         return out
+
+    def mac_terms(self) -> list[tuple[str, BilinearTerm]]:
+        """Per op, MACs as ``coef * w[a] * w[b]`` (one term per op that computes)."""
+        return self._kernel_terms(1, macs=True)
 
     def param_terms(self) -> list[tuple[str, BilinearTerm]]:
         """Trainable parameters: kernels, biases and BatchNorm gamma/beta.
@@ -175,34 +216,23 @@ class Graph:
         for the usual conv(use_bias=False) + BN pattern.
         """
         bn_fed = {op.inputs[0] for op in self.ops if op.kind == "batchnorm"}
-        out = []
+        out = self._kernel_terms(1)
         for op in self.ops:
-            kh, kw = op.kernel
-            if op.kind == "conv2d":
-                out.append((op.name, _bilinear(kh * kw, op, "in", "out")))
-            elif op.kind == "dense":
-                out.append((op.name, _bilinear(op.in_hw[0] * op.in_hw[1], op, "in", "out")))
-            elif op.kind == "depthwise":
-                out.append((op.name, _bilinear(kh * kw, op, "in", None)))
-            if op.kind in MIXING_KINDS + ("depthwise",) and op.bias and op.name not in bn_fed:
+            kind = KIND_TABLE[op.kind]
+            if kind.bias and op.bias and op.name not in bn_fed:
                 out.append((op.name, _bilinear(1, op, None, "out")))
-            if op.kind == "batchnorm":
-                out.append((op.name, _bilinear(2, op, None, "out")))
+            if kind.params_per_unit:
+                out.append((op.name, _bilinear(kind.params_per_unit, op, None, "out")))
         return out
 
     def weight_byte_terms(self, weight_bytes: int = 1, bias_bytes: int = 4) -> list[tuple[str, BilinearTerm]]:
         """Deployed weight storage: BN folded away, int8 kernels and int32 biases by default."""
-        out = []
-        for op in self.ops:
-            kh, kw = op.kernel
-            if op.kind == "conv2d":
-                out.append((op.name, _bilinear(weight_bytes * kh * kw, op, "in", "out")))
-            elif op.kind == "dense":
-                out.append((op.name, _bilinear(weight_bytes * op.in_hw[0] * op.in_hw[1], op, "in", "out")))
-            elif op.kind == "depthwise":
-                out.append((op.name, _bilinear(weight_bytes * kh * kw, op, "in", None)))
-            if op.kind in MIXING_KINDS + ("depthwise",) and op.bias:
-                out.append((op.name, _bilinear(bias_bytes, op, None, "out")))
+        out = self._kernel_terms(weight_bytes)
+        out += [
+            (op.name, _bilinear(bias_bytes, op, None, "out"))
+            for op in self.ops
+            if KIND_TABLE[op.kind].bias and op.bias
+        ]
         return out
 
     def tensor_terms(self, bytes_per_element: int = 1) -> dict[str, LinearTerm]:

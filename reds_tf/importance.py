@@ -2,8 +2,9 @@
 
 A unit's score is the sum over its incoming weights (Conv2D filter over kh, kw, c_in;
 Dense column; plus the depthwise channel tied to the unit, for depthwise-separable
-chains). Scores are keyed by unit-group name, one float64 array of length ``full``.
-Works on plain models and on nested models (scored at full width).
+chains), over every producer of a group that an ``Add`` joins. Scores are keyed by
+unit-group name, one float64 array of length ``full``. Works on plain models and on
+nested models (scored at full width).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ L = keras.layers
 
 def _unit_vars(model: keras.Model, m: GroupMembers) -> list[tuple[Any, tuple[int, ...]]]:
     """(variable, axes to sum over so that one value per unit remains) of a group's incoming weights."""
-    producer = model.get_layer(m.producer)
-    out = [(producer.kernel, tuple(range(len(producer.kernel.shape) - 1)))]
+    out = []
+    for name in m.producers:
+        kernel = model.get_layer(name).kernel
+        out.append((kernel, tuple(range(len(kernel.shape) - 1))))
     for name in m.tied:
         layer = model.get_layer(name)
         if isinstance(layer, L.DepthwiseConv2D):

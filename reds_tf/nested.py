@@ -11,7 +11,7 @@ graph per level; a ``tf.function`` traced earlier keeps the level it was traced 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,26 @@ _PLAIN = {
     NestedConv2D: L.Conv2D,
     NestedDepthwiseConv2D: L.DepthwiseConv2D,
     NestedBatchNormalization: L.BatchNormalization,
+}
+
+
+# Op kinds whose weights are indexed by units -> (nested class, its width-column arguments from the
+# layer's role, the plan's column lookup and stats_per_level). Every other layer is cloned as it is.
+_NESTED: dict[str, tuple[type, Callable[[Any, Callable, bool], dict[str, Any]]]] = {
+    "conv2d": (NestedConv2D, lambda r, col, _: dict(in_widths=col(r.in_group), out_widths=col(r.out_group))),
+    "dense": (
+        NestedDense,
+        lambda r, col, _: dict(
+            in_widths=col(r.in_group), out_widths=col(r.out_group), in_positions=r.in_positions
+        ),
+    ),
+    "depthwise": (NestedDepthwiseConv2D, lambda r, col, _: dict(widths=col(r.in_group))),
+    "batchnorm": (
+        NestedBatchNormalization,
+        lambda r, col, per_level: dict(
+            widths=col(r.in_group), stats_per_level=per_level and r.in_group is not None
+        ),
+    ),
 }
 
 
@@ -86,21 +106,12 @@ def make_nested(
     def clone(layer: Any) -> Any:
         role = roles.get(layer.name)
         cfg = _plain_config(layer)
-        if role is None or role.kind not in ("conv2d", "dense", "depthwise", "batchnorm"):
+        if isinstance(layer, L.Reshape):  # its channel size follows the level's width
+            cfg["target_shape"] = (*tuple(cfg["target_shape"])[:-1], -1)
+        if role is None or role.kind not in _NESTED:
             return type(layer).from_config(cfg)
-        if role.kind == "conv2d":
-            return NestedConv2D(in_widths=col(role.in_group), out_widths=col(role.out_group), **cfg)
-        if role.kind == "dense":
-            return NestedDense(
-                in_widths=col(role.in_group),
-                out_widths=col(role.out_group),
-                in_positions=role.in_positions,
-                **cfg,
-            )
-        if role.kind == "depthwise":
-            return NestedDepthwiseConv2D(widths=col(role.in_group), **cfg)
-        per_level = stats_per_level and role.in_group is not None
-        return NestedBatchNormalization(widths=col(role.in_group), stats_per_level=per_level, **cfg)
+        cls, columns = _NESTED[role.kind]
+        return cls(**columns(role, col, stats_per_level), **cfg)
 
     new = keras.models.clone_model(model, clone_function=clone)
     for layer in model.layers:

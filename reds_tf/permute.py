@@ -1,11 +1,12 @@
 """Function-preserving reordering of every unit group by descending importance.
 
-A group's permutation is applied wherever its unit index appears: the producer's
-kernel output axis and bias, every tied BatchNorm (gamma, beta, moving statistics,
-per-level rows included) and depthwise layer (kernel channel axis, bias), and the
-input axis of every consumer (Conv2D kernel axis 2; Dense rows per Flatten position,
-row ``p*C + c``). Since each unit moves together with everything that reads or writes
-it, the permuted network computes the same function up to float rounding.
+A group's permutation is applied wherever its unit index appears: every producer's
+kernel output axis and bias (an ``Add`` of permuted tensors is the permuted sum),
+every tied BatchNorm (gamma, beta, moving statistics, per-level rows included) and
+depthwise layer (kernel channel axis, bias), and the input axis of every consumer
+(Conv2D kernel axis 2; Dense rows per Flatten position, row ``p*C + c``). Since each
+unit moves together with everything that reads or writes it, the permuted network
+computes the same function up to float rounding.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def permute_model(model: keras.Model, perms: Mapping[str, np.ndarray]) -> keras.
     for g, perm in perms.items():
         m = members[g]
         p = _check_perm(g, perm, m.full)
-        producer = new.get_layer(m.producer)
-        _take(producer.kernel, p, -1)
-        if producer.use_bias:
-            _take(producer.bias, p, 0)
+        for name in m.producers:  # several when an Add joins their outputs: all move alike
+            producer = new.get_layer(name)
+            _take(producer.kernel, p, -1)
+            if producer.use_bias:
+                _take(producer.bias, p, 0)
         for name in m.tied:
             layer = new.get_layer(name)
             if isinstance(layer, L.DepthwiseConv2D):

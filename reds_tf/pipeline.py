@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, nested, plots, topology, train
+from . import __version__, model_source, nested, plots, topology, train
 from ._keras import keras
 from .errors import NotARedsModelError, RunExistsError
 from .evaluate import accuracy, level_accuracies, level_rows, write_results
@@ -66,6 +66,7 @@ def run(
     resuming a finished run returns its results and changes no file.
     """
     rd = RunDir(run_dir)
+    model_source.check(recipe.model, recipe.model_options)  # a bad model name fails before data loads
     rd.claim(fingerprint(recipe, data_dir), resume)
     if resume and rd.is_done("results"):
         log(f"{rd.root} is already complete; nothing to do.")
@@ -110,6 +111,7 @@ def fingerprint(recipe: Recipe, data_dir: str | Path | None) -> dict[str, Any]:
     return {
         "recipe": recipe.to_dict(),
         "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None,
+        "model_file_sha256": model_source.digest(recipe.model),
         "reds_tf": __version__,
     }
 
@@ -127,15 +129,24 @@ def evaluate_run(
     trained_plbn: keras.Model | None = None,
 ) -> dict[str, Any]:
     """Per-level validation and test accuracy plus exact costs; the nested vs extracted-model check."""
-    val = level_accuracies(model, batched["val"])
-    test = level_accuracies(model, batched["test"])
+
+    def progress(what: str) -> Any:
+        return lambda line: ctx.log(f"[evaluate] {what} {line}")
+
+    val = level_accuracies(model, batched["val"], log=progress("validation"))
+    test = level_accuracies(model, batched["test"], log=progress("test"))
     cols: dict[str, Any] = {"val_accuracy": val, "test_accuracy": test}
     notes = []
     if recipe.bn.recalibrate and any(train.is_bn(layer) for layer in model.layers):
+        ctx.log("[evaluate] re-estimating per-level BN statistics (comparison only)")
         pl = per_level_bn(recipe, model, plan, batched)
-        cols["test_accuracy_per_level_bn"] = level_accuracies(pl, batched["test"])
+        cols["test_accuracy_per_level_bn"] = level_accuracies(
+            pl, batched["test"], log=progress("per-level BN")
+        )
     if trained_plbn is not None:
-        cols["test_accuracy_per_level_bn_trained"] = level_accuracies(trained_plbn, batched["test"])
+        cols["test_accuracy_per_level_bn_trained"] = level_accuracies(
+            trained_plbn, batched["test"], log=progress("per-level BN fine-tuned")
+        )
     if len(cols) > 2:
         notes.append(BN_NOTE)
     x = next(iter(batched["test"]))[0]
@@ -165,9 +176,6 @@ def evaluate_run(
         "solver": {k: v for k, v in report.items() if k != "plan"},
         "notes": notes,
     }
-    for r in results["levels"]:
-        acc = 100 * r["test_accuracy"]
-        ctx.log(f"[evaluate] level {r['level']}: {r['macs_pct']:.1f}% MACs, test acc {acc:.2f}%")
     return results
 
 
@@ -235,10 +243,14 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
         rd.path("model.keras"),
         rd.path("converted"),
         levels="all",
-        calibration=batched["train"],
+        # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
+        # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
+        # reshuffled and augmented on every pass).
+        calibration=batched["val"],
         calibration_samples=recipe.convert.calibration_samples,
         test_data=batched["test"],
         verify=recipe.convert.verify,
+        calibration_mode=recipe.convert.calibration_mode,
     )
     rep = report.to_dict() if hasattr(report, "to_dict") else {}
     summary = {
@@ -256,9 +268,13 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
 def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None) -> list[dict]:
     """Re-measure every level of a finished run's ``model.keras`` on ``split`` (rows as in results)."""
     rd = RunDir(run_dir)
-    if not rd.is_done("finetune"):
+    needed = ("recipe.yaml", "plan.json", "permuted.keras", "model.keras")
+    missing = [name for name in needed if not (rd.root / name).is_file()]
+    if not rd.is_done("finetune") or missing:
         raise NotARedsModelError(
-            f"{rd.root} has no fine-tuned model (model.keras). Fix: finish the run with reds run --resume."
+            f"{rd.root} has no complete fine-tuned model (missing: "
+            f"{', '.join(missing) or 'finished fine-tuning'}). Fix: finish the run with reds run --recipe "
+            f"{rd.root / 'recipe.yaml'} --run-dir {rd.root} --resume."
         )
     recipe = Recipe.load(rd.path("recipe.yaml"))
     _, batched = load_data(recipe, data_dir)

@@ -26,6 +26,10 @@ class RecipeError(RedsError, ValueError):
     """A recipe file is missing, unreadable, or has an unknown key or a bad value."""
 
 
+class ScheduleError(RecipeError):
+    """The schedule asked for is not one of the recipe's."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Dataset split and batching."""
@@ -100,6 +104,9 @@ class ConvertConfig:
     enabled: bool = True
     calibration_samples: int = 200
     verify: bool = True
+    # "shared": every level uses the full level's activation calibration (smaller blob and bundle);
+    # "per_level": each level calibrated through itself. See README "Calibration modes".
+    calibration_mode: str = "shared"
 
 
 @dataclass(frozen=True)
@@ -152,7 +159,7 @@ class Recipe:
         schedule = schedule or d.get("schedule", "short")
         if schedule != d.get("schedule", "short") or schedule in schedules:
             if schedule not in schedules:
-                raise RecipeError(
+                raise ScheduleError(
                     f"Unknown schedule. Received: schedule={schedule!r}. Fix: use one of "
                     f"{sorted({d.get('schedule', 'short'), *schedules})}."
                 )
@@ -285,6 +292,11 @@ def _validate(obj: Any, where: str) -> None:
             bad(f"budgets must be increasing MACs fractions in (0, 1). Received: {list(b)}")
         if obj.granularity < 1 or obj.time_limit <= 0 or not 0 <= obj.gap < 1:
             bad(f"need granularity >= 1, time_limit > 0, 0 <= gap < 1. Received: {obj}")
+    elif isinstance(obj, ConvertConfig):
+        if obj.calibration_mode not in ("shared", "per_level"):
+            bad(f"calibration_mode must be 'shared' or 'per_level'. Received: {obj.calibration_mode!r}")
+        if obj.calibration_samples < 1:
+            bad(f"calibration_samples must be >= 1. Received: {obj.calibration_samples}")
     elif isinstance(obj, TrainConfig):
         if obj.epochs < 0 or obj.learning_rate <= 0:
             bad(f"need epochs >= 0 and learning_rate > 0. Received: {obj}")

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import costs, data, importance, nested, permute, solve, topology, train, zoo
+from . import costs, data, importance, model_source, nested, permute, solve, topology, train
 from ._keras import keras, tf
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -119,13 +119,14 @@ def pretrain(
     batched: dict,
     ctx: StepContext,
 ) -> keras.Model:
-    """Train the dense zoo model (or load ``pretrained.keras`` when this step is already done)."""
+    """Train the recipe's model: a fresh zoo model, or a user's model file from its own weights (which
+    ``pretrain.epochs: 0`` keeps as they are). Loads ``pretrained.keras`` when this step is already done."""
     path = ctx.rd.path("pretrained.keras")
     with ctx.scope():
         if ctx.rd.is_done("pretrain"):
             return keras.models.load_model(path, compile=False)
         shape = dict(num_classes=splits.num_classes, input_shape=splits.input_shape)
-        model = zoo.build(recipe.model, **shape, **recipe.model_options)
+        model = model_source.build(recipe.model, recipe.model_options, **shape)
     ctx.log(f"[pretrain] {model.name}: {model.count_params():,} params, {recipe.pretrain.epochs} epochs")
     hist = train.fit(
         model,

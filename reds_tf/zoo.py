@@ -6,6 +6,8 @@ reds-method.md; where it gives none (CNN-L, DS-CNN-M) they follow Hello Edge
 (Zhang et al. 2017, ARM ML-KWS-for-MCU). Convolutions followed by BatchNorm carry no
 bias (it would be folded into BN's beta anyway), as in the MLPerf Tiny reference.
 
+ResNet-8 follows the MLPerf Tiny image-classification reference.
+
 Every model ends in a Dense classifier named ``fc`` that outputs LOGITS; pass
 ``softmax=True`` to append a softmax activation (named ``softmax``). Train with
 ``from_logits=True`` losses for the default.
@@ -13,12 +15,29 @@ Every model ends in a Dense classifier named ``fc`` that outputs LOGITS; pass
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._keras import keras
+from .errors import ModelFileError
 
-L = keras.layers
+
+class _Deferred:
+    """tf_keras (or one of its submodules), imported on first attribute access: ``names()`` and
+    ``check_options()`` must answer before TensorFlow is imported (a recipe is checked in < 2 s)."""
+
+    def __init__(self, *path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> Any:
+        from ._keras import keras
+
+        return getattr(functools.reduce(getattr, self._path, keras), name)
+
+
+keras = _Deferred()
+L = _Deferred("layers")
 
 KWS_SHAPE = (49, 10, 1)
 KWS_CLASSES = 12
@@ -138,12 +157,41 @@ def fc2(
     return _head(x, inputs, num_classes, softmax, "fc2")
 
 
+def resnet8(
+    num_classes: int = 10,
+    input_shape: tuple = (32, 32, 3),
+    filters: Sequence[int] = (16, 32, 64),
+    softmax: bool = False,
+    name: str = "resnet8",
+) -> keras.Model:
+    """MLPerf Tiny image-classification ResNet-8 (12.5 M MACs on CIFAR-10).
+
+    Conv 3x3 + BN + ReLU, then one residual stack per entry of ``filters``: two 3x3 convs (+ BN; the
+    first strided 2 from the second stack on) added to the stack's input, through a 1x1 conv
+    shortcut where the shape changes, then ReLU; average pool over the map, FC.
+    """
+    inputs = keras.Input(input_shape, name="input")
+    x = _conv_bn_relu(inputs, "conv1", filters[0], 3)
+    for i, f in enumerate(filters, start=1):
+        strides = 1 if i == 1 else 2
+        y = _conv_bn_relu(x, f"s{i}_conv1", f, 3, strides)
+        y = L.Conv2D(f, 3, padding="same", use_bias=False, name=f"s{i}_conv2")(y)
+        y = L.BatchNormalization(name=f"bn_s{i}_conv2")(y)
+        if strides != 1 or f != x.shape[-1]:
+            x = L.Conv2D(f, 1, strides=strides, padding="same", name=f"s{i}_shortcut")(x)
+        x = L.Add(name=f"s{i}_add")([x, y])
+        x = L.ReLU(name=f"s{i}_relu")(x)
+    x = L.AveragePooling2D(pool_size=tuple(int(d) for d in x.shape[1:3]), name="pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    return _head(x, inputs, num_classes, softmax, name)
+
+
 # DS-CNN vision variant (reds-method.md): conv 64 3x3 s2, 4 DS blocks of 64, pool, FC 10.
 _DS_CNN_VISION = dict(filters=64, blocks=4, first_kernel=(3, 3), first_strides=(2, 2), num_classes=10)
 
 
 def _kws(fn: Callable[..., keras.Model], **fixed: Any) -> Callable[..., keras.Model]:
-    return lambda **kw: fn(**{**fixed, **kw})
+    return functools.partial(fn, **fixed)
 
 
 _BUILDERS: dict[str, Callable[..., keras.Model]] = {
@@ -163,12 +211,27 @@ _BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "ds_cnn_cifar10": _kws(ds_cnn, **_DS_CNN_VISION, input_shape=(32, 32, 3), name="ds_cnn_cifar10"),
     "mobilenet_v1": mobilenet_v1,
     "fc2": fc2,
+    "resnet8": resnet8,
 }
 
 
 def names() -> list[str]:
     """Names ``build`` accepts."""
     return list(_BUILDERS)
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Raise ``ModelFileError`` if ``options`` holds a key the builder of ``name`` does not take."""
+    params = inspect.signature(_BUILDERS[name]).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    known = sorted(k for k in params if k not in ("num_classes", "input_shape"))
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        raise ModelFileError(
+            f"Unknown model_options for {name!r}. Received: {unknown}. Fix: use any of {known} "
+            "(num_classes and input_shape come from the dataset)."
+        )
 
 
 def build(
@@ -180,7 +243,7 @@ def build(
         name: one of ``names()``.
         num_classes: classifier outputs (default: the architecture's dataset).
         input_shape: (H, W, C) input (default: the architecture's dataset).
-        **kwargs: builder options, e.g. ``alpha`` (mobilenet_v1), ``hidden`` (fc2),
+        **kwargs: builder options, e.g. ``alpha`` (mobilenet_v1), ``hidden`` (fc2), ``filters`` (resnet8),
             ``softmax`` (all), ``dropout`` (DS-CNN).
     """
     if name not in _BUILDERS:

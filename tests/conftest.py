@@ -23,6 +23,7 @@ CHEAP_ARCHS = (
     "ds_cnn_cifar10",
     "mobilenet_v1",
     "fc2",
+    "resnet8",
 )
 
 

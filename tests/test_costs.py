@@ -59,6 +59,22 @@ def test_full_width_macs_and_params_match_keras(name):
     assert costs.params(g, g.full_widths) == keras_trainable(model)
 
 
+def test_resnet8_by_hand():
+    """MLPerf Tiny IC ResNet-8 on 32x32x3: 12.5 M MACs; the Add keeps its skip tensor live."""
+    g = graph_of(zoo.build("resnet8"))
+    hand_macs = (
+        32 * 32 * 9 * (3 * 16 + 2 * 16 * 16)  # conv1, stack 1
+        + 16 * 16 * (9 * 16 * 32 + 9 * 32 * 32 + 16 * 32)  # stack 2 with its 1x1 stride-2 shortcut
+        + 8 * 8 * (9 * 32 * 64 + 9 * 64 * 64 + 32 * 64)  # stack 3
+        + 64 * 10
+    )
+    assert costs.macs(g, g.full_widths) == hand_macs == 12_501_632
+    # Widest step: stack 1's Add reads the skip (32x32x16) and the branch, writes its sum.
+    assert costs.peak_memory(g, g.full_widths) == 3 * 32 * 32 * 16
+    half = [w // 2 for w in g.full_widths]  # joined groups: one width for every tensor they add
+    assert costs.peak_memory(g, half) == 3 * 32 * 32 * 8
+
+
 def test_reference_sizes():
     def full_macs(name, **kw):
         g = graph_of(zoo.build(name, **kw))
@@ -70,7 +86,7 @@ def test_reference_sizes():
     assert 3.1e6 < costs.params(g, g.full_widths) < 3.3e6  # "3.2 M params"
 
 
-@pytest.mark.parametrize("name", ["ds_cnn_s", "cnn_s", "dnn_s"])
+@pytest.mark.parametrize("name", ["ds_cnn_s", "cnn_s", "dnn_s", "resnet8"])
 def test_level_costs_match_extracted_models(name):
     plain = zoo.build(name)
     g = graph_of(plain)

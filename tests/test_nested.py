@@ -32,8 +32,27 @@ def independent_plain(model: keras.Model, widths: dict[str, int]) -> keras.Model
     """A plain model of the given group widths, built layer by layer from numpy slices.
 
     Written without reds_tf.nested/topology: the group of a tensor follows the zoo naming
-    (every Conv2D/Dense except the classifier ``fc`` starts a group named after it).
+    (every Conv2D/Dense except the classifier ``fc`` starts a group named after it; an Add
+    makes its inputs' groups one, named after the earliest of them).
     """
+    order = [layer.name for layer in model.layers]
+    alias: dict[str, str] = {}
+
+    def root(g: str | None) -> str | None:
+        while g in alias:
+            g = alias[g]
+        return g
+
+    raw: dict[str, str | None] = {}
+    for layer in model.layers[1:]:  # after the InputLayer
+        srcs = [t._keras_history.layer.name for t in tf.nest.flatten(layer.input)]
+        if isinstance(layer, (L.Conv2D, L.Dense)) and not isinstance(layer, L.DepthwiseConv2D):
+            raw[layer.name] = None if layer.name == "fc" else layer.name
+        else:
+            raw[layer.name] = raw.get(srcs[0])
+        if isinstance(layer, L.Add):
+            first, *rest = sorted({root(raw[s]) for s in srcs}, key=order.index)
+            alias.update({g: first for g in rest})
     group: dict[str, str | None] = {}
     tensors: dict[str, object] = {}
     inp = keras.Input(model.input_shape[1:])
@@ -41,13 +60,18 @@ def independent_plain(model: keras.Model, widths: dict[str, int]) -> keras.Model
         if isinstance(layer, L.InputLayer):
             group[layer.name], tensors[layer.name] = None, inp
             continue
+        if isinstance(layer, L.Add):
+            srcs = [t._keras_history.layer.name for t in layer.input]
+            tensors[layer.name] = L.Add.from_config(layer.get_config())([tensors[s] for s in srcs])
+            group[layer.name] = group[srcs[0]]
+            continue
         src = layer.input._keras_history.layer
         g_in = group[src.name]
         w_in = widths[g_in] if g_in else None
         cfg = layer.get_config()
         ws = layer.get_weights()
         if isinstance(layer, (L.Conv2D, L.Dense)) and not isinstance(layer, L.DepthwiseConv2D):
-            g_out = None if layer.name == "fc" else layer.name
+            g_out = None if layer.name == "fc" else root(layer.name)
             w_out = widths[g_out] if g_out else ws[0].shape[-1]
             key = "filters" if isinstance(layer, L.Conv2D) else "units"
             cfg[key] = w_out

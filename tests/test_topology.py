@@ -9,7 +9,7 @@ from reds_tf._keras import keras
 from reds_tf.errors import UnsupportedLayerError
 from reds_tf.graph import INPUT
 from reds_tf.nested import make_nested
-from reds_tf.topology import graph_of, layer_roles, unit_groups
+from reds_tf.topology import analyse, graph_of, layer_roles, unit_groups
 
 L = keras.layers
 
@@ -79,7 +79,12 @@ def test_classifier_behind_passthrough_layers_is_fixed():
             "Layer 'up' of class Conv2DTranspose is not supported",
         ),
         (lambda x: L.LayerNormalization(name="ln")(x), "Layer 'ln' of class LayerNormalization"),
-        (lambda x: L.Add(name="add")([x, x]), "Layer 'add' of class Add"),
+        (lambda x: L.Concatenate(name="cat")([x, x]), "Layer 'cat' of class Concatenate"),
+        (lambda x: L.SeparableConv2D(2, 3, name="sep")(x), "Fix: replace it by DepthwiseConv2D followed"),
+        (
+            lambda x: L.Reshape((8, 16), name="rs")(x),
+            "Layer 'rs' of class Reshape.*Fix: keep the channel axis",
+        ),
         (
             lambda x: L.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x),
             "Layer 'dw' of class DepthwiseConv2D",
@@ -92,7 +97,7 @@ def test_unsupported_layer_named(make, match):
     model = keras.Model(x, L.Dense(2)(y))
     with pytest.raises(UnsupportedLayerError, match=match) as info:
         graph_of(model)
-    assert "Supported layers: InputLayer, Conv2D" in str(info.value)
+    assert "Supported layers: InputLayer, DepthwiseConv2D (depth_multiplier=1" in str(info.value)
 
 
 def test_dense_on_a_feature_map_is_rejected():
@@ -106,3 +111,31 @@ def test_every_zoo_model_converts():
     for name in zoo.names():
         g = graph_of(zoo.build(name))
         assert g.groups and g.ops[-1].name == "fc" and g.ops[-1].out_group is None
+
+
+def test_resnet8_add_joins_the_groups_it_sums():
+    members = {m.name: m for m in analyse(zoo.build("resnet8"))[1]}
+    assert list(members) == ["conv1", "s1_conv1", "s2_conv1", "s2_conv2", "s3_conv1", "s3_conv2"]
+    assert members["conv1"].producers == ("conv1", "s1_conv2")  # identity shortcut
+    assert members["s2_conv2"].producers == ("s2_conv2", "s2_shortcut")  # 1x1 conv shortcut
+    assert members["conv1"].tied == ("bn_conv1", "bn_s1_conv2")
+    assert members["conv1"].consumers == (("s1_conv1", 1), ("s2_conv1", 1), ("s2_shortcut", 1))
+    roles = analyse(zoo.build("resnet8"))[2]
+    assert roles["s1_conv2"].out_group == "conv1" and roles["s2_add"].in_group == "s2_conv2"
+
+
+def test_add_with_a_fixed_tensor_fixes_the_joined_group():
+    x = keras.Input((4, 4, 3))
+    y = L.Conv2D(3, 3, padding="same", name="c")(x)
+    y = L.Add(name="add")([x, y])  # the model input has a fixed width, so must c
+    z = L.Conv2D(5, 1, name="mid")(y)
+    model = keras.Model(x, L.Dense(2, name="out")(L.Flatten()(z)))
+    g = graph_of(model)
+    assert g.group_names == ("mid",) and g.op("c").out_group is None and g.op("add").out_group is None
+
+
+def test_add_of_different_shapes_is_rejected_with_a_fix():
+    x = keras.Input((4, 4, 3))
+    y = L.Add(name="add")([x, L.Conv2D(1, 1)(x)])  # broadcasts (4,4,1) over (4,4,3)
+    with pytest.raises(UnsupportedLayerError, match=r"'add' \(Add\) sums tensors of different shapes.*Fix"):
+        graph_of(keras.Model(x, L.Dense(2)(L.Flatten()(y))))

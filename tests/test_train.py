@@ -223,7 +223,12 @@ def test_pretraining_validation_tracks_training_on_fashion_mnist():
     model = zoo.build(recipe.model, num_classes=splits.num_classes, input_shape=splits.input_shape)
     cfg = TrainConfig(**{**recipe.pretrain.__dict__, "epochs": 1})
     hist = train.fit(
-        model, splits.train.batch(128), splits.val.batch(256), cfg, stage="pretrain", progress=False,
+        model,
+        splits.train.batch(128),
+        splits.val.batch(256),
+        cfg,
+        stage="pretrain",
+        progress=False,
         bn_batches=recipe.bn.recalibration_batches,
     )
     assert hist.epochs[0]["val"] > 0.5

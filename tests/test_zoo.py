@@ -15,7 +15,7 @@ def _trainable(model) -> int:
 def test_names():
     assert set(zoo.names()) == {
         "dnn_s", "dnn_m", "dnn_l", "cnn_s", "cnn_l", "ds_cnn_s", "ds_cnn_m", "ds_cnn_l",
-        "ds_cnn_fmnist", "ds_cnn_cifar10", "mobilenet_v1", "fc2",
+        "ds_cnn_fmnist", "ds_cnn_cifar10", "mobilenet_v1", "fc2", "resnet8",
     }  # fmt: skip
 
 
@@ -30,6 +30,7 @@ def test_names():
         ("ds_cnn_cifar10", (32, 32, 3), 10),
         ("mobilenet_v1", (96, 96, 3), 2),
         ("fc2", (28, 28, 1), 10),
+        ("resnet8", (32, 32, 3), 10),
     ],
 )
 def test_shapes(name, in_shape, classes):

@@ -36,7 +36,17 @@ import numpy as np
 
 from ..errors import CorruptFlatbufferError, UnsupportedLayerError
 from ..runstore import atomic_write_bytes, atomic_write_text
-from .c_prepare import OP_FIELDS, OP_NAMES, act_bytes, op_macs, read_level
+from .c_prepare import (
+    OP_CONV_2D,
+    OP_DEPTHWISE_CONV_2D,
+    OP_FIELDS,
+    OP_FULLY_CONNECTED,
+    OP_MEAN,
+    OP_NAMES,
+    act_bytes,
+    op_macs,
+    read_level,
+)
 
 MAGIC = 0x53444552  # b"REDS" read as a little-endian uint32
 VERSION = 2  # 2: MEAN's requantise flag (op word 28) removed; must match REDS_BLOB_VERSION
@@ -77,6 +87,66 @@ LEVEL_FIELDS = (
 )
 
 
+# The runtime's limits (``reds_model.c``: DIM_MAX, ELEMS_MAX, REDUCE_MAX, BIAS_MAX, SMALL_MAX): a blob
+# outside them is refused by ``reds_model_init`` (REDS_BAD_BLOB), so ``build_blob`` refuses to write it.
+RUNTIME_LIMITS = {
+    "DIM_MAX": 65535,
+    "ELEMS_MAX": 1 << 24,
+    "REDUCE_MAX": 1 << 15,
+    "BIAS_MAX": 1 << 30,
+    "SMALL_MAX": 255,
+}
+
+
+MEAN_HW_MAX = (2**31 - 1) // 256  # REDS_MEAN_HW_MAX in reds_kernels.h
+
+
+def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
+    """Raise ``UnsupportedLayerError`` naming level ``k``, op ``i``, the value and the fix when op record
+    ``e`` holds anything the device runtime's validator would refuse."""
+    r, lim = e["rec"], RUNTIME_LIMITS
+    where = f"Level {k} op {i} ({OP_NAMES[r['type']]}{', ' + e['name'] if e.get('name') else ''})"
+
+    def bad(what: str, fix: str) -> UnsupportedLayerError:
+        return UnsupportedLayerError(f"{where}: {what}; the device runtime (reds_model_init) would refuse "
+                                     f"the blob. Fix: {fix}.")  # fmt: skip
+
+    for f in ("in_h", "in_w", "in_c", "out_h", "out_w", "out_c"):
+        if not 1 <= r[f] <= lim["DIM_MAX"]:
+            raise bad(f"{f} = {r[f]} is outside [1, {lim['DIM_MAX']}]", "use smaller tensors")
+    for side in ("in", "out"):
+        if act_bytes(r, side) > lim["ELEMS_MAX"]:
+            raise bad(f"the {side}put has {act_bytes(r, side):,} elements (> {lim['ELEMS_MAX']:,})",
+                      "use smaller activations")  # fmt: skip
+    for f in ("k_h", "k_w", "stride_h", "stride_w", "pad_h", "pad_w", "dil_h", "dil_w", "depth_mult"):
+        if r[f] > lim["SMALL_MAX"]:
+            raise bad(f"{f} = {r[f]} exceeds {lim['SMALL_MAX']}", "use smaller kernels, strides and padding")
+    if r["type"] == OP_MEAN and r["in_h"] * r["in_w"] > MEAN_HW_MAX:
+        raise bad(f"MEAN averages {r['in_h'] * r['in_w']:,} pixels (> {MEAN_HW_MAX:,}: its int32 sum could "
+                  "overflow)", "pool in stages (AveragePooling2D before the global average)")  # fmt: skip
+    if r["type"] not in (OP_FULLY_CONNECTED, OP_MEAN) and r["stride_h"] * r["in_w"] * r["in_c"] > 2**31 - 1:
+        raise bad("stride_h x input width x channels exceeds int32 (the kernels' row step)",
+                  "use a smaller stride or input")  # fmt: skip
+    reduce = {OP_CONV_2D: r["k_h"] * r["k_w"] * r["in_c"], OP_DEPTHWISE_CONV_2D: r["k_h"] * r["k_w"],
+              OP_FULLY_CONNECTED: r["in_c"]}.get(r["type"], 0)  # fmt: skip
+    if reduce > lim["REDUCE_MAX"]:
+        raise bad(f"each output sums {reduce:,} products (> {lim['REDUCE_MAX']:,}, the int32-safe bound)",
+                  "split the layer or reduce its fan-in")  # fmt: skip
+    sh = e["shift"]
+    if sh is not None and (sh.min() < -31 or sh.max() > 30):
+        raise bad(f"a requantisation shift is outside [-31, 30] (range {sh.min()}..{sh.max()})",
+                  "check the layer's input, weight and output scales (an output scale far from the "
+                  "accumulator's, e.g. from a dead channel)")  # fmt: skip
+    b = e["bias"]
+    if b is not None and np.abs(b.astype(np.int64)).max() > lim["BIAS_MAX"]:
+        c = int(np.abs(b.astype(np.int64)).argmax())
+        raise bad(f"the int32 bias of output channel {c} is {int(b[c]):,}, beyond the runtime's +-2^30 "
+                  "(it keeps sum + bias inside int32); its float bias is huge against input scale x "
+                  "weight scale, typically a channel whose weights are all ~0",
+                  "retrain with weight decay or prune that channel (its output is a constant), or "
+                  "calibrate with data that covers the layer's real input range")  # fmt: skip
+
+
 def level_scratch_bytes(recs: list[dict[str, int]]) -> int:
     """Scratch one level needs: up to two ping-pong buffers for the intermediate activations.
 
@@ -93,19 +163,22 @@ def level_scratch_bytes(recs: list[dict[str, int]]) -> int:
 
 
 class _Section:
-    """An append-only byte section that stores identical arrays once (a dedup cache keyed by content)."""
+    """An append-only byte section that stores an array once: an array equal to an earlier one, or to
+    the first bytes of an earlier one (a narrower level's bias, multiplier or shift array under shared
+    calibration), is a view of it. Arrays carry no length, so a view is just an offset."""
 
     def __init__(self) -> None:
         self.data = bytearray()
-        self._seen: dict[bytes, int] = {}
+        self._arrays: list[tuple[bytes, int]] = []
 
     def put(self, b: bytes, align: int) -> int:
-        if b in self._seen:
-            return self._seen[b]
+        for stored, off in self._arrays:
+            if off % align == 0 and stored.startswith(b):
+                return off
         self.data += b"\0" * (-len(self.data) % align)
         off = len(self.data)
         self.data += b
-        self._seen[b] = off
+        self._arrays.append((b, off))
         return off
 
 
@@ -133,9 +206,11 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
     full_w = [None if e["weights"] is None else np.ascontiguousarray(e["weights"]) for e in full]
     full_off = [None if w is None else arena.put(w.tobytes(), ALIGN) for w in full_w]
     separate: list[dict[str, Any]] = []
-    level_recs: list[list[dict[str, int]]] = []
-    for k, lv in enumerate(levels):
-        recs = []
+    level_recs: list[list[dict[str, int]]] = [[] for _ in levels]
+    params_added = [0] * len(levels)
+    # The widest level first: its int32 arrays are stored whole, narrower levels' are views of them.
+    for k in reversed(range(len(levels))):
+        lv, recs, params_before = levels[k], level_recs[k], len(params.data)
         for i, e in enumerate(lv["ops"]):
             r = dict(e["rec"])
             if e["weights"] is not None:
@@ -159,8 +234,9 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
                 r["bias_off"] = (
                     NONE if e["bias"] is None else params.put(e["bias"].astype("<i4").tobytes(), 4)
                 )
+            check_runtime_limits(k, i, {**e, "rec": r})
             recs.append(r)
-        level_recs.append(recs)
+        params_added[k] = len(params.data) - params_before
 
     n_levels = len(levels)
     levels_off = HEADER_WORDS * 4
@@ -213,6 +289,10 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
                 "weight_bytes_standalone": int(
                     sum(e["weights"].size for e in lv["ops"] if e["weights"] is not None)
                 ),
+                # int32 bias/multiplier/shift bytes this level adds (the widest level's are stored
+                # first, so a narrower level counts only what is not a view of them)
+                "params_bytes_added": params_added[k],
+                "table_bytes": LEVEL_WORDS * 4 + OP_WORDS * 4 * len(recs),
             }
         )
     blob[arena_off : arena_off + len(arena.data)] = arena.data
@@ -237,9 +317,17 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
         "arena_bytes": len(arena.data),
         "params_bytes": len(params.data),
         "table_bytes": arena_off,
+        # Every byte of the blob once: header, level and op tables, alignment, weights, int32 params.
+        "sections": {
+            "header": HEADER_WORDS * 4,
+            "level and op tables": ops_off - levels_off,
+            "alignment": arena_off - ops_off + params_off - arena_off - len(arena.data),
+            "int8 weight arena": len(arena.data),
+            "int32 params (bias, multiplier, shift)": len(params.data),
+        },
         "max_scratch_bytes": hdr["max_scratch"],
         "levels": summary_levels,
-        "separate_tensors": separate,
+        "separate_tensors": sorted(separate, key=lambda d: (d["level"], d["op"])),
     }
     return bytes(blob), summary
 
@@ -324,6 +412,9 @@ def write(level_tflite_paths: list[Path], out_dir: Path, name: str = "model") ->
         "c": atomic_write_text(out_dir / f"{name}_blob.c", c),
         "h": atomic_write_text(out_dir / f"{name}_blob.h", h),
     }
+    full_alone = len(build_blob(levels[-1:])[0]) if len(levels) > 1 else len(blob)
+    summary["full_level_blob_bytes"] = full_alone
+    summary["blob_ratio_vs_full"] = round(len(blob) / full_alone, 4)
     full_standalone = summary["levels"][-1]["weight_bytes_standalone"]
     summary["weights_ratio_vs_full"] = (summary["arena_bytes"] / full_standalone) if full_standalone else None
     summary["paths"] = {k: str(v) for k, v in paths.items()}

@@ -18,7 +18,7 @@ from .flatbuffer import S, read_tflite
 
 # Blob op types (reds_model.h: enum reds_op_type). Values are part of the format: never renumber.
 OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED = 1, 2, 3
-OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN = 4, 5, 6
+OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN, OP_SOFTMAX = 4, 5, 6, 7
 OP_NAMES = {
     1: "CONV_2D",
     2: "DEPTHWISE_CONV_2D",
@@ -26,6 +26,7 @@ OP_NAMES = {
     4: "AVERAGE_POOL_2D",
     5: "MAX_POOL_2D",
     6: "MEAN",
+    7: "SOFTMAX",
 }
 
 OP_FIELDS = (
@@ -66,7 +67,11 @@ _SUPPORTED = {
     _BUILTIN.AVERAGE_POOL_2D: OP_AVERAGE_POOL_2D,
     _BUILTIN.MAX_POOL_2D: OP_MAX_POOL_2D,
     _BUILTIN.MEAN: OP_MEAN,
+    _BUILTIN.SOFTMAX: OP_SOFTMAX,
 }
+# TFLM's int8 softmax: input differences as Q5.26 (kScaledDiffIntegerBits); int8 output fixed at 1/256, -128.
+SOFTMAX_DIFF_INT_BITS = 5
+SOFTMAX_DEPTH_MAX = 511  # REDS_SOFTMAX_DEPTH_MAX in reds_kernels.h
 
 
 # --- TFLM prepare --------------------------------------------------------------------------
@@ -93,6 +98,19 @@ def mean_multiplier(multiplier: int, shift: int, n: int) -> tuple[int, int]:
     """
     s = min(n.bit_length() - 1, 32, 31 + shift)
     return (multiplier << s) // n, shift - s
+
+
+def softmax_multiplier(input_scale: float, beta: float) -> tuple[int, int]:
+    """TFLM's ``PreprocessSoftmaxScaling`` (double rounding build): (multiplier, left shift) of
+    ``beta * input_scale * 2^26``, capped at 2^31 - 1; the left shift is >= 0."""
+    real = min(float(beta) * float(input_scale) * (1 << (31 - SOFTMAX_DIFF_INT_BITS)), (1 << 31) - 1.0)
+    if real <= 1.0:
+        raise UnsupportedLayerError(
+            f"SOFTMAX with beta * input scale = {beta * input_scale:.3g} (< 2^-26): TFLM refuses it "
+            "(QuantizeMultiplierGreaterThanOne). Fix: the logits' int8 range is degenerate; calibrate "
+            "with representative data."
+        )
+    return quantize_multiplier(real)
 
 
 def _act_range(act: int, scale: float, zp: int) -> tuple[int, int]:
@@ -217,7 +235,9 @@ def read_level(path: Path) -> dict[str, Any]:
             act_max=127,
         )
         o = op.builtinOptions
-        entry: dict[str, Any] = {"rec": rec, "weights": None, "bias": None, "mult": None, "shift": None}
+        name = tout.name.decode() if isinstance(tout.name, bytes) else str(tout.name or "")
+        entry: dict[str, Any] = {"rec": rec, "weights": None, "bias": None, "mult": None, "shift": None,
+                                 "name": f"output tensor {name!r}"}  # fmt: skip
         if kind in (OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED):
             tw = tensors[op.inputs[1]]
             w = _const(model, tw)
@@ -260,6 +280,21 @@ def read_level(path: Path) -> dict[str, Any]:
             rec["act_min"], rec["act_max"] = _act_range(
                 o.fusedActivationFunction, float(s_out[0]), int(z_out[0])
             )
+        elif kind == OP_SOFTMAX:
+            if float(s_out[0]) != 1.0 / 256 or int(z_out[0]) != -128:
+                raise UnsupportedLayerError(
+                    f"{path}: SOFTMAX output quantisation is scale {float(s_out[0])}, zero point "
+                    f"{int(z_out[0])}; TFLM's int8 softmax needs 1/256 and -128. Fix: convert with "
+                    "TFLiteConverter's full-integer int8 quantisation."
+                )
+            if in_hwc[2] > SOFTMAX_DEPTH_MAX:
+                raise UnsupportedLayerError(
+                    f"{path}: SOFTMAX over {in_hwc[2]} values; the firmware's int8 softmax takes at most "
+                    f"{SOFTMAX_DEPTH_MAX} (TFLM's fixed-point sum overflows its rounding shift beyond). Fix: "
+                    "end the model at the logits and take the argmax on the device."
+                )
+            rec.update(out_h=in_hwc[0], out_w=in_hwc[1], out_c=in_hwc[2])
+            rec["mult"], rec["shift"] = softmax_multiplier(float(s_in[0]), float(o.beta))
         else:  # MEAN over H, W (global average pooling)
             axis = sorted(int(a) for a in _const(model, tensors[op.inputs[1]]).reshape(-1))
             if axis != [1, 2] or len(ishape) != 4:

@@ -5,15 +5,16 @@ TFLiteConverter quantises each level on its own, so two levels never share int8 
 FULL level's int8 values and per-channel scales restricted to the level's units (a
 prefix, or for Flatten -> Dense a strided sub-block), and recomputes the int32 biases
 for the new weight scales: ``bias_q = round(bias_float / (s_in * s_w[c]))`` with
-``bias_float`` recovered from the converter's own int32 bias and scale. Activation
-quantisation (calibrated per level) is kept.
+``bias_float`` recovered from the converter's own int32 bias and scale. ``share_activations``
+(shared calibration, run first) gives every level the full level's activation quantisation; then
+each level's int32 biases are the full level's, restricted to its channels.
 
-Also here: ``quantize_multiplier``, the Python twin of TFLM's ``QuantizeMultiplier``.
+TFLM's ``QuantizeMultiplier`` has one Python twin, ``c_prepare.quantize_multiplier`` (std::round:
+halves away from zero).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -55,18 +56,21 @@ class TensorShare:
         return asdict(self)
 
 
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM's QuantizeMultiplier: ``real ~= q * 2**(shift - 31)`` with q a Q31 int32."""
-    if real == 0.0:
-        return 0, 0
-    mant, shift = math.frexp(real)
-    q = int(round(mant * (1 << 31)))
-    if q == 1 << 31:
-        q //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    return q, shift
+def _full_bias_if_same(
+    full: S.ModelT, op_f: S.OperatorT, bi: int, channels: np.ndarray, s_in: float, bq: np.ndarray, ratio
+) -> np.ndarray:
+    """The full level's int32 bias for ``channels`` when it quantises the same float bias at the same
+    scale as ``bq`` (same input scale, i.e. shared calibration): then the level's bias array is a prefix
+    of the full one and is stored once. ``bq`` was recovered through the level's own bias scale, so it
+    may differ from the full one by that scale's rounding (``ratio``: level bias scale / new scale)."""
+    if len(op_f.inputs) <= bi or op_f.inputs[bi] < 0:
+        return bq
+    sg = full.subgraphs[0]
+    if float(sg.tensors[op_f.inputs[0]].quantization.scale[0]) != s_in:
+        return bq
+    fb = tensor_array(full, int(op_f.inputs[bi])).astype(np.int64)[channels]
+    tol = 0.5 * np.asarray(ratio, np.float64) + 1.0
+    return fb.astype(np.int32) if np.all(np.abs(fb - bq.astype(np.int64)) <= tol) else bq
 
 
 def _scales(t: S.TensorT, n: int) -> np.ndarray:
@@ -138,6 +142,46 @@ def check_supported(model: S.ModelT, label: str) -> None:
                     )
 
 
+CALIBRATION_MODES = ("shared", "per_level")
+
+
+def _is_const(model: S.ModelT, t: int) -> bool:
+    data = model.buffers[model.subgraphs[0].tensors[t].buffer].data
+    return data is not None and len(data) > 0
+
+
+def share_activations(full: S.ModelT, level: S.ModelT, label: str = "level") -> int:
+    """Give every activation tensor of ``level`` the full level's quantisation (one calibration for all).
+
+    Tensors are matched by position in the operator list (``share_weights`` checks that both graphs
+    have the same ops). Run before ``share_weights``: it rescales each int32 bias to the new input
+    scale, after which the biases, multipliers and shifts of a width-prefix level are prefixes of the
+    full level's. Returns the number of tensors whose quantisation changed.
+    """
+    ops_f, ops_l = full.subgraphs[0].operators, level.subgraphs[0].operators
+    if [op_name(full, o) for o in ops_f] != [op_name(level, o) for o in ops_l]:
+        raise UnsupportedLayerError(
+            f"{label}'s TFLite graph is not the full model's graph with fewer units. Fix: every level "
+            "must keep every layer (width >= 1)."
+        )
+    tf_, tl = full.subgraphs[0].tensors, level.subgraphs[0].tensors
+    changed: set[int] = set()
+    for op_f, op_l in zip(ops_f, ops_l, strict=True):
+        for ios_f, ios_l in ((op_f.inputs, op_l.inputs), (op_f.outputs, op_l.outputs)):
+            for i_f, i_l in zip(ios_f, ios_l, strict=True):
+                if i_l < 0 or _is_const(level, int(i_l)) or i_l in changed:
+                    continue
+                qf, ql = tf_[int(i_f)].quantization, tl[int(i_l)].quantization
+                if qf is None or qf.scale is None or len(qf.scale) != 1:
+                    continue  # float or per-axis activations: nothing the firmware runs
+                if ql.scale[0] != qf.scale[0] or ql.zeroPoint[0] != qf.zeroPoint[0]:
+                    ql.scale = np.asarray(qf.scale, np.float32).copy()
+                    ql.zeroPoint = np.asarray(qf.zeroPoint, np.int64).copy()
+                    ql.min, ql.max = qf.min, qf.max
+                    changed.add(int(i_l))
+    return len(changed)
+
+
 def share_weights(full: S.ModelT, level: S.ModelT, label: str = "level") -> list[TensorShare]:
     """Rewrite ``level`` in place to use the full model's int8 weights and scales; see module doc."""
     ops_f, ops_l = full.subgraphs[0].operators, level.subgraphs[0].operators
@@ -186,6 +230,7 @@ def share_weights(full: S.ModelT, level: S.ModelT, label: str = "level") -> list
             s_in = float(level.subgraphs[0].tensors[op_l.inputs[0]].quantization.scale[0])
             new_s = s_in * s_f.astype(np.float32).astype(np.float64)
             bq = np.clip(np.round(b_float / new_s), -(2**31), 2**31 - 1).astype(np.int32)
+            bq = _full_bias_if_same(full, op_f, bi, idx[axis], s_in, bq, _scales(tb, len(s_f)) / new_s)
             tb.buffer = add_buffer(level, bq)
             tb.quantization.scale = new_s.astype(np.float32)
             tb.quantization.zeroPoint = np.zeros(len(s_f), np.int64)

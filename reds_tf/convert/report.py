@@ -79,6 +79,21 @@ def breakdown_markdown(bd: dict[str, dict[str, int]]) -> str:
     return head + rows + total
 
 
+def _blob_ledger(fw: dict[str, Any]) -> str:
+    """The firmware blob's byte ledger: every section once, then what each level adds (widest first)."""
+    if "sections" not in fw:
+        return ""
+    rows = "".join(f"| {name} | {b:,} |\n" for name, b in fw["sections"].items())
+    per = ", ".join(
+        f"level {lv['level']}: {lv['table_bytes']:,} B records + {lv['params_bytes_added']:,} B int32"
+        for lv in fw["levels"]
+    )
+    return (
+        f"| firmware blob section | bytes |\n|---|---|\n{rows}\nPer level (the widest level's int32 "
+        f"arrays are stored first; a narrower level adds only what is not a view of them): {per}.\n\n"
+    )
+
+
 # Issue "convert": bundle flash <= 1.10 x the full level's standalone file.
 RATIO_TARGET = 1.10
 
@@ -104,6 +119,7 @@ class LevelReport:
     accuracy_diff_pp: float | None = None
     top1_agreement: float | None = None
     tflite_ref_vs_tflm_max_lsb: int | None = None
+    tflite_ref_vs_tflm_differing: float | None = None  # share of int8 outputs that differ (reported only)
     bundle_bit_exact: bool | None = None
     verified_samples: int = 0
     widths: dict[str, int] | None = None
@@ -128,6 +144,7 @@ class ConvertReport:
     firmware: dict[str, Any] = field(default_factory=dict)
     verified: bool = False
     bundle_breakdown: dict[str, dict[str, int]] = field(default_factory=dict)
+    calibration_mode: str = "shared"
 
     @property
     def bundle_ratio(self) -> float:
@@ -157,6 +174,24 @@ class ConvertReport:
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
+    def _firmware_line(self) -> str:
+        fw = self.firmware
+        if not fw:
+            return ""
+        if "error" in fw:
+            return f"**No firmware blob was written**: {fw['error']}\n\n"
+        ratio = fw.get("blob_ratio_vs_full")
+        return (
+            f"Firmware blob: {fw['blob_bytes']:,} B"
+            + (
+                ""
+                if ratio is None
+                else f" = {ratio:.3f} x a blob of the full level alone ({fw['full_level_blob_bytes']:,} B)"
+            )  # fmt: skip
+            + ".\n\n"
+            + _blob_ledger(fw)
+        )
+
     def markdown(self) -> str:
         """A table per level plus the bundle totals and the measured strategies."""
 
@@ -165,7 +200,7 @@ class ConvertReport:
 
         head = (
             "| level | MACs | standalone B | in bundle B | arena standalone B | arena bundle B | float acc % "
-            "| int8 acc % | diff pp | top-1 agree % | ref vs TFLM LSB | bit-exact |\n"
+            "| int8 acc % | diff pp | top-1 agree % | ref vs TFLM max LSB (differing %) | bit-exact |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         )
         rows = "".join(
@@ -175,6 +210,7 @@ class ConvertReport:
             f"{'-' if r.accuracy_diff_pp is None else f'{r.accuracy_diff_pp:.2f}'} | "
             f"{pct(r.top1_agreement)} | "
             f"{'-' if r.tflite_ref_vs_tflm_max_lsb is None else r.tflite_ref_vs_tflm_max_lsb}"
+            f"{'' if r.tflite_ref_vs_tflm_differing is None else f' ({pct(r.tflite_ref_vs_tflm_differing)})'}"
             f" | {'-' if r.bundle_bit_exact is None else ('yes' if r.bundle_bit_exact else 'NO')} |\n"
             for r in self.levels
         )
@@ -185,6 +221,10 @@ class ConvertReport:
         )
         return (
             f"# reds_tf conversion: {len(self.levels)} levels\n\n{head}{rows}\n"
+            "TFLM (tflite-micro) is the device reference; the tf.lite reference-kernel column is reported "
+            "only (the two interpreters differ by a few LSB on ordinary models). `bundle.tflite` is for "
+            "TFLM only: tf.lite refuses its per-channel scale vectors with a single zero point.\n\n"
+            f"{self._firmware_line()}"
             f"Bundle `{Path(self.bundle_file).name}` ({self.bundle_strategy}): {self.bundle_bytes:,} B = "
             f"{self.bundle_ratio:.3f} x the full level's standalone file ({self.full_standalone_bytes:,} B), "
             f"{self.bundle_ratio_stripped:.3f} x the full level stripped like the bundle "

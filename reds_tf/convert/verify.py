@@ -6,20 +6,18 @@ corrupt file raises ``CorruptFlatbufferError`` instead of reaching C++.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
+import subprocess
+import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tflite_micro import runtime
 
-from .._keras import tf
 from .flatbuffer import read_tflite
-
-# Tries of the arena bisection are cheap (a few ms each); this bounds them.
-_ARENA_MAX = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,19 +45,6 @@ def dequantize_output(y: np.ndarray, q: IOQuant) -> np.ndarray:
     return (y.astype(np.float32) - q.out_zero) * q.out_scale
 
 
-@contextlib.contextmanager
-def _no_stderr():
-    """TFLM prints allocation failures to fd 2; keep the caller's terminal clean."""
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def tflm_interpreter(model_bytes: bytes, arena_size: int | None = None) -> runtime.Interpreter:
     read_tflite(model_bytes)
     size = arena_size or max(len(model_bytes) * 10, 256 * 1024)
@@ -78,12 +63,11 @@ def run_tflm(model_bytes: bytes, x_q: np.ndarray, arena_size: int | None = None)
 
 
 def run_tflite_ref(model_bytes: bytes, x_q: np.ndarray) -> np.ndarray:
-    """int8 outputs of tf.lite with the reference kernels (no XNNPACK)."""
+    """int8 outputs of LiteRT (ai_edge_litert, the successor of tf.lite.Interpreter) with the
+    reference kernels (no XNNPACK)."""
     read_tflite(model_bytes)
-    it = tf.lite.Interpreter(
-        model_content=bytes(model_bytes),
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF,
-    )
+    ref = OpResolverType.BUILTIN_REF
+    it = Interpreter(model_content=bytes(model_bytes), experimental_op_resolver_type=ref)
     it.allocate_tensors()
     i_idx, o_idx = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
     out = []
@@ -94,84 +78,73 @@ def run_tflite_ref(model_bytes: bytes, x_q: np.ndarray) -> np.ndarray:
     return np.stack(out)
 
 
-def _fits(model_bytes: bytes, size: int, probe: np.ndarray) -> bool:
-    try:
-        with _no_stderr():
-            it = runtime.Interpreter.from_bytes(model_bytes, arena_size=size)
-            it.set_input(probe, 0)
-            it.invoke()
-        return True
-    except (RuntimeError, ValueError):
-        return False
+_PROBE = Path(__file__).with_name("arena_probe.py")
+# A child that crashes again and again cannot make progress; this bounds the restarts.
+_MAX_RESTARTS = 32
 
 
-_TOTAL = re.compile(rb"Arena allocation total (\d+) bytes")
+def measure_arenas(models: Sequence[bytes]) -> list[int]:
+    """Smallest TFLM tensor arena (bytes) that loads and runs each model.
 
-
-def recorded_arena(model_bytes: bytes, arena_size: int | None = None) -> int:
-    """Arena bytes TFLM's RecordingMicroAllocator reports after one invoke (parsed from fd 2)."""
-    m = read_tflite(model_bytes)
-    sg = m.subgraphs[0]
-    probe = np.zeros([int(d) for d in sg.tensors[sg.inputs[0]].shape], np.int8)
-    it = tflm_interpreter(model_bytes, arena_size)
-    it.set_input(probe, 0)
-    it.invoke()
-    with tempfile.TemporaryFile() as f:
-        saved = os.dup(2)
-        os.dup2(f.fileno(), 2)
-        try:
-            it.print_allocations()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        f.seek(0)
-        text = f.read()
-    found = _TOTAL.search(text)
-    if not found:  # pragma: no cover - depends on the tflite-micro build
-        raise RuntimeError(f"tflite-micro printed no arena total: {text[:200]!r}")
-    return int(found.group(1))
+    The probing runs in a child process (``arena_probe.py``): tflite-micro can segfault instead of
+    raising when an arena is too small, and a crash there must not take the caller down. A size at
+    which the child died counts as too small, with a margin that doubles per crash; the child is
+    restarted above it, so the result is the smallest size that ran above every crash. All models share one
+    child, so the start-up cost is paid once per call, not once per model.
+    """
+    blobs = [bytes(b) for b in models]
+    for b in blobs:
+        read_tflite(b)  # corrupt bytes raise CorruptFlatbufferError here, never reach C++
+    result: dict[int, int] = {}
+    unsafe: dict[int, int] = {}
+    crashes: dict[int, int] = {}
+    with tempfile.TemporaryDirectory(prefix="reds_arena_") as tmp:
+        paths = []
+        for i, b in enumerate(blobs):
+            paths.append(Path(tmp) / f"m{i}.tflite")
+            paths[-1].write_bytes(b)
+        for _ in range(_MAX_RESTARTS):
+            todo = [i for i in range(len(blobs)) if i not in result]
+            if not todo:
+                break
+            args = [str(paths[i]) for i in todo]
+            for pos, i in enumerate(todo):
+                if i in unsafe:
+                    args += ["--unsafe", f"{pos}:{unsafe[i]}"]
+            r = subprocess.run(
+                [sys.executable, str(_PROBE), *args], capture_output=True, text=True, timeout=1800
+            )
+            pending = None
+            for line in r.stdout.splitlines():
+                word, pos, n, *_ = line.split() + [""]
+                i = todo[int(pos)]
+                if word == "try":
+                    pending = (i, int(n))
+                elif word == "fit":
+                    pending = None
+                elif word == "min":
+                    if int(n) < 0:
+                        raise RuntimeError(
+                            f"TFLM could not run model {i} with an arena of up to 64 MiB. Fix: check "
+                            "that the model runs in tflite_micro.runtime.Interpreter at all."
+                        )
+                    result[i] = int(n)
+            if r.returncode == 0 and len(result) == len(blobs):
+                break
+            if pending is None:  # died outside a probe: not an arena question
+                raise RuntimeError(
+                    f"The TFLM arena probe failed (exit code {r.returncode}): {r.stderr.strip()[-500:]}"
+                )
+            # Crashed at n: treat n and a margin above it as too small. Crashes come in bands (sizes
+            # just below a model's need), so the margin doubles with every crash of the same model.
+            i, n = pending
+            crashes[i] = crashes.get(i, 0) + 1
+            unsafe[i] = max(unsafe.get(i, 0), n + 8 * 2 ** crashes[i])
+        else:
+            raise RuntimeError(f"The TFLM arena probe crashed {_MAX_RESTARTS} times; giving up.")
+    return [result[i] for i in range(len(blobs))]
 
 
 def measure_arena(model_bytes: bytes) -> int:
-    """Smallest TFLM tensor arena (bytes) that loads and runs the model.
-
-    The recording allocator's total is the starting point; the search then only tries
-    sizes at or above a size that failed cleanly. (tflite-micro can crash instead of
-    failing when an arena is far too small for its own bookkeeping, so the tiny sizes
-    a plain bisection from zero would try are never attempted.)
-    """
-    model_bytes = bytes(model_bytes)
-    m = read_tflite(model_bytes)
-    sg = m.subgraphs[0]
-    probe = np.zeros([int(d) for d in sg.tensors[sg.inputs[0]].shape], np.int8)
-    total = recorded_arena(model_bytes)
-    hi = total
-    while not _fits(model_bytes, hi, probe):
-        hi += max(16, hi // 8)
-        if hi > _ARENA_MAX:
-            raise RuntimeError(f"TFLM could not run the model with a {_ARENA_MAX}-byte arena.")
-    # Look just below for the exact minimum (alignment padding can make it a few bytes less).
-    lo = max(hi - 64, 1)
-    if _fits(model_bytes, lo, probe):
-        return lo if lo == hi else _bisect_down(model_bytes, lo, probe)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _fits(model_bytes, mid, probe):
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def _bisect_down(model_bytes: bytes, fits: int, probe: np.ndarray) -> int:
-    """Step down in 16-byte strides while the model still fits, then refine to the byte."""
-    while fits > 16 and _fits(model_bytes, fits - 16, probe):
-        fits -= 16
-    lo = fits - 16
-    while fits - lo > 1:
-        mid = (lo + fits) // 2
-        if _fits(model_bytes, mid, probe):
-            fits = mid
-        else:
-            lo = mid
-    return fits
+    """``measure_arenas`` for one model."""
+    return measure_arenas([model_bytes])[0]

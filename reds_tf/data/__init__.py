@@ -17,6 +17,8 @@ Options beyond the common ones (``**options``):
   ``unknown_percentage`` (10 each), ``background_volume`` (0.1), ``background_frequency`` (0.8),
   ``time_shift_ms`` (100), ``cache`` ("memory" | a directory | None).
 * vww: ``test_percentage`` (10, folder layout only), ``cache``.
+* npz (a user's own arrays: ``train.npz`` / ``test.npz`` / optional ``val.npz`` with ``x``, ``y``):
+  no augmentation.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ _MODULES = {
     "speech_commands": "reds_tf.data.speech_commands",
     "vww": "reds_tf.data.vww",
     "cifar10": "reds_tf.data.cifar10",
+    "npz": "reds_tf.data.npz",
 }
 
 

@@ -29,21 +29,33 @@ def splits_from_arrays(
     augment_fn: Callable | None,
     shuffle: bool,
     info: dict[str, Any],
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    pixel_scale: float | None = 255.0,
 ) -> Splits:
     """Carve a stratified validation split from the training arrays and wrap all three in tf.data.
 
     ``augment_fn(image float [H,W,C] in [0,1], seed int64[2]) -> image`` runs on training only.
+    ``val`` = (x, y) arrays of a given validation split (then nothing is carved); x is divided by
+    ``pixel_scale`` (None: kept as it is, as float32).
     """
-    keep, val = stratified_carve(y_train, validation_fraction, seed)
+    if val is None:
+        keep, carved = stratified_carve(y_train, validation_fraction, seed)
+        x_val, y_val = x_train, y_train
+        rule = f"stratified seeded carve of {validation_fraction:.0%} of the training set for validation"
+    else:
+        (x_val, y_val), keep = val, np.arange(len(y_train))
+        carved = np.arange(len(y_val))
+        rule = "validation = the given validation set"
     idx = {
         "train": balanced_limit(keep, y_train[keep], limit, seed),
-        "val": balanced_limit(val, y_train[val], limit, seed + 1),
+        "val": balanced_limit(carved, y_val[carved], limit, seed + 1),
         "test": balanced_limit(np.arange(len(y_test)), y_test, limit, seed + 2),
     }
-    src = {"train": (x_train, y_train), "val": (x_train, y_train), "test": (x_test, y_test)}
+    src = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
 
     def scale(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.cast(x, tf.float32) / 255.0, tf.cast(y, tf.int32)
+        x = tf.cast(x, tf.float32)
+        return (x if pixel_scale is None else x / pixel_scale), tf.cast(y, tf.int32)
 
     def aug(x: tf.Tensor, y: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         return augment_fn(tf.cast(x, tf.float32) / 255.0, s), y
@@ -73,13 +85,12 @@ def splits_from_arrays(
     sizes = {k: int(len(v)) for k, v in idx.items()}
     counts = {
         "train": class_counts(y_train[idx["train"]], len(class_names)),
-        "val": class_counts(y_train[idx["val"]], len(class_names)),
+        "val": class_counts(y_val[idx["val"]], len(class_names)),
         "test": class_counts(y_test[idx["test"]], len(class_names)),
     }
     info = {
         **info,
-        "split_rule": f"stratified seeded carve of {validation_fraction:.0%} of the training set for "
-        "validation; test = the official test set",
+        "split_rule": f"{rule}; test = the official test set",
         "seed": seed,
         "limit": limit,
         "augment": augment_fn is not None,

@@ -25,6 +25,7 @@ FASHION_MNIST_DEFAULT_DIRS = (
     Path("/usr/share/datasets/fashion-mnist"),
     Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets" / "fashion-mnist",
 )
+NPZ_FILES = ("train.npz", "test.npz")  # + optional val.npz
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 VWW_FOLDER = "vw_coco2014_96"
 VWW_CLASSES = ("non_person", "person")  # alphabetical, as flow_from_directory assigns them
@@ -53,6 +54,11 @@ or the TFRecord layout of tensorflow/models research/slim build_visualwakewords_
     "cifar10": """\
 <data_dir>/cifar-10-batches-py/   (cifar-10-python.tar.gz extracted; data_dir may also BE this folder)
   data_batch_1 ... data_batch_5  test_batch  batches.meta   (python pickles)""",
+    "npz": """\
+<data_dir>/
+  train.npz   x: (N, *input_shape) uint8 (scaled by 1/255) or float (used as is); y: (N,) int labels 0..C-1
+  test.npz    x, y as in train.npz (the test split, only for the report)
+  val.npz     optional; without it the validation split is carved from train.npz""",
 }
 
 _SOURCES = {
@@ -73,6 +79,10 @@ _SOURCES = {
         "COCO 2014 with tensorflow/models research/slim/datasets/build_visualwakewords_data.py"
     ),
     "cifar10": "CIFAR-10 python version: https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "npz": (
+        "your own data, written with numpy: np.savez('train.npz', x=x_train, y=y_train) (and test.npz, "
+        "optionally val.npz)"
+    ),
 }
 
 
@@ -172,6 +182,18 @@ def find_cifar10(data_dir: str | os.PathLike | None) -> Path:
     )
 
 
+def find_npz(data_dir: str | os.PathLike | None) -> Path:
+    """The folder holding ``train.npz`` and ``test.npz`` (and optionally ``val.npz``)."""
+    root = _require_dir("npz", data_dir)
+    missing = [f for f in NPZ_FILES if not (root / f).is_file()]
+    if missing:
+        raise layout_error(
+            "npz",
+            f"NPZ files missing: {missing}. Received: data_dir={str(root)!r} containing {_listing(root)}.",
+        )
+    return root
+
+
 def image_files(folder: Path) -> list[str]:
     """Sorted .jpg/.jpeg/.png paths (any case) directly inside ``folder``."""
     return sorted(
@@ -190,4 +212,5 @@ FINDERS = {
     "speech_commands": find_speech_commands,
     "vww": lambda d: find_vww(d)[1],
     "cifar10": find_cifar10,
+    "npz": find_npz,
 }

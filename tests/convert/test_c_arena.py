@@ -158,3 +158,49 @@ def test_float_io_model_is_rejected(tmp_path: Path) -> None:
     path.write_bytes(conv.convert())
     with pytest.raises(UnsupportedLayerError, match="is not int8 .* inference_input_type"):
         c_arena.write([path], tmp_path)
+
+
+def test_values_the_runtime_refuses_are_refused_at_conversion(dscnn_levels: list[Path]) -> None:
+    """A blob that reds_model_init would reject (REDS_BAD_BLOB) is never written: the error names the
+    level, the op, the channel and the value."""
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    bias = levels[0]["ops"][0]["bias"].copy()
+    bias[1] = 2**30 + 1
+    levels[0]["ops"][0]["bias"] = bias
+    with pytest.raises(UnsupportedLayerError, match=r"Level 0 op 0 \(CONV_2D, output tensor .*channel 1 is "
+                       r"1,073,741,825, beyond the runtime's \+-2\^30.*Fix: retrain"):  # fmt: skip
+        c_arena.build_blob(levels)
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    levels[1]["ops"][2]["shift"] = levels[1]["ops"][2]["shift"] - 40
+    with pytest.raises(UnsupportedLayerError, match=r"Level 1 op 2 \(CONV_2D.*shift is outside \[-31, 30\]"):
+        c_arena.build_blob(levels)
+
+
+def test_runtime_limits_match_the_c_validator() -> None:
+    src = (Path(__file__).resolve().parents[2] / "firmware/src/runtime/reds_model.c").read_text()
+    found = dict(re.findall(r"^#define (\w+_MAX)\s+(.*?)\s*(?:/\*.*)?$", src, re.M))
+    evaluated = {k: eval(re.sub(r"(\d)u\b", r"\1", v)) for k, v in found.items()}  # noqa: S307
+    assert evaluated == c_arena.RUNTIME_LIMITS
+    kernels = (Path(__file__).resolve().parents[2] / "firmware/src/runtime/reds_kernels.h").read_text()
+    assert (
+        "#define REDS_MEAN_HW_MAX (INT32_MAX / 256)" in kernels and c_arena.MEAN_HW_MAX == (2**31 - 1) // 256
+    )
+    assert f"#define REDS_SOFTMAX_DEPTH_MAX {c_prepare.SOFTMAX_DEPTH_MAX}\n" in kernels
+
+
+def test_prefix_params_are_views_of_the_full_levels(dscnn_levels: list[Path]) -> None:
+    """A narrower level whose bias / multiplier / shift arrays are prefixes of the widest level's (shared
+    calibration) stores none of its own: its records point into the widest level's arrays."""
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    per_level_blob, per_level = c_arena.build_blob(levels)
+    for e, f in zip(levels[0]["ops"], levels[1]["ops"], strict=True):
+        for key in ("bias", "mult", "shift"):
+            if e[key] is not None:
+                e[key] = f[key][: len(e[key])].copy()
+    blob, summary = c_arena.build_blob(levels)
+    assert summary["levels"][0]["params_bytes_added"] == 0 < per_level["levels"][0]["params_bytes_added"]
+    assert summary["levels"][1]["params_bytes_added"] == summary["params_bytes"]
+    assert sum(summary["sections"].values()) == len(blob) < len(per_level_blob)
+    ops = [lv["ops"] for lv in c_arena.read_blob(blob)["levels"]]
+    for small, wide in zip(*ops, strict=True):
+        assert all(small[k] == wide[k] for k in ("bias_off", "mult_off", "shift_off"))

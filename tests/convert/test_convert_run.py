@@ -37,8 +37,12 @@ def test_pipeline_run_dir_converts(tmp_path):
         )
         assert r["float_accuracy"] > 0.5
     assert rep["firmware"]["weights_ratio_vs_full"] <= 1.0 + 1e-9
-    res = CliRunner().invoke(
-        main, ["convert", str(run_dir), "--out", str(tmp_path / "cli"), "--calibration", "100"]
-    )
+    res = CliRunner().invoke(main, ["convert", str(run_dir), "--out", str(tmp_path / "cli")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "cli" / "bundle.tflite").is_file() and "| level |" in res.output
+    # The CLI reproduces the run's own conversion: same calibration sample and count, same files.
+    made = sorted(p.name for p in (run_dir / "converted").iterdir())
+    assert made == sorted(p.name for p in (tmp_path / "cli").iterdir())
+    for name in made:
+        if name.endswith((".tflite", ".blob", ".c", ".h", "bundle.json")):
+            assert (run_dir / "converted" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name

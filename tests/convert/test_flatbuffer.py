@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reds_tf.convert.c_prepare import quantize_multiplier
 from reds_tf.convert.flatbuffer import pack_model, pack_models, read_tflite
-from reds_tf.convert.quantize import quantize_multiplier
 from reds_tf.convert.tflite import convert_int8
 from reds_tf.convert.verify import io_quant, measure_arena, quantize_input, run_tflm
 from reds_tf.errors import CorruptFlatbufferError

@@ -14,7 +14,7 @@ from tests.data import fixtures
 
 
 def test_names_and_unknown_name():
-    assert names() == ["cifar10", "fashion_mnist", "speech_commands", "vww"]
+    assert names() == ["cifar10", "fashion_mnist", "npz", "speech_commands", "vww"]
     with pytest.raises(ValueError, match=r"name='mnist'.*fashion_mnist"):
         check_layout("mnist", None)
 

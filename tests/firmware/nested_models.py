@@ -21,8 +21,8 @@ DSCNN_INPUT = (20, 10, 1)
 FC2_INPUT = 24
 
 
-def dscnn(widths: tuple[int, int], n_cls: int = 6) -> keras.Model:
-    """Conv(10x4, s2)+BN+ReLU -> DW3x3+BN+ReLU -> PW+BN+ReLU -> GAP -> Dense (logits)."""
+def dscnn(widths: tuple[int, int], n_cls: int = 6, softmax: bool = False) -> keras.Model:
+    """Conv(10x4, s2)+BN+ReLU -> DW3x3+BN+ReLU -> PW+BN+ReLU -> GAP -> Dense (logits, or a softmax head)."""
     c1, c2 = widths
     x = inp = keras.Input(DSCNN_INPUT)
     x = keras.layers.Conv2D(c1, (10, 4), strides=2, padding="same", use_bias=False)(x)
@@ -32,7 +32,12 @@ def dscnn(widths: tuple[int, int], n_cls: int = 6) -> keras.Model:
     x = keras.layers.Conv2D(c2, 1, use_bias=False)(x)
     x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inp, keras.layers.Dense(n_cls)(x))
+    return keras.Model(inp, keras.layers.Dense(n_cls, activation="softmax" if softmax else None)(x))
+
+
+def dscnn_softmax(widths: tuple[int, int]) -> keras.Model:
+    """``dscnn`` ending in Dense(..., activation='softmax'), as users' classifiers do."""
+    return dscnn(widths, softmax=True)
 
 
 def fc2(hidden: int, n_cls: int = 10) -> keras.Model:
@@ -122,9 +127,10 @@ def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
 
 
 def _family(kind: str) -> tuple[Callable[..., keras.Model], list, tuple[int, ...]]:
-    """(builder, level widths, input shape) of a test family: "dscnn" or "fc2"."""
+    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax" or "fc2"."""
     return {
         "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
+        "dscnn_softmax": (dscnn_softmax, DSCNN_LEVELS, DSCNN_INPUT),
         "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
     }[kind]
 

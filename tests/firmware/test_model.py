@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reds_tf.convert import c_arena
+from reds_tf.convert import c_arena, c_prepare
 from tests.firmware.nested_models import write_converted_levels, write_zoo_levels
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
@@ -30,10 +30,11 @@ def host_app() -> Path:
     return FIRMWARE / "build" / "host" / "reds_host"
 
 
-# By default a small DS-CNN (20x10 input) through the production converter (reds_tf.convert.convert),
+# By default a small DS-CNN (20x10 input) with a softmax head through the production converter
+# (reds_tf.convert.convert),
 # and the zoo's FC-2 (Flatten -> 784x128 -> 10) nested by reds_tf.nested; the zoo's DS-CNN-S
 # (49x10x1, 64 channels; about a minute of conversion on 2 shared cores) is marked slow.
-MODELS = ["convert:dscnn", "zoo:fc2", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]
+MODELS = ["convert:dscnn_softmax", "zoo:fc2", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="session", params=MODELS)
@@ -230,3 +231,52 @@ def test_cortex_m4_build_sizes(converted: dict) -> None:
     )
     print(f"\n{converted['kind']}: M4 flash {text} B (blob {converted['summary']['blob_bytes']} B), "
           f"RAM for scratch + I/O {ram} B")  # fmt: skip
+
+
+def test_softmax_head_is_in_the_blob(converted: dict) -> None:
+    """Models ending in softmax get a firmware blob whose last op is SOFTMAX (not a blob cut before it)."""
+    levels = c_arena.read_blob(converted["blob"].read_bytes())["levels"]
+    want = c_prepare.OP_SOFTMAX if "softmax" in converted["kind"] else c_prepare.OP_FULLY_CONNECTED
+    assert all(lv["ops"][-1]["type"] == want for lv in levels)
+
+
+@pytest.mark.parametrize(
+    "head, scale", [("dense10", 0.01), ("dense10", 1.0), ("dense40", 30.0), ("conv", 1.0)]
+)
+def test_softmax_bit_exact_across_logit_ranges(
+    head: str, scale: float, host_app: Path, tmp_path: Path
+) -> None:
+    """TFLM's fixed-point softmax reproduced for narrow, ordinary and saturating logit ranges (which move
+    the input multiplier, left shift and diff_min), after a dense layer and per pixel after a conv."""
+    from reds_tf._keras import keras
+    from reds_tf.convert.tflite import convert_int8
+
+    keras.utils.set_random_seed(7)
+    if head == "conv":
+        inp = keras.Input((2, 2, 4))
+        logits = keras.layers.Conv2D(5, 1)(inp)
+    else:
+        inp = keras.Input((16,))
+        logits = keras.layers.Dense(int(head[5:]))(inp)
+    model = keras.Model(inp, keras.layers.Softmax()(logits))
+    w, b = model.layers[1].get_weights()
+    model.layers[1].set_weights([w * scale, b])
+    x = np.random.default_rng(1).normal(0, 1, (64, *model.input_shape[1:])).astype(np.float32)
+    path = tmp_path / "m.tflite"
+    path.write_bytes(convert_int8(model, x, 64))
+    c_arena.write([path], tmp_path, "model")
+    xs = np.random.default_rng(2).integers(-128, 128, (N_INPUTS, 16), dtype=np.int8)
+    lines = _session(host_app, tmp_path / "model.blob", "".join(_feed(v) + "run\nout\n" for v in xs))
+    got = np.array([[int(v) for v in ln.split()[2:]] for ln in lines if ln.startswith("ok out")])
+    want = _tflm_outputs(path, xs)
+    assert len(np.unique(want)) > 1
+    np.testing.assert_array_equal(got, want)
+
+
+def test_shared_calibration_stores_each_int32_array_once(converted: dict) -> None:
+    """Through the production converter (shared calibration), a narrower level's biases, multipliers and
+    shifts are views of the widest level's: only the widest level adds int32 parameter bytes."""
+    if not converted["kind"].startswith("convert:"):
+        pytest.skip("levels converted one by one, each with its own calibration")
+    added = [lv["params_bytes_added"] for lv in converted["summary"]["levels"]]
+    assert added[:-1] == [0] * (len(added) - 1) and added[-1] == converted["summary"]["params_bytes"]

@@ -76,4 +76,17 @@ reds_status reds_maxpool_s8(const reds_pool_params *params, const reds_dims *inp
 reds_status reds_mean_s8(const reds_mean_params *params, const reds_dims *input_dims,
                          const int8_t *input, int8_t *output);
 
+/* Largest softmax depth: the Q12.19 sum of up to 511 exps stays below 2^28, which keeps TFLM's final
+ * rounding shift within 31 bits (TFLM's own arithmetic is undefined beyond). */
+#define REDS_SOFTMAX_DEPTH_MAX 511
+
+/**
+ * SOFTMAX int8 -> int8 over the innermost axis, as TFLM's reference int8 softmax (gemmlowp fixed-point
+ * exp and reciprocal); the output has scale 1/256 and zero point -128.
+ * @param rows   rows of `depth` values each (h * w of an NHWC tensor; 1 after a dense layer)
+ * @param depth  values per row, in [1, REDS_SOFTMAX_DEPTH_MAX]
+ */
+reds_status reds_softmax_s8(const reds_softmax_params *params, int32_t rows, int32_t depth,
+                            const int8_t *input, int8_t *output);
+
 #endif /* REDS_KERNELS_H */

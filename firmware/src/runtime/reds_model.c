@@ -99,7 +99,7 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
             return 0;
         }
     }
-    if (type != REDS_OP_MEAN && (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
+    if (type != REDS_OP_MEAN && type != REDS_OP_SOFTMAX && (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
         return 0;
     }
     /* Spatial ops: every window starts inside the image, as TFLite's SAME/VALID output sizes guarantee
@@ -150,6 +150,14 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
         const int32_t shift = (int32_t)f[REDS_F_SHIFT];
         return oc == ic && f[REDS_F_OUT_H] == 1 && f[REDS_F_OUT_W] == 1 && shift >= -31 && shift <= 30 &&
                (uint64_t)f[REDS_F_IN_H] * f[REDS_F_IN_W] <= REDS_MEAN_HW_MAX;
+    }
+    case REDS_OP_SOFTMAX: {
+        /* Same shape in and out, TFLM's fixed output quantisation (1/256, -128), a multiplier from
+         * QuantizeMultiplier (>= 2^30) and a non-negative left shift. */
+        const int32_t mult = (int32_t)f[REDS_F_MULT], shift = (int32_t)f[REDS_F_SHIFT];
+        return oc == ic && f[REDS_F_OUT_H] == f[REDS_F_IN_H] && f[REDS_F_OUT_W] == f[REDS_F_IN_W] &&
+               ic <= REDS_SOFTMAX_DEPTH_MAX && out_zp == -128 && mult >= (1 << 30) && shift >= 0 &&
+               shift <= 31 && kh == 1 && kw == 1;
     }
     default:
         return 0;
@@ -325,6 +333,11 @@ static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *
     case REDS_OP_MEAN: {
         const reds_mean_params p = {in_off, out_off, (int32_t)f[REDS_F_MULT], (int32_t)f[REDS_F_SHIFT]};
         return reds_mean_s8(&p, &in_dims, in, out);
+    }
+    case REDS_OP_SOFTMAX: {
+        const int32_t shift = (int32_t)f[REDS_F_SHIFT];
+        const reds_softmax_params p = {(int32_t)f[REDS_F_MULT], shift, -(int32_t)((31LL << 26) >> shift)};
+        return reds_softmax_s8(&p, in_dims.h * in_dims.w, in_dims.c, in, out);
     }
     default:
         return REDS_BAD_BLOB; /* unreachable after reds_model_init */

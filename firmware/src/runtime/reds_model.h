@@ -62,6 +62,7 @@ typedef enum {
     REDS_OP_AVERAGE_POOL_2D = 4,
     REDS_OP_MAX_POOL_2D = 5,
     REDS_OP_MEAN = 6,
+    REDS_OP_SOFTMAX = 7, /* mult/shift words: input multiplier and left shift (beta folded in) */
 } reds_op_type;
 
 /** What the app needs to know about one level (copied out of the blob by reds_model_init). */

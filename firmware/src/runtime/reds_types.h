@@ -119,6 +119,17 @@ typedef struct {
     int32_t shift;
 } reds_mean_params;
 
+/**
+ * SOFTMAX int8 -> int8 (beta folded in), TFLM's prepare-time values (CalculateSoftmaxParams): the
+ * input difference x - max is rescaled by multiplier * 2^left_shift to Q5.26; differences below
+ * diff_min (<= 0) give exp ~ 0 and output -128.
+ */
+typedef struct {
+    int32_t multiplier; /**< QuantizeMultiplier(beta * input_scale * 2^26), in [2^30, 2^31) */
+    int32_t left_shift; /**< in [0, 31] */
+    int32_t diff_min;   /**< -floor(31 * 2^26 / 2^left_shift) */
+} reds_softmax_params;
+
 /** Caller-owned scratch memory (no malloc anywhere in the runtime). */
 typedef struct {
     void *buf;
