@@ -77,10 +77,11 @@ def kernel_kind(op: Op) -> str | None:
         return "pointwise" if tuple(op.kernel) == (1, 1) else "conv"
     if op.kind in ("depthwise", "dense", "global_pool"):
         return op.kind
-    if op.kind == "pool":
+    if op.kind in ("pool", "add", "pad"):
         raise ValueError(
-            f"Op '{op.name}': the device cost model has no pooling kernel (only the MEAN of global "
-            "pooling) fitted. Fix: plan this model by MACs, or add a pooling bench and refit."
+            f"Op '{op.name}' ({op.kind}): the device cost model has no fitted kernel for it (it covers "
+            "conv, pointwise, depthwise, dense and global pooling). Fix: plan this model by MACs, or add "
+            "a bench for the kernel and refit."
         )
     return None
 
