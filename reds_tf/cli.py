@@ -270,16 +270,21 @@ class _MacsList(click.ParamType):
                     param,
                     ctx,
                 )
-        kinds = {v <= 1 for v in out}
-        if len(kinds) == 1 and any(b <= a for a, b in zip(out, out[1:], strict=False)):
-            self.fail(
-                f"Budgets must be distinct and ascending (one per level, smallest first). "
-                f"Received: {value!r}. "
-                f"Fix: --macs {','.join(f'{v:g}' for v in sorted(set(out)))}",
-                param,
-                ctx,
-            )
+        if len({v <= 1 for v in out}) == 1:
+            _fail_unless_ascending(self, out, value, param, ctx)
         return [int(v) if v > 1 else v for v in out]
+
+
+def _fail_unless_ascending(ptype: click.ParamType, out: list, value, param, ctx) -> None:
+    """Per-level budgets must be listed once each, smallest first."""
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        ptype.fail(
+            f"Budgets must be distinct and ascending (one per level, smallest first). "
+            f"Received: {value!r}. Fix: {param.opts[0] if param else ''} "
+            f"{','.join(f'{v:g}' for v in sorted(set(out)))}",
+            param,
+            ctx,
+        )
 
 
 class _PositiveList(click.ParamType):
@@ -298,14 +303,7 @@ class _PositiveList(click.ParamType):
             self.fail(f"Expected comma-separated numbers such as 40,80,120. Received: {value!r}", param, ctx)
         if not all(v > 0 and math.isfinite(v) for v in out):
             self.fail(f"Every budget must be a finite number > 0. Received: {value!r}", param, ctx)
-        if any(b <= a for a, b in zip(out, out[1:], strict=False)):
-            self.fail(
-                f"Budgets must be distinct and ascending (one per level, smallest first). "
-                f"Received: {value!r}. "
-                f"Fix: {','.join(f'{v:g}' for v in sorted(set(out)))}",
-                param,
-                ctx,
-            )
+        _fail_unless_ascending(self, out, value, param, ctx)
         return out
 
 
