@@ -9,8 +9,8 @@ multiplier and shift arrays are prefixes of the full level's and are stored once
 the firmware blob against a blob of the full level alone, the TFLM bundle against the full level's
 standalone .tflite, and every level's float and int8 (TFLM) accuracy on the test split, beside the
 targets of the issue that asked for sharing (blob <= 1.10 x, bundle <= 1.12 x). Calibration uses the
-recipe's ``convert.calibration_samples`` from the training split; the test split is read whole
-(the run's ``data.limit`` is ignored) unless ``--test`` caps it.
+recipe's ``convert.calibration_samples`` from the validation split, as ``reds run`` does; the test
+split is read whole (the run's ``data.limit`` is ignored) unless ``--test`` caps it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> None:
     models, _ = level_models(args.run_dir)
     rank = len(models[-1].input_shape) - 1
     test = as_arrays(batched["test"], rank, args.test)
-    cal = as_arrays(batched["train"], rank, recipe.convert.calibration_samples)
+    cal = as_arrays(batched["val"], rank, recipe.convert.calibration_samples)  # as `reds run` does
     rows = {}
     with tempfile.TemporaryDirectory(prefix="reds_sharing_") as tmp:
         for mode in MODES:
