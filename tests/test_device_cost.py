@@ -165,3 +165,24 @@ def test_latency_plan_of_the_default_model_fits_when_its_blob_runs(tmp_path):
         assert row["bit_exact_vs_tflm"]
         assert row["cycles"] <= int(f * full), (f, row["widths"], row["cycles"])
         assert abs(pred["cycles_pred"] / row["cycles"] - 1) <= 0.03, (f, pred["cycles_pred"], row["cycles"])
+
+
+def test_recipe_latency_budgets_plan_the_solve_step(tmp_path):
+    """`solve: {budgets: [], latency_ms: [...]}` in a recipe: the run's plan meets the latencies."""
+    from reds_tf import importance, permute, steps, zoo
+    from reds_tf.recipe import Recipe
+    from reds_tf.runstore import RunDir
+
+    recipe = Recipe.from_dict(
+        {"name": "t", "model": "ds_cnn_fmnist", "dataset": "fashion_mnist",
+         "solve": {"budgets": [], "latency_ms": [50, 100, 150], "clock_mhz": 64, "granularity": 4}}
+    )  # fmt: skip
+    model = zoo.build("ds_cnn_fmnist", dropout=False)
+    sorted_model, scores = permute.sort_model(model, importance.magnitude_scores(model))
+    ctx = steps.StepContext(RunDir(tmp_path), log=lambda _line: None)
+    _, plan, rep = steps.solve_plan(recipe, sorted_model, scores, ctx)
+    assert len(plan.widths) == recipe.levels == 4
+    assert [row["ms_pred"] <= ms for row, ms in zip(rep["per_level"][:3], (50, 100, 150), strict=True)] == [
+        True
+    ] * 3
+    assert json.loads((tmp_path / "solve_report.json").read_text())["per_level"][0]["cycles_pred"] > 0
