@@ -270,16 +270,64 @@ class _MacsList(click.ParamType):
                     param,
                     ctx,
                 )
-        kinds = {v <= 1 for v in out}
-        if len(kinds) == 1 and any(b <= a for a, b in zip(out, out[1:], strict=False)):
-            self.fail(
-                f"Budgets must be distinct and ascending (one per level, smallest first). "
-                f"Received: {value!r}. "
-                f"Fix: --macs {','.join(f'{v:g}' for v in sorted(set(out)))}",
-                param,
-                ctx,
-            )
+        if len({v <= 1 for v in out}) == 1:
+            _fail_unless_ascending(self, out, value, param, ctx)
         return [int(v) if v > 1 else v for v in out]
+
+
+def _fail_unless_ascending(ptype: click.ParamType, out: list, value, param, ctx) -> None:
+    """Per-level budgets must be listed once each, smallest first."""
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        ptype.fail(
+            f"Budgets must be distinct and ascending (one per level, smallest first). "
+            f"Received: {value!r}. Fix: {param.opts[0] if param else ''} "
+            f"{','.join(f'{v:g}' for v in sorted(set(out)))}",
+            param,
+            ctx,
+        )
+
+
+class _PositiveList(click.ParamType):
+    """Comma-separated finite numbers > 0, ascending (one per level, smallest first)."""
+
+    name = "float,float,..."
+
+    def convert(self, value, param, ctx):
+        import math
+
+        if isinstance(value, list):
+            return value
+        try:
+            out = [float(v) for v in str(value).split(",")]
+        except ValueError:
+            self.fail(f"Expected comma-separated numbers such as 40,80,120. Received: {value!r}", param, ctx)
+        if not all(v > 0 and math.isfinite(v) for v in out):
+            self.fail(f"Every budget must be a finite number > 0. Received: {value!r}", param, ctx)
+        _fail_unless_ascending(self, out, value, param, ctx)
+        return out
+
+
+def _device_budgets(macs_budgets, latency_ms, energy_mj, power) -> tuple[list, list | None]:
+    """(MACs budgets, cycles budgets or None) per level from the solve command's options."""
+    given = {"--latency-ms": latency_ms, "--energy-mj": energy_mj}
+    if macs_budgets:
+        given["--macs"] = macs_budgets
+    given = {k: v for k, v in given.items() if v}
+    if not given:
+        raise click.UsageError("Give the levels' budgets: --macs, --latency-ms or --energy-mj.")
+    n = {len(v) for v in given.values()}
+    if len(n) > 1:
+        counts = ", ".join(f"{k} {len(v)}" for k, v in given.items())
+        raise click.UsageError(f"Budget options must list one value per level. Received: {counts}.")
+    levels = n.pop()
+    cycles = None
+    if latency_ms or energy_mj:
+        per = [
+            [power.cycles_for_ms(v) for v in latency_ms or []],
+            [power.cycles_for_mj(v) for v in energy_mj or []],
+        ]
+        cycles = [min(c) for c in zip(*(p for p in per if p), strict=True)]
+    return list(macs_budgets or [1.0] * levels), cycles
 
 
 def _solve_inputs(model: str, scores_path: str | None) -> tuple:
@@ -368,6 +416,9 @@ _SOLVE_COLUMNS = [
     ("peak_memory", "peak act. B", "{:,}"),
     ("weight_bytes", "int8 weights B", "{:,}"),
     ("importance_pct", "kept imp.%", "{:.2f}"),
+    ("cycles_pred", "pred. cycles", "{:,}"),
+    ("ms_pred", "pred. ms", "{:.2f}"),
+    ("mj_pred", "pred. mJ", "{:.3f}"),
 ]
 
 
@@ -378,8 +429,28 @@ _SOLVE_COLUMNS = [
     help="Zoo name (mobilenet_v1:alpha=0.25), a model file (.keras, .h5, SavedModel dir) or graph .json.",
 )
 @click.option(
-    "--macs", "macs_budgets", required=True, type=_MacsList(),
+    "--macs", "macs_budgets", default=None, type=_MacsList(),
     help="Ascending budgets: fractions 0.25,0.5,0.75 (1.0 = full) or integer MACs >= 1000.",
+)  # fmt: skip
+@click.option(
+    "--latency-ms", type=_PositiveList(), default=None,
+    help="Ascending per-level latency budgets in ms at --clock-mhz (device cost model's prediction).",
+)  # fmt: skip
+@click.option(
+    "--energy-mj", type=_PositiveList(), default=None,
+    help="Ascending per-level energy budgets in mJ per inference (nRF52840 power model).",
+)  # fmt: skip
+@click.option(
+    "--clock-mhz", type=click.FloatRange(min=0, min_open=True, max=1000), default=64.0, show_default=True,
+    help="CPU clock for --latency-ms / --energy-mj.",
+)  # fmt: skip
+@click.option(
+    "--idle-mw", type=click.FloatRange(min=0), default=0.0, show_default=True,
+    help="Board power besides the CPU, added to --energy-mj's power model.",
+)  # fmt: skip
+@click.option(
+    "--device", "device_target", type=click.Choice(["dsp", "portable"]), default="dsp", show_default=True,
+    help="Which runtime build the cost model describes: SIMD kernels or portable C.",
 )  # fmt: skip
 @click.option(
     "--peak-mem", type=_Size(), default=None, help="Peak int8 activations cap: 200KB (x1000), 200KiB."
@@ -411,6 +482,11 @@ _SOLVE_COLUMNS = [
 def solve_cmd(
     model,
     macs_budgets,
+    latency_ms,
+    energy_mj,
+    clock_mhz,
+    idle_mw,
+    device_target,
     peak_mem,
     weight_bytes,
     solver,
@@ -430,18 +506,34 @@ def solve_cmd(
     Sizes: KB/MB are decimal (200KB = 200,000 B), KiB/MiB binary (200KiB = 204,800 B)."""
     import json
 
+    from reds_tf import device_cost
     from reds_tf.errors import RedsError
     from reds_tf.runstore import atomic_write_text
     from reds_tf.solve import Budget, solve
 
+    power = device_cost.PowerModel(clock_mhz=clock_mhz, idle_mw=idle_mw)
+    macs_budgets, cycles = _device_budgets(macs_budgets, latency_ms, energy_mj, power)
     try:
         graph, scores, source = _solve_inputs(model, scores_path)
-        _check_solve_options(graph, macs_budgets, min_width)
+        if not cycles:
+            _check_solve_options(graph, macs_budgets, min_width)
+        device = device_cost.load(device_target)
+        try:
+            device.terms(graph)
+        except ValueError:
+            if cycles:
+                raise
+            device = None  # a kernel the cost model lacks: plan by MACs without predictions
         click.echo(f"reds solve: {graph.name}, {len(graph.groups)} unit groups; {source}", err=True)
         report = solve(
             graph,
             scores,
-            [Budget(m, peak_mem, weight_bytes) for m in macs_budgets],
+            [
+                Budget(m, peak_mem, weight_bytes, None if cycles is None else c)
+                for m, c in zip(macs_budgets, cycles or [None] * len(macs_budgets), strict=True)
+            ],
+            device=device,
+            power=power,
             min_width=min_width,
             granularity=granularity,
             strategy=strategy,

@@ -19,7 +19,9 @@ def _width(widths: Sequence[int], g: int | None) -> int:
 
 
 def eval_bilinear(t: BilinearTerm, widths: Sequence[int]) -> int:
-    return t.coef * _width(widths, t.a) * _width(widths, t.b)
+    a = 1 if t.a is None else t.factor("a", int(widths[t.a]))
+    b = 1 if t.b is None else t.factor("b", int(widths[t.b]))
+    return t.coef * a * b
 
 
 def eval_linear(t: LinearTerm, widths: Sequence[int]) -> int:

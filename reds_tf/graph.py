@@ -113,11 +113,34 @@ class Op:
         object.__setattr__(self, "kernel", tuple(self.kernel))
 
 
+#: Functions of one width a cost term may use instead of the width itself (the device cost model's
+#: kernels work on channel pairs and blocks of 4 or 8). Integer arithmetic, so they work on ints and
+#: numpy integer arrays alike; each maps a width grid to exact values the solver can use.
+WIDTH_FUNCS: dict[str, Any] = {
+    "w": lambda v: v,
+    "one": lambda v: v * 0 + 1,
+    "even": lambda v: (v + 1) // 2 * 2,  # channels processed in pairs (an odd last one repeats)
+    "div8": lambda v: v // 8,
+    "mod8div4": lambda v: v % 8 // 4,
+    "mod4": lambda v: v % 4,
+    "mod2": lambda v: v % 2,
+    "is1": lambda v: (v == 1) * 1,  # a single input channel takes the kernels' scalar path
+}
+
+
 @dataclass(frozen=True)
 class BilinearTerm:
+    """``coef * fa(w[a]) * fb(w[b])``; ``fa``/``fb`` name ``WIDTH_FUNCS`` (the width itself by default)."""
+
     coef: int
     a: int | None
     b: int | None
+    fa: str = "w"
+    fb: str = "w"
+
+    def factor(self, side: str, v: Any) -> Any:
+        """``fa(v)`` (side ``a``) or ``fb(v)`` (side ``b``)."""
+        return WIDTH_FUNCS[self.fa if side == "a" else self.fb](v)
 
 
 @dataclass(frozen=True)

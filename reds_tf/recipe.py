@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ class SolveConfig:
     """Knapsack settings (see reds_tf.solve.solve)."""
 
     budgets: tuple[float, ...] = (0.25, 0.5, 0.75)
+    #: per-level latency budgets in ms at ``clock_mhz`` (the device cost model's prediction, SIMD
+    #: build); when given they set the levels, and ``budgets`` (MACs) is [] or one per latency
+    latency_ms: tuple[float, ...] = ()
+    clock_mhz: float = 64.0
     include_full: bool = True
     peak_memory_bytes: int | None = None
     solver: str = "cbc"
@@ -180,7 +185,7 @@ class Recipe:
 
     @property
     def levels(self) -> int:
-        return len(self.solve.budgets) + (1 if self.solve.include_full else 0)
+        return len(self.solve.latency_ms or self.solve.budgets) + (1 if self.solve.include_full else 0)
 
 
 def _plain(x: Any) -> Any:
@@ -287,9 +292,15 @@ def _validate(obj: Any, where: str) -> None:
         if obj.num_batches < 1:
             bad(f"num_batches must be >= 1. Received: {obj.num_batches}")
     elif isinstance(obj, SolveConfig):
-        b = obj.budgets
-        if not b or any(not 0.0 < x < 1.0 for x in b) or list(b) != sorted(set(b)):
+        b, lat = obj.budgets, obj.latency_ms
+        if (not b and not lat) or any(not 0.0 < x < 1.0 for x in b) or list(b) != sorted(set(b)):
             bad(f"budgets must be increasing MACs fractions in (0, 1). Received: {list(b)}")
+        if any(not (0 < x < math.inf) for x in lat) or list(lat) != sorted(set(lat)):
+            bad(f"latency_ms must be increasing numbers of milliseconds > 0. Received: {list(lat)}")
+        if lat and b and len(b) != len(lat):
+            bad(f"budgets and latency_ms need one value per level each, or budgets: []. Received: {obj}")
+        if not 0 < obj.clock_mhz < math.inf:
+            bad(f"clock_mhz must be > 0. Received: {obj.clock_mhz}")
         if obj.granularity < 1 or obj.time_limit <= 0 or not 0 <= obj.gap < 1:
             bad(f"need granularity >= 1, time_limit > 0, 0 <= gap < 1. Received: {obj}")
     elif isinstance(obj, ConvertConfig):

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import costs, data, importance, model_source, nested, permute, solve, topology, train
+from . import costs, data, device_cost, importance, model_source, nested, permute, solve, topology, train
 from ._keras import keras, tf
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -193,7 +193,12 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, ctx: Ste
     if ctx.rd.is_done("solve"):
         return graph, WidthPlan.load(ctx.rd.path("plan.json")), ctx.rd.done_info("solve")
     s = recipe.solve
-    budgets = [solve.Budget(b, peak_memory=s.peak_memory_bytes) for b in s.budgets]
+    device, cycles = None, [None] * len(s.budgets)
+    if s.latency_ms:  # latency budgets: the device cost model's cycles at the recipe's clock
+        device = device_cost.load("dsp")
+        cycles = [device_cost.PowerModel(clock_mhz=s.clock_mhz).cycles_for_ms(ms) for ms in s.latency_ms]
+    macs = s.budgets or [1.0] * len(cycles)
+    budgets = [solve.Budget(b, s.peak_memory_bytes, None, c) for b, c in zip(macs, cycles, strict=True)]
     report = solve.solve(
         graph,
         sorted_scores,
@@ -204,6 +209,7 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, ctx: Ste
         gap=s.gap,
         strategy=s.strategy,
         granularity=s.granularity,
+        device=device,
         progress=lambda line: ctx.log(f"[solve] {line}"),
     )
     rep = report.to_dict()

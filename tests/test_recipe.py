@@ -84,3 +84,15 @@ def test_missing_file_lists_available_recipes(tmp_path):
     (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
     with pytest.raises(RecipeError, match="not valid YAML"):
         Recipe.load(tmp_path / "bad.yaml")
+
+
+def test_latency_budgets_set_the_levels():
+    r = Recipe.from_dict(_base(solve={"budgets": [], "latency_ms": [40, 80, 120], "clock_mhz": 64}))
+    assert r.solve.latency_ms == (40.0, 80.0, 120.0) and r.levels == 4
+    assert Recipe.from_dict(r.to_dict()) == r
+    with pytest.raises(RecipeError, match="latency_ms must be increasing"):
+        Recipe.from_dict(_base(solve={"budgets": [], "latency_ms": [80, 40]}))
+    with pytest.raises(RecipeError, match="one value per level"):
+        Recipe.from_dict(_base(solve={"budgets": [0.5], "latency_ms": [40, 80]}))
+    with pytest.raises(RecipeError, match="clock_mhz must be > 0"):
+        Recipe.from_dict(_base(solve={"latency_ms": [40, 80, 120], "clock_mhz": 0}))

@@ -24,6 +24,7 @@ class FastCost:
     def __init__(self, prob: Problem) -> None:
         g = prob.graph
         n = len(g.groups)
+        self.prob = prob
 
         def bilinear(terms):
             coef = np.array([t.coef for _, t in terms], dtype=np.float64)
@@ -50,7 +51,9 @@ class FastCost:
             return False
         if lv.peak_memory is not None and float(np.max(self.mem @ w)) > lv.peak_memory:
             return False
-        return not (lv.weight_bytes is not None and self._eval(self.wb, w) > lv.weight_bytes)
+        if lv.weight_bytes is not None and self._eval(self.wb, w) > lv.weight_bytes:
+            return False
+        return lv.cycles is None or self.prob.cycles([int(v) for v in widths]) <= lv.cycles
 
     def macs(self, widths: np.ndarray) -> float:
         return self._eval(self.mac, np.append(widths.astype(np.float64), 1.0))

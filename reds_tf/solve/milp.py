@@ -10,6 +10,14 @@ Its LP relaxation is nearly tight (knapsack-notes: root gaps 1e-5..3e-4). Arcs a
 widths that break a budget even with every other group at its minimum are never
 created (costs are monotone), which is where the per-op memory caps do most work.
 Nesting is ``s[k,g,i] <= s[k+1,g,i]``.
+
+Device-time budgets (``Level.cycles``) use the same variables: the cost model's terms are
+``coef * fa(w[a]) * fb(w[b])`` with ``fa``/``fb`` the width or a function of it (``graph.WIDTH_FUNCS``:
+channel pairs, blocks of 8 / 4, the mod-4 tail). A term of one group is linear in the ``s`` binaries
+at any function of the width (telescoping over the grid values ``f(grid[i])``); a term of two
+adjacent groups rides on the same arcs as that pair's MAC term, with arc coefficient
+``coef * fa(grid_a[i]) * fb(grid_b[j])`` instead of ``grid_a[i] * grid_b[j]``. So a cycles row is one
+more linear row over the existing variables (energy = cycles * a constant, so mJ budgets are cycles).
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ class _Builder:
         # Lower bounds (grid indices) for bottom-up: the previous level's choice.
         self.lower = lower or [0] * len(g.groups)
         self.base = [int(prob.grids[i][self.lower[i]]) for i in range(len(g.groups))]
-        terms = self.mac_terms + self.wb_terms
+        terms = self.mac_terms + self.wb_terms + prob.cycle_terms
         pairs = {(min(t.a, t.b), max(t.a, t.b)) for t in terms if t.a is not None and t.b is not None}
         self.pairs = sorted(p for p in pairs if p[0] != p[1])
         self.lp = pulp.LpProblem("reds_knapsack", pulp.LpMaximize)
@@ -78,6 +86,8 @@ class _Builder:
             out.append(("weight_bytes", self.wb_terms, float(lv.weight_bytes)))
         if lv.peak_memory is not None:
             out += [(f"mem_{name}", terms, float(lv.peak_memory)) for name, terms in self.mem_ops]
+        if lv.cycles is not None:
+            out.append(("cycles", self.prob.cycle_terms, float(lv.cycles)))
         return out
 
     def _grid_hi(self, lv: Level) -> list[int]:
@@ -162,8 +172,10 @@ class _Builder:
                     continue
                 if ga is None or gb is None or ga == gb:
                     gi = ga if gb is None else gb if ga is None else ga
-                    power = 2 if ga == gb else 1
-                    vals = grids[gi].astype(np.float64) ** power
+                    vals = np.ones(len(grids[gi]))
+                    for side, g in (("a", ga), ("b", gb)):
+                        if g is not None:
+                            vals = vals * t.factor(side, grids[gi]).astype(np.float64)
                     c0, cs = self.fexpr(m, gi, vals)
                     const += t.coef * c0
                     for v, c in cs.items():
@@ -171,7 +183,12 @@ class _Builder:
                     continue
                 a, b = min(ga, gb), max(ga, gb)
                 for (i, j), v in arcs[(a, b)].items():
-                    coefs[v] += t.coef * float(grids[a][i]) * float(grids[b][j])
+                    wa, wb = (
+                        (int(grids[a][i]), int(grids[b][j]))
+                        if ga == a
+                        else (int(grids[b][j]), int(grids[a][i]))
+                    )
+                    coefs[v] += t.coef * float(t.factor("a", wa)) * float(t.factor("b", wb))
             # Rows are scaled by the cap so coefficients stay near 1 for the solver.
             scale = max(cap, 1.0)
             expr = pulp.LpAffineExpression([(v, c / scale) for v, c in coefs.items() if c != 0])

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
+from ..costs import eval_bilinear, op_memory, weight_bytes
 from ..costs import macs as true_macs
-from ..costs import op_memory, weight_bytes
 from ..errors import InfeasibleBudgetError
 from ..graph import BilinearTerm, Graph
 
@@ -36,11 +36,14 @@ class Budget:
         macs: fraction of the full model's MACs if <= 1.0, else absolute MACs.
         peak_memory: cap on peak activation memory in bytes (int8 activations), or None.
         weight_bytes: cap on deployed int8 weight bytes (int32 biases), or None.
+        cycles: cap on the device cost model's predicted Cortex-M4 cycles per inference, or None
+            (milliseconds and millijoules become cycles through ``device_cost.PowerModel``).
     """
 
     macs: float | int
     peak_memory: int | None = None
     weight_bytes: int | None = None
+    cycles: int | None = None
 
     def __post_init__(self) -> None:
         if not (self.macs > 0 and math.isfinite(self.macs)):
@@ -53,12 +56,10 @@ class Budget:
                 f"A MACs budget above 1 is an absolute MACs count and must be a whole number. "
                 f"Received: macs={self.macs!r}. Fix: a fraction in (0, 1] or an integer MACs count."
             )
-        for name in ("peak_memory", "weight_bytes"):
+        for name in ("peak_memory", "weight_bytes", "cycles"):
             v = getattr(self, name)
             if v is not None and not v > 0:
-                raise ValueError(
-                    f"Budget.{name} must be a positive byte count or None. Received: {name}={v!r}"
-                )
+                raise ValueError(f"Budget.{name} must be a positive count or None. Received: {name}={v!r}")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Level:
     peak_memory: int | None
     weight_bytes: int | None
     label: str
+    cycles: int | None = None
 
 
 def _fmt(n: float) -> str:
@@ -85,6 +87,12 @@ class Problem:
     levels: list[Level]
     full_macs: int
     full_weight_bytes: int
+    #: predicted device cycles as terms over the widths (``device_cost``); empty without a cost model
+    cycle_terms: list[BilinearTerm] = field(default_factory=list)
+
+    def cycles(self, widths: Sequence[int]) -> float:
+        """Predicted device cycles of ``widths`` (0 without a cost model)."""
+        return float(sum(eval_bilinear(t, widths) for t in self.cycle_terms))
 
     @property
     def min_widths(self) -> list[int]:
@@ -111,6 +119,10 @@ class Problem:
             wb = weight_bytes(self.graph, widths)
             if wb > level.weight_bytes:
                 broken.append(f"int8 weight bytes {_fmt(wb)} > {_fmt(level.weight_bytes)}")
+        if level.cycles is not None:
+            cy = self.cycles(widths)
+            if cy > level.cycles:
+                broken.append(f"predicted cycles {_fmt(cy)} > {_fmt(level.cycles)}")
         return broken
 
 
@@ -175,6 +187,8 @@ def _label(b: Budget, level: Level, full_macs: int) -> str:
         parts.append(f"peak memory <= {_fmt(b.peak_memory)} B")
     if b.weight_bytes is not None:
         parts.append(f"int8 weight bytes <= {_fmt(b.weight_bytes)}")
+    if b.cycles is not None:
+        parts.append(f"cycles <= {_fmt(b.cycles)} (planned to {_fmt(level.cycles)} predicted)")
     return ", ".join(parts)
 
 
@@ -186,8 +200,19 @@ def make_problem(
     min_width: int | Mapping[str, int] = 1,
     granularity: int = 1,
     include_full: bool = False,
+    cycle_terms: Sequence[BilinearTerm] = (),
+    cycle_margin: float = 0.01,
 ) -> Problem:
-    """Validate inputs, resolve budgets to absolute units and sort levels ascending by MACs."""
+    """Validate inputs, resolve budgets to absolute units and sort levels ascending by MACs, then cycles.
+
+    ``cycle_terms``: the device cost model's cycles of ``graph`` (``CostModel.terms``); needed by
+    any budget in cycles. ``cycle_margin``: headroom for the model's error: a level plans to
+    ``budget * (1 - cycle_margin)`` predicted cycles, so the device meets the budget itself.
+    """
+    if not 0 <= cycle_margin < 1:
+        raise ValueError(
+            f"cycle_margin must be in [0, 1), e.g. 0.01. Received: cycle_margin={cycle_margin!r}"
+        )
     if int(granularity) < 1:
         raise ValueError(f"granularity must be >= 1. Received: granularity={granularity!r}")
     if not budgets and not include_full:
@@ -198,15 +223,21 @@ def make_problem(
     full = list(graph.full_widths)
     full_macs = true_macs(graph, full)
     bs = [b if isinstance(b, Budget) else Budget(macs=b) for b in budgets]
+    if any(b.cycles is not None for b in bs) and not cycle_terms:
+        raise ValueError(
+            "A budget in cycles needs the device cost model. Fix: pass "
+            "cycle_terms=[t for _, t in reds_tf.device_cost.load().terms(graph)] (solve(..., device=...))."
+        )
     levels = []
     for b in bs:
         # Exact integer budget: the fraction as written (0.1 is 1/10, not the float just above it),
         # floored, so a level may spend every MAC of it and 1.0 is exactly the full model.
         m = math.floor(Fraction(str(b.macs)) * full_macs) if b.macs <= 1 else int(b.macs)
-        lv = Level(min(m, full_macs), b.peak_memory, b.weight_bytes, "")
-        levels.append(Level(lv.macs, lv.peak_memory, lv.weight_bytes, _label(b, lv, full_macs)))
-    levels.sort(key=lambda lv: lv.macs)
-    prob = Problem(graph, grids, prefix, levels, full_macs, weight_bytes(graph, full))
+        cy = None if b.cycles is None else math.floor(b.cycles * (1 - cycle_margin))
+        lv = Level(min(m, full_macs), b.peak_memory, b.weight_bytes, "", cy)
+        levels.append(Level(lv.macs, lv.peak_memory, lv.weight_bytes, _label(b, lv, full_macs), lv.cycles))
+    levels.sort(key=lambda lv: (lv.macs, math.inf if lv.cycles is None else lv.cycles))
+    prob = Problem(graph, grids, prefix, levels, full_macs, weight_bytes(graph, full), list(cycle_terms))
     check_min_widths(prob)
     if include_full:
         _append_full(prob)
@@ -270,6 +301,13 @@ def check_min_widths(prob: Problem) -> None:
                 f"Level {k}: int8 weight-bytes cap {_fmt(lv.weight_bytes)} is below the {_fmt(wb)} "
                 f"bytes the minimum widths need. Fix: use a cap >= {_fmt(wb)} (the smallest feasible value)."
             )
+        if lv.cycles is not None and prob.cycles(w) > lv.cycles:
+            cy = math.ceil(prob.cycles(w))
+            raise InfeasibleBudgetError(
+                f"Level {k}: cycles budget {_fmt(lv.cycles)} is below the {_fmt(cy)} cycles the device "
+                f"cost model predicts at the minimum widths. Fix: a budget >= {_fmt(cy)} cycles (the "
+                "same in ms / mJ at your clock), or lower min_width / granularity."
+            )
 
 
 def eval_pair(
@@ -282,14 +320,14 @@ def eval_pair(
     out = np.zeros((len(va), len(vb)), dtype=np.float64)
     for t in terms:
         f = np.ones((1, 1))
-        for g in (t.a, t.b):
+        for side, g in (("a", t.a), ("b", t.b)):
             if g is None:
                 continue
             if g == a:
-                f = f * va[:, None].astype(np.float64)
+                f = f * t.factor(side, va[:, None]).astype(np.float64)
             elif g == b:
-                f = f * vb[None, :].astype(np.float64)
+                f = f * t.factor(side, vb[None, :]).astype(np.float64)
             else:
-                f = f * float(base[g])
+                f = f * float(t.factor(side, int(base[g])))
         out = out + t.coef * f
     return out

@@ -55,7 +55,9 @@ def _cells(prob: Problem, bps: list[np.ndarray]) -> Problem:
         ends = np.append(b[1:] - 1, b[-1])
         grids.append(prob.grids[g][b])
         prefix.append(prob.prefix[g][ends])
-    return Problem(prob.graph, grids, prefix, prob.levels, prob.full_macs, prob.full_weight_bytes)
+    return Problem(
+        prob.graph, grids, prefix, prob.levels, prob.full_macs, prob.full_weight_bytes, prob.cycle_terms
+    )
 
 
 def _nested_greedy(
