@@ -92,8 +92,10 @@ class CortexM4Timing:
     def __init__(self, elf_path: Path) -> None:
         text = subprocess.run(
             ["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", str(elf_path)],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         #: address -> (cycles, is load/store, may branch)
         self.insn: dict[int, tuple[int, bool, bool]] = {}
         for line in text.splitlines():
@@ -212,7 +214,12 @@ class M4:
 
 
 #: the four builds, side by side: (label, optimisation, portable C kernels instead of the SIMD ones)
-VARIANTS = (("-O2 DSP", "-O2", False), ("-O2 C", "-O2", True), ("-Os DSP", "-Os", False), ("-Os C", "-Os", True))
+VARIANTS = (
+    ("-O2 DSP", "-O2", False),
+    ("-O2 C", "-O2", True),
+    ("-Os DSP", "-Os", False),
+    ("-Os C", "-Os", True),
+)
 PRIMARY = VARIANTS[0][0]  # the build the targets are checked on
 
 
@@ -287,14 +294,35 @@ def _kernel_cases(full: int, c: int, kws: bool):
     px = oh * ow
     k = conv_k[0] * conv_k[1]
     return [
-        (f"conv {conv_k[0]}x{conv_k[1]} s2 (1->{c})", "bench_conv", full * k, conv_in[0] * conv_in[1],
-         (*conv_in, 1, c, *conv_k, 2, ph, pw, oh, ow, 1), px * k * c, px * c),
-        (f"depthwise 3x3 ({c})", "bench_dw", 9 * full, px * c, (oh, ow, c, c, 3, 3, 1, 1, 1, oh, ow, full),
-         px * 9 * c, px * c),
-        (f"pointwise {c}->{c}", "bench_conv", full * full, px * c, (oh, ow, c, c, 1, 1, 1, 0, 0, oh, ow, full),
-         px * c * c, px * c),
+        (
+            f"conv {conv_k[0]}x{conv_k[1]} s2 (1->{c})",
+            "bench_conv",
+            full * k,
+            conv_in[0] * conv_in[1],
+            (*conv_in, 1, c, *conv_k, 2, ph, pw, oh, ow, 1),
+            px * k * c,
+            px * c,
+        ),
+        (
+            f"depthwise 3x3 ({c})",
+            "bench_dw",
+            9 * full,
+            px * c,
+            (oh, ow, c, c, 3, 3, 1, 1, 1, oh, ow, full),
+            px * 9 * c,
+            px * c,
+        ),
+        (
+            f"pointwise {c}->{c}",
+            "bench_conv",
+            full * full,
+            px * c,
+            (oh, ow, c, c, 1, 1, 1, 0, 0, oh, ow, full),
+            px * c * c,
+            px * c,
+        ),
         (f"fully connected {c}->{n_cls}", "bench_fc", n_cls * full, c, (c, n_cls, full), n_cls * c, n_cls),
-    ]  # fmt: skip
+    ]
 
 
 def kernel_rows(m4s: dict[str, M4], full: int = 64, fractions=(0.25, 0.5, 0.75, 1.0)) -> list[dict]:
@@ -305,8 +333,18 @@ def kernel_rows(m4s: dict[str, M4], full: int = 64, fractions=(0.25, 0.5, 0.75, 
     for shape, c, kws in plan:
         cases = _kernel_cases(full, c, kws)
         if not kws:  # a REDS-level-like narrow pointwise: 19 -> 35 channels of a 64-wide tensor
-            cases.insert(3, ("pointwise 19->35", "bench_conv", full * full, 14 * 14 * 19,
-                             (14, 14, 19, 35, 1, 1, 1, 0, 0, 14, 14, full), 14 * 14 * 19 * 35, 14 * 14 * 35))  # fmt: skip
+            cases.insert(
+                3,
+                (
+                    "pointwise 19->35",
+                    "bench_conv",
+                    full * full,
+                    14 * 14 * 19,
+                    (14, 14, 19, 35, 1, 1, 1, 0, 0, 14, 14, full),
+                    14 * 14 * 19 * 35,
+                    14 * 14 * 35,
+                ),
+            )
         for name, fn, w_len, x_len, shape_args, macs, n_out in cases:
             rng = np.random.default_rng(len(rows))
             w = rng.integers(-128, 128, w_len, dtype=np.int8).tobytes()
@@ -321,8 +359,15 @@ def kernel_rows(m4s: dict[str, M4], full: int = 64, fractions=(0.25, 0.5, 0.75, 
                 return (wa, xa, out, m4.alloc(np.array(shape_args, np.int32).tobytes()))
 
             res = _run_variants(m4s, fn, make_args, (lambda _m4, addrs=addrs: addrs["out"], n_out))
-            rows.append(dict(shape=shape, kernel=name, width=c, macs=macs,
-                             **{lbl: dict(instructions=n, cycles=cy) for lbl, (n, cy) in res.items()}))  # fmt: skip
+            rows.append(
+                dict(
+                    shape=shape,
+                    kernel=name,
+                    width=c,
+                    macs=macs,
+                    **{lbl: dict(instructions=n, cycles=cy) for lbl, (n, cy) in res.items()},
+                )
+            )
     return rows
 
 
@@ -437,12 +482,21 @@ def _level_counts(m4: M4, blob: bytes, info: dict, inputs: list[np.ndarray]) -> 
         status, infer_n = m4.call("reds_invoke", model, inp, out, scratch, scratch_len)
         if status != 0:
             raise RuntimeError(f"reds_invoke at level {k} returned {status}")
-        res.append(dict(switch_instructions=switch_n, instructions=infer_n, cycles=m4.cycles,
-                        init_instructions=init_n, out=np.frombuffer(m4.read(out, lv["out_bytes"]), np.int8)))  # fmt: skip
+        res.append(
+            dict(
+                switch_instructions=switch_n,
+                instructions=infer_n,
+                cycles=m4.cycles,
+                init_instructions=init_n,
+                out=np.frombuffer(m4.read(out, lv["out_bytes"]), np.int8),
+            )
+        )
     return res
 
 
-def level_rows(m4s: dict[str, M4], name: str, levels: str, paths: list[Path], widths, work: Path) -> list[dict]:
+def level_rows(
+    m4s: dict[str, M4], name: str, levels: str, paths: list[Path], widths, work: Path
+) -> list[dict]:
     """Pack the per-level .tflite files into one blob; count switching and inference per level and build.
     Top-level counts are the PRIMARY build's (the targets); `variants` holds every build's."""
     from reds_tf.convert import c_arena
@@ -457,19 +511,30 @@ def level_rows(m4s: dict[str, M4], name: str, levels: str, paths: list[Path], wi
     rows = []
     for k, lv in enumerate(info["levels"]):
         variants = {
-            label: dict(instructions=c[k]["instructions"], cycles=c[k]["cycles"],
-                        switch_instructions=c[k]["switch_instructions"],
-                        bit_exact_vs_tflm=bool(np.array_equal(c[k]["out"], want[k])))
+            label: dict(
+                instructions=c[k]["instructions"],
+                cycles=c[k]["cycles"],
+                switch_instructions=c[k]["switch_instructions"],
+                bit_exact_vs_tflm=bool(np.array_equal(c[k]["out"], want[k])),
+            )
             for label, c in counts.items()
-        }  # fmt: skip
+        }
         first = next(iter(counts.values()))[k]
         rows.append(
-            dict(model=name, levels=levels, level=k, widths=list(widths[k]),
-                 macs=lv["macs_lo"] | (lv["macs_hi"] << 32), switch_instructions=first["switch_instructions"],
-                 instructions=first["instructions"], cycles=first["cycles"],
-                 init_instructions=first["init_instructions"],
-                 bit_exact_vs_tflm=all(v["bit_exact_vs_tflm"] for v in variants.values()), variants=variants)
-        )  # fmt: skip
+            dict(
+                model=name,
+                levels=levels,
+                level=k,
+                widths=list(widths[k]),
+                macs=lv["macs_lo"] | (lv["macs_hi"] << 32),
+                switch_instructions=first["switch_instructions"],
+                instructions=first["instructions"],
+                cycles=first["cycles"],
+                init_instructions=first["init_instructions"],
+                bit_exact_vs_tflm=all(v["bit_exact_vs_tflm"] for v in variants.values()),
+                variants=variants,
+            )
+        )
     m4 = next(iter(m4s.values()))
     sizeof_model = int.from_bytes(m4.read(m4.sym["bench_sizeof_reds_model"], 4), "little")
     hdr = info["header"]
@@ -511,11 +576,20 @@ def print_kernels(rows: list[dict]) -> None:
     labels = [v[0] for v in VARIANTS]
     print("\nPer-kernel instructions / MAC and estimated cycles / MAC (Cortex-M4, unicorn; CortexM4Timing),")
     print("weights read through the full tensor's strides; DSP = SIMD kernels, C = portable kernels")
-    print(f"{'shape':15s} {'kernel':24s} {'MACs':>8s} " + " ".join(f"{lbl + ' i/c':>15s}" for lbl in labels)
-          + f" {'CMSIS-NN i -O2/-Os':>19s}")  # fmt: skip
+    print(
+        f"{'shape':15s} {'kernel':24s} {'MACs':>8s} "
+        + " ".join(f"{lbl + ' i/c':>15s}" for lbl in labels)
+        + f" {'CMSIS-NN i -O2/-Os':>19s}"
+    )
     for r in rows:
-        cells = " ".join(f"{_per(r[lbl], 'instructions', r['macs'])}/{_per(r[lbl], 'cycles', r['macs']).strip():>5s}"
-                         .rjust(15) for lbl in labels)  # fmt: skip
+        cells = " ".join(
+            (
+                _per(r[lbl], "instructions", r["macs"])
+                + "/"
+                + f"{_per(r[lbl], 'cycles', r['macs']).strip():>5s}"
+            ).rjust(15)
+            for lbl in labels
+        )
         peer = CMSIS_NN.get(r["kernel"]) if r["shape"].startswith("DS-CNN 28") else None
         peer_s = f"{peer[0]:.2f} / {peer[1]:.2f}" if peer else ""
         print(f"{r['shape']:15s} {r['kernel']:24s} {r['macs']:8d} {cells} {peer_s:>19s}")
@@ -534,18 +608,30 @@ def print_models(rows: list[dict]) -> bool:
     ok = True
     for kind in dict.fromkeys(r["levels"] for r in rows):
         print(f"\nPer-level inference, {LEVEL_TITLES[kind]}")
-        print(f"Cortex-M4, unicorn; per build: instructions/MAC, estimated cycles/MAC, estimated ms at {MHZ} MHz;")
-        print(f"ratio = instruction fraction / MAC fraction of the widest level ({PRIMARY}); bit-exact = every build")
-        print(f"{'model':13s} {'lvl':>3s} {'MACs':>8s} {'MAC frac':>8s} {'ratio':>6s} {'switch':>6s} {'exact':>5s} "
-              + " ".join(f"{lbl + ' i/c/ms':>20s}" for lbl in labels))  # fmt: skip
+        print(
+            "Cortex-M4, unicorn; per build: instructions/MAC, estimated cycles/MAC, "
+            f"estimated ms at {MHZ} MHz;"
+        )
+        print(
+            f"ratio = instruction fraction / MAC fraction of the widest level ({PRIMARY}); "
+            "bit-exact = every build"
+        )
+        print(
+            f"{'model':13s} {'lvl':>3s} {'MACs':>8s} {'MAC frac':>8s} {'ratio':>6s} {'switch':>6s} "
+            f"{'exact':>5s} " + " ".join(f"{lbl + ' i/c/ms':>20s}" for lbl in labels)
+        )
         for r in (r for r in rows if r["levels"] == kind):
             cells = []
             for lbl in labels:
                 v = r["variants"][lbl]
                 ms = v["cycles"] / (MHZ * 1e3)
-                cells.append(f"{v['instructions'] / r['macs']:5.2f} {v['cycles'] / r['macs']:5.2f} {ms:8.2f}".rjust(20))
-            print(f"{r['model']:13s} {r['level']:3d} {r['macs']:8d} {r['mac_fraction']:8.3f} {r['ratio']:6.3f} "
-                  f"{r['switch_instructions']:6d} {str(r['bit_exact_vs_tflm']):>5s} " + " ".join(cells))  # fmt: skip
+                cells.append(
+                    f"{v['instructions'] / r['macs']:5.2f} {v['cycles'] / r['macs']:5.2f} {ms:8.2f}".rjust(20)
+                )
+            print(
+                f"{r['model']:13s} {r['level']:3d} {r['macs']:8d} {r['mac_fraction']:8.3f} {r['ratio']:6.3f} "
+                f"{r['switch_instructions']:6d} {str(r['bit_exact_vs_tflm']):>5s} " + " ".join(cells)
+            )
             ok &= r["switch_instructions"] <= SWITCH_TARGET and r["bit_exact_vs_tflm"]
             if kind in ("reds", "run"):
                 ok &= abs(r["ratio"] - 1.0) <= PROPORTIONAL_TOL
@@ -558,17 +644,25 @@ def print_models(rows: list[dict]) -> bool:
     full = {r["model"]: r for r in rows if r["levels"] in ("reds", "run") and r["mac_fraction"] == 1.0}
     if "ds_cnn_fmnist" in full:
         r, (o2, os_) = full["ds_cnn_fmnist"], CMSIS_NN["ds_cnn_fmnist full level"]
-        print(f"ds_cnn_fmnist full level, instructions/MAC: ours " + ", ".join(
-            f"{lbl} {r['variants'][lbl]['instructions'] / r['macs']:.2f}" for lbl in labels if lbl in r["variants"])
-            + f"; CMSIS-NN -O2 {o2:.2f}, -Os {os_:.2f}")  # fmt: skip
+        print(
+            "ds_cnn_fmnist full level, instructions/MAC: ours "
+            + ", ".join(
+                f"{lbl} {r['variants'][lbl]['instructions'] / r['macs']:.2f}"
+                for lbl in labels
+                if lbl in r["variants"]
+            )
+            + f"; CMSIS-NN -O2 {o2:.2f}, -Os {os_:.2f}"
+        )
     if "ds_cnn_s" in full:
         r = full["ds_cnn_s"]
         ours = ", ".join(f"{lbl} {r['variants'][lbl]['cycles'] / r['macs']:.2f}" for lbl in labels)
         peers = ", ".join(f"{k} {v:.2f}" for k, v in MLPERF_KWS_CYCLES_PER_MAC.items())
         print(f"KWS DS-CNN-S full level ({r['macs']} MACs), cycles/MAC: ours (estimated) {ours}")
         print(f"  MLPerf Tiny KWS on Cortex-M4F (measured): {peers}")
-    print(f"targets (REDS levels): switching <= {SWITCH_TARGET} instructions, |ratio - 1| <= "
-          f"{PROPORTIONAL_TOL}, bit-exact with tflite-micro: {'MET' if ok else 'NOT MET'}")  # fmt: skip
+    print(
+        f"targets (REDS levels): switching <= {SWITCH_TARGET} instructions, |ratio - 1| <= "
+        f"{PROPORTIONAL_TOL}, bit-exact with tflite-micro: {'MET' if ok else 'NOT MET'}"
+    )
     return ok
 
 

@@ -123,6 +123,11 @@ WIDTH_FUNCS: dict[str, Any] = {
     "div8": lambda v: v // 8,
     "mod8div4": lambda v: v % 8 // 4,
     "mod4": lambda v: v % 4,
+    # the SIMD pointwise tile: an 8-channel asm loop (entered when v >= 8), then 4, then a 3-channel
+    # tail as one SIMD step when a word before it exists (v >= 4), else scalar steps
+    "ge8": lambda v: (v >= 8) * 1,
+    "tail3simd": lambda v: ((v % 4 == 3) * (v >= 4)) * 1,
+    "tail_scalar": lambda v: v % 4 - 3 * ((v % 4 == 3) * (v >= 4)),
     "mod2": lambda v: v % 2,
     "is1": lambda v: (v == 1) * 1,  # a single input channel takes the kernels' scalar path
 }

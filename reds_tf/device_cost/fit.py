@@ -148,7 +148,9 @@ def grid_shapes(kind: str) -> list[Shape]:
         if kind in ("depthwise", "global_pool"):
             out += [make_shape(kind, hw, k, s, c, c, FULL, FULL) for c in ws]
             continue
-        cins = [fixed_in] if fixed_in else ws[::2] + [64]
+        # pointwise: every residue mod 8 beyond the first block too (its SIMD tails differ by residue)
+        extra = [11, 19, 23] if kind == "pointwise" else []
+        cins = [fixed_in] if fixed_in else ws[::2] + extra + [64]
         couts = ws
         full_in = fixed_in or FULL
         out += [make_shape(kind, hw, k, s, a, b, full_in, FULL) for a, b in itertools.product(cins, couts)]

@@ -46,7 +46,9 @@ FEATURES: dict[str, tuple[tuple[str, str, str | None, str | None], ...]] = {
     ),
     "pointwise": (
         ("macs", "px", "w", "w"), ("blocks8", "px", "div8", "even"), ("blocks4", "px", "mod8div4", "even"),
-        ("tail", "px", "mod4", "even"), ("out", "px", None, "w"), ("out_pairs", "px", None, "even"),
+        ("tail", "px", "tail_scalar", "even"),
+        ("tail3", "px", "tail3simd", "even"), ("loop8", "px", "ge8", "even"),
+        ("out", "px", None, "w"), ("out_pairs", "px", None, "even"),
         ("prep", "one", "w", "even"), ("out_c", "one", None, "even"), ("scalar", "px", "is1", "w"),
         ("scalar_rows", "rows", "is1", "w"), ("scalar_c", "one", "is1", "w"), ("out1", "px", None, "is1"),
         ("out1_in", "px", "w", "is1"), ("out1_tail", "px", "mod4", "is1"), ("call1", "one", "is1", None),

@@ -247,7 +247,9 @@ def test_cortex_m4_simd_paths_bit_exact_with_tflm_and_portable(build_dir):
     for i, case in enumerate(cases):
         want = np.asarray(case["expected"]).reshape(-1)
         np.testing.assert_array_equal(_run_case_on_m4(dsp, case), want, err_msg=f"{case['kind']} {i} (DSP)")
-        np.testing.assert_array_equal(_run_case_on_m4(port, case), want, err_msg=f"{case['kind']} {i} (portable)")
+        np.testing.assert_array_equal(
+            _run_case_on_m4(port, case), want, err_msg=f"{case['kind']} {i} (portable)"
+        )
         # Outside TFLM's usual ranges: biases near 2^30 and left shifts take the exact (slow) requantisation.
         case["bias"] = rng.integers(-(2**30), 2**30, size=case["bias"].size).astype(np.int32)
         case["shift"] = rng.integers(-3, 4, size=case["shift"].size).astype(np.int32)
