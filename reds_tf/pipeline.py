@@ -11,6 +11,7 @@ continues an interrupted stage at its next epoch.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,26 @@ def run(
             row["int8_test_accuracy"] = acc
     # Wall time of this call (a resumed run counts only what it redid); stage timings are in state.json.
     results["wall_seconds_this_call"] = round(time.perf_counter() - t0, 1)
+    results["reds_tf"] = {"version": __version__, "git_revision": _git_revision()}
     write_results(rd.root, results)
     rd.mark_done("results")
     return results
+
+
+def _git_revision() -> str | None:
+    """The checkout's commit (with ``+dirty`` for uncommitted changes), so results name their code."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+    except OSError:
+        return None
+    if rev.returncode != 0:
+        return None
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def fingerprint(recipe: Recipe, data_dir: str | Path | None) -> dict[str, Any]:
