@@ -56,6 +56,11 @@ with _quiet_startup():
     import tensorflow as tf
     import tf_keras as keras
 
+if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0"):
+    # The same wish for TensorFlow's Python logger: no INFO lines (each TFLite conversion logs
+    # "Assets written to: /tmp/..." twice); warnings and errors still show.
+    tf.get_logger().setLevel("WARNING")
+
 _REQUIRED_MAJOR = 2
 if int(keras.__version__.split(".")[0]) != _REQUIRED_MAJOR:  # pragma: no cover - install guard
     raise ImportError(
