@@ -439,11 +439,9 @@ def _publish(stage: Path, final: Path) -> None:
 
 
 def _write_firmware(out: Path, paths: list[str], report: ConvertReport) -> None:
-    """Write the firmware's C arena (``c_arena``, owned by the firmware issue) from the level files."""
-    try:
-        from . import c_arena
-    except ImportError:  # pragma: no cover - only while the firmware module is missing
-        return
+    """Write the firmware's C arena (``c_arena``) from the level files."""
+    from . import c_arena
+
     try:
         summary = c_arena.write([Path(p) for p in paths], out)
     except RedsError as e:

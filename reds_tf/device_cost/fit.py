@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..costs import eval_bilinear
 from ..graph import Graph, Op
+from ..runstore import atomic_write_text
 from .model import FEATURES, FORMAT_VERSION, TARGETS, CostModel, data_path, feature_terms, kernel_kind
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -259,12 +259,7 @@ def fit(target: str, build_dir: Path, n_heldout: int = 40, seed: int = 1) -> tup
 def write(model: CostModel, path: Path | None = None) -> Path:
     """Write the model atomically (temp file + rename) to the package's data file or ``path``."""
     p = Path(path) if path is not None else data_path(model.target)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(model.to_dict(), f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, p)
-    return p
+    return atomic_write_text(p, json.dumps(model.to_dict(), indent=1, sort_keys=True) + "\n")
 
 
 def fit_all(targets: Iterable[str] = TARGETS, build_dir: Path | None = None) -> dict[str, dict[str, Any]]:
