@@ -24,7 +24,7 @@ from .errors import NotARedsModelError, RunExistsError
 from .evaluate import accuracy, level_accuracies, level_rows, write_results
 from .plan import WidthPlan
 from .recipe import Recipe
-from .runstore import RunDir, atomic_write_text
+from .runstore import FINGERPRINT_FILE, RunDir, atomic_write_text
 from .steps import (
     StepContext,
     finetune,
@@ -66,8 +66,10 @@ def run(
     fingerprint (resolved recipe incl. schedule, seed and limit; data source; package version);
     resuming a finished run returns its results and changes no file.
     """
-    rd = RunDir(run_dir)
     model_source.check(recipe.model, recipe.model_options)  # a bad model name fails before data loads
+    if model_source.is_file_name(recipe.model) and not (Path(run_dir) / FINGERPRINT_FILE).exists():
+        model_source.load_file(recipe.model)  # an unreadable file fails before the run directory exists
+    rd = RunDir(run_dir)
     rd.claim(fingerprint(recipe, data_dir), resume)
     if resume and rd.is_done("results"):
         log(f"{rd.root} is already complete; nothing to do.")

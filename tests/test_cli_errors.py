@@ -33,6 +33,12 @@ def _ok_recipe(**over: str) -> str:
     return "".join(f"{k}: {v}\n" for k, v in fields.items())
 
 
+def _garbage(tmp: Path) -> Path:
+    p = tmp / "inputs" / "model.keras"
+    p.write_bytes(b"not a keras file")
+    return p
+
+
 def _started_run(tmp: Path, finetuned: bool) -> str:
     d = tmp / "inputs" / "run"
     d.mkdir()
@@ -124,6 +130,18 @@ CASES = [
         lambda t: ["run", "--recipe", str(DEFAULT), "--strategy", "tpu"],
         2,
         "Invalid value for '--strategy'",
+    ),
+    (
+        "model-file-unreadable",
+        lambda t: [
+            "run",
+            "--recipe",
+            _recipe(t, _ok_recipe(model=str(_garbage(t)))),
+            "--run-dir",
+            str(t / "run"),
+        ],
+        1,
+        "Cannot read a Keras model",
     ),
     ("eval-not-a-run", lambda t: ["eval", str(t / "inputs")], 1, "No results.json"),
     ("eval-incomplete-run", lambda t: ["eval", _started_run(t, finetuned=False)], 1, "incomplete run"),
