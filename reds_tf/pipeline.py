@@ -20,6 +20,7 @@ import numpy as np
 
 from . import __version__, convert, model_source, nested, plots, topology, train
 from ._keras import keras
+from .data import augment
 from .errors import NotARedsModelError, RunExistsError
 from .evaluate import accuracy, level_accuracies, level_rows, write_results
 from .plan import WidthPlan
@@ -78,11 +79,18 @@ def run(
     keras.utils.set_random_seed(recipe.seed)
     atomic_write_text(rd.path("recipe.yaml"), recipe.to_yaml())
     strat = make_strategy(strategy)
+    splits, batched = load_data(recipe, data_dir)
     ctx = StepContext(
-        rd, resume=resume, strategy=strat, progress=progress, stop=max_epochs_this_call, log=log
+        rd,
+        resume=resume,
+        strategy=strat,
+        progress=progress,
+        stop=max_epochs_this_call,
+        log=log,
+        seed=recipe.seed,
+        pass_key=splits.pass_key,
     )
 
-    splits, batched = load_data(recipe, data_dir)
     pre = pretrain(recipe, splits, batched, ctx)
     scores = rank(recipe, pre, batched, recipe.importance.method, ctx)
     perm, sorted_scores = permute_model(pre, scores, batched, ctx)
@@ -159,7 +167,7 @@ def evaluate_run(
     notes = []
     if recipe.bn.recalibrate and any(train.is_bn(layer) for layer in model.layers):
         ctx.log("[evaluate] re-estimating per-level BN statistics (comparison only)")
-        pl = per_level_bn(recipe, model, plan, batched)
+        pl = per_level_bn(recipe, model, plan, batched, ctx.pass_key)
         cols["test_accuracy_per_level_bn"] = level_accuracies(
             pl, batched["test"], log=progress("per-level BN")
         )
@@ -216,6 +224,7 @@ def baselines(
             rows = []
             for k in range(plan.num_levels):
                 arch = nested.extract_level(reds_model, k)
+                keras.utils.set_random_seed(train.stage_seed(recipe.seed, f"scratch_level{k}/init"))
                 with ctx.scope():
                     m = keras.models.clone_model(arch)  # same architecture, fresh initial weights
                 epochs = recipe.pretrain.epochs + recipe.finetune.epochs
@@ -229,6 +238,7 @@ def baselines(
                     **sub.fit_options,
                 )
                 if any(train.is_bn(layer) for layer in m.layers):  # as for the pretrained model
+                    augment.set_pass(ctx.pass_key, f"scratch_level{k}", "bn")
                     train.recalibrate_bn(m, batched["train"], recipe.bn.recalibration_batches)
                 rows.append(accuracy(m, batched["test"]))
             lv = level_rows(graph, plan, test_accuracy=rows)

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import costs, data, device_cost, importance, model_source, nested, permute, solve, topology, train
 from ._keras import keras, tf
+from .data import augment
 from .plan import WidthPlan
 from .recipe import Recipe
 from .runstore import RunDir, atomic_path, atomic_write_bytes, atomic_write_text
@@ -47,6 +48,8 @@ class StepContext:
         progress: show per-epoch progress bars.
         stop: train at most this many epochs in this call (None = no limit), for resumable chunks.
         log: called with one line of text per event.
+        seed: the run's seed; each training stage reseeds from (seed, stage) (``train.stage_seed``).
+        pass_key: the training data's pass key (``load_data``): passes are named, not counted.
     """
 
     rd: RunDir
@@ -55,6 +58,8 @@ class StepContext:
     progress: bool = True
     stop: int | None = None
     log: Callable[[str], Any] = print
+    seed: int | None = None
+    pass_key: Any = None
 
     @property
     def fit_options(self) -> dict[str, Any]:
@@ -65,6 +70,8 @@ class StepContext:
             strategy=self.strategy,
             max_epochs_this_call=self.stop,
             progress=self.progress,
+            seed=self.seed,
+            pass_key=self.pass_key,
         )
 
     def scope(self) -> Any:
@@ -80,7 +87,11 @@ class StepContext:
 
 
 def load_data(recipe: Recipe, data_dir: str | Path | None) -> tuple[Any, dict[str, tf.data.Dataset]]:
-    """Load the recipe's dataset; return the splits and their batched versions (train/val/test)."""
+    """Load the recipe's dataset; return the splits and their batched versions (train/val/test).
+
+    ``splits.pass_key`` names each pass over the training data (``augment.set_pass``): steps set it
+    before they read training data, so what a step reads does not depend on earlier reads.
+    """
     d = recipe.data
     splits = data.load(
         recipe.dataset,
@@ -89,6 +100,7 @@ def load_data(recipe: Recipe, data_dir: str | Path | None) -> tuple[Any, dict[st
         seed=recipe.seed,
         limit=d.limit,
         augment=d.augment,
+        pass_key=augment.new_pass_key(),  # exact resume: every pass over train is named (set_pass)
         **d.options,
     )
     out = {}
@@ -126,6 +138,7 @@ def pretrain(
         if ctx.rd.is_done("pretrain"):
             return keras.models.load_model(path, compile=False)
         shape = dict(num_classes=splits.num_classes, input_shape=splits.input_shape)
+        keras.utils.set_random_seed(train.stage_seed(recipe.seed, "pretrain/init"))
         model = model_source.build(recipe.model, recipe.model_options, **shape)
     ctx.log(f"[pretrain] {model.name}: {model.count_params():,} params, {recipe.pretrain.epochs} epochs")
     hist = train.fit(
@@ -161,6 +174,7 @@ def rank(
     if ctx.rd.is_done("importance"):
         return _load_scores(path)
     if method == "taylor":
+        augment.set_pass(ctx.pass_key, "importance")
         scores = importance.taylor_scores(model, batched["train"], num_batches=recipe.importance.num_batches)
     elif method == "magnitude":
         scores = importance.magnitude_scores(model)
@@ -312,15 +326,20 @@ def finetune_per_level_bn(
         training=True,
         **ctx.fit_options,
     )
+    augment.set_pass(ctx.pass_key, stage, "bn")
     train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     nested.save_model(model, path)
     ctx.rd.mark_done(stage, {"history": hist.to_dict()})
     return model
 
 
-def per_level_bn(recipe: Recipe, model: keras.Model, plan: WidthPlan, batched: dict) -> keras.Model:
+def per_level_bn(
+    recipe: Recipe, model: keras.Model, plan: WidthPlan, batched: dict, pass_key: Any = None
+) -> keras.Model:
     """A copy of the fine-tuned model with per-level BN statistics re-estimated on training data."""
+    keras.utils.set_random_seed(train.stage_seed(recipe.seed, "per_level_bn"))
     full = nested.extract_level(model, plan.num_levels - 1)
     pl = nested.make_nested(full, plan, stats_per_level=True)
+    augment.set_pass(pass_key, "per_level_bn")
     train.recalibrate_bn(pl, batched["train"], recipe.bn.recalibration_batches)
     return pl
