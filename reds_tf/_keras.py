@@ -61,6 +61,12 @@ if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") not in ("", "0"):
     # "Assets written to: /tmp/..." twice); warnings and errors still show.
     tf.get_logger().setLevel("WARNING")
 
+# Layers draw their random numbers (dropout masks) from tf.random.Generator objects, whose state is a
+# variable a training checkpoint can hold: a resumed run then draws the masks an uninterrupted one
+# would (train.fit checkpoints them). Keras' default, stateful ops kept inside traced functions, has no
+# state to save. Must be set before any layer is built.
+keras.backend.experimental.enable_tf_random_generator()
+
 _REQUIRED_MAJOR = 2
 if int(keras.__version__.split(".")[0]) != _REQUIRED_MAJOR:  # pragma: no cover - install guard
     raise ImportError(

@@ -16,22 +16,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import __version__, convert, model_source, nested, plots, topology, train
+from . import __version__, model_source, nested, plots, topology, train
 from ._keras import keras
 from .errors import NotARedsModelError, RunExistsError
-from .evaluate import accuracy, level_accuracies, level_rows, write_results
+from .evaluate import level_accuracies, level_rows, write_results
 from .plan import WidthPlan
 from .recipe import Recipe
 from .runstore import FINGERPRINT_FILE, RunDir, atomic_write_text
 from .steps import (
     StepContext,
+    baselines,
+    convert_run,
+    evaluate_run,
     finetune,
     finetune_per_level_bn,
     load_data,
     make_strategy,
-    per_level_bn,
     permute_model,
     pretrain,
     rank,
@@ -39,14 +39,6 @@ from .steps import (
 )
 
 __all__ = ["RunExistsError", "evaluate_dir", "load_data", "make_strategy", "run"]
-
-BN_NOTE = (
-    "Per-level BN columns are measured for comparison only: each level would need its own folded int8 "
-    "weights on the device, so they cannot share one weight arena; model.keras and converted/ use the "
-    "shared-BN model. 'recalibrated' re-estimates per-level statistics of the shared-BN fine-tuned "
-    "weights (which were adapted to the frozen statistics); 'fine-tuned' trains a second copy with "
-    "per-level statistics in training mode (slimmable networks), when bn.per_level_finetune is set."
-)
 
 
 def run(
@@ -78,11 +70,18 @@ def run(
     keras.utils.set_random_seed(recipe.seed)
     atomic_write_text(rd.path("recipe.yaml"), recipe.to_yaml())
     strat = make_strategy(strategy)
+    splits, batched = load_data(recipe, data_dir)
     ctx = StepContext(
-        rd, resume=resume, strategy=strat, progress=progress, stop=max_epochs_this_call, log=log
+        rd,
+        resume=resume,
+        strategy=strat,
+        progress=progress,
+        stop=max_epochs_this_call,
+        log=log,
+        seed=recipe.seed,
+        pass_key=splits.pass_key,
     )
 
-    splits, batched = load_data(recipe, data_dir)
     pre = pretrain(recipe, splits, batched, ctx)
     scores = rank(recipe, pre, batched, recipe.importance.method, ctx)
     perm, sorted_scores = permute_model(pre, scores, batched, ctx)
@@ -134,149 +133,6 @@ def fingerprint(recipe: Recipe, data_dir: str | Path | None) -> dict[str, Any]:
         "model_file_sha256": model_source.digest(recipe.model),
         "reds_tf": __version__,
     }
-
-
-def evaluate_run(
-    recipe: Recipe,
-    splits: Any,
-    batched: dict,
-    pre: keras.Model,
-    model: keras.Model,
-    graph: Any,
-    plan: WidthPlan,
-    report: dict,
-    ctx: StepContext,
-    trained_plbn: keras.Model | None = None,
-) -> dict[str, Any]:
-    """Per-level validation and test accuracy plus exact costs; the nested vs extracted-model check."""
-
-    def progress(what: str) -> Any:
-        return lambda line: ctx.log(f"[evaluate] {what} {line}")
-
-    val = level_accuracies(model, batched["val"], log=progress("validation"))
-    test = level_accuracies(model, batched["test"], log=progress("test"))
-    cols: dict[str, Any] = {"val_accuracy": val, "test_accuracy": test}
-    notes = []
-    if recipe.bn.recalibrate and any(train.is_bn(layer) for layer in model.layers):
-        ctx.log("[evaluate] re-estimating per-level BN statistics (comparison only)")
-        pl = per_level_bn(recipe, model, plan, batched)
-        cols["test_accuracy_per_level_bn"] = level_accuracies(
-            pl, batched["test"], log=progress("per-level BN")
-        )
-    if trained_plbn is not None:
-        cols["test_accuracy_per_level_bn_trained"] = level_accuracies(
-            trained_plbn, batched["test"], log=progress("per-level BN fine-tuned")
-        )
-    if len(cols) > 2:
-        notes.append(BN_NOTE)
-    x = next(iter(batched["test"]))[0]
-    agree = []
-    for k in range(plan.num_levels):
-        nested.set_level(model, k)
-        ref = model(x, training=False).numpy()
-        agree.append(float(np.max(np.abs(ref - nested.extract_level(model, k)(x, training=False).numpy()))))
-    nested.set_level(model, plan.num_levels - 1)
-    results = {
-        "recipe": recipe.name,
-        "model": recipe.model,
-        "dataset": recipe.dataset,
-        "synthetic_data": bool(splits.info.get("synthetic")),
-        "schedule": recipe.schedule,
-        "seed": recipe.seed,
-        "importance": recipe.importance.method,
-        "data": {"sizes": dict(splits.sizes), "num_classes": splits.num_classes, "info": splits.info},
-        "pretrained": {
-            "test_accuracy": accuracy(pre, batched["test"]),
-            "val_accuracy": accuracy(pre, batched["val"]),
-        },
-        "levels": level_rows(graph, plan, **cols),
-        "extract_level_max_abs_diff": agree,
-        "permute_max_abs_diff": ctx.rd.done_info("permute").get("max_abs_diff"),
-        "loss_weights": ctx.rd.done_info("finetune").get("loss_weights"),
-        "solver": {k: v for k, v in report.items() if k != "plan"},
-        "notes": notes,
-    }
-    return results
-
-
-def baselines(
-    recipe: Recipe,
-    pre: keras.Model,
-    reds_model: keras.Model,
-    graph: Any,
-    plan: WidthPlan,
-    batched: dict,
-    ctx: StepContext,
-) -> dict[str, Any]:
-    """The paper's comparisons: REDS with magnitude / random ranking, and each level trained from scratch."""
-    out: dict[str, Any] = {}
-    for name in recipe.baselines:
-        sub = ctx.in_dir(RunDir(ctx.rd.root / "baselines" / name))
-        if name == "scratch":
-            rows = []
-            for k in range(plan.num_levels):
-                arch = nested.extract_level(reds_model, k)
-                with ctx.scope():
-                    m = keras.models.clone_model(arch)  # same architecture, fresh initial weights
-                epochs = recipe.pretrain.epochs + recipe.finetune.epochs
-                train.fit(
-                    m,
-                    batched["train"],
-                    batched["val"],
-                    recipe.pretrain,
-                    stage=f"scratch_level{k}",
-                    epochs=epochs,
-                    **sub.fit_options,
-                )
-                if any(train.is_bn(layer) for layer in m.layers):  # as for the pretrained model
-                    train.recalibrate_bn(m, batched["train"], recipe.bn.recalibration_batches)
-                rows.append(accuracy(m, batched["test"]))
-            lv = level_rows(graph, plan, test_accuracy=rows)
-        else:
-            scores = rank(recipe, pre, batched, name, sub)
-            perm, sorted_scores = permute_model(pre, scores, batched, sub)
-            g, p, _ = solve_plan(recipe, perm, sorted_scores, sub)
-            m = finetune(recipe, perm, p, g, batched, sub, stage="finetune")
-            lv = level_rows(g, p, test_accuracy=level_accuracies(m, batched["test"]))
-        out[name] = {
-            "levels": [{k: r[k] for k in ("level", "macs", "macs_pct", "test_accuracy")} for r in lv]
-        }
-        ctx.log(f"[baseline {name}] " + ", ".join(f"{100 * r['test_accuracy']:.2f}%" for r in lv))
-    return out
-
-
-def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
-    """Convert the shared-BN nested model to int8 TFLite (when the recipe enables it)."""
-    rd, log = ctx.rd, ctx.log
-    if not recipe.convert.enabled:
-        return None
-    if rd.is_done("convert"):
-        return rd.done_info("convert")
-    report = convert.convert(
-        rd.path("model.keras"),
-        rd.path("converted"),
-        levels="all",
-        # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
-        # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
-        # reshuffled and augmented on every pass).
-        calibration=batched["val"],
-        calibration_samples=recipe.convert.calibration_samples,
-        test_data=batched["test"],
-        verify=recipe.convert.verify,
-        calibration_mode=recipe.convert.calibration_mode,
-        log=log,
-    )
-    rep = report.to_dict()
-    summary = {
-        "out_dir": str(rd.path("converted")),
-        "bundle_bytes": rep.get("bundle_bytes"),
-        "naive_sum_bytes": rep.get("naive_sum_bytes"),
-        "full_standalone_bytes": rep.get("full_standalone_bytes"),
-        "int8_accuracy": [lv.get("int8_accuracy") for lv in rep.get("levels", [])],
-    }
-    rd.mark_done("convert", summary)
-    log(f"[convert] wrote {rd.path('converted')}: bundle {summary['bundle_bytes']} B")
-    return summary
 
 
 def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None) -> list[dict]:

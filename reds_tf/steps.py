@@ -1,10 +1,10 @@
 """The pipeline's steps, one function each, every one resumable from its run directory.
 
-``pretrain``, ``rank`` (importance), ``permute_model``, ``solve_plan``, ``finetune`` (joint, shared BN)
-and the per-level BN variants. A step that ``state.json`` records as done loads its artifact instead
-of recomputing it; training steps resume at the epoch after their last checkpoint. Each resumable
-step takes one ``StepContext`` (run directory, resume, strategy, progress, epoch limit, log) as its
-last positional argument.
+``pretrain``, ``rank`` (importance), ``permute_model``, ``solve_plan``, ``finetune`` (joint, shared BN),
+the per-level BN variants, ``evaluate_run``, ``baselines`` and ``convert_run``. A step that
+``state.json`` records as done loads its artifact instead of recomputing it; training steps resume at
+the epoch after their last checkpoint. Each resumable step takes one ``StepContext`` (run directory,
+resume, strategy, progress, epoch limit, log, seed, data pass key) as its last positional argument.
 ``reds_tf.pipeline.run`` calls them in the method's order.
 """
 
@@ -20,8 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from . import costs, data, device_cost, importance, model_source, nested, permute, solve, topology, train
+from . import (
+    convert,
+    costs,
+    data,
+    device_cost,
+    importance,
+    model_source,
+    nested,
+    permute,
+    solve,
+    topology,
+    train,
+)
 from ._keras import keras, tf
+from .data import augment
+from .evaluate import accuracy, level_accuracies, level_rows
 from .plan import WidthPlan
 from .recipe import Recipe
 from .runstore import RunDir, atomic_path, atomic_write_bytes, atomic_write_text
@@ -47,6 +61,8 @@ class StepContext:
         progress: show per-epoch progress bars.
         stop: train at most this many epochs in this call (None = no limit), for resumable chunks.
         log: called with one line of text per event.
+        seed: the run's seed; each training stage reseeds from (seed, stage) (``train.stage_seed``).
+        pass_key: the training data's pass key (``load_data``): passes are named, not counted.
     """
 
     rd: RunDir
@@ -55,6 +71,8 @@ class StepContext:
     progress: bool = True
     stop: int | None = None
     log: Callable[[str], Any] = print
+    seed: int | None = None
+    pass_key: Any = None
 
     @property
     def fit_options(self) -> dict[str, Any]:
@@ -65,6 +83,8 @@ class StepContext:
             strategy=self.strategy,
             max_epochs_this_call=self.stop,
             progress=self.progress,
+            seed=self.seed,
+            pass_key=self.pass_key,
         )
 
     def scope(self) -> Any:
@@ -80,7 +100,11 @@ class StepContext:
 
 
 def load_data(recipe: Recipe, data_dir: str | Path | None) -> tuple[Any, dict[str, tf.data.Dataset]]:
-    """Load the recipe's dataset; return the splits and their batched versions (train/val/test)."""
+    """Load the recipe's dataset; return the splits and their batched versions (train/val/test).
+
+    ``splits.pass_key`` names each pass over the training data (``augment.set_pass``): steps set it
+    before they read training data, so what a step reads does not depend on earlier reads.
+    """
     d = recipe.data
     splits = data.load(
         recipe.dataset,
@@ -89,6 +113,7 @@ def load_data(recipe: Recipe, data_dir: str | Path | None) -> tuple[Any, dict[st
         seed=recipe.seed,
         limit=d.limit,
         augment=d.augment,
+        pass_key=augment.new_pass_key(),  # exact resume: every pass over train is named (set_pass)
         **d.options,
     )
     out = {}
@@ -126,6 +151,7 @@ def pretrain(
         if ctx.rd.is_done("pretrain"):
             return keras.models.load_model(path, compile=False)
         shape = dict(num_classes=splits.num_classes, input_shape=splits.input_shape)
+        keras.utils.set_random_seed(train.stage_seed(recipe.seed, "pretrain/init"))
         model = model_source.build(recipe.model, recipe.model_options, **shape)
     ctx.log(f"[pretrain] {model.name}: {model.count_params():,} params, {recipe.pretrain.epochs} epochs")
     hist = train.fit(
@@ -161,6 +187,7 @@ def rank(
     if ctx.rd.is_done("importance"):
         return _load_scores(path)
     if method == "taylor":
+        augment.set_pass(ctx.pass_key, "importance")
         scores = importance.taylor_scores(model, batched["train"], num_batches=recipe.importance.num_batches)
     elif method == "magnitude":
         scores = importance.magnitude_scores(model)
@@ -312,15 +339,177 @@ def finetune_per_level_bn(
         training=True,
         **ctx.fit_options,
     )
+    augment.set_pass(ctx.pass_key, stage, "bn")
     train.recalibrate_bn(model, batched["train"], recipe.bn.recalibration_batches)
     nested.save_model(model, path)
     ctx.rd.mark_done(stage, {"history": hist.to_dict()})
     return model
 
 
-def per_level_bn(recipe: Recipe, model: keras.Model, plan: WidthPlan, batched: dict) -> keras.Model:
+def per_level_bn(
+    recipe: Recipe, model: keras.Model, plan: WidthPlan, batched: dict, pass_key: Any = None
+) -> keras.Model:
     """A copy of the fine-tuned model with per-level BN statistics re-estimated on training data."""
+    keras.utils.set_random_seed(train.stage_seed(recipe.seed, "per_level_bn"))
     full = nested.extract_level(model, plan.num_levels - 1)
     pl = nested.make_nested(full, plan, stats_per_level=True)
+    augment.set_pass(pass_key, "per_level_bn")
     train.recalibrate_bn(pl, batched["train"], recipe.bn.recalibration_batches)
     return pl
+
+
+# --- evaluate, baselines, convert ----------------------------------------------------------------
+
+
+BN_NOTE = (
+    "Per-level BN columns are measured for comparison only: each level would need its own folded int8 "
+    "weights on the device, so they cannot share one weight arena; model.keras and converted/ use the "
+    "shared-BN model. 'recalibrated' re-estimates per-level statistics of the shared-BN fine-tuned "
+    "weights (which were adapted to the frozen statistics); 'fine-tuned' trains a second copy with "
+    "per-level statistics in training mode (slimmable networks), when bn.per_level_finetune is set."
+)
+
+
+def evaluate_run(
+    recipe: Recipe,
+    splits: Any,
+    batched: dict,
+    pre: keras.Model,
+    model: keras.Model,
+    graph: Any,
+    plan: WidthPlan,
+    report: dict,
+    ctx: StepContext,
+    trained_plbn: keras.Model | None = None,
+) -> dict[str, Any]:
+    """Per-level validation and test accuracy plus exact costs; the nested vs extracted-model check."""
+
+    def progress(what: str) -> Any:
+        return lambda line: ctx.log(f"[evaluate] {what} {line}")
+
+    val = level_accuracies(model, batched["val"], log=progress("validation"))
+    test = level_accuracies(model, batched["test"], log=progress("test"))
+    cols: dict[str, Any] = {"val_accuracy": val, "test_accuracy": test}
+    notes = []
+    if recipe.bn.recalibrate and any(train.is_bn(layer) for layer in model.layers):
+        ctx.log("[evaluate] re-estimating per-level BN statistics (comparison only)")
+        pl = per_level_bn(recipe, model, plan, batched, ctx.pass_key)
+        cols["test_accuracy_per_level_bn"] = level_accuracies(
+            pl, batched["test"], log=progress("per-level BN")
+        )
+    if trained_plbn is not None:
+        cols["test_accuracy_per_level_bn_trained"] = level_accuracies(
+            trained_plbn, batched["test"], log=progress("per-level BN fine-tuned")
+        )
+    if len(cols) > 2:
+        notes.append(BN_NOTE)
+    x = next(iter(batched["test"]))[0]
+    agree = []
+    for k in range(plan.num_levels):
+        nested.set_level(model, k)
+        ref = model(x, training=False).numpy()
+        agree.append(float(np.max(np.abs(ref - nested.extract_level(model, k)(x, training=False).numpy()))))
+    nested.set_level(model, plan.num_levels - 1)
+    results = {
+        "recipe": recipe.name,
+        "model": recipe.model,
+        "dataset": recipe.dataset,
+        "synthetic_data": bool(splits.info.get("synthetic")),
+        "schedule": recipe.schedule,
+        "seed": recipe.seed,
+        "importance": recipe.importance.method,
+        "data": {"sizes": dict(splits.sizes), "num_classes": splits.num_classes, "info": splits.info},
+        "pretrained": {
+            "test_accuracy": accuracy(pre, batched["test"]),
+            "val_accuracy": accuracy(pre, batched["val"]),
+        },
+        "levels": level_rows(graph, plan, **cols),
+        "extract_level_max_abs_diff": agree,
+        "permute_max_abs_diff": ctx.rd.done_info("permute").get("max_abs_diff"),
+        "loss_weights": ctx.rd.done_info("finetune").get("loss_weights"),
+        "solver": {k: v for k, v in report.items() if k != "plan"},
+        "notes": notes,
+    }
+    return results
+
+
+def baselines(
+    recipe: Recipe,
+    pre: keras.Model,
+    reds_model: keras.Model,
+    graph: Any,
+    plan: WidthPlan,
+    batched: dict,
+    ctx: StepContext,
+) -> dict[str, Any]:
+    """The paper's comparisons: REDS with magnitude / random ranking, and each level trained from scratch."""
+    out: dict[str, Any] = {}
+    for name in recipe.baselines:
+        sub = ctx.in_dir(RunDir(ctx.rd.root / "baselines" / name))
+        if name == "scratch":
+            rows = []
+            for k in range(plan.num_levels):
+                arch = nested.extract_level(reds_model, k)
+                keras.utils.set_random_seed(train.stage_seed(recipe.seed, f"scratch_level{k}/init"))
+                with ctx.scope():
+                    m = keras.models.clone_model(arch)  # same architecture, fresh initial weights
+                epochs = recipe.pretrain.epochs + recipe.finetune.epochs
+                train.fit(
+                    m,
+                    batched["train"],
+                    batched["val"],
+                    recipe.pretrain,
+                    stage=f"scratch_level{k}",
+                    epochs=epochs,
+                    **sub.fit_options,
+                )
+                if any(train.is_bn(layer) for layer in m.layers):  # as for the pretrained model
+                    augment.set_pass(ctx.pass_key, f"scratch_level{k}", "bn")
+                    train.recalibrate_bn(m, batched["train"], recipe.bn.recalibration_batches)
+                rows.append(accuracy(m, batched["test"]))
+            lv = level_rows(graph, plan, test_accuracy=rows)
+        else:
+            scores = rank(recipe, pre, batched, name, sub)
+            perm, sorted_scores = permute_model(pre, scores, batched, sub)
+            g, p, _ = solve_plan(recipe, perm, sorted_scores, sub)
+            m = finetune(recipe, perm, p, g, batched, sub, stage="finetune")
+            lv = level_rows(g, p, test_accuracy=level_accuracies(m, batched["test"]))
+        out[name] = {
+            "levels": [{k: r[k] for k in ("level", "macs", "macs_pct", "test_accuracy")} for r in lv]
+        }
+        ctx.log(f"[baseline {name}] " + ", ".join(f"{100 * r['test_accuracy']:.2f}%" for r in lv))
+    return out
+
+
+def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
+    """Convert the shared-BN nested model to int8 TFLite (when the recipe enables it)."""
+    rd, log = ctx.rd, ctx.log
+    if not recipe.convert.enabled:
+        return None
+    if rd.is_done("convert"):
+        return rd.done_info("convert")
+    report = convert.convert(
+        rd.path("model.keras"),
+        rd.path("converted"),
+        levels="all",
+        # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
+        # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
+        # reshuffled and augmented on every pass).
+        calibration=batched["val"],
+        calibration_samples=recipe.convert.calibration_samples,
+        test_data=batched["test"],
+        verify=recipe.convert.verify,
+        calibration_mode=recipe.convert.calibration_mode,
+        log=log,
+    )
+    rep = report.to_dict()
+    summary = {
+        "out_dir": str(rd.path("converted")),
+        "bundle_bytes": rep.get("bundle_bytes"),
+        "naive_sum_bytes": rep.get("naive_sum_bytes"),
+        "full_standalone_bytes": rep.get("full_standalone_bytes"),
+        "int8_accuracy": [lv.get("int8_accuracy") for lv in rep.get("levels", [])],
+    }
+    rd.mark_done("convert", summary)
+    log(f"[convert] wrote {rd.path('converted')}: bundle {summary['bundle_bytes']} B")
+    return summary

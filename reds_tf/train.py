@@ -10,13 +10,16 @@ fine-tuning (forward in inference mode, gamma/beta excluded), then a short stage
 ``recalibrate_bn`` re-estimates statistics per level on training data for nested models built with
 ``stats_per_level=True`` (the slimmable-networks improvement the pipeline measures against it).
 
-Every stage checkpoints after each epoch (atomically, via ``runstore``) and resumes at the next epoch.
-Model selection uses the validation split only.
+Every stage checkpoints after each epoch (atomically, via ``runstore``) and resumes at the next epoch,
+exactly: given ``seed`` and a data ``pass_key``, a stage's random numbers and data passes are functions of
+(seed, stage, epoch) and of what its checkpoint holds (weights, optimizer, the layers' random generators),
+never of what the process did before. Model selection uses the validation split only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import time
@@ -28,6 +31,7 @@ import numpy as np
 
 from . import nested
 from ._keras import keras, tf
+from .data.augment import set_pass
 from .errors import RedsError
 from .evaluate import accuracy, level_accuracies
 from .runstore import RunDir, atomic_dir
@@ -247,6 +251,8 @@ def fit(
     max_epochs_this_call: int | None = None,
     progress: bool = True,
     bn_batches: int = 0,
+    seed: int | None = None,
+    pass_key: tf.Variable | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` (default ``cfg.epochs``) epochs on batched ``train``.
 
@@ -262,19 +268,27 @@ def fit(
     weights by far more than an epoch on short schedules (momentum 0.99; BN makes the preceding
     weights' scale drift quickly), which put validation at chance while the loss fell, so early
     stopping kept the wrong epoch. The re-estimated statistics are also the ones checkpointed.
+
+    Exact resume: with ``seed`` the stage reseeds Python, NumPy and TensorFlow from (seed, stage) before
+    anything random happens, and the layers' random generators are checkpointed with the weights; with
+    ``pass_key`` (the loaders' option) every epoch's data pass is named (stage, epoch) by ``set_pass``.
+    A stage killed after any epoch and resumed then trains exactly as an uninterrupted one.
     """
     epochs = cfg.epochs if epochs is None else epochs
     hist = History(stage)
     if epochs <= 0:
         return hist
     t0 = time.perf_counter()
+    if seed is not None:
+        keras.utils.set_random_seed(stage_seed(seed, stage))
     steps = num_batches(train) or 1
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         optimizer = make_optimizer(cfg, steps, learning_rate)
         variables = list(variables if variables is not None else model.trainable_variables)
         optimizer.build(variables)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        generators = random_generators(model)
+    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, rng=generators)
     best = tf.train.Checkpoint(model=model)
     start = 0
     if run is not None and resume:
@@ -290,8 +304,10 @@ def fit(
     done_now = 0
     best_weights: list[np.ndarray] | None = None
     for epoch in range(start + 1, epochs + 1):
+        set_pass(pass_key, stage, epoch)
         losses = _run_epoch(step, data, steps, f"{stage} {epoch}/{epochs}", progress)
         if bn_batches and training and levels is None and any(is_bn(layer) for layer in model.layers):
+            set_pass(pass_key, stage, epoch, "bn")
             recalibrate_bn(model, train, bn_batches)
         score = _score(model, val, levels)
         rec = {"epoch": epoch, "loss": losses, "val": score, "lr": float(_lr(optimizer))}
@@ -338,6 +354,26 @@ def fit(
     hist.iterations = int(optimizer.iterations.numpy())
     hist.seconds = time.perf_counter() - t0
     return hist
+
+
+def stage_seed(seed: int, stage: str) -> int:
+    """The seed of one training stage: a function of the run's seed and the stage's name only."""
+    digest = hashlib.sha256(f"{seed}|{stage}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") >> 1
+
+
+def random_generators(model: keras.Model) -> dict[str, tf.random.Generator]:
+    """The ``tf.random.Generator`` of every layer that draws random numbers (dropout), created now (Keras
+    makes them lazily, on the first call) so that a checkpoint can restore them before training starts."""
+    out = {}
+    for layer in model.submodules:
+        rng = getattr(layer, "_random_generator", None)
+        if rng is None or not hasattr(rng, "_maybe_init"):
+            continue
+        rng._maybe_init()
+        if getattr(rng, "_generator", None) is not None:
+            out[f"{len(out)}_{layer.name}"] = rng._generator
+    return out
 
 
 def _lr(optimizer: Any) -> float:

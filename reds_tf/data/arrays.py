@@ -29,14 +29,15 @@ def splits_from_arrays(
     augment_fn: Callable | None,
     shuffle: bool,
     info: dict[str, Any],
+    pass_key: Any = None,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     pixel_scale: float | None = 255.0,
 ) -> Splits:
     """Carve a stratified validation split from the training arrays and wrap all three in tf.data.
 
     ``augment_fn(image float [H,W,C] in [0,1], seed int64[2]) -> image`` runs on training only.
-    ``val`` = (x, y) arrays of a given validation split (then nothing is carved); x is divided by
-    ``pixel_scale`` (None: kept as it is, as float32).
+    ``pass_key``: see ``augment.shuffled_with_seeds``. ``val`` = (x, y) arrays of a given validation
+    split (then nothing is carved); x is divided by ``pixel_scale`` (None: kept as it is, as float32).
     """
     if val is None:
         keep, carved = stratified_carve(y_train, validation_fraction, seed)
@@ -72,12 +73,19 @@ def splits_from_arrays(
                     len(ids),
                     seed=seed,
                     shuffle=shuffle,
+                    pass_key=pass_key,
                     augment_fn=aug,
                     preprocess_fn=lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)),
                 )
             else:
                 ds = finish_train(
-                    ds, len(ids), seed=seed, shuffle=shuffle, augment_fn=None, preprocess_fn=scale
+                    ds,
+                    len(ids),
+                    seed=seed,
+                    shuffle=shuffle,
+                    pass_key=pass_key,
+                    augment_fn=None,
+                    preprocess_fn=scale,
                 )
         else:
             ds = ds.map(scale)
@@ -97,6 +105,7 @@ def splits_from_arrays(
         "class_counts": counts,
     }
     return Splits(
+        pass_key=pass_key,
         train=datasets["train"],
         val=datasets["val"],
         test=datasets["test"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,7 @@ def load(
     limit: int | None = None,
     augment: bool = True,
     shuffle: bool = True,
+    pass_key: Any = None,
 ) -> Splits:
     """CIFAR-10 as :class:`Splits` (see the module docstring)."""
     from reds_tf.data.arrays import splits_from_arrays
@@ -92,6 +94,7 @@ def load(
         limit=limit,
         augment_fn=(lambda im, s: shift_flip_image(im, s, pad=4)) if augment else None,
         shuffle=shuffle,
+        pass_key=pass_key,
         info={
             "dataset": "cifar10",
             "source": str(find_cifar10(data_dir)),

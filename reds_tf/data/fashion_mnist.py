@@ -11,6 +11,7 @@ import gzip
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,6 +97,7 @@ def load(
     limit: int | None = None,
     augment: bool = True,
     shuffle: bool = True,
+    pass_key: Any = None,
 ) -> Splits:
     """Fashion-MNIST as :class:`Splits` (see the module docstring)."""
     from reds_tf.data.arrays import splits_from_arrays  # TF-importing helpers only when loading
@@ -113,6 +115,7 @@ def load(
         limit=limit,
         augment_fn=(lambda im, s: shift_flip_image(im, s, pad=2)) if augment else None,
         shuffle=shuffle,
+        pass_key=pass_key,
         info={
             "dataset": "fashion_mnist",
             "source": str(find_fashion_mnist(data_dir)),

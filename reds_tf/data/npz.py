@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +70,7 @@ def load(
     limit: int | None = None,
     augment: bool = True,
     shuffle: bool = True,
+    pass_key: Any = None,
 ) -> Splits:
     """The ``.npz`` splits in ``data_dir`` as :class:`Splits` (``augment`` is recorded as not applied)."""
     from reds_tf.data.arrays import splits_from_arrays  # TF-importing helpers only when loading
@@ -102,6 +104,7 @@ def load(
         limit=limit,
         augment_fn=None,
         shuffle=shuffle,
+        pass_key=pass_key,
         info={
             "dataset": "npz",
             "source": str(root),

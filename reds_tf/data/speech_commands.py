@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from reds_tf._keras import tf
-from reds_tf.data.augment import AUTOTUNE
+from reds_tf.data.augment import AUTOTUNE, shuffled_with_seeds
 from reds_tf.data.layout import find_speech_commands, layout_error
 from reds_tf.data.mfcc import CLIP_SAMPLES, SAMPLE_RATE, MfccConfig, feature_config, mfcc
 from reds_tf.data.speech_commands_index import CLASS_NAMES, SILENCE_LABEL, SPLITS, build_index
@@ -169,6 +169,7 @@ def load(
     limit: int | None = None,
     augment: bool = True,
     shuffle: bool = True,
+    pass_key: Any = None,
     feature: str = "mfcc_49x10",
     silence_percentage: float = 10.0,
     unknown_percentage: float = 10.0,
@@ -214,19 +215,19 @@ def load(
         sizes[split] = len(files)
         if train_aug:
             ds = _cache(ds, cache, f"sc_{key}_{split}_audio")
-            if shuffle:
-                ds = ds.shuffle(max(1, min(len(files), 20_000)), seed=seed, reshuffle_each_iteration=True)
-            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = shuffled_with_seeds(ds, len(files), seed=seed, shuffle=shuffle, pass_key=pass_key)
             aug = _augment_fn(
                 cfg, bank, time_shift=time_shift, volume=background_volume, frequency=background_frequency
             )
-            ds = tf.data.Dataset.zip((ds.batch(_BATCH), seeds)).map(aug, num_parallel_calls=AUTOTUNE)
+            # one seed per batch of clips: the first clip's
+            ds = ds.batch(_BATCH).map(lambda xy, s, aug=aug: aug(xy, s[0]), num_parallel_calls=AUTOTUNE)
             ds = ds.unbatch()
         else:
             ds = ds.batch(_BATCH).map(_features(cfg), num_parallel_calls=AUTOTUNE).unbatch()
             ds = _cache(ds, cache, f"sc_{key}_{split}_features")
             if split == "train" and shuffle:
-                ds = ds.shuffle(max(1, min(len(files), 20_000)), seed=seed, reshuffle_each_iteration=True)
+                ds = shuffled_with_seeds(ds, len(files), seed=seed, shuffle=True, pass_key=pass_key)
+                ds = ds.map(lambda xy, _s: xy)
         datasets[split] = ds.prefetch(AUTOTUNE) if split == "train" else ds
     info: dict[str, Any] = {
         "dataset": "speech_commands",
@@ -252,6 +253,7 @@ def load(
         "class_counts": {s: class_counts(index.labels[s], len(CLASS_NAMES)) for s in SPLITS},
     }
     return Splits(
+        pass_key=pass_key,
         train=datasets["train"],
         val=datasets["val"],
         test=datasets["test"],

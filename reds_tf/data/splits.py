@@ -32,6 +32,7 @@ class Splits:
     class_names: list[str]
     sizes: dict[str, int]
     info: dict[str, Any] = field(default_factory=dict)
+    pass_key: Any = None  # the ``pass_key`` option it was loaded with (``augment.set_pass`` names passes)
 
 
 def stratified_carve(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

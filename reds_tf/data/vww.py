@@ -118,6 +118,7 @@ def load(
     limit: int | None = None,
     augment: bool = True,
     shuffle: bool = True,
+    pass_key: Any = None,
     test_percentage: float = 10.0,
     cache: str | os.PathLike | None = "memory",
 ) -> Splits:
@@ -172,6 +173,7 @@ def load(
                 len(labels[split]),
                 seed=seed,
                 shuffle=shuffle,
+                pass_key=pass_key,
                 augment_fn=_augment if augment else None,
                 preprocess_fn=_preprocess,
             ).prefetch(AUTOTUNE)
@@ -194,6 +196,7 @@ def load(
         "class_counts": {s: class_counts(v, 2) for s, v in labels.items()},
     }
     return Splits(
+        pass_key=pass_key,
         train=datasets["train"],
         val=datasets["val"],
         test=datasets["test"],
