@@ -146,12 +146,6 @@ def test_cli_bad_device_budgets_name_the_option(scores_file, args, option):
 
 @needs_arm
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: after the depthwise/pointwise kernel changes the 25 % level (widths 1/60/38/1/64) "
-    "runs 6.5 % above its prediction in the blob while its kernels measured one by one match within 0.1 %; "
-    "the other levels match within 0.3 %",
-)
 def test_latency_plan_of_the_default_model_fits_when_its_blob_runs(tmp_path):
     """The whole path: sorted default model, latency budgets at 25/50/75/100 % of the full level's predicted
     cycles, per-level int8 conversion, one blob, reds_invoke in the emulator (bit-exact with TFLM)."""

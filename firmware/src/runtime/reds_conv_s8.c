@@ -318,27 +318,55 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
 #endif /* REDS_DSP */
 
 #if REDS_DSP
+/* How pw1_run clamps (a constant at every call site): PW1_SAT8, the clamp is [-128, 127] (one SSAT);
+ * PW1_FLOOR, it is [act_min, 127] (ReLU whose zero point is above -128): act_min is folded into the
+ * rounding constant, so the shifted value is v - act_min, and USAT to [0, 255], + act_min, SSAT give
+ * min(max(v, act_min), 127) in three instructions; PW1_CLAMP, any other [act_min, act_max]. */
+enum { PW1_SAT8, PW1_FLOOR, PW1_CLAMP };
+
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int8_t pw1_out(int32_t v, int32_t act_min, int32_t act_max, const int mode)
+{
+    if (mode == PW1_FLOOR) {
+        return (int8_t)reds_ssat8(reds_usat8(v) + act_min);
+    }
+    v = reds_ssat8(v);
+    if (mode == PW1_CLAMP) {
+        v = v < act_min ? act_min : v;
+        v = v > act_max ? act_max : v;
+    }
+    return (int8_t)v;
+}
+
 /* One output channel of a pointwise convolution with one input channel on a DSP core, all pixels
  * contiguous (stride 1 over the whole image): four pixels per word. acc = b0 + w0 (x + in_off) = c0 + w0 x,
  * and the requantisation's doubling (reds_rq_fast_x2) is folded into the 16-bit weight lane and the
- * constant, as 2 |acc| < 2^31 under reds_rq_fold_ok: per output one SMLAxB, the requantisation, SSAT and
- * STRB. Sums modulo 2^32, as pw_channel's. */
-static void pw1_run(const int8_t *x, int32_t n, int8_t *o, int32_t out_c, int32_t w0, int32_t b0, int32_t in_off,
-                    const reds_rq rq, int32_t out_off)
+ * constant, as 2 |acc| < 2^31 under reds_rq_fold_ok: per output one SMLAxB, the requantisation, the clamp
+ * (pw1_out) and STRB. `fold_off` is the offset folded into the rounding constant: the output zero point,
+ * minus act_min for PW1_FLOOR. Sums modulo 2^32, as pw_channel's. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pw1_run(const int8_t *x, int32_t n, int8_t *o, int32_t out_c, int32_t w0, int32_t b0,
+                           int32_t in_off, const reds_rq rq, int32_t fold_off, int32_t act_min, int32_t act_max,
+                           const int mode)
 {
     const uint32_t w2 = (uint32_t)(2 * w0) & 0xffffu;
     const int32_t c2 = (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(w0 * in_off)));
-    const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, out_off);
+    const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, fold_off);
     int32_t i = 0;
     for (; i + 4 <= n; i += 4, o += 4 * out_c) {
         const uint32_t v = reds_read_s8x4(x + i), e = reds_sxtb16(v), od = reds_sxtb16_ror8(v);
-        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb(e, w2, c2), m, right, rnd));
-        o[out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb(od, w2, c2), m, right, rnd));
-        o[2 * out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlatb(e, w2, c2), m, right, rnd));
-        o[3 * out_c] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlatb(od, w2, c2), m, right, rnd));
+        o[0] = pw1_out(reds_rq_fast_x2(reds_smlabb(e, w2, c2), m, right, rnd), act_min, act_max, mode);
+        o[out_c] = pw1_out(reds_rq_fast_x2(reds_smlabb(od, w2, c2), m, right, rnd), act_min, act_max, mode);
+        o[2 * out_c] = pw1_out(reds_rq_fast_x2(reds_smlatb(e, w2, c2), m, right, rnd), act_min, act_max, mode);
+        o[3 * out_c] = pw1_out(reds_rq_fast_x2(reds_smlatb(od, w2, c2), m, right, rnd), act_min, act_max, mode);
     }
     for (; i < n; ++i, o += out_c) {
-        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(reds_smlabb((uint32_t)(int32_t)x[i], w2, c2), m, right, rnd));
+        o[0] = pw1_out(reds_rq_fast_x2(reds_smlabb((uint32_t)(int32_t)x[i], w2, c2), m, right, rnd), act_min,
+                       act_max, mode);
     }
 }
 
@@ -388,8 +416,17 @@ static reds_status conv_1x1(const reds_conv_params *params, const reds_quant *qu
         const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * g.in_c;
         const int plain = reds_rq_fast_ok(rq, bound);
 #if REDS_DSP
+        const int32_t n1 = g.rows * g.out_w, amin = g.act_min, amax = g.act_max;
         if (flat1 && sat8 && reds_rq_fold_ok(rq, bound, g.out_off)) {
-            pw1_run(input, g.rows * g.out_w, output + oc, g.out_c, w[0], b0, g.in_off, rq, g.out_off);
+            pw1_run(input, n1, output + oc, g.out_c, w[0], b0, g.in_off, rq, g.out_off, -128, 127, PW1_SAT8);
+            continue;
+        }
+        if (flat1 && amax == 127 && reds_rq_fold_ok(rq, bound, g.out_off - amin)) {
+            pw1_run(input, n1, output + oc, g.out_c, w[0], b0, g.in_off, rq, g.out_off - amin, amin, amax, PW1_FLOOR);
+            continue;
+        }
+        if (flat1 && reds_rq_fold_ok(rq, bound, g.out_off)) {
+            pw1_run(input, n1, output + oc, g.out_c, w[0], b0, g.in_off, rq, g.out_off, amin, amax, PW1_CLAMP);
             continue;
         }
 #endif

@@ -93,6 +93,14 @@ static inline int32_t reds_ssat8(int32_t x)
     return r;
 }
 
+/** x saturated to [0, 255]. */
+static inline int32_t reds_usat8(int32_t x)
+{
+    int32_t r;
+    __asm__("usat %0, #8, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+
 #endif /* REDS_DSP */
 
 #endif /* REDS_DSP_H */
