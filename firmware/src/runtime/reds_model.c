@@ -62,10 +62,9 @@ static int check_i32_array(const reds_model *m, uint32_t params_bytes, uint32_t 
 static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes, uint32_t params_bytes)
 {
     const uint32_t type = f[REDS_F_TYPE];
-    for (int i = REDS_F_USED; i < REDS_OP_WORDS; ++i) {
-        if (f[i] != 0) {
-            return 0;
-        }
+    if (type != REDS_OP_ADD &&
+        (f[REDS_F_IN2_ZP] | f[REDS_F_IN1_MULT] | f[REDS_F_IN2_MULT] | f[REDS_F_IN_RSHIFTS]) != 0) {
+        return 0;
     }
     for (int i = REDS_F_IN_H; i <= REDS_F_OUT_C; ++i) {
         if (f[i] < 1 || f[i] > DIM_MAX) {
@@ -98,7 +97,8 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
             return 0;
         }
     }
-    if (type != REDS_OP_MEAN && type != REDS_OP_SOFTMAX && (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
+    if (type != REDS_OP_MEAN && type != REDS_OP_SOFTMAX && type != REDS_OP_ADD &&
+        (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
         return 0;
     }
     /* Spatial ops: every window starts inside the image, as TFLite's SAME/VALID output sizes guarantee
@@ -157,6 +157,17 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
         return oc == ic && f[REDS_F_OUT_H] == f[REDS_F_IN_H] && f[REDS_F_OUT_W] == f[REDS_F_IN_W] &&
                ic <= REDS_SOFTMAX_DEPTH_MAX && out_zp == -128 && mult >= (1 << 30) && shift >= 0 &&
                shift <= 31 && kh == 1 && kw == 1;
+    }
+    case REDS_OP_ADD: {
+        /* Elementwise on one shape (no broadcasting), no window; every multiplier from
+         * QuantizeMultiplierSmallerThanOneExp (shift in [-31, 0]), as reds_add_s8 requires. */
+        const uint32_t rs = f[REDS_F_IN_RSHIFTS];
+        const int32_t shift = (int32_t)f[REDS_F_SHIFT];
+        return oc == ic && f[REDS_F_OUT_H] == f[REDS_F_IN_H] && f[REDS_F_OUT_W] == f[REDS_F_IN_W] && kh == 1 &&
+               kw == 1 && f[REDS_F_STRIDE_H] == 1 && f[REDS_F_STRIDE_W] == 1 && f[REDS_F_PAD_H] == 0 &&
+               f[REDS_F_PAD_W] == 0 && f[REDS_F_DIL_H] == 1 && f[REDS_F_DIL_W] == 1 &&
+               is_s8((int32_t)f[REDS_F_IN2_ZP]) && (rs & 0xFFu) <= 31u && ((rs >> 8) & 0xFFu) <= 31u &&
+               (rs >> 16) == 0 && shift >= -31 && shift <= 0;
     }
     default:
         return 0;
@@ -220,8 +231,12 @@ static int check_level(reds_model *m, const uint32_t *h, const uint32_t *l, uint
         const uint32_t out_n = f[REDS_F_OUT_H] * f[REDS_F_OUT_W] * f[REDS_F_OUT_C];
         /* Reads: a slot that holds exactly the input's elements (the output slot is never read). Write: a
          * scratch slot other than the inputs, or the output slot by the last op. */
+        const int two = f[REDS_F_TYPE] == REDS_OP_ADD;
         if ((b >> 24) != 0 || in >= REDS_SLOT_SCRATCH + n_slots || held[in] != in_n || in == REDS_SLOT_OUTPUT ||
-            in2 != REDS_SLOT_NONE || (j == last) != (out == REDS_SLOT_OUTPUT) ||
+            (!two && in2 != REDS_SLOT_NONE) ||
+            (two && (in2 >= REDS_SLOT_SCRATCH + n_slots || held[in2] != in_n || in2 == REDS_SLOT_OUTPUT ||
+                     out == in2)) ||
+            (j == last) != (out == REDS_SLOT_OUTPUT) ||
             (j != last && (out < REDS_SLOT_SCRATCH || out >= REDS_SLOT_SCRATCH + n_slots || out == in))) {
             return 0;
         }
@@ -336,7 +351,8 @@ reds_status reds_set_level(reds_model *m, int32_t k)
     return REDS_OK;
 }
 
-static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *in, int8_t *out)
+static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *in, const int8_t *in2,
+                          int8_t *out)
 {
     const reds_dims in_dims = {1, (int32_t)f[REDS_F_IN_H], (int32_t)f[REDS_F_IN_W], (int32_t)f[REDS_F_IN_C]};
     const reds_dims out_dims = {1, (int32_t)f[REDS_F_OUT_H], (int32_t)f[REDS_F_OUT_W], (int32_t)f[REDS_F_OUT_C]};
@@ -383,6 +399,14 @@ static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *
         const reds_softmax_params p = {(int32_t)f[REDS_F_MULT], shift, -(int32_t)((31LL << 26) >> shift)};
         return reds_softmax_s8(&p, in_dims.h * in_dims.w, in_dims.c, in, out);
     }
+    case REDS_OP_ADD: {
+        const uint32_t rs = f[REDS_F_IN_RSHIFTS];
+        const reds_add_params p = {in_off, (int32_t)f[REDS_F_IN1_MULT], -(int32_t)(rs & 0xFFu),
+                                   -(int32_t)f[REDS_F_IN2_ZP], (int32_t)f[REDS_F_IN2_MULT],
+                                   -(int32_t)((rs >> 8) & 0xFFu), out_off, (int32_t)f[REDS_F_MULT],
+                                   (int32_t)f[REDS_F_SHIFT], act};
+        return reds_add_s8(&p, in_dims.h * in_dims.w * in_dims.c, in, in2, out);
+    }
     default:
         return REDS_BAD_BLOB; /* unreachable after reds_model_init */
     }
@@ -405,11 +429,15 @@ reds_status reds_invoke(const reds_model *m, const int8_t *input, int8_t *output
         load_words(m->templates + rd32(e) * (REDS_OP_WORDS * 4u), f, REDS_F_USED);
         f[REDS_F_IN_C] = rd32(e + 4u * REDS_E_IN_C);
         f[REDS_F_OUT_C] = rd32(e + 4u * REDS_E_OUT_C);
-        const uint32_t b = rd32(e + 4u * REDS_E_BUFS), in = b & 0xFFu, out = (b >> 16) & 0xFFu;
+        const uint32_t b = rd32(e + 4u * REDS_E_BUFS), in = b & 0xFFu, in2 = (b >> 8) & 0xFFu;
+        const uint32_t out = (b >> 16) & 0xFFu;
         /* Slots as reds_model_init checked them: the input slot is read-only, the output slot the last. */
         const int8_t *src = in == REDS_SLOT_INPUT ? input : buf + rd32(lv->slots + 4u * (in - REDS_SLOT_SCRATCH));
+        const int8_t *src2 = in2 == REDS_SLOT_NONE    ? NULL
+                             : in2 == REDS_SLOT_INPUT ? input
+                                                      : buf + rd32(lv->slots + 4u * (in2 - REDS_SLOT_SCRATCH));
         int8_t *dst = out == REDS_SLOT_OUTPUT ? output : buf + rd32(lv->slots + 4u * (out - REDS_SLOT_SCRATCH));
-        const reds_status s = run_op(m, f, src, dst);
+        const reds_status s = run_op(m, f, src, src2, dst);
         if (s != REDS_OK) {
             return s;
         }

@@ -66,7 +66,11 @@ enum {
     REDS_F_K_H, REDS_F_K_W, REDS_F_STRIDE_H, REDS_F_STRIDE_W, REDS_F_PAD_H, REDS_F_PAD_W, REDS_F_DIL_H,
     REDS_F_DIL_W, REDS_F_DEPTH_MULT, REDS_F_W_OFF, REDS_F_W_STRIDE_O, REDS_F_W_STRIDE_P,
     REDS_F_BIAS_OFF, REDS_F_MULT_OFF, REDS_F_SHIFT_OFF, REDS_F_IN_ZP, REDS_F_OUT_ZP, REDS_F_ACT_MIN,
-    REDS_F_ACT_MAX, REDS_F_MULT, REDS_F_SHIFT, REDS_F_USED
+    REDS_F_ACT_MAX, REDS_F_MULT, REDS_F_SHIFT,
+    /* ADD only (0 for every other op): input 2's zero point, the inputs' multipliers, and their right
+     * shifts (input 1's in bits 0-7, input 2's in bits 8-15, each in [0, 31]); REDS_F_MULT/SHIFT are the
+     * output's. Input 1's zero point is REDS_F_IN_ZP. */
+    REDS_F_IN2_ZP, REDS_F_IN1_MULT, REDS_F_IN2_MULT, REDS_F_IN_RSHIFTS, REDS_F_USED
 };
 
 /** Op types stored in REDS_F_TYPE (part of the blob format: never renumber). */
@@ -78,6 +82,7 @@ typedef enum {
     REDS_OP_MAX_POOL_2D = 5,
     REDS_OP_MEAN = 6,
     REDS_OP_SOFTMAX = 7, /* mult/shift words: input multiplier and left shift (beta folded in) */
+    REDS_OP_ADD = 8,     /* two inputs of one shape (entry: second input slot); see REDS_F_IN2_ZP */
 } reds_op_type;
 
 /** What the app needs to know about one level (copied out of the blob by reds_model_init). */
