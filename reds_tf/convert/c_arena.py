@@ -48,6 +48,7 @@ import numpy as np
 from ..errors import CorruptFlatbufferError, UnsupportedLayerError
 from ..runstore import atomic_write_bytes, atomic_write_text
 from .c_prepare import (
+    OP_ADD,
     OP_CONV_2D,
     OP_DEPTHWISE_CONV_2D,
     OP_FIELDS,
@@ -150,6 +151,13 @@ def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
     if reduce > lim["REDUCE_MAX"]:
         raise bad(f"each output sums {reduce:,} products (> {lim['REDUCE_MAX']:,}, the int32-safe bound)",
                   "split the layer or reduce its fan-in")  # fmt: skip
+    if r["type"] == OP_ADD:
+        rs = r["in_rshifts"]
+        for what, v in (("output", r["shift"]), ("input 1", -(rs & 0xFF)), ("input 2", -((rs >> 8) & 0xFF))):
+            if not -31 <= v <= 0 or rs >> 16:
+                raise bad(f"ADD's {what} requantisation shift is {v}, outside [-31, 0] (TFLM requires a "
+                          "multiplier below 1: the output scale must exceed 2 x the larger input scale "
+                          "/ 2^20)", "check the ADD's input and output scales")  # fmt: skip
     sh = e["shift"]
     if sh is not None and (sh.min() < -31 or sh.max() > 30):
         raise bad(f"a requantisation shift is outside [-31, 30] (range {sh.min()}..{sh.max()})",

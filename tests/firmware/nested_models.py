@@ -103,7 +103,11 @@ def convert(model: keras.Model, rep: np.ndarray) -> bytes:
 ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
     "ds_cnn_s": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
     "fc2": [[32], [64], [96], [128]],
+    # groups conv1 (+ stack 1's Add), s1_conv1, s2_conv1, s2_conv2 (+ shortcut, Add), s3_conv1, s3_conv2
+    "resnet8": [[4, 6, 8, 12, 16, 20], [8, 8, 16, 20, 32, 36], [12, 12, 24, 28, 48, 52],
+                [16, 16, 32, 32, 64, 64]],
 }
+ZOO_OPTIONS = {"resnet8": {"input_shape": (16, 16, 3)}}  # small input: quick to convert and run
 
 
 def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
@@ -124,6 +128,24 @@ def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
         p.write_bytes(convert(nested.extract_level(model, k), rep))
         paths.append(p)
     return paths
+
+
+def write_zoo_converted_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
+    """``zoo.build(name)`` with random weights, nested with ``ZOO_PLANS[name]`` via reds_tf.nested, through
+    the production converter (``reds_tf.convert.convert``: weights quantised once, shared calibration)."""
+    from reds_tf import nested, topology, zoo
+    from reds_tf.convert import convert as reds_convert
+    from reds_tf.plan import WidthPlan
+
+    keras.utils.set_random_seed(seed)
+    full = zoo.build(name, **ZOO_OPTIONS.get(name, {}))
+    _randomise(full, seed)
+    graph = topology.graph_of(full)
+    model = nested.make_nested(full, WidthPlan(graph.group_names, graph.full_widths, ZOO_PLANS[name]))
+    models = [nested.extract_level(model, k) for k in range(len(ZOO_PLANS[name]))]
+    x = np.random.default_rng(seed + 1).normal(0, 1, (64, *full.input_shape[1:])).astype(np.float32)
+    reds_convert(models, out_dir, calibration=x, verify=False)
+    return [Path(out_dir) / f"submodel_{k}.tflite" for k in range(len(models))]
 
 
 def _family(kind: str) -> tuple[Callable[..., keras.Model], list, tuple[int, ...]]:
