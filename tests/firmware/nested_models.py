@@ -17,6 +17,8 @@ from reds_tf._keras import keras, tf
 
 DSCNN_LEVELS = [(4, 4), (8, 8), (12, 16), (16, 16)]  # (conv/dw width, pointwise width)
 FC2_LEVELS = [8, 16, 24, 32]  # hidden width
+RESIDUAL_LEVELS = [4, 8, 12, 16]  # width of the second residual block
+RESIDUAL_INPUT = (6, 6, 4)
 DSCNN_INPUT = (20, 10, 1)
 FC2_INPUT = 24
 
@@ -38,6 +40,19 @@ def dscnn(widths: tuple[int, int], n_cls: int = 6, softmax: bool = False) -> ker
 def dscnn_softmax(widths: tuple[int, int]) -> keras.Model:
     """``dscnn`` ending in Dense(..., activation='softmax'), as users' classifiers do."""
     return dscnn(widths, softmax=True)
+
+
+def residual(width: int, n_cls: int = 5) -> keras.Model:
+    """Two residual blocks: x + Conv3x3(x) (the skip is the model input), then b + BN(Conv3x3(b)) with
+    b = Conv1x1(width, ReLU); each Add followed by ReLU (fused into TFLite's ADD); GAP -> Dense."""
+    x = inp = keras.Input(RESIDUAL_INPUT)
+    a = keras.layers.Conv2D(RESIDUAL_INPUT[-1], 3, padding="same")(x)
+    s = keras.layers.ReLU()(keras.layers.Add()([x, a]))
+    b = keras.layers.Conv2D(width, 1, activation="relu")(s)
+    d = keras.layers.BatchNormalization()(keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(b))
+    e = keras.layers.ReLU()(keras.layers.Add()([b, d]))
+    x = keras.layers.GlobalAveragePooling2D()(e)
+    return keras.Model(inp, keras.layers.Dense(n_cls)(x))
 
 
 def fc2(hidden: int, n_cls: int = 10) -> keras.Model:
@@ -149,11 +164,13 @@ def write_zoo_converted_levels(name: str, out_dir: Path, seed: int = 0) -> list[
 
 
 def _family(kind: str) -> tuple[Callable[..., keras.Model], list, tuple[int, ...]]:
-    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax" or "fc2"."""
+    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax", "fc2" or
+    "residual"."""
     return {
         "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
         "dscnn_softmax": (dscnn_softmax, DSCNN_LEVELS, DSCNN_INPUT),
         "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
+        "residual": (residual, RESIDUAL_LEVELS, RESIDUAL_INPUT),
     }[kind]
 
 
@@ -264,7 +281,8 @@ def upgrade_v2_blob(blob: bytes) -> bytes:
 
 
 if __name__ == "__main__":
-    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob, the sketch's demo
+    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob (fc2, dscnn, residual),
+    # the sketch's demo
     # blob firmware/nano33_reds/model_blob.{c,h} (the dscnn blob), and upgrades the crafted fuzz
     # regressions (firmware/fuzz/regressions/*.blob) to the current blob version.
     import sys
@@ -287,5 +305,9 @@ if __name__ == "__main__":
             for ext in ("_blob.c", "_blob.h"):
                 (dest / f"{name}{ext}").write_text((Path(tmp) / kind / f"{name}{ext}").read_text())
             print(kind, summary["blob_bytes"], "bytes", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:  # a residual model (ADD, skip tensors) for the fuzzer
+        paths = write_converted_levels("residual", Path(tmp))
+        c_arena.write(paths, Path(tmp), "residual")
+        (root / "fuzz" / "seeds" / "residual.blob").write_bytes((Path(tmp) / "residual.blob").read_bytes())
     for p in sorted((root / "fuzz" / "regressions").glob("*.blob")):
         p.write_bytes(upgrade_v2_blob(p.read_bytes()))
