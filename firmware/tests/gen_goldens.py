@@ -399,8 +399,15 @@ def case_add(rng) -> dict:
     lo, hi = rq.activation_range(act, out_scale, out_zp)
     return dict(
         kind="add",
-        ints=dict(size=int(np.prod(shape)), input1_offset=-z1, input2_offset=-z2, output_offset=out_zp,
-                  **add_params(s1, s2, out_scale), act_min=lo, act_max=hi),  # fmt: skip
+        ints=dict(
+            size=int(np.prod(shape)),
+            input1_offset=-z1,
+            input2_offset=-z2,
+            output_offset=out_zp,
+            **add_params(s1, s2, out_scale),
+            act_min=lo,
+            act_max=hi,
+        ),  # fmt: skip
         input=x1,
         input2=x2,
         expected=run_tflm(model, x1, x2),

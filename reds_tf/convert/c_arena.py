@@ -21,7 +21,7 @@ Blob layout (all little-endian; every field below is a uint32 unless noted; sect
                           and out_c, and the buffer slots (byte 0: input, 1: second input or 0xFF, 2:
                           output, 3: 0), then n_slots words: each scratch slot's byte offset in scratch
     arena      int8 weights of the widest (last) level, stored once; levels read sub-blocks with full strides
-    params     int32 arrays (biases, multipliers, shifts), per level, identical arrays and prefixes stored once
+    params     int32 arrays (biases, multipliers, shifts), per level; equal arrays and prefixes stored once
 
 Buffer slots: 0 is the level's input (the caller's, read-only), 1 the level's output (written by the last
 op only), 2 + s scratch slot s. ``plan_buffers`` assigns them by liveness (a slot is reused once the
@@ -242,7 +242,11 @@ def plan_buffers(ops: list[dict[str, Any]]) -> tuple[list[tuple[int, int, int]],
 def _chain_io(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each op's ``inputs`` / ``output`` tensor ids (``read_level`` records them; a plain chain otherwise)."""
     return [
-        {"inputs": e.get("inputs", [i - 1]), "output": e.get("output", i), "out_elems": act_bytes(e["rec"], "out")}
+        {
+            "inputs": e.get("inputs", [i - 1]),
+            "output": e.get("output", i),
+            "out_elems": act_bytes(e["rec"], "out"),
+        }
         for i, e in enumerate(ops)
     ]
 
@@ -387,7 +391,10 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
         )
         words(levels_off + k * LEVEL_WORDS * 4, [row[f] for f in LEVEL_FIELDS])
         words(list_offsets[k], [v for e in level_entries[k] for v in e])
-        words(list_offsets[k] + ENTRY_WORDS * 4 * len(recs), [sum(slot_bytes[:s]) for s in range(len(slot_bytes))])
+        words(
+            list_offsets[k] + ENTRY_WORDS * 4 * len(recs),
+            [sum(slot_bytes[:s]) for s in range(len(slot_bytes))],
+        )
         summary_levels.append(
             {
                 "level": k,
@@ -435,7 +442,9 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
         "sections": {
             "header": HEADER_WORDS * 4,
             "level table": templates_off - levels_off,
-            "op templates (shared by the levels)": ops_off - templates_off - sum(
+            "op templates (shared by the levels)": ops_off
+            - templates_off
+            - sum(
                 4 * (ENTRY_WORDS * len(e) + len(sl)) for e, sl in zip(level_entries, level_slots, strict=True)
             ),
             "level op lists and slot tables": sum(

@@ -229,7 +229,8 @@ def test_blob_layout_matches_the_c_header() -> None:
                         ("REDS_LEVEL_WORDS", c_arena.LEVEL_WORDS), ("REDS_OP_WORDS", c_arena.OP_WORDS),
                         ("REDS_ENTRY_WORDS", c_arena.ENTRY_WORDS), ("REDS_MAX_SLOTS", c_arena.MAX_SLOTS),
                         ("REDS_SLOT_INPUT", c_arena.SLOT_INPUT), ("REDS_SLOT_OUTPUT", c_arena.SLOT_OUTPUT),
-                        ("REDS_SLOT_SCRATCH", c_arena.SLOT_SCRATCH), ("REDS_SLOT_NONE", c_arena.SLOT_NONE)):  # fmt: skip
+                        ("REDS_SLOT_SCRATCH", c_arena.SLOT_SCRATCH),
+                        ("REDS_SLOT_NONE", c_arena.SLOT_NONE)):  # fmt: skip
         m = re.search(rf"#define {name} (0x[0-9A-Fa-f]+|\d+)u?\b", h)
         assert m and int(m.group(1), 0) == value, name
 
@@ -240,7 +241,9 @@ def _op(inputs: list, output: Any, elems: int) -> dict:
 
 def test_plan_buffers_reuses_slots_by_liveness() -> None:
     # A chain ping-pongs between two slots, each as large as its largest tensor.
-    bufs, sizes = c_arena.plan_buffers([_op(["x"], 1, 100), _op([1], 2, 40), _op([2], 3, 90), _op([3], 4, 10)])
+    bufs, sizes = c_arena.plan_buffers(
+        [_op(["x"], 1, 100), _op([1], 2, 40), _op([2], 3, 90), _op([3], 4, 10)]
+    )
     assert bufs == [(0, 255, 2), (2, 255, 3), (3, 255, 2), (2, 255, 1)] and sizes == [112, 48]
     # A residual block: the skip tensor stays alive across the branch, so three slots; the ADD reads two.
     ops = [_op(["x"], "a", 64), _op(["a"], "b", 64), _op(["b"], "c", 64), _op(["a", "c"], "d", 64),

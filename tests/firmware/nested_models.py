@@ -119,8 +119,12 @@ ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
     "ds_cnn_s": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
     "fc2": [[32], [64], [96], [128]],
     # groups conv1 (+ stack 1's Add), s1_conv1, s2_conv1, s2_conv2 (+ shortcut, Add), s3_conv1, s3_conv2
-    "resnet8": [[4, 6, 8, 12, 16, 20], [8, 8, 16, 20, 32, 36], [12, 12, 24, 28, 48, 52],
-                [16, 16, 32, 32, 64, 64]],
+    "resnet8": [
+        [4, 6, 8, 12, 16, 20],
+        [8, 8, 16, 20, 32, 36],
+        [12, 12, 24, 28, 48, 52],
+        [16, 16, 32, 32, 64, 64],
+    ],
 }
 ZOO_OPTIONS = {"resnet8": {"input_shape": (16, 16, 3)}}  # small input: quick to convert and run
 
@@ -249,7 +253,7 @@ def upgrade_v2_blob(blob: bytes) -> bytes:
     n_templates = sum(len(ops) for _, ops in levels)
     off = templates_off + 128 * n_templates
     lists = []
-    for lv, ops in levels:
+    for _, ops in levels:
         n = len(ops)
         n_slots = min(n - 1, 2)
         grown = [0, 0]
@@ -260,8 +264,12 @@ def upgrade_v2_blob(blob: bytes) -> bytes:
     new_arena = align(off)
     new_params = align(new_arena + arena_bytes)
     out = bytearray(new_params + params_bytes)
-    put = lambda o, vals: out.__setitem__(slice(o, o + 4 * len(vals)), b"".join(  # noqa: E731
-        (v & 0xFFFFFFFF).to_bytes(4, "little") for v in vals))
+    put = lambda o, vals: out.__setitem__(
+        slice(o, o + 4 * len(vals)),
+        b"".join(  # noqa: E731
+            (v & 0xFFFFFFFF).to_bytes(4, "little") for v in vals
+        ),
+    )
     out[new_arena : new_arena + arena_bytes] = blob[arena_off : arena_off + arena_bytes]
     out[new_params:] = blob[params_off : params_off + params_bytes]
     t = 0

@@ -45,7 +45,9 @@ MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:
 def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp(request.param.replace(":", "_"))
     source, name = request.param.split(":")
-    write = {"zoo": write_zoo_levels, "zoo_converted": write_zoo_converted_levels}.get(source, write_converted_levels)
+    write = {"zoo": write_zoo_levels, "zoo_converted": write_zoo_converted_levels}.get(
+        source, write_converted_levels
+    )
     paths = write(name, out)
     summary = c_arena.write(paths, out, "model")
     return {"kind": request.param, "paths": paths, "summary": summary, "blob": out / "model.blob"}
