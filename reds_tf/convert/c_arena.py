@@ -70,6 +70,7 @@ ALIGN = 16
 NONE = 0xFFFFFFFF  # "no bias" offset
 SLOT_INPUT, SLOT_OUTPUT, SLOT_SCRATCH, SLOT_NONE = 0, 1, 2, 0xFF  # buffer slot ids (REDS_SLOT_*)
 MAX_SLOTS = 16  # scratch slots per level (REDS_MAX_SLOTS)
+MAX_LEVELS, MAX_OPS = 16, 256  # levels per blob, ops per level (REDS_MAX_LEVELS, REDS_MAX_OPS)
 ENTRY_FIELDS = ("template", "in_c", "out_c", "bufs")
 HEADER_FIELDS = (
     "magic",
@@ -286,6 +287,11 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
     if not levels:
         raise ValueError("At least one level is required. Received: 0 levels.")
     full = levels[-1]["ops"]
+    if len(levels) > MAX_LEVELS or len(full) > MAX_OPS:
+        raise UnsupportedLayerError(
+            f"{len(levels)} levels of {len(full)} ops each; the device runtime (reds_model_init) takes at "
+            f"most {MAX_LEVELS} levels of {MAX_OPS} ops. Fix: convert fewer levels or a smaller model."
+        )
     kinds = [e["rec"]["type"] for e in full]
     for k, lv in enumerate(levels):
         got = [e["rec"]["type"] for e in lv["ops"]]

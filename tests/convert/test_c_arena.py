@@ -143,6 +143,8 @@ def test_errors_name_the_problem(dscnn_levels: list[Path], tmp_path: Path) -> No
     levels[0]["ops"] = levels[0]["ops"][:-1]
     with pytest.raises(UnsupportedLayerError, match="All levels must share one topology"):
         c_arena.build_blob(levels)
+    with pytest.raises(UnsupportedLayerError, match="17 levels .* at most 16 levels of 256 ops"):
+        c_arena.build_blob([levels[1]] * 17)
     with pytest.raises(CorruptFlatbufferError, match="Not a reds device blob"):
         c_arena.read_blob(b"TFL3" + bytes(100))
 
@@ -228,6 +230,7 @@ def test_blob_layout_matches_the_c_header() -> None:
     for name, value in (("REDS_BLOB_VERSION", c_arena.VERSION), ("REDS_HEADER_WORDS", c_arena.HEADER_WORDS),
                         ("REDS_LEVEL_WORDS", c_arena.LEVEL_WORDS), ("REDS_OP_WORDS", c_arena.OP_WORDS),
                         ("REDS_ENTRY_WORDS", c_arena.ENTRY_WORDS), ("REDS_MAX_SLOTS", c_arena.MAX_SLOTS),
+                        ("REDS_MAX_LEVELS", c_arena.MAX_LEVELS), ("REDS_MAX_OPS", c_arena.MAX_OPS),
                         ("REDS_SLOT_INPUT", c_arena.SLOT_INPUT), ("REDS_SLOT_OUTPUT", c_arena.SLOT_OUTPUT),
                         ("REDS_SLOT_SCRATCH", c_arena.SLOT_SCRATCH),
                         ("REDS_SLOT_NONE", c_arena.SLOT_NONE)):  # fmt: skip
