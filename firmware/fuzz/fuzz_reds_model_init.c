@@ -20,19 +20,22 @@ static uint32_t rd(const uint8_t *p, int word)
     return (uint32_t)q[0] | ((uint32_t)q[1] << 8) | ((uint32_t)q[2] << 16) | ((uint32_t)q[3] << 24);
 }
 
-/* Upper bound of the inner-loop work of one level (validated dims are <= 65535, so no overflow in 64 bit). */
-static uint64_t level_work(const reds_level *lv)
+/* Upper bound of the inner-loop work of one level (validated dims are <= 65535, so no overflow in 64 bit).
+ * Each op is its template with the level entry's channel counts, as reds_invoke reads it. */
+static uint64_t level_work(const reds_model *m, const reds_level *lv)
 {
     uint64_t work = 0;
     for (uint32_t j = 0; j < lv->n_ops; ++j) {
-        const uint8_t *f = lv->ops + j * REDS_OP_WORDS * 4u;
-        const uint64_t out = (uint64_t)rd(f, REDS_F_OUT_H) * rd(f, REDS_F_OUT_W) * rd(f, REDS_F_OUT_C);
-        const uint64_t in = (uint64_t)rd(f, REDS_F_IN_H) * rd(f, REDS_F_IN_W) * rd(f, REDS_F_IN_C);
+        const uint8_t *e = lv->ops + j * REDS_ENTRY_WORDS * 4u;
+        const uint8_t *f = m->templates + rd(e, REDS_E_TEMPLATE) * REDS_OP_WORDS * 4u;
+        const uint32_t in_c = rd(e, REDS_E_IN_C), out_c = rd(e, REDS_E_OUT_C);
+        const uint64_t out = (uint64_t)rd(f, REDS_F_OUT_H) * rd(f, REDS_F_OUT_W) * out_c;
+        const uint64_t in = (uint64_t)rd(f, REDS_F_IN_H) * rd(f, REDS_F_IN_W) * in_c;
         const uint32_t type = rd(f, REDS_F_TYPE);
         /* per output: a kh x kw window (times C_in for CONV_2D), or the whole input for FC */
         const uint64_t per_out = type == REDS_OP_FULLY_CONNECTED ? in
                                  : (uint64_t)rd(f, REDS_F_K_H) * rd(f, REDS_F_K_W) *
-                                       (type == REDS_OP_CONV_2D ? rd(f, REDS_F_IN_C) : 1u);
+                                       (type == REDS_OP_CONV_2D ? in_c : 1u);
         work += out * per_out + in;
     }
     return work;
@@ -58,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (reds_set_level(&m, k) != REDS_OK) {
                 abort(); /* every level below n_levels must be selectable */
             }
-            if (level_work(m.active) <= WORK_MAX && reds_invoke(&m, in, out, scratch, m.max_scratch) != REDS_OK) {
+            if (level_work(&m, m.active) <= WORK_MAX && reds_invoke(&m, in, out, scratch, m.max_scratch) != REDS_OK) {
                 abort(); /* init accepted it, so invoke must run it */
             }
         }

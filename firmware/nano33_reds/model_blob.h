@@ -8,13 +8,13 @@
 extern "C" {
 #endif
 
-#define MODEL_BLOB_LEN 5768u
+#define MODEL_BLOB_LEN 5304u
 /* Buffers the app needs (the blob header's maxima over its levels): activation scratch for
  * reds_invoke, the largest level input and output. Size static buffers with these. */
 #define MODEL_BLOB_MAX_SCRATCH 1600u
 #define MODEL_BLOB_MAX_IN 200u
 #define MODEL_BLOB_MAX_OUT 6u
-extern const uint8_t model_blob[5768];
+extern const uint8_t model_blob[5304];
 extern const uint32_t model_blob_len;
 
 #ifdef __cplusplus

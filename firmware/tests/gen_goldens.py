@@ -1,7 +1,7 @@
 """Generate golden headers for the reds int8 kernel tests from single-op int8 models run by TFLM.
 
 Each case is one standard builtin-op .tflite flatbuffer (CONV_2D, DEPTHWISE_CONV_2D,
-FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN) with random shapes, random quantisation
+FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, ADD) with random shapes, random quantisation
 parameters and random fused activations, executed by the tflite-micro Python interpreter. Weight
 tensors of the model are a prefix sub-block of a larger random "full" tensor; the header stores
 the FULL tensor, so the C test exercises the strided prefix view the nested runtime relies on.
@@ -57,7 +57,7 @@ class _Model:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def pack(self, opcode: int, version: int, inputs, outputs, opt_type, options) -> bytes:
+    def pack(self, opcode: int, version: int, inputs, outputs, opt_type, options, n_graph_inputs=1) -> bytes:
         code = S.OperatorCodeT()
         code.builtinCode = opcode
         code.deprecatedBuiltinCode = min(opcode, 127)
@@ -68,7 +68,7 @@ class _Model:
         op.builtinOptionsType, op.builtinOptions = opt_type, options
         sg = S.SubGraphT()
         sg.tensors, sg.operators = self.tensors, [op]
-        sg.inputs, sg.outputs = [inputs[0]], list(outputs)
+        sg.inputs, sg.outputs = list(inputs[:n_graph_inputs]), list(outputs)
         m = S.ModelT()
         m.version, m.operatorCodes, m.subgraphs, m.buffers = 3, [code], [sg], self.buffers
         m.description = "reds golden"
@@ -77,10 +77,11 @@ class _Model:
         return bytes(b.Output())
 
 
-def run_tflm(model: bytes, x: np.ndarray) -> np.ndarray:
-    """Run a single-input model in the tflite-micro interpreter and return output 0."""
-    it = runtime.Interpreter.from_bytes(model, arena_size=64 * 1024 + 8 * x.size)
-    it.set_input(x, 0)
+def run_tflm(model: bytes, x: np.ndarray, *more: np.ndarray) -> np.ndarray:
+    """Run a model in the tflite-micro interpreter on inputs ``x, *more`` and return output 0."""
+    it = runtime.Interpreter.from_bytes(model, arena_size=64 * 1024 + 8 * x.size * (1 + len(more)))
+    for i, v in enumerate((x, *more)):
+        it.set_input(v, i)
     it.invoke()
     return np.array(it.get_output(0))
 
@@ -365,6 +366,54 @@ def case_mean(rng) -> dict:
     )
 
 
+def add_params(s1: float, s2: float, s_out: float) -> dict[str, int]:
+    """TFLM's int8 ADD prepare (CalculateOpDataAdd) from float32 scales, in double as TFLM computes it:
+    inputs rescaled to twice the larger input scale after a left shift of 20, the sum to the output."""
+    s1, s2, s_out = (float(np.float32(v)) for v in (s1, s2, s_out))
+    twice_max = 2 * max(s1, s2)
+    m1, sh1 = rq.quantize_multiplier(s1 / twice_max)
+    m2, sh2 = rq.quantize_multiplier(s2 / twice_max)
+    mo, sho = rq.quantize_multiplier(twice_max / ((1 << 20) * s_out))
+    return dict(input1_multiplier=m1, input1_shift=sh1, input2_multiplier=m2, input2_shift=sh2,
+                output_multiplier=mo, output_shift=sho)  # fmt: skip
+
+
+def case_add(rng) -> dict:
+    shape = tuple(int(v) for v in rng.integers(1, 9, size=int(rng.integers(1, 5))))
+    s1 = float(np.float32(rng.uniform(0.005, 0.2)))
+    s2 = float(np.float32(s1 * rng.choice([1.0, rng.uniform(0.2, 5.0)])))  # equal scales, or not
+    z1, z2 = _q(rng), _q(rng)
+    x1 = rng.integers(-128, 128, size=shape, dtype=np.int8)
+    x2 = rng.integers(-128, 128, size=shape, dtype=np.int8)
+    act = int(rng.choice(ACTS))
+    real = s1 * (x1.astype(np.float64) - z1) + s2 * (x2.astype(np.float64) - z2)
+    out_scale = _out_scale(rng, real, act)
+    out_zp = _q(rng, -60, 60)
+    m = _Model()
+    t1 = m.tensor(shape, INT8, s1, z1)
+    t2 = m.tensor(shape, INT8, s2, z2)
+    to = m.tensor(shape, INT8, out_scale, out_zp)
+    opt = S.AddOptionsT()
+    opt.fusedActivationFunction = act
+    model = m.pack(S.BuiltinOperator.ADD, 1, [t1, t2], [to], S.BuiltinOptions.AddOptions, opt, 2)
+    lo, hi = rq.activation_range(act, out_scale, out_zp)
+    return dict(
+        kind="add",
+        ints=dict(
+            size=int(np.prod(shape)),
+            input1_offset=-z1,
+            input2_offset=-z2,
+            output_offset=out_zp,
+            **add_params(s1, s2, out_scale),
+            act_min=lo,
+            act_max=hi,
+        ),  # fmt: skip
+        input=x1,
+        input2=x2,
+        expected=run_tflm(model, x1, x2),
+    )
+
+
 CASES = {
     "fc": case_fc,
     "conv": case_conv,
@@ -372,7 +421,11 @@ CASES = {
     "avgpool": case_avgpool,
     "maxpool": case_maxpool,
     "mean": case_mean,
+    "add": case_add,
 }
+# Random stream per kind: fixed numbers (the first six are their alphabetical positions, as before ADD
+# existed), so adding a kind leaves every other kind's goldens unchanged.
+STREAM = {"avgpool": 0, "conv": 1, "dw": 2, "fc": 3, "maxpool": 4, "mean": 5, "add": 6}
 HEADER_FOR = {
     "fc": "fully_connected_s8",
     "conv": "conv_s8",
@@ -380,6 +433,7 @@ HEADER_FOR = {
     "avgpool": "avgpool_s8",
     "maxpool": "maxpool_s8",
     "mean": "mean_s8",
+    "add": "add_s8",
 }
 
 
@@ -394,9 +448,10 @@ def render_header(kind: str, cases: list[dict], stamp: str) -> str:
     """One header per kernel: arrays per case plus a table of golden_<kind>_case structs."""
     guard = f"GOLDEN_{kind.upper()}_H"
     keys = list(cases[0]["ints"])
-    arrays = [k for k in ("input", "filter", "bias", "mult", "shift", "expected") if k in cases[0]]
+    arrays = [k for k in ("input", "input2", "filter", "bias", "mult", "shift", "expected") if k in cases[0]]
     types = {
         "input": "int8_t",
+        "input2": "int8_t",
         "filter": "int8_t",
         "expected": "int8_t",
         "bias": "int32_t",
@@ -430,7 +485,7 @@ def generate(out_dir: Path, seed: int, n_cases: int, kinds: list[str] | None = N
     stamp = f"tflite-micro {tflite_micro.__version__}, numpy {np.__version__}, seed {seed}, {n_cases} cases"
     paths = []
     for kind in kinds or list(CASES):
-        rng = np.random.default_rng([seed, sorted(CASES).index(kind)])
+        rng = np.random.default_rng([seed, STREAM[kind]])
         cases = [CASES[kind](rng) for _ in range(n_cases)]
         path = out_dir / f"golden_{HEADER_FOR[kind]}.h"
         tmp = path.with_suffix(".h.tmp")

@@ -45,9 +45,16 @@ static uint8_t *copy_blob(uint32_t len)
 
 static uint32_t level_off(uint32_t k) { return REDS_HEADER_WORDS * 4u + k * REDS_LEVEL_WORDS * 4u; }
 
+/* Byte offset of op j's entry in level k's op list, and of the template it uses. */
+static uint32_t entry_off(uint32_t k, uint32_t j)
+{
+    return get32(fc2_blob, level_off(k) + 4u * REDS_L_OPS_OFF) + j * REDS_ENTRY_WORDS * 4u;
+}
+
 static uint32_t op_off(uint32_t k, uint32_t j)
 {
-    return get32(fc2_blob, level_off(k) + 4u * REDS_L_OPS_OFF) + j * REDS_OP_WORDS * 4u;
+    const uint32_t t = get32(fc2_blob, entry_off(k, j) + 4u * REDS_E_TEMPLATE);
+    return get32(fc2_blob, 4u * REDS_H_TEMPLATES_OFF) + t * REDS_OP_WORDS * 4u;
 }
 
 /* Init a blob; if it is accepted, every level must run cleanly (the sanitizers watch). */
@@ -69,24 +76,44 @@ static reds_status init_and_run(const uint8_t *b, uint32_t len)
     return s;
 }
 
-/* One level of a synthetic blob: its op records. */
+/* One level of a synthetic blob: its op records, and optionally each op's buffer slots (REDS_E_BUFS) and
+ * the number of scratch slots; without them the ops run as a chain. */
 typedef struct {
     const uint32_t (*ops)[REDS_OP_WORDS];
     uint32_t n_ops;
+    const uint32_t *bufs;
+    uint32_t n_slots;
 } blob_level;
 
-/* A blob laid out as c_arena.py does (header, level table, op records, arena of zero weights, params
- * section) around the given levels' op records; a level's input is its first op's input and every header
- * and level field is derived from the ops, so only the ops themselves can be at fault.
+static uint32_t chain_bufs(uint32_t j, uint32_t n_ops)
+{
+    const uint32_t in = j == 0 ? REDS_SLOT_INPUT : REDS_SLOT_SCRATCH + (j - 1u) % 2u;
+    const uint32_t o = j + 1 == n_ops ? REDS_SLOT_OUTPUT : REDS_SLOT_SCRATCH + j % 2u;
+    return in | (REDS_SLOT_NONE << 8) | (o << 16);
+}
+
+static uint32_t level_slots(const blob_level *lv)
+{
+    return lv->bufs != NULL ? lv->n_slots : (lv->n_ops > 2 ? 2u : lv->n_ops - 1u);
+}
+
+/* A blob laid out as c_arena.py does (header, level table, one template per op, per level an op list and
+ * slot table, arena of zero weights, params section) around the given levels' op records. Without
+ * explicit buffer slots a level runs as a chain: op j < n_ops - 1 writes scratch slot j % 2 (ping-pong),
+ * the last op the output. A level's input is its first op's input and every header, level, slot-table
+ * and scratch field is derived from the ops and slots, so only those can be at fault.
  * Returns the length; *out is an exactly sized heap buffer. */
 static uint32_t make_blob(uint8_t **out, const blob_level *lv, uint32_t n_levels, uint32_t arena_bytes,
                           const int32_t *params, uint32_t n_params)
 {
-    uint32_t ops_off = (REDS_HEADER_WORDS + n_levels * REDS_LEVEL_WORDS) * 4u, all_ops = 0;
+    const uint32_t templates_off = (REDS_HEADER_WORDS + n_levels * REDS_LEVEL_WORDS) * 4u;
+    uint32_t all_ops = 0, lists = 0;
     for (uint32_t k = 0; k < n_levels; ++k) {
         all_ops += lv[k].n_ops;
+        lists += (lv[k].n_ops * REDS_ENTRY_WORDS + level_slots(&lv[k])) * 4u;
     }
-    const uint32_t arena_off = ops_off + all_ops * REDS_OP_WORDS * 4u;
+    uint32_t ops_off = templates_off + all_ops * REDS_OP_WORDS * 4u, tmpl = 0;
+    const uint32_t arena_off = (ops_off + lists + 15u) & ~15u;
     const uint32_t params_off = (arena_off + arena_bytes + 15u) & ~15u;
     const uint32_t total = params_off + 4u * n_params;
     uint8_t *b = calloc(total, 1);
@@ -94,16 +121,31 @@ static uint32_t make_blob(uint8_t **out, const blob_level *lv, uint32_t n_levels
     for (uint32_t k = 0; k < n_levels; ++k) {
         const uint32_t(*ops)[REDS_OP_WORDS] = lv[k].ops;
         const uint32_t n_ops = lv[k].n_ops, l = (REDS_HEADER_WORDS + k * REDS_LEVEL_WORDS) * 4u;
-        uint32_t inter_max = 0, elems = 0;
-        for (uint32_t j = 0; j < n_ops; ++j) {
+        const uint32_t n_slots = level_slots(&lv[k]);
+        uint32_t grown[REDS_MAX_SLOTS] = {0}, elems = 0;
+        for (uint32_t j = 0; j < n_ops; ++j, ++tmpl) {
             for (uint32_t i = 0; i < REDS_OP_WORDS; ++i) {
-                set32(b, ops_off + (j * REDS_OP_WORDS + i) * 4u, ops[j][i]);
+                const int level_field = i == REDS_F_IN_C || i == REDS_F_OUT_C;
+                set32(b, templates_off + (tmpl * REDS_OP_WORDS + i) * 4u, level_field ? 0u : ops[j][i]);
             }
             elems = ops[j][REDS_F_OUT_H] * ops[j][REDS_F_OUT_W] * ops[j][REDS_F_OUT_C];
-            inter_max = j + 1 < n_ops && elems > inter_max ? elems : inter_max;
+            const uint32_t bufs = lv[k].bufs != NULL ? lv[k].bufs[j] : chain_bufs(j, n_ops);
+            const uint32_t e = ops_off + j * REDS_ENTRY_WORDS * 4u, o = (bufs >> 16) & 0xFFu;
+            set32(b, e + 4u * REDS_E_TEMPLATE, tmpl);
+            set32(b, e + 4u * REDS_E_IN_C, ops[j][REDS_F_IN_C]);
+            set32(b, e + 4u * REDS_E_OUT_C, ops[j][REDS_F_OUT_C]);
+            set32(b, e + 4u * REDS_E_BUFS, bufs);
+            if (o >= REDS_SLOT_SCRATCH && o < REDS_SLOT_SCRATCH + REDS_MAX_SLOTS &&
+                elems > grown[o - REDS_SLOT_SCRATCH]) {
+                grown[o - REDS_SLOT_SCRATCH] = elems;
+            }
+        }
+        uint32_t scratch = 0;
+        for (uint32_t s = 0; s < n_slots; ++s) {
+            set32(b, ops_off + (n_ops * REDS_ENTRY_WORDS + s) * 4u, scratch);
+            scratch += (grown[s] + 15u) & ~15u;
         }
         const uint32_t in_bytes = ops[0][REDS_F_IN_H] * ops[0][REDS_F_IN_W] * ops[0][REDS_F_IN_C];
-        const uint32_t scratch = ((inter_max + 15u) & ~15u) * (n_ops > 2 ? 2u : n_ops - 1u);
         set32(b, l + 4u * REDS_L_OPS_OFF, ops_off);
         set32(b, l + 4u * REDS_L_N_OPS, n_ops);
         set32(b, l + 4u * REDS_L_IN_BYTES, in_bytes);
@@ -112,7 +154,8 @@ static uint32_t make_blob(uint8_t **out, const blob_level *lv, uint32_t n_levels
         set32(b, l + 4u * REDS_L_IN_H, ops[0][REDS_F_IN_H]);
         set32(b, l + 4u * REDS_L_IN_W, ops[0][REDS_F_IN_W]);
         set32(b, l + 4u * REDS_L_IN_C, ops[0][REDS_F_IN_C]);
-        ops_off += n_ops * REDS_OP_WORDS * 4u;
+        set32(b, l + 4u * REDS_L_N_SLOTS, n_slots);
+        ops_off += (n_ops * REDS_ENTRY_WORDS + n_slots) * 4u;
         max_scratch = scratch > max_scratch ? scratch : max_scratch;
         max_in = in_bytes > max_in ? in_bytes : max_in;
         max_out = elems > max_out ? elems : max_out;
@@ -122,7 +165,8 @@ static uint32_t make_blob(uint8_t **out, const blob_level *lv, uint32_t n_levels
     }
     const uint32_t h[REDS_H_USED] = {REDS_BLOB_MAGIC, REDS_BLOB_VERSION, total,     n_levels,
                                      REDS_HEADER_WORDS * 4u, arena_off, arena_bytes, params_off,
-                                     4u * n_params,   max_scratch,       max_in,    max_out};
+                                     4u * n_params,   max_scratch,       max_in,    max_out,
+                                     templates_off,   all_ops};
     for (uint32_t i = 0; i < REDS_H_USED; ++i) {
         set32(b, 4u * i, h[i]);
     }
@@ -155,7 +199,7 @@ static void op_weights(uint32_t *f, uint32_t stride_o, uint32_t stride_p)
 static reds_status init_and_run_ops(const uint32_t (*ops)[REDS_OP_WORDS], uint32_t n_ops, uint32_t arena_bytes)
 {
     const int32_t params[8] = {1 << 30, 1 << 30, 1 << 30, 1 << 30, -1, -1, -1, -1}; /* 4 channels */
-    const blob_level lv = {ops, n_ops};
+    const blob_level lv = {ops, n_ops, NULL, 0};
     uint8_t *b;
     const uint32_t len = make_blob(&b, &lv, 1, arena_bytes, params, 8);
     const reds_status s = init_and_run(b, len);
@@ -267,6 +311,12 @@ static void test_bad_header_and_tables(void)
     BAD_WORD(4u * REDS_H_MAGIC, 0x4c465454u);
     BAD_WORD(4u * REDS_H_VERSION, REDS_BLOB_VERSION + 1u);
     BAD_WORD(4u * REDS_H_VERSION, 1); /* version 1 had MEAN's requantise flag in op word 28 */
+    BAD_WORD(4u * REDS_H_VERSION, 2); /* version 2 had per-level 128-byte op records */
+    BAD_WORD(4u * REDS_H_TEMPLATES_OFF, get32(fc2_blob, 4u * REDS_H_TEMPLATES_OFF) + 2u); /* misaligned */
+    BAD_WORD(4u * REDS_H_TEMPLATES_OFF, total - 64u);
+    BAD_WORD(4u * REDS_H_N_TEMPLATES, 0);
+    BAD_WORD(4u * REDS_H_N_TEMPLATES, 0x08000000u); /* * 128 wraps to 0 in 32 bits */
+    BAD_WORD(4u * REDS_H_N_TEMPLATES, REDS_MAX_LEVELS * REDS_MAX_OPS + 1u);
     BAD_WORD(4u * REDS_H_TOTAL, total + 1u);
     BAD_WORD(4u * REDS_H_N_LEVELS, 0);
     BAD_WORD(4u * REDS_H_N_LEVELS, REDS_MAX_LEVELS + 1u);
@@ -290,6 +340,36 @@ static void test_bad_header_and_tables(void)
     BAD_WORD(level_off(1) + 4u * REDS_L_OUT_BYTES, 11);
     BAD_WORD(level_off(2) + 4u * REDS_L_SCRATCH, 0);
     BAD_WORD(level_off(3) + 4u * REDS_L_IN_ZP, 200);
+    BAD_WORD(level_off(0) + 4u * REDS_L_N_SLOTS, 0);                  /* op 0's output slot missing */
+    BAD_WORD(level_off(0) + 4u * REDS_L_N_SLOTS, 2);                  /* a slot nobody writes */
+    BAD_WORD(level_off(0) + 4u * REDS_L_N_SLOTS, REDS_MAX_SLOTS + 1u);
+    BAD_WORD(level_off(0) + 4u * REDS_L_USED, 1);                     /* reserved */
+}
+
+/* The op lists: template indices, channel counts and buffer slots (fc2: 2 ops per level, one slot). */
+static void test_bad_op_lists(void)
+{
+    const uint32_t e0 = entry_off(0, 0), e1 = entry_off(0, 1);
+    const uint32_t b0 = get32(fc2_blob, e0 + 4u * REDS_E_BUFS), b1 = get32(fc2_blob, e1 + 4u * REDS_E_BUFS);
+    CHECK(b0 == (REDS_SLOT_INPUT | (REDS_SLOT_NONE << 8) | (REDS_SLOT_SCRATCH << 16)));
+    CHECK(b1 == (REDS_SLOT_SCRATCH | (REDS_SLOT_NONE << 8) | (REDS_SLOT_OUTPUT << 16)));
+    BAD_WORD(e0 + 4u * REDS_E_TEMPLATE, get32(fc2_blob, 4u * REDS_H_N_TEMPLATES));
+    BAD_WORD(e0 + 4u * REDS_E_TEMPLATE, 0xFFFFFFFFu);
+    BAD_WORD(e0 + 4u * REDS_E_IN_C, 25);                               /* not the level's input size */
+    BAD_WORD(e1 + 4u * REDS_E_IN_C, get32(fc2_blob, e1 + 4u * REDS_E_IN_C) + 1u); /* not op 0's output */
+    BAD_WORD(e0 + 4u * REDS_E_OUT_C, 0);
+    BAD_WORD(e0 + 4u * REDS_E_OUT_C, 70000);
+    BAD_WORD(e0 + 4u * REDS_E_BUFS, b0 | (1u << 24));                   /* reserved byte */
+    BAD_WORD(e0 + 4u * REDS_E_BUFS, (b0 & ~0xFF00u) | (REDS_SLOT_INPUT << 8)); /* second input, unary op */
+    BAD_WORD(e0 + 4u * REDS_E_BUFS, (b0 & ~0xFFu) | REDS_SLOT_SCRATCH);  /* reads a slot not yet written */
+    BAD_WORD(e0 + 4u * REDS_E_BUFS, (b0 & ~0xFF0000u) | (REDS_SLOT_OUTPUT << 16)); /* output before the end */
+    BAD_WORD(e0 + 4u * REDS_E_BUFS, (b0 & ~0xFF0000u) | ((REDS_SLOT_SCRATCH + 1u) << 16)); /* no such slot */
+    BAD_WORD(e1 + 4u * REDS_E_BUFS, (b1 & ~0xFFu) | REDS_SLOT_INPUT);    /* the input has 24 elements */
+    BAD_WORD(e1 + 4u * REDS_E_BUFS, (b1 & ~0xFFu) | REDS_SLOT_OUTPUT);   /* the output is never read */
+    BAD_WORD(e1 + 4u * REDS_E_BUFS, (b1 & ~0xFF0000u) | (REDS_SLOT_SCRATCH << 16)); /* last op, not output */
+    BAD_WORD(e1 + 4u * REDS_E_BUFS, 0xFFFFFFFFu);
+    BAD_WORD(entry_off(0, 2), 16);                                      /* slot table: slot 0 starts at 0 */
+    BAD_WORD(op_off(0, 0) + 4u * REDS_F_IN_C, 24);                      /* channel counts: not in templates */
 }
 
 static void test_bad_ops(void)
@@ -298,9 +378,9 @@ static void test_bad_ops(void)
     BAD_WORD(o + 4u * REDS_F_TYPE, 0);
     BAD_WORD(o + 4u * REDS_F_TYPE, 7);
     BAD_WORD(o + 4u * REDS_F_TYPE, REDS_OP_MEAN); /* weights fields set on an op without weights */
-    BAD_WORD(o + 4u * REDS_F_IN_C, 25);           /* breaks the chain */
-    BAD_WORD(o + 4u * REDS_F_OUT_C, 0);
-    BAD_WORD(o + 4u * REDS_F_OUT_C, 70000);
+    BAD_WORD(o + 4u * REDS_F_IN_C, 25);           /* channel counts belong to the level's entry */
+    BAD_WORD(o + 4u * REDS_F_OUT_C, 10);
+    BAD_WORD(o + 4u * REDS_F_IN_H, 2);            /* FC: 1x1 */
     BAD_WORD(o + 4u * REDS_F_W_OFF, get32(fc2_blob, 4u * REDS_H_ARENA_BYTES));
     BAD_WORD(o + 4u * REDS_F_W_STRIDE_O, 23);     /* row stride < row length */
     BAD_WORD(o + 4u * REDS_F_W_STRIDE_O, 0x7FFFFFFFu);
@@ -317,7 +397,9 @@ static void test_bad_ops(void)
     }
     BAD_WORD(o + 4u * REDS_F_MULT, 5);            /* scalar fields belong to MEAN only */
     BAD_WORD(o2 + 4u * REDS_F_K_H, 0);
-    BAD_WORD(o2 + 4u * REDS_F_USED, 1);           /* reserved */
+    BAD_WORD(o2 + 4u * REDS_F_IN2_ZP, 1);         /* ADD's words belong to ADD only */
+    BAD_WORD(o2 + 4u * REDS_F_IN_RSHIFTS, 1);
+    BAD_WORD(o + 4u * REDS_F_TYPE, REDS_OP_ADD);  /* weights fields set on an op without weights */
     /* A shift outside [-31, 30] inside the params section. */
     const uint32_t params = get32(fc2_blob, 4u * REDS_H_PARAMS_OFF);
     BAD_WORD(params + get32(fc2_blob, o + 4u * REDS_F_SHIFT_OFF), 31);
@@ -372,6 +454,66 @@ static void test_levels_and_invoke(void)
     free(b);
 }
 
+#define BUFS(in, in2, out) ((uint32_t)(in) | ((uint32_t)(in2) << 8) | ((uint32_t)(out) << 16))
+#define SCR(s) (REDS_SLOT_SCRATCH + (s))
+
+/* A residual level: x -> pool a; a -> pool b; ADD(a, b) -> c; ADD(c, x) -> output, with bufs[] patched. */
+static reds_status residual(const uint32_t *bufs, uint32_t n_slots, uint32_t add_word, uint32_t add_value)
+{
+    uint32_t f[4][REDS_OP_WORDS];
+    op_init(f[0], REDS_OP_AVERAGE_POOL_2D, 3, 3, 2, 3, 3, 2);
+    op_init(f[1], REDS_OP_MAX_POOL_2D, 3, 3, 2, 3, 3, 2);
+    for (int i = 2; i < 4; ++i) {
+        op_init(f[i], REDS_OP_ADD, 3, 3, 2, 3, 3, 2);
+        f[i][REDS_F_IN_ZP] = 3;
+        f[i][REDS_F_IN2_ZP] = (uint32_t)-7;
+        f[i][REDS_F_IN1_MULT] = f[i][REDS_F_IN2_MULT] = 1u << 30;
+        f[i][REDS_F_IN_RSHIFTS] = 0x0201u; /* input 1: shift -1, input 2: shift -2 */
+        f[i][REDS_F_MULT] = 1518500250u;
+        f[i][REDS_F_SHIFT] = (uint32_t)-19;
+    }
+    f[3][add_word] = add_value;
+    const blob_level lv = {f, 4, bufs, n_slots};
+    uint8_t *b;
+    const uint32_t len = make_blob(&b, &lv, 1, 0, NULL, 0);
+    const reds_status s = init_and_run(b, len);
+    free(b);
+    return s;
+}
+
+/* Two-input ops (ADD): the second input slot is validated like the first; a skip tensor stays readable. */
+static void test_residual_slots(void)
+{
+    const uint32_t ok[4] = {BUFS(REDS_SLOT_INPUT, REDS_SLOT_NONE, SCR(0)), BUFS(SCR(0), REDS_SLOT_NONE, SCR(1)),
+                            BUFS(SCR(0), SCR(1), SCR(2)), BUFS(SCR(2), REDS_SLOT_INPUT, REDS_SLOT_OUTPUT)};
+    CHECK(residual(ok, 3, REDS_F_IN_ZP, 3) == REDS_OK);
+    uint32_t bad[4];
+    const struct {
+        uint32_t op, bufs;
+    } cases[] = {
+        {2, BUFS(SCR(0), REDS_SLOT_NONE, SCR(2))},   /* ADD without a second input */
+        {2, BUFS(SCR(0), SCR(2), SCR(1))},           /* second input not yet written */
+        {2, BUFS(SCR(0), REDS_SLOT_OUTPUT, SCR(2))}, /* second input: the output slot */
+        {2, BUFS(SCR(0), SCR(1), SCR(1))},           /* writes its second input in place */
+        {2, BUFS(SCR(0), SCR(3), SCR(2))},           /* no such slot */
+        {1, BUFS(SCR(0), SCR(0), SCR(1))},           /* a second input on a one-input op */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        memcpy(bad, ok, sizeof ok);
+        bad[cases[i].op] = cases[i].bufs;
+        if (residual(bad, 3, REDS_F_IN_ZP, 3) != REDS_BAD_BLOB) {
+            fprintf(stderr, "residual case %u accepted\n", (unsigned)i);
+            ++failures;
+        }
+    }
+    CHECK(residual(ok, 3, REDS_F_SHIFT, 1) == REDS_BAD_BLOB);          /* output shift > 0 */
+    CHECK(residual(ok, 3, REDS_F_IN_RSHIFTS, 0x2000u) == REDS_BAD_BLOB); /* input 2 shift -32 */
+    CHECK(residual(ok, 3, REDS_F_IN_RSHIFTS, 0x10000u) == REDS_BAD_BLOB);
+    CHECK(residual(ok, 3, REDS_F_IN2_ZP, 128) == REDS_BAD_BLOB);
+    CHECK(residual(ok, 3, REDS_F_STRIDE_H, 2) == REDS_BAD_BLOB);
+    CHECK(residual(ok, 3, REDS_F_OUT_W, 2) == REDS_BAD_BLOB);           /* shapes differ */
+}
+
 /* The app's replies, captured: `say` sends one line and returns everything written for it. */
 typedef struct {
     char buf[16384];
@@ -418,7 +560,7 @@ static void test_app_protocol(void)
     l0[0][REDS_F_SHIFT] = (uint32_t)-2;
     op_init(l1[0], REDS_OP_MEAN, 1, 1, 640, 1, 1, 640);
     l1[0][REDS_F_MULT] = 0x7FFFFFFFu; /* requantise(x, 2^31 - 1, 0) == x for int8 x */
-    const blob_level lv[2] = {{l0, 1}, {l1, 1}};
+    const blob_level lv[2] = {{l0, 1, NULL, 0}, {l1, 1, NULL, 0}};
     uint8_t *b;
     const uint32_t len = make_blob(&b, lv, 2, 0, NULL, 0);
     reds_backend be;
@@ -502,6 +644,8 @@ int main(void)
     test_truncated();
     test_bad_header_and_tables();
     test_bad_ops();
+    test_bad_op_lists();
+    test_residual_slots();
     test_byte_flips();
     test_levels_and_invoke();
     test_init_covers_kernel_limits();

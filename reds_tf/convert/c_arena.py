@@ -1,4 +1,4 @@
-"""Per-level int8 .tflite files -> ONE device blob: a shared int8 weight arena plus per-level op tables.
+"""Per-level int8 .tflite files -> ONE device blob: a shared int8 weight arena plus per-level op lists.
 
 The firmware (``firmware/src/runtime/reds_model.c``) parses this blob; switching level there is one
 integer. TFLM's *prepare* step (per-channel multipliers/shifts, zero points, activation clamps, padding)
@@ -6,20 +6,31 @@ runs here, once, at build time, so the device kernels only loop.
 
 Blob layout (all little-endian; every field below is a uint32 unless noted; sections 16-byte aligned)::
 
-    header   16 words   magic "REDS", version, total bytes, n_levels, offsets/sizes of the sections,
-                        max scratch/input/output bytes over the levels
-    levels   16 words per level: op table offset, n_ops, input/output bytes, scratch bytes, MACs (lo, hi),
-                        input scale (float32 bits), input zp, output scale, output zp, input h, w, c
-    ops      32 words per op (see ``OP_FIELDS``): type, shapes, kernel/stride/pad/dilation, weight offset
-                        into the arena with the FULL tensor's strides, offsets of the level's int32 bias,
-                        multiplier and shift arrays in the params section, zero points, clamps, MEAN's
-                        folded multiplier and shift; the remaining words are reserved and must be 0
-    arena    int8 weights of the widest (last) level, stored once; levels read sub-blocks with full strides
-    params   int32 arrays (biases, multipliers, shifts), per level, identical arrays stored once
+    header     16 words   magic "REDS", version, total bytes, n_levels, offsets/sizes of the sections,
+                          max scratch/input/output bytes over the levels, op template offset and count
+    levels     16 words per level: op list offset, n_ops, input/output bytes, scratch bytes, MACs (lo, hi),
+                          input scale (float32 bits), input zp, output scale, output zp, input h, w, c,
+                          n_slots (scratch buffers)
+    templates  32 words per template (see ``OP_FIELDS``): an op record without its channel counts (in_c
+                          and out_c are 0): type, shapes, kernel/stride/pad/dilation, weight offset into the
+                          arena with the FULL tensor's strides, offsets of the int32 bias, multiplier and
+                          shift arrays in the params section, zero points, clamps, MEAN's folded multiplier
+                          and shift; the remaining words are reserved and must be 0. Identical templates
+                          are stored once, so levels that differ only in channel counts share them.
+    op lists   per level: n_ops entries of 4 words (``ENTRY_FIELDS``): template index, the level's in_c
+                          and out_c, and the buffer slots (byte 0: input, 1: second input or 0xFF, 2:
+                          output, 3: 0), then n_slots words: each scratch slot's byte offset in scratch
+    arena      int8 weights of the widest (last) level, stored once; levels read sub-blocks with full strides
+    params     int32 arrays (biases, multipliers, shifts), per level; equal arrays and prefixes stored once
+
+Buffer slots: 0 is the level's input (the caller's, read-only), 1 the level's output (written by the last
+op only), 2 + s scratch slot s. ``plan_buffers`` assigns them by liveness (a slot is reused once the
+tensor in it has been read for the last time); a slot's size is the largest tensor it holds, rounded up
+to 16 bytes, and the level's scratch is the sum of its slots.
 
 ``VERSION`` (the header's version word, ``REDS_BLOB_VERSION`` in ``reds_model.h``) changes with the
-layout: 2 dropped version 1's MEAN requantise flag (op word 28), which the firmware ignored because
-tflite-micro requantises every int8 MEAN.
+layout: 2 dropped version 1's MEAN requantise flag (op word 28); 3 replaced the per-level 128-byte op
+records by shared templates plus 16-byte per-level entries with buffer slots.
 
 A narrower level whose int8 weights are NOT the widest level's prefix sub-block cannot share them; that
 tensor is then stored separately in the arena and listed under ``"separate_tensors"`` in the summary.
@@ -37,6 +48,7 @@ import numpy as np
 from ..errors import CorruptFlatbufferError, UnsupportedLayerError
 from ..runstore import atomic_write_bytes, atomic_write_text
 from .c_prepare import (
+    OP_ADD,
     OP_CONV_2D,
     OP_DEPTHWISE_CONV_2D,
     OP_FIELDS,
@@ -49,12 +61,17 @@ from .c_prepare import (
 )
 
 MAGIC = 0x53444552  # b"REDS" read as a little-endian uint32
-VERSION = 2  # 2: MEAN's requantise flag (op word 28) removed; must match REDS_BLOB_VERSION
+VERSION = 3  # 3: shared op templates + per-level entries with buffer slots; must match REDS_BLOB_VERSION
 HEADER_WORDS = 16
 LEVEL_WORDS = 16
-OP_WORDS = 32
+OP_WORDS = 32  # one op template
+ENTRY_WORDS = 4  # one op of a level's op list
 ALIGN = 16
 NONE = 0xFFFFFFFF  # "no bias" offset
+SLOT_INPUT, SLOT_OUTPUT, SLOT_SCRATCH, SLOT_NONE = 0, 1, 2, 0xFF  # buffer slot ids (REDS_SLOT_*)
+MAX_SLOTS = 16  # scratch slots per level (REDS_MAX_SLOTS)
+MAX_LEVELS, MAX_OPS = 16, 256  # levels per blob, ops per level (REDS_MAX_LEVELS, REDS_MAX_OPS)
+ENTRY_FIELDS = ("template", "in_c", "out_c", "bufs")
 HEADER_FIELDS = (
     "magic",
     "version",
@@ -68,6 +85,8 @@ HEADER_FIELDS = (
     "max_scratch",
     "max_in",
     "max_out",
+    "templates_off",
+    "n_templates",
 )
 LEVEL_FIELDS = (
     "ops_off",
@@ -84,6 +103,7 @@ LEVEL_FIELDS = (
     "in_h",
     "in_w",
     "in_c",
+    "n_slots",
 )
 
 
@@ -132,6 +152,13 @@ def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
     if reduce > lim["REDUCE_MAX"]:
         raise bad(f"each output sums {reduce:,} products (> {lim['REDUCE_MAX']:,}, the int32-safe bound)",
                   "split the layer or reduce its fan-in")  # fmt: skip
+    if r["type"] == OP_ADD:
+        rs = r["in_rshifts"]
+        for what, v in (("output", r["shift"]), ("input 1", -(rs & 0xFF)), ("input 2", -((rs >> 8) & 0xFF))):
+            if not -31 <= v <= 0 or rs >> 16:
+                raise bad(f"ADD's {what} requantisation shift is {v}, outside [-31, 0] (TFLM requires a "
+                          "multiplier below 1: the output scale must exceed 2 x the larger input scale "
+                          "/ 2^20)", "check the ADD's input and output scales")  # fmt: skip
     sh = e["shift"]
     if sh is not None and (sh.min() < -31 or sh.max() > 30):
         raise bad(f"a requantisation shift is outside [-31, 30] (range {sh.min()}..{sh.max()})",
@@ -147,16 +174,82 @@ def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
                   "calibrate with data that covers the layer's real input range")  # fmt: skip
 
 
-def level_scratch_bytes(recs: list[dict[str, int]]) -> int:
-    """Scratch one level needs: up to two ping-pong buffers for the intermediate activations.
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
 
-    Mirrors ``reds_model.c``: op i writes buffer i % 2 (the last op writes the caller's output).
+
+def plan_buffers(ops: list[dict[str, Any]]) -> tuple[list[tuple[int, int, int]], list[int]]:
+    """Assign buffer slots to one level's ops by liveness; returns ``(bufs, slot_bytes)``.
+
+    ``ops[i]`` gives ``"inputs"`` (tensor ids it reads, in order), ``"output"`` (the tensor id it writes)
+    and ``"out_elems"``. A tensor no op wrote is the level input (slot 0); the last op writes the level
+    output (slot 1). Every other tensor gets a scratch slot that is free while it is written: a slot is
+    freed after the last op that reads its tensor (never reused by that op's own output, since the
+    kernels do not work in place). Among the free slots the smallest one large enough is taken, else the
+    largest (which grows), else a new one. ``bufs[i]`` is ``(in, in2, out)`` (``in2`` ``SLOT_NONE`` for
+    one input); ``slot_bytes[s]`` is scratch slot s's size (its largest tensor, 16-byte aligned).
+    Mirrors the validation in ``reds_model_init``.
     """
-    inter = [act_bytes(r, "out") for r in recs[:-1]]
-    if not inter:
-        return 0
-    one = -(-max(inter) // ALIGN) * ALIGN
-    return one * min(len(inter), 2)
+    written = {op["output"] for op in ops}
+    last_use: dict[Any, int] = {}
+    for i, op in enumerate(ops):
+        for t in op["inputs"]:
+            last_use[t] = i
+    where: dict[Any, int] = {}  # tensor -> slot id
+    sizes: list[int] = []  # scratch slot s -> bytes (aligned)
+    free: list[int] = []  # free scratch slot indices
+    bufs = []
+    for i, op in enumerate(ops):
+        ins = []
+        for t in op["inputs"]:
+            if t not in written:
+                ins.append(SLOT_INPUT)
+            elif t not in where:
+                raise UnsupportedLayerError(f"Op {i} reads tensor {t!r} before an op writes it.")
+            else:
+                ins.append(where[t])
+        if not 1 <= len(ins) <= 2:
+            raise UnsupportedLayerError(f"Op {i} has {len(ins)} inputs; the firmware takes 1 or 2.")
+        if i == len(ops) - 1:
+            out = SLOT_OUTPUT
+        else:
+            need = _align(op["out_elems"])
+            fits = [s for s in free if sizes[s] >= need]
+            if fits:
+                s = min(fits, key=lambda s: (sizes[s], s))
+            elif free:
+                s = max(free, key=lambda s: (sizes[s], -s))
+                sizes[s] = need
+            else:
+                s = len(sizes)
+                sizes.append(need)
+                if len(sizes) > MAX_SLOTS:
+                    raise UnsupportedLayerError(
+                        f"Op {i} needs scratch buffer {len(sizes)}; the firmware keeps at most {MAX_SLOTS} "
+                        "tensors alive at once. Fix: use fewer parallel branches."
+                    )
+            free = [f for f in free if f != s]
+            out = SLOT_SCRATCH + s
+            where[op["output"]] = out
+        for t in set(op["inputs"]):  # read for the last time: its slot is free from the next op on
+            if last_use[t] == i and t in where:
+                free.append(where[t] - SLOT_SCRATCH)
+        if op["output"] not in last_use and out != SLOT_OUTPUT:  # written but never read
+            free.append(out - SLOT_SCRATCH)
+        bufs.append((ins[0], ins[1] if len(ins) > 1 else SLOT_NONE, out))
+    return bufs, sizes
+
+
+def _chain_io(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each op's ``inputs`` / ``output`` tensor ids (``read_level`` records them; a plain chain otherwise)."""
+    return [
+        {
+            "inputs": e.get("inputs", [i - 1]),
+            "output": e.get("output", i),
+            "out_elems": act_bytes(e["rec"], "out"),
+        }
+        for i, e in enumerate(ops)
+    ]
 
 
 # --- packing ------------------------------------------------------------------------------------------
@@ -194,6 +287,11 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
     if not levels:
         raise ValueError("At least one level is required. Received: 0 levels.")
     full = levels[-1]["ops"]
+    if len(levels) > MAX_LEVELS or len(full) > MAX_OPS:
+        raise UnsupportedLayerError(
+            f"{len(levels)} levels of {len(full)} ops each; the device runtime (reds_model_init) takes at "
+            f"most {MAX_LEVELS} levels of {MAX_OPS} ops. Fix: convert fewer levels or a smaller model."
+        )
     kinds = [e["rec"]["type"] for e in full]
     for k, lv in enumerate(levels):
         got = [e["rec"]["type"] for e in lv["ops"]]
@@ -238,15 +336,33 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
             recs.append(r)
         params_added[k] = len(params.data) - params_before
 
+    # Op templates: a record without its channel counts, stored once for every level that uses it.
+    templates: list[tuple[int, ...]] = []
+    index: dict[tuple[int, ...], int] = {}
+    level_entries: list[list[tuple[int, int, int, int]]] = []
+    level_slots: list[list[int]] = []
+    for lv, recs in zip(levels, level_recs, strict=True):
+        bufs, slot_bytes = plan_buffers(_chain_io(lv["ops"]))
+        entries = []
+        for r, (b_in, b_in2, b_out) in zip(recs, bufs, strict=True):
+            t = tuple(0 if f in ("in_c", "out_c") else r[f] & 0xFFFFFFFF for f in OP_FIELDS)
+            if t not in index:
+                index[t] = len(templates)
+                templates.append(t)
+            entries.append((index[t], r["in_c"], r["out_c"], b_in | (b_in2 << 8) | (b_out << 16)))
+        level_entries.append(entries)
+        level_slots.append(slot_bytes)
+
     n_levels = len(levels)
     levels_off = HEADER_WORDS * 4
-    ops_off = levels_off + LEVEL_WORDS * 4 * n_levels
-    op_offsets = []
-    for recs in level_recs:
-        op_offsets.append(ops_off)
-        ops_off += OP_WORDS * 4 * len(recs)
-    arena_off = -(-ops_off // ALIGN) * ALIGN
-    params_off = -(-(arena_off + len(arena.data)) // ALIGN) * ALIGN
+    templates_off = levels_off + LEVEL_WORDS * 4 * n_levels
+    ops_off = templates_off + OP_WORDS * 4 * len(templates)
+    list_offsets = []
+    for entries, slot_bytes in zip(level_entries, level_slots, strict=True):
+        list_offsets.append(ops_off)
+        ops_off += 4 * (ENTRY_WORDS * len(entries) + len(slot_bytes))
+    arena_off = _align(ops_off)
+    params_off = _align(arena_off + len(arena.data))
     total = params_off + len(params.data)
     blob = bytearray(total)
 
@@ -254,13 +370,16 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
         struct.pack_into(f"<{len(vals)}I", blob, off, *[v & 0xFFFFFFFF for v in vals])
 
     f32 = lambda x: struct.unpack("<I", struct.pack("<f", x))[0]  # noqa: E731
+    for n, t in enumerate(templates):
+        words(templates_off + n * OP_WORDS * 4, list(t))
     summary_levels = []
     for k, (lv, recs) in enumerate(zip(levels, level_recs, strict=True)):
         macs = sum(op_macs(r) for r in recs)
-        scratch = level_scratch_bytes(recs)
+        slot_bytes = level_slots[k]
+        scratch = sum(slot_bytes)
         in_bytes, out_bytes = act_bytes(recs[0], "in"), act_bytes(recs[-1], "out")
         row = dict(
-            ops_off=op_offsets[k],
+            ops_off=list_offsets[k],
             n_ops=len(recs),
             in_bytes=in_bytes,
             out_bytes=out_bytes,
@@ -274,10 +393,14 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
             in_h=lv["in_hwc"][0],
             in_w=lv["in_hwc"][1],
             in_c=lv["in_hwc"][2],
+            n_slots=len(slot_bytes),
         )
         words(levels_off + k * LEVEL_WORDS * 4, [row[f] for f in LEVEL_FIELDS])
-        for j, r in enumerate(recs):
-            words(op_offsets[k] + j * OP_WORDS * 4, [r[f] for f in OP_FIELDS])
+        words(list_offsets[k], [v for e in level_entries[k] for v in e])
+        words(
+            list_offsets[k] + ENTRY_WORDS * 4 * len(recs),
+            [sum(slot_bytes[:s]) for s in range(len(slot_bytes))],
+        )
         summary_levels.append(
             {
                 "level": k,
@@ -292,7 +415,8 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
                 # int32 bias/multiplier/shift bytes this level adds (the widest level's are stored
                 # first, so a narrower level counts only what is not a view of them)
                 "params_bytes_added": params_added[k],
-                "table_bytes": LEVEL_WORDS * 4 + OP_WORDS * 4 * len(recs),
+                # its level descriptor, op list and slot table (templates are shared, counted once)
+                "table_bytes": LEVEL_WORDS * 4 + 4 * (ENTRY_WORDS * len(recs) + len(slot_bytes)),
             }
         )
     blob[arena_off : arena_off + len(arena.data)] = arena.data
@@ -310,6 +434,8 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
         max_scratch=max(s["scratch_bytes"] for s in summary_levels),
         max_in=max(s["input_bytes"] for s in summary_levels),
         max_out=max(s["output_bytes"] for s in summary_levels),
+        templates_off=templates_off,
+        n_templates=len(templates),
     )
     words(0, [hdr[f] for f in HEADER_FIELDS])
     summary = {
@@ -317,10 +443,19 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
         "arena_bytes": len(arena.data),
         "params_bytes": len(params.data),
         "table_bytes": arena_off,
-        # Every byte of the blob once: header, level and op tables, alignment, weights, int32 params.
+        "n_templates": len(templates),
+        # Every byte of the blob once: header, tables, alignment, weights, int32 params.
         "sections": {
             "header": HEADER_WORDS * 4,
-            "level and op tables": ops_off - levels_off,
+            "level table": templates_off - levels_off,
+            "op templates (shared by the levels)": ops_off
+            - templates_off
+            - sum(
+                4 * (ENTRY_WORDS * len(e) + len(sl)) for e, sl in zip(level_entries, level_slots, strict=True)
+            ),
+            "level op lists and slot tables": sum(
+                4 * (ENTRY_WORDS * len(e) + len(sl)) for e, sl in zip(level_entries, level_slots, strict=True)
+            ),
             "alignment": arena_off - ops_off + params_off - arena_off - len(arena.data),
             "int8 weight arena": len(arena.data),
             "int32 params (bias, multiplier, shift)": len(params.data),
@@ -333,7 +468,8 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
 
 
 def read_blob(blob: bytes) -> dict[str, Any]:
-    """Decode a blob's header, level table and op records (for tests, reports and debugging)."""
+    """Decode a blob's header, level table, templates and each level's ops as full records (template +
+    the entry's channel counts and buffer slots), for tests, reports and debugging."""
     if len(blob) < HEADER_WORDS * 4 or struct.unpack_from("<I", blob)[0] != MAGIC:
         raise CorruptFlatbufferError(
             f"Not a reds device blob (bad magic or {len(blob)} bytes). Regenerate it."
@@ -344,15 +480,25 @@ def read_blob(blob: bytes) -> dict[str, Any]:
             f"Device blob version {hdr['version']} is not the supported version {VERSION}. "
             "Fix: regenerate the blob with this reds_tf (reds_tf.convert.c_arena.write)."
         )
-    out: dict[str, Any] = {"header": hdr, "levels": []}
+    templates = [
+        struct.unpack_from(f"<{OP_WORDS}i", blob, hdr["templates_off"] + OP_WORDS * 4 * n)
+        for n in range(hdr["n_templates"])
+    ]
+    out: dict[str, Any] = {"header": hdr, "levels": [], "templates": [
+        dict(zip(OP_FIELDS, t[: len(OP_FIELDS)], strict=True)) for t in templates]}  # fmt: skip
     for k in range(hdr["n_levels"]):
-        raw = struct.unpack_from(f"<{len(LEVEL_FIELDS)}I", blob, hdr["levels_off"] + 64 * k)
+        raw = struct.unpack_from(f"<{len(LEVEL_FIELDS)}I", blob, hdr["levels_off"] + LEVEL_WORDS * 4 * k)
         lv = dict(zip(LEVEL_FIELDS, raw, strict=True))
-        ops = [
-            struct.unpack_from(f"<{len(OP_FIELDS)}i", blob, lv["ops_off"] + 128 * j)
-            for j in range(lv["n_ops"])
-        ]
-        lv["ops"] = [dict(zip(OP_FIELDS, r, strict=True)) for r in ops]
+        lv["ops"] = []
+        for j in range(lv["n_ops"]):
+            e = dict(zip(ENTRY_FIELDS, struct.unpack_from("<4I", blob, lv["ops_off"] + ENTRY_WORDS * 4 * j),
+                         strict=True))  # fmt: skip
+            op = dict(zip(OP_FIELDS, templates[e["template"]][: len(OP_FIELDS)], strict=True))
+            op.update(in_c=e["in_c"], out_c=e["out_c"], template=e["template"], in_slot=e["bufs"] & 0xFF,
+                      in2_slot=(e["bufs"] >> 8) & 0xFF, out_slot=(e["bufs"] >> 16) & 0xFF)  # fmt: skip
+            lv["ops"].append(op)
+        lv["slots"] = list(struct.unpack_from(
+            f"<{lv['n_slots']}I", blob, lv["ops_off"] + ENTRY_WORDS * 4 * lv["n_ops"]))  # fmt: skip
         out["levels"].append(lv)
     return out
 

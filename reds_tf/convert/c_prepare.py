@@ -18,7 +18,7 @@ from .flatbuffer import S, read_tflite
 
 # Blob op types (reds_model.h: enum reds_op_type). Values are part of the format: never renumber.
 OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED = 1, 2, 3
-OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN, OP_SOFTMAX = 4, 5, 6, 7
+OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN, OP_SOFTMAX, OP_ADD = 4, 5, 6, 7, 8
 OP_NAMES = {
     1: "CONV_2D",
     2: "DEPTHWISE_CONV_2D",
@@ -27,6 +27,7 @@ OP_NAMES = {
     5: "MAX_POOL_2D",
     6: "MEAN",
     7: "SOFTMAX",
+    8: "ADD",
 }
 
 OP_FIELDS = (
@@ -58,6 +59,12 @@ OP_FIELDS = (
     "act_max",
     "mult",
     "shift",
+    # ADD only: input 2's zero point, the inputs' multipliers, their right shifts (input 1 in bits 0-7,
+    # input 2 in bits 8-15); mult/shift are then the output's
+    "in2_zp",
+    "in1_mult",
+    "in2_mult",
+    "in_rshifts",
 )
 _BUILTIN = S.BuiltinOperator
 _SUPPORTED = {
@@ -68,7 +75,9 @@ _SUPPORTED = {
     _BUILTIN.MAX_POOL_2D: OP_MAX_POOL_2D,
     _BUILTIN.MEAN: OP_MEAN,
     _BUILTIN.SOFTMAX: OP_SOFTMAX,
+    _BUILTIN.ADD: OP_ADD,
 }
+ADD_LEFT_SHIFT = 20  # TFLM's int8 ADD: inputs shifted left by 20 (REDS_ADD_LEFT_SHIFT)
 # TFLM's int8 softmax: input differences as Q5.26 (kScaledDiffIntegerBits); int8 output fixed at 1/256, -128.
 SOFTMAX_DIFF_INT_BITS = 5
 SOFTMAX_DEPTH_MAX = 511  # REDS_SOFTMAX_DEPTH_MAX in reds_kernels.h
@@ -111,6 +120,17 @@ def softmax_multiplier(input_scale: float, beta: float) -> tuple[int, int]:
             "with representative data."
         )
     return quantize_multiplier(real)
+
+
+def add_multipliers(s1: float, s2: float, s_out: float) -> dict[str, int]:
+    """TFLM's int8 ADD prepare (``CalculateOpDataAdd``), in double from the float32 scales: each input
+    rescaled to twice the larger input scale, the sum (of inputs shifted left by 20) to the output.
+    Returns the inputs' and output's multipliers and shifts (``QuantizeMultiplierSmallerThanOneExp``)."""
+    twice_max = 2.0 * max(float(s1), float(s2))
+    m1, sh1 = quantize_multiplier(float(s1) / twice_max)
+    m2, sh2 = quantize_multiplier(float(s2) / twice_max)
+    mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(s_out)))
+    return {"in1_mult": m1, "in1_shift": sh1, "in2_mult": m2, "in2_shift": sh2, "mult": mo, "shift": sho}
 
 
 def _act_range(act: int, scale: float, zp: int) -> tuple[int, int]:
@@ -186,23 +206,31 @@ def read_level(path: Path) -> dict[str, Any]:
                 f"inference_input_type=inference_output_type=tf.int8."
             )
     ops: list[dict[str, Any]] = []
-    cur = g.inputs[0]
+    # Ops run in the file's (topological) order; each reads tensors the level input or an earlier op
+    # produced. A RESHAPE is a view: its output is its input's tensor.
+    alias: dict[int, int] = {}
+    produced = {g.inputs[0]}
     for op in g.operators:
         code = model.operatorCodes[op.opcodeIndex]
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if op.inputs[0] != cur:
-            raise UnsupportedLayerError(
-                f"{path}: the graph is not a single chain at op {names.get(builtin)}; "
-                "the firmware runs chains of ops only (no residual branches)."
-            )
+        n_act = 2 if builtin == _BUILTIN.ADD else 1
+        reads = [alias.get(t, t) for t in op.inputs[:n_act]]
+        for t in reads:
+            if t not in produced:
+                raise UnsupportedLayerError(
+                    f"{path}: op {names.get(builtin, builtin)} reads tensor {tensors[t].name!r}, which is "
+                    "neither the model input nor an earlier op's output (a constant or a second input); "
+                    "the firmware runs one input through ops in order. Fix: fold the constant into a layer."
+                )
         tin, tout = tensors[op.inputs[0]], tensors[op.outputs[0]]
-        cur = op.outputs[0]
         s_in, z_in = _quant(tin)
         s_out, z_out = _quant(tout)
         if builtin == _BUILTIN.RESHAPE:  # a view in NHWC int8 when the quantisation is unchanged
             if s_in[0] != s_out[0] or z_in[0] != z_out[0]:
                 raise UnsupportedLayerError(f"{path}: RESHAPE changes quantisation; not supported.")
+            alias[op.outputs[0]] = reads[0]
             continue
+        produced.add(op.outputs[0])
         if builtin not in _SUPPORTED:
             raise UnsupportedLayerError(
                 f"{path}: op {names.get(builtin, builtin)} is not supported by the firmware. "
@@ -237,7 +265,8 @@ def read_level(path: Path) -> dict[str, Any]:
         o = op.builtinOptions
         name = tout.name.decode() if isinstance(tout.name, bytes) else str(tout.name or "")
         entry: dict[str, Any] = {"rec": rec, "weights": None, "bias": None, "mult": None, "shift": None,
-                                 "name": f"output tensor {name!r}"}  # fmt: skip
+                                 "name": f"output tensor {name!r}", "inputs": reads,
+                                 "output": op.outputs[0]}  # fmt: skip
         if kind in (OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED):
             tw = tensors[op.inputs[1]]
             w = _const(model, tw)
@@ -295,6 +324,26 @@ def read_level(path: Path) -> dict[str, Any]:
                 )
             rec.update(out_h=in_hwc[0], out_w=in_hwc[1], out_c=in_hwc[2])
             rec["mult"], rec["shift"] = softmax_multiplier(float(s_in[0]), float(o.beta))
+        elif kind == OP_ADD:
+            tin2 = tensors[op.inputs[1]]
+            shapes = [[int(v) for v in t.shape] for t in (tin, tin2, tout)]
+            if shapes[0] != shapes[1] or shapes[0] != shapes[2]:
+                raise UnsupportedLayerError(
+                    f"{path}: ADD of shapes {shapes[0]} and {shapes[1]} -> {shapes[2]}; the firmware adds "
+                    "tensors of one shape only (no broadcasting). Fix: add tensors of equal shapes."
+                )
+            if tin2.type != S.TensorType.INT8:
+                raise UnsupportedLayerError(f"{path}: ADD's second input is not int8 (type {tin2.type}).")
+            s_in2, z_in2 = _quant(tin2)
+            am = add_multipliers(s_in[0], s_in2[0], s_out[0])
+            if am["in1_shift"] > 0 or am["in2_shift"] > 0:  # impossible: each real multiplier is <= 1/2
+                raise UnsupportedLayerError(f"{path}: ADD input multiplier >= 1; corrupt quantisation.")
+            rec.update(in2_zp=int(z_in2[0]), in1_mult=am["in1_mult"], in2_mult=am["in2_mult"],
+                       in_rshifts=(-am["in1_shift"]) | ((-am["in2_shift"]) << 8), mult=am["mult"],
+                       shift=am["shift"])  # fmt: skip
+            rec["act_min"], rec["act_max"] = _act_range(
+                o.fusedActivationFunction, float(s_out[0]), int(z_out[0])
+            )
         else:  # MEAN over H, W (global average pooling)
             axis = sorted(int(a) for a in _const(model, tensors[op.inputs[1]]).reshape(-1))
             if axis != [1, 2] or len(ishape) != 4:
@@ -308,8 +357,8 @@ def read_level(path: Path) -> dict[str, Any]:
             rec["pad_h"] = _pad(rec["stride_h"], rec["dil_h"], rec["in_h"], rec["k_h"], rec["out_h"])
             rec["pad_w"] = _pad(rec["stride_w"], rec["dil_w"], rec["in_w"], rec["k_w"], rec["out_w"])
         ops.append(entry)
-    if cur != g.outputs[0] or not ops:
-        raise UnsupportedLayerError(f"{path}: the op chain does not end at the model output.")
+    if not ops or alias.get(g.outputs[0], g.outputs[0]) != ops[-1]["output"]:
+        raise UnsupportedLayerError(f"{path}: the last op does not write the model output.")
     s_i, z_i = _quant(x_in)
     s_o, z_o = _quant(x_out)
     ishape = [int(v) for v in x_in.shape] + [1, 1, 1]

@@ -85,12 +85,14 @@ def _blob_ledger(fw: dict[str, Any]) -> str:
         return ""
     rows = "".join(f"| {name} | {b:,} |\n" for name, b in fw["sections"].items())
     per = ", ".join(
-        f"level {lv['level']}: {lv['table_bytes']:,} B records + {lv['params_bytes_added']:,} B int32"
+        f"level {lv['level']}: {lv['table_bytes']:,} B descriptor and op list + "
+        f"{lv['params_bytes_added']:,} B int32"
         for lv in fw["levels"]
     )
     return (
-        f"| firmware blob section | bytes |\n|---|---|\n{rows}\nPer level (the widest level's int32 "
-        f"arrays are stored first; a narrower level adds only what is not a view of them): {per}.\n\n"
+        f"| firmware blob section | bytes |\n|---|---|\n{rows}\nPer level (op templates are shared; the "
+        f"widest level's int32 arrays are stored first, a narrower level adds only what is not a view of "
+        f"them): {per}.\n\n"
     )
 
 

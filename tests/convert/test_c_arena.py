@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -142,6 +143,8 @@ def test_errors_name_the_problem(dscnn_levels: list[Path], tmp_path: Path) -> No
     levels[0]["ops"] = levels[0]["ops"][:-1]
     with pytest.raises(UnsupportedLayerError, match="All levels must share one topology"):
         c_arena.build_blob(levels)
+    with pytest.raises(UnsupportedLayerError, match="17 levels .* at most 16 levels of 256 ops"):
+        c_arena.build_blob([levels[1]] * 17)
     with pytest.raises(CorruptFlatbufferError, match="Not a reds device blob"):
         c_arena.read_blob(b"TFL3" + bytes(100))
 
@@ -204,3 +207,76 @@ def test_prefix_params_are_views_of_the_full_levels(dscnn_levels: list[Path]) ->
     ops = [lv["ops"] for lv in c_arena.read_blob(blob)["levels"]]
     for small, wide in zip(*ops, strict=True):
         assert all(small[k] == wide[k] for k in ("bias_off", "mult_off", "shift_off"))
+
+
+def _c_enum(text: str, first: str) -> list[str]:
+    """The names of the C enum in reds_model.h whose first member is ``first``, in order."""
+    body = re.search(r"enum\s*\{\s*(" + first + r"\b[^}]*)\}", text).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    return [n.strip() for n in body.split(",") if n.strip()]
+
+
+def test_blob_layout_matches_the_c_header() -> None:
+    """The word indices of reds_model.h name the same fields, in the same order, as c_arena's layout."""
+    h = (Path(__file__).resolve().parents[2] / "firmware/src/runtime/reds_model.h").read_text()
+    for prefix, fields in (("REDS_H_", c_arena.HEADER_FIELDS), ("REDS_L_", c_arena.LEVEL_FIELDS),
+                           ("REDS_F_", c_prepare.OP_FIELDS), ("REDS_E_", c_arena.ENTRY_FIELDS)):  # fmt: skip
+        names = _c_enum(h, prefix + ("MAGIC" if prefix == "REDS_H_" else "OPS_OFF" if prefix == "REDS_L_"
+                                     else "TYPE" if prefix == "REDS_F_" else "TEMPLATE"))  # fmt: skip
+        got = [n.removeprefix(prefix) for n in names if n.removeprefix(prefix) != "USED"]
+        want = [f.upper() for f in fields]
+        aliases = {"TOTAL_BYTES": "TOTAL", "ARENA_BYTES": "ARENA_BYTES", "PARAMS_BYTES": "PARAMS_BYTES"}
+        assert got == [aliases.get(w, w) for w in want], prefix
+    for name, value in (("REDS_BLOB_VERSION", c_arena.VERSION), ("REDS_HEADER_WORDS", c_arena.HEADER_WORDS),
+                        ("REDS_LEVEL_WORDS", c_arena.LEVEL_WORDS), ("REDS_OP_WORDS", c_arena.OP_WORDS),
+                        ("REDS_ENTRY_WORDS", c_arena.ENTRY_WORDS), ("REDS_MAX_SLOTS", c_arena.MAX_SLOTS),
+                        ("REDS_MAX_LEVELS", c_arena.MAX_LEVELS), ("REDS_MAX_OPS", c_arena.MAX_OPS),
+                        ("REDS_SLOT_INPUT", c_arena.SLOT_INPUT), ("REDS_SLOT_OUTPUT", c_arena.SLOT_OUTPUT),
+                        ("REDS_SLOT_SCRATCH", c_arena.SLOT_SCRATCH),
+                        ("REDS_SLOT_NONE", c_arena.SLOT_NONE)):  # fmt: skip
+        m = re.search(rf"#define {name} (0x[0-9A-Fa-f]+|\d+)u?\b", h)
+        assert m and int(m.group(1), 0) == value, name
+
+
+def _op(inputs: list, output: Any, elems: int) -> dict:
+    return {"inputs": inputs, "output": output, "out_elems": elems}
+
+
+def test_plan_buffers_reuses_slots_by_liveness() -> None:
+    # A chain ping-pongs between two slots, each as large as its largest tensor.
+    bufs, sizes = c_arena.plan_buffers(
+        [_op(["x"], 1, 100), _op([1], 2, 40), _op([2], 3, 90), _op([3], 4, 10)]
+    )
+    assert bufs == [(0, 255, 2), (2, 255, 3), (3, 255, 2), (2, 255, 1)] and sizes == [112, 48]
+    # A residual block: the skip tensor stays alive across the branch, so three slots; the ADD reads two.
+    ops = [_op(["x"], "a", 64), _op(["a"], "b", 64), _op(["b"], "c", 64), _op(["a", "c"], "d", 64),
+           _op(["d"], "e", 10)]  # fmt: skip
+    bufs, sizes = c_arena.plan_buffers(ops)
+    assert bufs == [(0, 255, 2), (2, 255, 3), (3, 255, 4), (2, 4, 3), (3, 255, 1)] and sizes == [64] * 3
+    assert c_arena.plan_buffers([_op(["x"], "y", 5)]) == ([(0, 255, 1)], [])  # one op: no scratch
+    with pytest.raises(UnsupportedLayerError, match="the firmware takes 1 or 2"):
+        c_arena.plan_buffers([_op(["x", "x", "x"], "y", 5)])
+
+
+def test_shared_calibration_shares_op_templates(dscnn_levels: list[Path]) -> None:
+    """With every narrower level's arrays prefix views (shared calibration), the levels differ only in
+    channel counts: one template per op of the widest level, and a narrower level costs its 16-byte op
+    list entries, not 128-byte records."""
+    levels = [c_prepare.read_level(p) for p in dscnn_levels]
+    _, per_level = c_arena.build_blob(levels)
+    for e, f in zip(levels[0]["ops"], levels[1]["ops"], strict=True):
+        for key in ("bias", "mult", "shift"):
+            if e[key] is not None:
+                e[key] = f[key][: len(e[key])].copy()
+        for key in ("in_zp", "out_zp", "act_min", "act_max", "mult", "shift"):
+            e["rec"][key] = f["rec"][key]
+    blob, summary = c_arena.build_blob(levels)
+    n_ops = len(levels[-1]["ops"])
+    assert summary["n_templates"] == n_ops < per_level["n_templates"]
+    assert summary["sections"]["op templates (shared by the levels)"] == 128 * n_ops
+    assert sum(summary["sections"].values()) == len(blob)
+    parsed = c_arena.read_blob(blob)
+    small, wide = (lv["ops"] for lv in parsed["levels"])
+    assert [o["template"] for o in small] == [o["template"] for o in wide]
+    assert [o["in_c"] for o in small] != [o["in_c"] for o in wide]
+    assert summary["levels"][0]["table_bytes"] == 64 + 16 * n_ops + 4 * parsed["levels"][0]["n_slots"]

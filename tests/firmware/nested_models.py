@@ -17,6 +17,8 @@ from reds_tf._keras import keras, tf
 
 DSCNN_LEVELS = [(4, 4), (8, 8), (12, 16), (16, 16)]  # (conv/dw width, pointwise width)
 FC2_LEVELS = [8, 16, 24, 32]  # hidden width
+RESIDUAL_LEVELS = [4, 8, 12, 16]  # width of the second residual block
+RESIDUAL_INPUT = (6, 6, 4)
 DSCNN_INPUT = (20, 10, 1)
 FC2_INPUT = 24
 
@@ -38,6 +40,19 @@ def dscnn(widths: tuple[int, int], n_cls: int = 6, softmax: bool = False) -> ker
 def dscnn_softmax(widths: tuple[int, int]) -> keras.Model:
     """``dscnn`` ending in Dense(..., activation='softmax'), as users' classifiers do."""
     return dscnn(widths, softmax=True)
+
+
+def residual(width: int, n_cls: int = 5) -> keras.Model:
+    """Two residual blocks: x + Conv3x3(x) (the skip is the model input), then b + BN(Conv3x3(b)) with
+    b = Conv1x1(width, ReLU); each Add followed by ReLU (fused into TFLite's ADD); GAP -> Dense."""
+    x = inp = keras.Input(RESIDUAL_INPUT)
+    a = keras.layers.Conv2D(RESIDUAL_INPUT[-1], 3, padding="same")(x)
+    s = keras.layers.ReLU()(keras.layers.Add()([x, a]))
+    b = keras.layers.Conv2D(width, 1, activation="relu")(s)
+    d = keras.layers.BatchNormalization()(keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(b))
+    e = keras.layers.ReLU()(keras.layers.Add()([b, d]))
+    x = keras.layers.GlobalAveragePooling2D()(e)
+    return keras.Model(inp, keras.layers.Dense(n_cls)(x))
 
 
 def fc2(hidden: int, n_cls: int = 10) -> keras.Model:
@@ -103,7 +118,15 @@ def convert(model: keras.Model, rep: np.ndarray) -> bytes:
 ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
     "ds_cnn_s": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
     "fc2": [[32], [64], [96], [128]],
+    # groups conv1 (+ stack 1's Add), s1_conv1, s2_conv1, s2_conv2 (+ shortcut, Add), s3_conv1, s3_conv2
+    "resnet8": [
+        [4, 6, 8, 12, 16, 20],
+        [8, 8, 16, 20, 32, 36],
+        [12, 12, 24, 28, 48, 52],
+        [16, 16, 32, 32, 64, 64],
+    ],
 }
+ZOO_OPTIONS = {"resnet8": {"input_shape": (16, 16, 3)}}  # small input: quick to convert and run
 
 
 def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
@@ -126,12 +149,32 @@ def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
     return paths
 
 
+def write_zoo_converted_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
+    """``zoo.build(name)`` with random weights, nested with ``ZOO_PLANS[name]`` via reds_tf.nested, through
+    the production converter (``reds_tf.convert.convert``: weights quantised once, shared calibration)."""
+    from reds_tf import nested, topology, zoo
+    from reds_tf.convert import convert as reds_convert
+    from reds_tf.plan import WidthPlan
+
+    keras.utils.set_random_seed(seed)
+    full = zoo.build(name, **ZOO_OPTIONS.get(name, {}))
+    _randomise(full, seed)
+    graph = topology.graph_of(full)
+    model = nested.make_nested(full, WidthPlan(graph.group_names, graph.full_widths, ZOO_PLANS[name]))
+    models = [nested.extract_level(model, k) for k in range(len(ZOO_PLANS[name]))]
+    x = np.random.default_rng(seed + 1).normal(0, 1, (64, *full.input_shape[1:])).astype(np.float32)
+    reds_convert(models, out_dir, calibration=x, verify=False)
+    return [Path(out_dir) / f"submodel_{k}.tflite" for k in range(len(models))]
+
+
 def _family(kind: str) -> tuple[Callable[..., keras.Model], list, tuple[int, ...]]:
-    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax" or "fc2"."""
+    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax", "fc2" or
+    "residual"."""
     return {
         "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
         "dscnn_softmax": (dscnn_softmax, DSCNN_LEVELS, DSCNN_INPUT),
         "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
+        "residual": (residual, RESIDUAL_LEVELS, RESIDUAL_INPUT),
     }[kind]
 
 
@@ -181,34 +224,75 @@ def write_levels(kind: str, out_dir: Path, seed: int = 0, keep: tuple[int, ...] 
     return paths
 
 
-def upgrade_v1_blob(blob: bytes) -> bytes:
-    """A version-1 device blob as version 2: MEAN's requantise flag (op word 28) cleared, version 2.
+def upgrade_v2_blob(blob: bytes) -> bytes:
+    """A version-2 device blob as version 3: each op record becomes a template (channel counts moved to
+    its level's op list entry), the ops run as a chain with ping-pong scratch slots as version 2 did.
 
-    Keeps crafted fuzz regressions on the parser path they were recorded for. Offsets are checked,
-    since a crafted blob may point anywhere; records out of bounds are left as they are.
+    Keeps crafted fuzz regressions on the parser path they were recorded for: every field of the old
+    records is carried over as it was (a crafted value included). A blob that is not a structurally
+    readable version-2 blob is returned unchanged.
     """
-    b = bytearray(blob)
-    word = lambda off: int.from_bytes(b[off : off + 4], "little")  # noqa: E731
-    if len(b) < 64 or word(4) != 1:
-        return bytes(b)
-    b[4:8] = (2).to_bytes(4, "little")
-    n_levels, levels_off = word(12), word(16)
-    for k in range(min(n_levels, 16)):
-        lv = levels_off + 64 * k
-        if lv + 8 > len(b):
-            break
-        ops_off, n_ops = word(lv), word(lv + 4)
-        for j in range(min(n_ops, 256)):
-            w28 = ops_off + 128 * j + 4 * 28
-            if w28 + 4 <= len(b):
-                b[w28 : w28 + 4] = bytes(4)
-    return bytes(b)
+    word = lambda off: int.from_bytes(blob[off : off + 4], "little")  # noqa: E731
+    if len(blob) < 64 or word(0) != 0x53444552 or word(4) != 2:
+        return blob
+    hdr = [word(4 * i) for i in range(16)]
+    n_levels, levels_off = hdr[3], hdr[4]
+    arena_off, arena_bytes, params_off, params_bytes = hdr[5], hdr[6], hdr[7], hdr[8]
+    if not (1 <= n_levels <= 16 and levels_off + 64 * n_levels <= len(blob)
+            and arena_off + arena_bytes <= len(blob) and params_off + params_bytes <= len(blob)):  # fmt: skip
+        return blob
+    levels = []
+    for k in range(n_levels):
+        lv = [word(levels_off + 64 * k + 4 * i) for i in range(16)]
+        if not 1 <= lv[1] <= 256 or lv[0] + 128 * lv[1] > len(blob):
+            return blob
+        ops = [[word(lv[0] + 128 * j + 4 * i) for i in range(32)] for j in range(lv[1])]
+        levels.append((lv, ops))
+    align = lambda n: -(-n // 16) * 16  # noqa: E731
+    templates_off = 64 + 64 * n_levels
+    n_templates = sum(len(ops) for _, ops in levels)
+    off = templates_off + 128 * n_templates
+    lists = []
+    for _, ops in levels:
+        n = len(ops)
+        n_slots = min(n - 1, 2)
+        grown = [0, 0]
+        for j, r in enumerate(ops[:-1]):
+            grown[j % 2] = max(grown[j % 2], (r[4] * r[5] * r[6]) & 0xFFFFFFFF)
+        lists.append((off, n_slots, [0, align(grown[0])][:n_slots], sum(align(g) for g in grown[:n_slots])))
+        off += 4 * (4 * n + n_slots)
+    new_arena = align(off)
+    new_params = align(new_arena + arena_bytes)
+    out = bytearray(new_params + params_bytes)
+    put = lambda o, vals: out.__setitem__(
+        slice(o, o + 4 * len(vals)),
+        b"".join(  # noqa: E731
+            (v & 0xFFFFFFFF).to_bytes(4, "little") for v in vals
+        ),
+    )
+    out[new_arena : new_arena + arena_bytes] = blob[arena_off : arena_off + arena_bytes]
+    out[new_params:] = blob[params_off : params_off + params_bytes]
+    t = 0
+    for k, ((lv, ops), (list_off, n_slots, slots, scratch)) in enumerate(zip(levels, lists, strict=True)):
+        put(levels_off + 64 * k, [list_off, *lv[1:4], scratch, *lv[5:14], n_slots, 0])
+        for j, r in enumerate(ops):
+            put(templates_off + 128 * t, [0 if i in (3, 6) else v for i, v in enumerate(r)])
+            b_in = 0 if j == 0 else 2 + (j - 1) % 2
+            b_out = 1 if j == len(ops) - 1 else 2 + j % 2
+            put(list_off + 16 * j, [t, r[3], r[6], b_in | (0xFF << 8) | (b_out << 16)])
+            t += 1
+        put(list_off + 16 * len(ops), slots)
+    max_scratch = max(s for *_, s in lists)
+    put(0, [hdr[0], 3, len(out), n_levels, 64, new_arena, arena_bytes, new_params, params_bytes, max_scratch,
+            hdr[10], hdr[11], templates_off, n_templates, 0, 0])  # fmt: skip
+    return bytes(out)
 
 
 if __name__ == "__main__":
-    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob, the sketch's demo
-    # blob firmware/nano33_reds/model_blob.{c,h} (the dscnn blob), and the version word of the crafted
-    # fuzz regressions (firmware/fuzz/regressions/*.blob).
+    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob (fc2, dscnn, residual),
+    # the sketch's demo
+    # blob firmware/nano33_reds/model_blob.{c,h} (the dscnn blob), and upgrades the crafted fuzz
+    # regressions (firmware/fuzz/regressions/*.blob) to the current blob version.
     import sys
     import tempfile
 
@@ -229,5 +313,9 @@ if __name__ == "__main__":
             for ext in ("_blob.c", "_blob.h"):
                 (dest / f"{name}{ext}").write_text((Path(tmp) / kind / f"{name}{ext}").read_text())
             print(kind, summary["blob_bytes"], "bytes", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:  # a residual model (ADD, skip tensors) for the fuzzer
+        paths = write_converted_levels("residual", Path(tmp))
+        c_arena.write(paths, Path(tmp), "residual")
+        (root / "fuzz" / "seeds" / "residual.blob").write_bytes((Path(tmp) / "residual.blob").read_bytes())
     for p in sorted((root / "fuzz" / "regressions").glob("*.blob")):
-        p.write_bytes(upgrade_v1_blob(p.read_bytes()))
+        p.write_bytes(upgrade_v2_blob(p.read_bytes()))

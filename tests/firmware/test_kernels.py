@@ -39,8 +39,7 @@ def build_dir(tmp_path_factory) -> Path:
 def test_committed_goldens_bit_exact(build_dir):
     r = _make("test", f"BUILD={build_dir / 'committed'}")
     assert r.returncode == 0, r.stdout + r.stderr
-    kernels = ("fully_connected_s8", "conv_s8", "depthwise_conv_s8", "avgpool_s8", "maxpool_s8", "mean_s8")
-    for k in kernels:
+    for k in gen_goldens.HEADER_FOR.values():
         assert f"OK: {k} " in r.stdout
 
 
@@ -49,7 +48,7 @@ def test_fresh_tflm_goldens_bit_exact(tmp_path):
     gen_goldens.generate(tmp_path / "golden", seed=int.from_bytes(os.urandom(2), "little"), n_cases=10)
     r = _make("test", f"GOLDEN_DIR={tmp_path / 'golden'}", f"BUILD={tmp_path / 'build'}")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("OK: ") == 6
+    assert r.stdout.count("OK: ") == len(gen_goldens.CASES) == 7
 
 
 def test_corrupted_golden_is_detected(tmp_path):
@@ -172,7 +171,24 @@ def _run_case_on_m4(m4, case: dict) -> np.ndarray:
     out_n = int(np.asarray(case["expected"]).size)
     out = m4.alloc(out_n + 8)
     kind = case["kind"]
-    if kind == "mean":
+    if kind == "add":
+        keys = (
+            "input1_offset",
+            "input1_multiplier",
+            "input1_shift",
+            "input2_offset",
+            "input2_multiplier",
+            "input2_shift",
+            "output_offset",
+            "output_multiplier",
+            "output_shift",
+            "act_min",
+            "act_max",
+        )
+        p = m4.alloc(_i32(*(g[k] for k in keys)))
+        x2 = m4.alloc(np.ascontiguousarray(case["input2"]).tobytes())
+        status, _ = m4.call("reds_add_s8", p, g["size"], x, x2, out)
+    elif kind == "mean":
         p = m4.alloc(_i32(g["input_offset"], g["output_offset"], g["multiplier"], g["shift"], 1))
         status, _ = m4.call("reds_mean_s8", p, m4.alloc(_i32(g["n"], g["h"], g["w"], g["c"])), x, out)
     else:
@@ -211,7 +227,7 @@ def test_cortex_m4_build_bit_exact_with_tflm(build_dir):
     """The arm-none-eabi-gcc -O2 Thumb-2 kernels (not only the host build) reproduce TFLM exactly."""
     m4 = _m4(build_dir)
     rng = np.random.default_rng(int.from_bytes(os.urandom(2), "little"))
-    for kind in ("fc", "conv", "dw", "mean"):
+    for kind in ("fc", "conv", "dw", "mean", "add"):
         for i in range(6):
             case = gen_goldens.CASES[kind](rng)
             got = _run_case_on_m4(m4, case)

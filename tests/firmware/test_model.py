@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from reds_tf.convert import c_arena, c_prepare
-from tests.firmware.nested_models import write_converted_levels, write_zoo_levels
+from reds_tf.errors import UnsupportedLayerError
+from tests.firmware.nested_models import write_converted_levels, write_zoo_converted_levels, write_zoo_levels
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 N_INPUTS = 24
@@ -34,14 +35,20 @@ def host_app() -> Path:
 # (reds_tf.convert.convert),
 # and the zoo's FC-2 (Flatten -> 784x128 -> 10) nested by reds_tf.nested; the zoo's DS-CNN-S
 # (49x10x1, 64 channels; about a minute of conversion on 2 shared cores) is marked slow.
-MODELS = ["convert:dscnn_softmax", "zoo:fc2", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]
+# The zoo's ResNet-8 (16x16x3 input, 4 levels) through the production converter: residual ADDs whose skip
+# tensor stays in its own scratch slot.
+MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:residual",
+          pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]  # fmt: skip
 
 
 @pytest.fixture(scope="session", params=MODELS)
 def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp(request.param.replace(":", "_"))
     source, name = request.param.split(":")
-    paths = (write_zoo_levels if source == "zoo" else write_converted_levels)(name, out)
+    write = {"zoo": write_zoo_levels, "zoo_converted": write_zoo_converted_levels}.get(
+        source, write_converted_levels
+    )
+    paths = write(name, out)
     summary = c_arena.write(paths, out, "model")
     return {"kind": request.param, "paths": paths, "summary": summary, "blob": out / "model.blob"}
 
@@ -273,10 +280,47 @@ def test_softmax_bit_exact_across_logit_ranges(
     np.testing.assert_array_equal(got, want)
 
 
+def test_residual_adds_keep_the_skip_tensor_in_scratch(converted: dict) -> None:
+    """ResNet-8 and the small residual model: every level runs its ADDs with two inputs from buffer slots,
+    one of them written more than one op earlier (the skip tensor; the level input in the small model)."""
+    if not converted["kind"].endswith(("resnet8", "residual")):
+        pytest.skip("no residual ADD in this model")
+    for lv in c_arena.read_blob(converted["blob"].read_bytes())["levels"]:
+        adds = [j for j, op in enumerate(lv["ops"]) if op["type"] == c_prepare.OP_ADD]
+        assert len(adds) == (3 if "resnet8" in converted["kind"] else 2) and lv["n_slots"] >= 2
+        writer = {c_arena.SLOT_INPUT: -1}
+        for j, op in enumerate(lv["ops"]):
+            if j in adds:
+                assert op["in2_slot"] != c_arena.SLOT_NONE
+                assert max(j - writer.get(s, -1) for s in (op["in_slot"], op["in2_slot"])) > 1
+            writer[op["out_slot"]] = j
+        assert lv["slots"][0] == 0 and lv["slots"] == sorted(lv["slots"]) and lv["scratch"] > lv["slots"][-1]
+
+
 def test_shared_calibration_stores_each_int32_array_once(converted: dict) -> None:
     """Through the production converter (shared calibration), a narrower level's biases, multipliers and
     shifts are views of the widest level's: only the widest level adds int32 parameter bytes."""
-    if not converted["kind"].startswith("convert:"):
+    if not converted["kind"].startswith(("convert:", "zoo_converted:")):
         pytest.skip("levels converted one by one, each with its own calibration")
     added = [lv["params_bytes_added"] for lv in converted["summary"]["levels"]]
     assert added[:-1] == [0] * (len(added) - 1) and added[-1] == converted["summary"]["params_bytes"]
+
+
+@pytest.mark.parametrize("field, value", [("shift", 1), ("in_rshifts", 32), ("in_rshifts", 32 << 8)])
+def test_add_limits_refused_alike_by_converter_and_runtime(
+    field: str, value: int, host_app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ADD requantisation shift outside [-31, 0]: check_runtime_limits refuses it at conversion, and
+    the same blob written without that check is refused by reds_model_init (the host app says so)."""
+    paths = write_converted_levels("residual", tmp_path / "levels")
+    levels = [c_prepare.read_level(p) for p in paths]
+    add = next(e for e in levels[0]["ops"] if e["rec"]["type"] == c_prepare.OP_ADD)
+    add["rec"][field] = value
+    with pytest.raises(UnsupportedLayerError, match=r"Level 0 op \d+ \(ADD.*shift is .*outside \[-31, 0\]"):
+        c_arena.build_blob(levels)
+    monkeypatch.setattr(c_arena, "check_runtime_limits", lambda *a: None)
+    blob, _ = c_arena.build_blob(levels)
+    path = tmp_path / "bad.blob"
+    path.write_bytes(blob)
+    r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr.startswith("error:"), (r.returncode, r.stderr[-2000:])

@@ -89,4 +89,17 @@ reds_status reds_mean_s8(const reds_mean_params *params, const reds_dims *input_
 reds_status reds_softmax_s8(const reds_softmax_params *params, int32_t rows, int32_t depth,
                             const int8_t *input, int8_t *output);
 
+/** TFLM's left shift of int8 ADD inputs (kernels/add_common: 20 for int8, 15 for int16). */
+#define REDS_ADD_LEFT_SHIFT 20
+
+/**
+ * ADD int8 of two tensors of the same shape (no broadcasting), as TFLM's reference integer Add: per
+ * element, (x + offset) << 20 rescaled per input, summed, rescaled to the output, plus the output zero
+ * point, clamped. Inputs may alias each other; the output must not alias an input.
+ * @param size  elements of each tensor (>= 1)
+ * @return REDS_ARG_ERROR for NULL pointers, size < 1, a shift outside [-31, 0] or a clamp outside int8.
+ */
+reds_status reds_add_s8(const reds_add_params *params, int32_t size, const int8_t *input1,
+                        const int8_t *input2, int8_t *output);
+
 #endif /* REDS_KERNELS_H */

@@ -58,15 +58,13 @@ static int check_i32_array(const reds_model *m, uint32_t params_bytes, uint32_t 
     return 1;
 }
 
-/* Validate one op record; in_elems is the element count the previous op produced. */
-static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes, uint32_t params_bytes,
-                    uint32_t in_elems)
+/* Validate one op record (a template merged with a level's channel counts). */
+static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes, uint32_t params_bytes)
 {
     const uint32_t type = f[REDS_F_TYPE];
-    for (int i = REDS_F_USED; i < REDS_OP_WORDS; ++i) {
-        if (f[i] != 0) {
-            return 0;
-        }
+    if (type != REDS_OP_ADD &&
+        (f[REDS_F_IN2_ZP] | f[REDS_F_IN1_MULT] | f[REDS_F_IN2_MULT] | f[REDS_F_IN_RSHIFTS]) != 0) {
+        return 0;
     }
     for (int i = REDS_F_IN_H; i <= REDS_F_OUT_C; ++i) {
         if (f[i] < 1 || f[i] > DIM_MAX) {
@@ -81,7 +79,7 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
     }
     const uint64_t in_n = (uint64_t)f[REDS_F_IN_H] * f[REDS_F_IN_W] * f[REDS_F_IN_C];
     const uint64_t out_n = (uint64_t)f[REDS_F_OUT_H] * f[REDS_F_OUT_W] * f[REDS_F_OUT_C];
-    if (in_n > ELEMS_MAX || out_n > ELEMS_MAX || in_n != in_elems) {
+    if (in_n > ELEMS_MAX || out_n > ELEMS_MAX) {
         return 0;
     }
     const int32_t in_zp = (int32_t)f[REDS_F_IN_ZP], out_zp = (int32_t)f[REDS_F_OUT_ZP];
@@ -99,7 +97,8 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
             return 0;
         }
     }
-    if (type != REDS_OP_MEAN && type != REDS_OP_SOFTMAX && (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
+    if (type != REDS_OP_MEAN && type != REDS_OP_SOFTMAX && type != REDS_OP_ADD &&
+        (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
         return 0;
     }
     /* Spatial ops: every window starts inside the image, as TFLite's SAME/VALID output sizes guarantee
@@ -159,6 +158,17 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
                ic <= REDS_SOFTMAX_DEPTH_MAX && out_zp == -128 && mult >= (1 << 30) && shift >= 0 &&
                shift <= 31 && kh == 1 && kw == 1;
     }
+    case REDS_OP_ADD: {
+        /* Elementwise on one shape (no broadcasting), no window; every multiplier from
+         * QuantizeMultiplierSmallerThanOneExp (shift in [-31, 0]), as reds_add_s8 requires. */
+        const uint32_t rs = f[REDS_F_IN_RSHIFTS];
+        const int32_t shift = (int32_t)f[REDS_F_SHIFT];
+        return oc == ic && f[REDS_F_OUT_H] == f[REDS_F_IN_H] && f[REDS_F_OUT_W] == f[REDS_F_IN_W] && kh == 1 &&
+               kw == 1 && f[REDS_F_STRIDE_H] == 1 && f[REDS_F_STRIDE_W] == 1 && f[REDS_F_PAD_H] == 0 &&
+               f[REDS_F_PAD_W] == 0 && f[REDS_F_DIL_H] == 1 && f[REDS_F_DIL_W] == 1 &&
+               is_s8((int32_t)f[REDS_F_IN2_ZP]) && (rs & 0xFFu) <= 31u && ((rs >> 8) & 0xFFu) <= 31u &&
+               (rs >> 16) == 0 && shift >= -31 && shift <= 0;
+    }
     default:
         return 0;
     }
@@ -181,6 +191,91 @@ static void load_words(const uint8_t *p, uint32_t *w, int n)
     }
 }
 
+/* Validate level k's op list against the templates and its buffer slots; fill m->levels[k]. */
+static int check_level(reds_model *m, const uint32_t *h, const uint32_t *l, uint32_t k)
+{
+    const uint8_t *blob = m->blob;
+    const uint32_t n_ops = l[REDS_L_N_OPS], n_slots = l[REDS_L_N_SLOTS], last = n_ops - 1u;
+    if (n_ops < 1 || n_ops > REDS_MAX_OPS || n_slots > REDS_MAX_SLOTS || (l[REDS_L_OPS_OFF] & 3u) != 0 ||
+        !in_bounds(l[REDS_L_OPS_OFF], ((uint64_t)n_ops * REDS_ENTRY_WORDS + n_slots) * 4u, h[REDS_H_TOTAL]) ||
+        !is_s8((int32_t)l[REDS_L_IN_ZP]) || !is_s8((int32_t)l[REDS_L_OUT_ZP]) ||
+        (uint64_t)l[REDS_L_IN_H] * l[REDS_L_IN_W] * l[REDS_L_IN_C] != l[REDS_L_IN_BYTES]) {
+        return 0;
+    }
+    for (int i = REDS_L_USED; i < REDS_LEVEL_WORDS; ++i) {
+        if (l[i] != 0) {
+            return 0;
+        }
+    }
+    /* held[s]: elements of the tensor slot s holds now (0: none yet); grown[s]: the largest written. */
+    uint32_t held[REDS_SLOT_SCRATCH + REDS_MAX_SLOTS] = {0}, grown[REDS_MAX_SLOTS] = {0};
+    held[REDS_SLOT_INPUT] = l[REDS_L_IN_BYTES];
+    const uint8_t *list = blob + l[REDS_L_OPS_OFF];
+    for (uint32_t j = 0; j < n_ops; ++j) {
+        uint32_t e[REDS_ENTRY_WORDS], f[REDS_OP_WORDS];
+        load_words(list + j * REDS_ENTRY_WORDS * 4u, e, REDS_ENTRY_WORDS);
+        if (e[REDS_E_TEMPLATE] >= h[REDS_H_N_TEMPLATES]) {
+            return 0;
+        }
+        load_words(blob + h[REDS_H_TEMPLATES_OFF] + e[REDS_E_TEMPLATE] * REDS_OP_WORDS * 4u, f, REDS_OP_WORDS);
+        if (f[REDS_F_IN_C] != 0 || f[REDS_F_OUT_C] != 0) {
+            return 0; /* channel counts belong to the level */
+        }
+        f[REDS_F_IN_C] = e[REDS_E_IN_C];
+        f[REDS_F_OUT_C] = e[REDS_E_OUT_C];
+        if (!check_op(m, f, h[REDS_H_ARENA_BYTES], h[REDS_H_PARAMS_BYTES])) {
+            return 0;
+        }
+        const uint32_t b = e[REDS_E_BUFS], in = b & 0xFFu, in2 = (b >> 8) & 0xFFu, out = (b >> 16) & 0xFFu;
+        const uint32_t in_n = f[REDS_F_IN_H] * f[REDS_F_IN_W] * f[REDS_F_IN_C];
+        const uint32_t out_n = f[REDS_F_OUT_H] * f[REDS_F_OUT_W] * f[REDS_F_OUT_C];
+        /* Reads: a slot that holds exactly the input's elements (the output slot is never read). Write: a
+         * scratch slot other than the inputs, or the output slot by the last op. */
+        const int two = f[REDS_F_TYPE] == REDS_OP_ADD;
+        if ((b >> 24) != 0 || in >= REDS_SLOT_SCRATCH + n_slots || held[in] != in_n || in == REDS_SLOT_OUTPUT ||
+            (!two && in2 != REDS_SLOT_NONE) ||
+            (two && (in2 >= REDS_SLOT_SCRATCH + n_slots || held[in2] != in_n || in2 == REDS_SLOT_OUTPUT ||
+                     out == in2)) ||
+            (j == last) != (out == REDS_SLOT_OUTPUT) ||
+            (j != last && (out < REDS_SLOT_SCRATCH || out >= REDS_SLOT_SCRATCH + n_slots || out == in))) {
+            return 0;
+        }
+        held[out] = out_n;
+        if (out >= REDS_SLOT_SCRATCH && out_n > grown[out - REDS_SLOT_SCRATCH]) {
+            grown[out - REDS_SLOT_SCRATCH] = out_n;
+        }
+    }
+    /* The slot table and scratch are exact: slot s starts where slot s - 1's largest tensor ends (16-byte
+     * aligned); every slot is used. */
+    const uint8_t *slots = list + n_ops * REDS_ENTRY_WORDS * 4u;
+    uint32_t scratch = 0;
+    for (uint32_t s = 0; s < n_slots; ++s) {
+        if (grown[s] == 0 || rd32(slots + 4u * s) != scratch) {
+            return 0;
+        }
+        scratch += align16(grown[s]); /* <= 16 * 2^24 in total: no overflow */
+    }
+    const uint32_t elems = held[REDS_SLOT_OUTPUT];
+    if (elems != l[REDS_L_OUT_BYTES] || scratch != l[REDS_L_SCRATCH] || scratch > h[REDS_H_MAX_SCRATCH] ||
+        l[REDS_L_IN_BYTES] > h[REDS_H_MAX_IN] || elems > h[REDS_H_MAX_OUT]) {
+        return 0;
+    }
+    const uint8_t *lw = blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u;
+    reds_level *lv = &m->levels[k];
+    lv->ops = list;
+    lv->slots = slots;
+    lv->n_ops = n_ops;
+    lv->in_bytes = l[REDS_L_IN_BYTES];
+    lv->out_bytes = elems;
+    lv->scratch = scratch;
+    lv->macs = ((uint64_t)l[REDS_L_MACS_HI] << 32) | l[REDS_L_MACS_LO];
+    lv->in_scale = rdf32(lw + 4u * REDS_L_IN_SCALE);
+    lv->in_zp = (int32_t)l[REDS_L_IN_ZP];
+    lv->out_scale = rdf32(lw + 4u * REDS_L_OUT_SCALE);
+    lv->out_zp = (int32_t)l[REDS_L_OUT_ZP];
+    return 1;
+}
+
 reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len)
 {
     const uint32_t one = 1;
@@ -198,6 +293,9 @@ reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len)
         h[REDS_H_N_LEVELS] < 1 || h[REDS_H_N_LEVELS] > REDS_MAX_LEVELS ||
         h[REDS_H_LEVELS_OFF] != REDS_HEADER_WORDS * 4u ||
         !in_bounds(h[REDS_H_LEVELS_OFF], (uint64_t)h[REDS_H_N_LEVELS] * REDS_LEVEL_WORDS * 4u, total) ||
+        (h[REDS_H_TEMPLATES_OFF] & 3u) != 0 || h[REDS_H_N_TEMPLATES] < 1 ||
+        h[REDS_H_N_TEMPLATES] > (uint32_t)REDS_MAX_LEVELS * REDS_MAX_OPS ||
+        !in_bounds(h[REDS_H_TEMPLATES_OFF], (uint64_t)h[REDS_H_N_TEMPLATES] * REDS_OP_WORDS * 4u, total) ||
         (h[REDS_H_ARENA_OFF] & 15u) != 0 || !in_bounds(h[REDS_H_ARENA_OFF], h[REDS_H_ARENA_BYTES], total) ||
         (h[REDS_H_PARAMS_OFF] & 15u) != 0 || !in_bounds(h[REDS_H_PARAMS_OFF], h[REDS_H_PARAMS_BYTES], total)) {
         return REDS_BAD_BLOB;
@@ -210,52 +308,13 @@ reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len)
     m->blob = blob;
     m->arena = (const int8_t *)(blob + h[REDS_H_ARENA_OFF]);
     m->params = blob + h[REDS_H_PARAMS_OFF];
+    m->templates = blob + h[REDS_H_TEMPLATES_OFF];
     for (uint32_t k = 0; k < h[REDS_H_N_LEVELS]; ++k) {
         uint32_t l[REDS_LEVEL_WORDS];
         load_words(blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u, l, REDS_LEVEL_WORDS);
-        const uint32_t n_ops = l[REDS_L_N_OPS];
-        if (n_ops < 1 || n_ops > REDS_MAX_OPS || (l[REDS_L_OPS_OFF] & 3u) != 0 ||
-            !in_bounds(l[REDS_L_OPS_OFF], (uint64_t)n_ops * REDS_OP_WORDS * 4u, total) ||
-            !is_s8((int32_t)l[REDS_L_IN_ZP]) || !is_s8((int32_t)l[REDS_L_OUT_ZP]) ||
-            (uint64_t)l[REDS_L_IN_H] * l[REDS_L_IN_W] * l[REDS_L_IN_C] != l[REDS_L_IN_BYTES]) {
+        if (!check_level(m, h, l, k)) {
             goto bad;
         }
-        for (int i = REDS_L_USED; i < REDS_LEVEL_WORDS; ++i) {
-            if (l[i] != 0) {
-                goto bad;
-            }
-        }
-        uint32_t elems = l[REDS_L_IN_BYTES], inter_max = 0;
-        uint64_t macs = 0;
-        for (uint32_t j = 0; j < n_ops; ++j) {
-            uint32_t f[REDS_OP_WORDS];
-            load_words(blob + l[REDS_L_OPS_OFF] + j * REDS_OP_WORDS * 4u, f, REDS_OP_WORDS);
-            if (!check_op(m, f, h[REDS_H_ARENA_BYTES], h[REDS_H_PARAMS_BYTES], elems)) {
-                goto bad;
-            }
-            elems = f[REDS_F_OUT_H] * f[REDS_F_OUT_W] * f[REDS_F_OUT_C];
-            if (j + 1 < n_ops && elems > inter_max) {
-                inter_max = elems;
-            }
-        }
-        /* Scratch as reds_invoke uses it: op j writes ping-pong buffer j % 2, the last op the output. */
-        const uint32_t scratch = align16(inter_max) * (n_ops > 2 ? 2u : n_ops - 1u);
-        if (elems != l[REDS_L_OUT_BYTES] || scratch != l[REDS_L_SCRATCH] || scratch > h[REDS_H_MAX_SCRATCH] ||
-            l[REDS_L_IN_BYTES] > h[REDS_H_MAX_IN] || elems > h[REDS_H_MAX_OUT]) {
-            goto bad;
-        }
-        macs = ((uint64_t)l[REDS_L_MACS_HI] << 32) | l[REDS_L_MACS_LO];
-        reds_level *lv = &m->levels[k];
-        lv->ops = blob + l[REDS_L_OPS_OFF];
-        lv->n_ops = n_ops;
-        lv->in_bytes = l[REDS_L_IN_BYTES];
-        lv->out_bytes = elems;
-        lv->scratch = scratch;
-        lv->macs = macs;
-        lv->in_scale = rdf32(blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u + 4u * REDS_L_IN_SCALE);
-        lv->in_zp = (int32_t)l[REDS_L_IN_ZP];
-        lv->out_scale = rdf32(blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u + 4u * REDS_L_OUT_SCALE);
-        lv->out_zp = (int32_t)l[REDS_L_OUT_ZP];
     }
     /* The header's maxima are what callers size buffers by: they must be exact, not just bounds. */
     uint32_t max_scratch = 0, max_in = 0, max_out = 0;
@@ -292,7 +351,8 @@ reds_status reds_set_level(reds_model *m, int32_t k)
     return REDS_OK;
 }
 
-static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *in, int8_t *out)
+static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *in, const int8_t *in2,
+                          int8_t *out)
 {
     const reds_dims in_dims = {1, (int32_t)f[REDS_F_IN_H], (int32_t)f[REDS_F_IN_W], (int32_t)f[REDS_F_IN_C]};
     const reds_dims out_dims = {1, (int32_t)f[REDS_F_OUT_H], (int32_t)f[REDS_F_OUT_W], (int32_t)f[REDS_F_OUT_C]};
@@ -339,6 +399,14 @@ static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *
         const reds_softmax_params p = {(int32_t)f[REDS_F_MULT], shift, -(int32_t)((31LL << 26) >> shift)};
         return reds_softmax_s8(&p, in_dims.h * in_dims.w, in_dims.c, in, out);
     }
+    case REDS_OP_ADD: {
+        const uint32_t rs = f[REDS_F_IN_RSHIFTS];
+        const reds_add_params p = {in_off, (int32_t)f[REDS_F_IN1_MULT], -(int32_t)(rs & 0xFFu),
+                                   -(int32_t)f[REDS_F_IN2_ZP], (int32_t)f[REDS_F_IN2_MULT],
+                                   -(int32_t)((rs >> 8) & 0xFFu), out_off, (int32_t)f[REDS_F_MULT],
+                                   (int32_t)f[REDS_F_SHIFT], act};
+        return reds_add_s8(&p, in_dims.h * in_dims.w * in_dims.c, in, in2, out);
+    }
     default:
         return REDS_BAD_BLOB; /* unreachable after reds_model_init */
     }
@@ -355,17 +423,24 @@ reds_status reds_invoke(const reds_model *m, const int8_t *input, int8_t *output
         return REDS_ARG_ERROR;
     }
     int8_t *buf = (int8_t *)scratch;
-    const uint32_t half = lv->n_ops > 2 ? lv->scratch / 2u : lv->scratch;
-    const int8_t *src = input;
     for (uint32_t j = 0; j < lv->n_ops; ++j) {
-        uint32_t f[REDS_OP_WORDS];
-        load_words(lv->ops + j * REDS_OP_WORDS * 4u, f, REDS_F_USED);
-        int8_t *dst = (j + 1 == lv->n_ops) ? output : buf + (j & 1u) * half;
-        const reds_status s = run_op(m, f, src, dst);
+        const uint8_t *e = lv->ops + j * REDS_ENTRY_WORDS * 4u;
+        uint32_t f[REDS_F_USED];
+        load_words(m->templates + rd32(e) * (REDS_OP_WORDS * 4u), f, REDS_F_USED);
+        f[REDS_F_IN_C] = rd32(e + 4u * REDS_E_IN_C);
+        f[REDS_F_OUT_C] = rd32(e + 4u * REDS_E_OUT_C);
+        const uint32_t b = rd32(e + 4u * REDS_E_BUFS), in = b & 0xFFu, in2 = (b >> 8) & 0xFFu;
+        const uint32_t out = (b >> 16) & 0xFFu;
+        /* Slots as reds_model_init checked them: the input slot is read-only, the output slot the last. */
+        const int8_t *src = in == REDS_SLOT_INPUT ? input : buf + rd32(lv->slots + 4u * (in - REDS_SLOT_SCRATCH));
+        const int8_t *src2 = in2 == REDS_SLOT_NONE    ? NULL
+                             : in2 == REDS_SLOT_INPUT ? input
+                                                      : buf + rd32(lv->slots + 4u * (in2 - REDS_SLOT_SCRATCH));
+        int8_t *dst = out == REDS_SLOT_OUTPUT ? output : buf + rd32(lv->slots + 4u * (out - REDS_SLOT_SCRATCH));
+        const reds_status s = run_op(m, f, src, src2, dst);
         if (s != REDS_OK) {
             return s;
         }
-        src = dst;
     }
     return REDS_OK;
 }

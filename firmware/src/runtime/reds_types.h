@@ -130,6 +130,25 @@ typedef struct {
     int32_t diff_min;   /**< -floor(31 * 2^26 / 2^left_shift) */
 } reds_softmax_params;
 
+/**
+ * ADD int8 + int8 -> int8 of two tensors of one shape, TFLM's prepare-time values (CalculateOpDataAdd):
+ * each input (x + input offset) is shifted left by REDS_ADD_LEFT_SHIFT and rescaled to twice the larger
+ * input scale by its multiplier/shift, the sum is rescaled to the output scale by the output
+ * multiplier/shift. Every multiplier comes from QuantizeMultiplierSmallerThanOneExp: a shift in [-31, 0].
+ */
+typedef struct {
+    int32_t input1_offset;  /**< -input 1 zero point */
+    int32_t input1_multiplier;
+    int32_t input1_shift;
+    int32_t input2_offset;  /**< -input 2 zero point */
+    int32_t input2_multiplier;
+    int32_t input2_shift;
+    int32_t output_offset;  /**< +output zero point */
+    int32_t output_multiplier;
+    int32_t output_shift;
+    reds_act activation;
+} reds_add_params;
+
 /** Caller-owned scratch memory (no malloc anywhere in the runtime). */
 typedef struct {
     void *buf;

@@ -8,13 +8,13 @@
 extern "C" {
 #endif
 
-#define FC2_BLOB_LEN 3792u
+#define FC2_BLOB_LEN 3168u
 /* Buffers the app needs (the blob header's maxima over its levels): activation scratch for
  * reds_invoke, the largest level input and output. Size static buffers with these. */
 #define FC2_BLOB_MAX_SCRATCH 32u
 #define FC2_BLOB_MAX_IN 24u
 #define FC2_BLOB_MAX_OUT 10u
-extern const uint8_t fc2_blob[3792];
+extern const uint8_t fc2_blob[3168];
 extern const uint32_t fc2_blob_len;
 
 #ifdef __cplusplus
