@@ -25,10 +25,15 @@ from pathlib import Path
 
 import yaml
 
+from reds_tf.device_cost.power import PowerModel
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mcu_cycles as mc  # noqa: E402
 
 CLOCK_MHZ = 64.0  # nRF52840 (Arduino Nano 33 BLE)
+POWER = PowerModel(clock_mhz=CLOCK_MHZ)  # CPU only: the board's own idle power is not in it
+#: the paper's energy per inference on the Nano 33 BLE (whole board, TFLM), levels 18 / 41 / 63 / 100 % MACs
+PAPER_MJ = (20, 34, 44, 61)
 
 
 def measure(run_dir: Path) -> list[dict]:
@@ -71,11 +76,11 @@ def _levels(run_dir: Path) -> list[dict]:
 
 
 def compare(mac_run: Path, lat_run: Path) -> dict:
-    out = {"clock_mhz": CLOCK_MHZ, "runs": {}}
+    out = {"clock_mhz": CLOCK_MHZ, "power_mw_cpu": POWER.power_mw, "paper_mj": list(PAPER_MJ), "runs": {}}
     for label, run in (("macs", mac_run), ("latency", lat_run)):
         levels = _levels(run)
         for lv, m in zip(levels, measure(run), strict=True):
-            lv.update(cycles=m["cycles"], ms=round(m["ms"], 3))
+            lv.update(cycles=m["cycles"], ms=round(m["ms"], 3), mj_cpu=round(POWER.mj(m["cycles"]), 4))
         res = json.loads((run / "results.json").read_text())
         out["runs"][label] = {
             "run_dir": str(run),
@@ -89,9 +94,9 @@ def compare(mac_run: Path, lat_run: Path) -> dict:
 
 def table(cmp: dict) -> str:
     lines = [
-        "| level | planned by | widths | MACs | measured ms @ 64 MHz | importance kept % | test % float "
-        "| test % int8 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| level | planned by | widths | MACs | measured ms @ 64 MHz | CPU mJ | importance kept % "
+        "| test % float | test % int8 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     mac, lat = cmp["runs"]["macs"]["levels"], cmp["runs"]["latency"]["levels"]
     for a, b in zip(mac, lat, strict=True):
@@ -99,9 +104,19 @@ def table(cmp: dict) -> str:
             w = "/".join(str(v) for v in r["widths"]) if r["widths"] else ""
             i8 = "" if r["int8_test_accuracy"] is None else f"{100 * r['int8_test_accuracy']:.2f}"
             lines.append(
-                f"| {r['level']} | {label} | {w} | {r['macs']:,} | {r['ms']:.2f} | "
+                f"| {r['level']} | {label} | {w} | {r['macs']:,} | {r['ms']:.2f} | {r['mj_cpu']:.3f} | "
                 f"{r['importance_pct']:.2f} | {100 * r['test_accuracy']:.2f} | {i8} |"
             )
+    full = mac[-1]["mj_cpu"]
+    lines.append("")
+    lines.append(
+        "Energy per level as a share of the full level's, CPU model (nRF52840, "
+        f"{cmp['power_mw_cpu']:.1f} mW): MAC plan "
+        + " / ".join(f"{100 * r['mj_cpu'] / full:.0f} %" for r in mac)
+        + "; the paper, whole board measured at 18 / 41 / 63 / 100 % MACs: "
+        + " / ".join(f"{100 * v / PAPER_MJ[-1]:.0f} %" for v in PAPER_MJ)
+        + f" ({' / '.join(str(v) for v in PAPER_MJ)} mJ)."
+    )
     return "\n".join(lines)
 
 
