@@ -1,6 +1,7 @@
 """Device flash of a nested model under the two activation-calibration modes, side by side.
 
-Usage: python benchmarks/convert_sharing.py --run-dir RUN_DIR [--data-dir D] [--test N]
+Usage: python benchmarks/convert_sharing.py --run-dir RUN_DIR [--data-dir D] [--test N] [--json OUT]
+       python benchmarks/convert_sharing.py --json OUT      # print the table of a stored measurement
 
 Converts the run's ``model.keras`` twice with ``reds_tf.convert.convert``: ``per_level`` (every level
 calibrated through itself: its int32 biases and requantisation multipliers differ from the full
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -35,26 +37,22 @@ def _data(run_dir: Path, data_dir: str | None):
     return recipe, batched
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run-dir", required=True, type=Path, help="a finished `reds run` directory")
-    ap.add_argument("--data-dir", default=None, help="dataset root, as for `reds run`")
-    ap.add_argument("--test", type=int, default=None, help="test samples (default: the whole split)")
-    args = ap.parse_args()
-
+def measure(run_dir: Path, data_dir: str | None, n_test: int | None) -> dict:
+    """Convert the run in both modes; flash and per-level accuracy of each, as one JSON-able dict."""
     from reds_tf.convert import as_arrays, convert, level_models
+    from reds_tf.pipeline import _git_revision
 
-    recipe, batched = _data(args.run_dir, args.data_dir)
-    models, _ = level_models(args.run_dir)
+    recipe, batched = _data(run_dir, data_dir)
+    models, _ = level_models(run_dir)
     rank = len(models[-1].input_shape) - 1
-    test = as_arrays(batched["test"], rank, args.test)
+    test = as_arrays(batched["test"], rank, n_test)
     cal = as_arrays(batched["val"], rank, recipe.convert.calibration_samples)  # as `reds run` does
-    rows = {}
+    modes = {}
     with tempfile.TemporaryDirectory(prefix="reds_sharing_") as tmp:
         for mode in MODES:
             t0 = time.perf_counter()
             rep = convert(
-                args.run_dir / "model.keras",
+                run_dir / "model.keras",
                 Path(tmp) / mode,
                 calibration=cal,
                 calibration_samples=recipe.convert.calibration_samples,
@@ -62,32 +60,74 @@ def main() -> None:
                 verify_samples=200,
                 calibration_mode=mode,
             )
-            rows[mode] = (rep, time.perf_counter() - t0)
+            fw = rep.firmware
+            modes[mode] = {
+                "blob_bytes": fw["blob_bytes"],
+                "blob_ratio_vs_full": fw["blob_ratio_vs_full"],
+                "bundle_bytes": rep.bundle_bytes,
+                "bundle_ratio": rep.bundle_ratio,
+                "int8_accuracy": [r.int8_accuracy for r in rep.levels],
+                "float_accuracy": [r.float_accuracy for r in rep.levels],
+                "blob_sections": fw["sections"],
+                "params_bytes_added": {lv["level"]: lv["params_bytes_added"] for lv in fw["levels"]},
+                "convert_seconds": round(time.perf_counter() - t0, 1),
+            }
+    return {
+        "run": {"recipe": recipe.name, "schedule": recipe.schedule, "seed": recipe.seed},
+        "revision": _git_revision(),
+        "test_samples": len(test[0]),
+        "modes": modes,
+    }
 
-    n = len(test[0])
-    print(f"# {args.run_dir} ({recipe.name}): {len(models)} levels, accuracy on {n:,} test samples\n")
-    print("| calibration | firmware blob B | x full level alone | TFLM bundle B | x full standalone .tflite "
-          "| int8 acc % per level (float) | convert s |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
-    for mode, (rep, secs) in rows.items():
-        fw = rep.firmware
-        acc = " / ".join(f"{100 * r.int8_accuracy:.2f} ({100 * r.float_accuracy:.2f})" for r in rep.levels)
-        print(
-            f"| {mode} | {fw['blob_bytes']:,} | {fw['blob_ratio_vs_full']:.3f} | {rep.bundle_bytes:,} | "
-            f"{rep.bundle_ratio:.3f} | {acc} | {secs:.0f} |"
-        )
-    print(f"| target (issue 11) | | <= {BLOB_TARGET:.2f} | | <= {BUNDLE_TARGET:.2f} | <= 0.2 pp cost | |")
-    base, shared = rows["per_level"][0], rows["shared"][0]
-    cost = [
-        round(100 * (a.int8_accuracy - b.int8_accuracy), 2)
-        for a, b in zip(base.levels, shared.levels, strict=True)
+
+def table(d: dict) -> str:
+    """The markdown table README shows, from :func:`measure`'s dict."""
+    run = d["run"]
+    lines = [
+        f"{run['recipe']} ({run['schedule']} schedule, seed {run['seed']}), revision {d['revision']}: "
+        f"accuracy on {d['test_samples']:,} test samples",
+        "",
+        "| calibration | firmware blob B | x full level alone | TFLM bundle B | x full standalone .tflite "
+        "| int8 acc % per level (float) |",
+        "|---|---|---|---|---|---|",
     ]
+    for mode, m in d["modes"].items():
+        pairs = zip(m["int8_accuracy"], m["float_accuracy"], strict=True)
+        acc = " / ".join(f"{100 * i:.2f} ({100 * f:.2f})" for i, f in pairs)
+        lines.append(
+            f"| {mode} | {m['blob_bytes']:,} | {m['blob_ratio_vs_full']:.3f} | {m['bundle_bytes']:,} | "
+            f"{m['bundle_ratio']:.3f} | {acc} |"
+        )
+    lines.append(f"| target | | <= {BLOB_TARGET:.2f} | | <= {BUNDLE_TARGET:.2f} | <= 0.2 pp cost |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", type=Path, help="a finished `reds run` directory")
+    ap.add_argument("--data-dir", default=None, help="dataset root, as for `reds run`")
+    ap.add_argument("--test", type=int, default=None, help="test samples (default: the whole split)")
+    ap.add_argument("--json", type=Path, help="write the measurements here (without --run-dir: read)")
+    args = ap.parse_args()
+    if args.run_dir is None:
+        if args.json is None:
+            ap.error("give --run-dir to measure, or --json FILE to print a stored measurement")
+        print(table(json.loads(args.json.read_text())))
+        return
+
+    d = measure(args.run_dir, args.data_dir, args.test)
+    if args.json:
+        args.json.write_text(json.dumps(d, indent=2) + "\n")
+    print(table(d))
+    per, shared = d["modes"]["per_level"], d["modes"]["shared"]
+    pairs = zip(per["int8_accuracy"], shared["int8_accuracy"], strict=True)
+    cost = [round(100 * (a - b), 2) for a, b in pairs]
     print(f"\nint8 accuracy cost of shared calibration per level (pp, > 0 = shared is worse): {cost}")
     print("\nFirmware blob sections (shared):")
-    for name, b in shared.firmware["sections"].items():
+    for name, b in shared["blob_sections"].items():
         print(f"  {name:45s} {b:>9,} B")
-    added = [f"level {lv['level']}: {lv['params_bytes_added']:,} B" for lv in shared.firmware["levels"]]
-    print("  int32 params each level adds (full level first): " + ", ".join(added))
+    added = ", ".join(f"level {lv}: {b:,} B" for lv, b in shared["params_bytes_added"].items())
+    print("  int32 params each level adds: " + added)
 
 
 if __name__ == "__main__":
