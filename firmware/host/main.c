@@ -63,7 +63,7 @@ static int serve(const uint8_t *blob, uint32_t len, const char *path)
     reds_backend be;
     const reds_model_data md = {blob, len, NULL, 0, NULL};
     reds_app app;
-    const reds_io io = {host_write, host_micros, NULL};
+    const reds_io io = {host_write, host_micros, NULL, 0u}; /* host clock unknown: cycles as ratios */
     int rc = 1;
     if (scratch == NULL || input == NULL || output == NULL ||
         reds_backend_init(&be, &md, scratch, probe.max_scratch) != REDS_OK ||

@@ -78,7 +78,7 @@ void setup()
                        " (TFLM: enlarge REDS_TFLM_ARENA_BYTES / REDS_TFLM_IO_BYTES)");
         return;
     }
-    const reds_io io = {serial_write, board_micros, NULL};
+    const reds_io io = {serial_write, board_micros, NULL, 64u}; /* nRF52840 at 64 MHz */
     reds_app_init(&app, &backend, io, input_buf, output_buf);
     reds_app_handle_line(&app, "info");
 }

@@ -568,7 +568,7 @@ static void test_app_protocol(void)
     static int8_t input[640], output[640];
     static capture c;
     reds_app app;
-    const reds_io io = {cap_write, cap_micros, &c};
+    const reds_io io = {cap_write, cap_micros, &c, 0u};
     CHECK(reds_backend_init(&be, &md, NULL, 0) == REDS_OK);
     CHECK(reds_app_init(&app, &be, io, input, output) == REDS_OK);
     CHECK(strcmp(say(&app, &c, "info"), "ok backend=native levels=2 level=1 in=640 out=640 budget_us=0\n") == 0);
@@ -626,15 +626,37 @@ static void test_policy(void)
 {
     const uint64_t macs[4] = {100, 200, 300, 400};
     uint32_t us[4] = {0, 0, 0, 0};
-    CHECK(reds_policy_choose(macs, us, 4, 1000) == 0); /* nothing measured: the cheapest level */
-    CHECK(reds_policy_choose(NULL, us, 4, 1000) == 0 && reds_policy_choose(macs, NULL, 4, 1000) == 0);
-    us[3] = 800;                                       /* 2 us per MAC: estimates 200/400/600/800 */
-    CHECK(reds_policy_choose(macs, us, 4, 1000) == 3);
-    CHECK(reds_policy_choose(macs, us, 4, 650) == 2);
-    CHECK(reds_policy_choose(macs, us, 4, 399) == 0); /* nothing fits: still the cheapest */
-    us[1] = 500;                                       /* a measurement beats the estimate */
-    CHECK(reds_policy_choose(macs, us, 4, 450) == 0);
-    CHECK(reds_policy_choose(macs, us, 4, 600) == 2);
+    reds_policy_levels p = {macs, NULL, us, 4, 0};
+    CHECK(reds_policy_choose(&p, 1000) == 0); /* nothing measured, no cycles: the cheapest level */
+    CHECK(reds_policy_choose(NULL, 1000) == 0 && reds_policy_estimate_us(NULL, 0) == 0);
+    CHECK(reds_policy_estimate_us(&p, -1) == 0 && reds_policy_estimate_us(&p, 4) == 0);
+    us[3] = 800;                              /* 2 us per MAC: estimates 200/400/600/800 */
+    CHECK(reds_policy_choose(&p, 1000) == 3);
+    CHECK(reds_policy_choose(&p, 650) == 2);
+    CHECK(reds_policy_choose(&p, 399) == 0); /* nothing fits: still the cheapest */
+    us[1] = 500;                              /* a measurement beats the estimate */
+    CHECK(reds_policy_choose(&p, 450) == 0);
+    CHECK(reds_policy_choose(&p, 600) == 2);
+
+    /* Predicted cycles: narrow levels cost more per MAC than the MAC ratio says. */
+    const uint32_t cycles[4] = {64000, 96000, 128000, 160000};
+    uint32_t none[4] = {0, 0, 0, 0};
+    reds_policy_levels c = {macs, cycles, none, 4, 64};
+    CHECK(reds_policy_estimate_us(&c, 0) == 1000 && reds_policy_estimate_us(&c, 3) == 2500);
+    CHECK(reds_policy_choose(&c, 2000) == 2); /* before any measurement: cycles at the clock */
+    c.clock_mhz = 0;
+    CHECK(reds_policy_choose(&c, 2000) == 0); /* no clock, nothing measured: unknown, the cheapest */
+    none[3] = 5000;                           /* the board measures level 3 at 5000 us (2x the model) */
+    CHECK(reds_policy_estimate_us(&c, 0) == 2000 && reds_policy_estimate_us(&c, 2) == 4000);
+    CHECK(reds_policy_choose(&c, 3999) == 1); /* the MAC ratio would have said 3750 us for level 2 */
+    c.cycles = NULL;
+    CHECK(reds_policy_choose(&c, 3999) == 2); /* without cycles: the MAC ratio, as before */
+
+    /* Large MAC counts do not overflow the scaling. */
+    const uint64_t big[2] = {3000000000000ull, 6000000000000ull};
+    uint32_t m2[2] = {0, 4000000000u};
+    const reds_policy_levels b = {big, NULL, m2, 2, 0};
+    CHECK(reds_policy_estimate_us(&b, 0) == 2000000000u);
 }
 
 int main(void)

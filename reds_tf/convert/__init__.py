@@ -166,6 +166,19 @@ def _graph_macs(model: keras.Model) -> int | None:
         return None
 
 
+def _graph_cycles(model: keras.Model) -> int | None:
+    """Cortex-M4 cycles of one inference in the firmware's SIMD build, predicted by the fitted device
+    cost model (``reds_tf.device_cost``, the one latency budgets are planned with); None for a model
+    with an op the cost model has no fitted kernel for (pooling windows, ADD) or an unsupported layer."""
+    from .. import device_cost, topology
+
+    try:
+        g = topology.graph_of(model)
+        return int(round(device_cost.load("dsp").cycles(g, g.full_widths)))
+    except (RedsError, ValueError):
+        return None
+
+
 # -- the orchestrator ---------------------------------------------------------------------
 def convert(
     model_or_path: Any,
@@ -301,6 +314,7 @@ def convert(
                 arena_bundle_bytes=strategies[strategy]["arena_bytes"][i],
                 macs=_graph_macs(models[k]) or macs_tfl,
                 macs_tflite=macs_tfl,
+                cycles_pred=_graph_cycles(models[k]),
                 shared_tensors=sum(s.shared for s in shares[k]),
                 unshared_tensors=sum(not s.shared for s in shares[k]),
                 layouts=lay,
@@ -443,7 +457,8 @@ def _write_firmware(out: Path, paths: list[str], report: ConvertReport) -> None:
     from . import c_arena
 
     try:
-        summary = c_arena.write([Path(p) for p in paths], out)
+        cycles = [r.cycles_pred or 0 for r in report.levels]
+        summary = c_arena.write([Path(p) for p in paths], out, level_cycles=cycles)
     except RedsError as e:
         # The TFLite files and the TFLM bundle stay valid; only the native firmware blob is missing.
         warnings.warn(f"No firmware blob: {e}", stacklevel=3)

@@ -10,7 +10,8 @@ Blob layout (all little-endian; every field below is a uint32 unless noted; sect
                           max scratch/input/output bytes over the levels, op template offset and count
     levels     16 words per level: op list offset, n_ops, input/output bytes, scratch bytes, MACs (lo, hi),
                           input scale (float32 bits), input zp, output scale, output zp, input h, w, c,
-                          n_slots (scratch buffers)
+                          n_slots (scratch buffers), predicted Cortex-M4 cycles (0 = unknown; the
+                          firmware's budget policy turns them into microseconds)
     templates  32 words per template (see ``OP_FIELDS``): an op record without its channel counts (in_c
                           and out_c are 0): type, shapes, kernel/stride/pad/dilation, weight offset into the
                           arena with the FULL tensor's strides, offsets of the int32 bias, multiplier and
@@ -104,6 +105,7 @@ LEVEL_FIELDS = (
     "in_w",
     "in_c",
     "n_slots",
+    "cycles",
 )
 
 
@@ -282,10 +284,22 @@ def _share(w: np.ndarray, full: np.ndarray) -> bool:
     return h == fh and kw == fkw and o <= fo and i <= fi and np.array_equal(w, full[:o, :, :, :i])
 
 
-def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
-    """Pack parsed levels (``read_level``) into the device blob. Returns ``(blob, summary)``."""
+def build_blob(
+    levels: list[dict[str, Any]], level_cycles: list[int] | None = None
+) -> tuple[bytes, dict[str, Any]]:
+    """Pack parsed levels (``read_level``) into the device blob. Returns ``(blob, summary)``.
+
+    ``level_cycles``: each level's predicted cycles on the device (0 or None: unknown), stored in its
+    level descriptor for the firmware's latency-budget policy.
+    """
     if not levels:
         raise ValueError("At least one level is required. Received: 0 levels.")
+    cycles = list(level_cycles) if level_cycles is not None else [0] * len(levels)
+    if len(cycles) != len(levels) or any(not 0 <= int(c) <= 0xFFFFFFFF for c in cycles):
+        raise ValueError(
+            f"level_cycles must hold one count in [0, 2^32) per level. Received: {cycles} for "
+            f"{len(levels)} levels."
+        )
     full = levels[-1]["ops"]
     if len(levels) > MAX_LEVELS or len(full) > MAX_OPS:
         raise UnsupportedLayerError(
@@ -394,6 +408,7 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
             in_w=lv["in_hwc"][1],
             in_c=lv["in_hwc"][2],
             n_slots=len(slot_bytes),
+            cycles=int(cycles[k]),
         )
         words(levels_off + k * LEVEL_WORDS * 4, [row[f] for f in LEVEL_FIELDS])
         words(list_offsets[k], [v for e in level_entries[k] for v in e])
@@ -406,6 +421,7 @@ def build_blob(levels: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]]:
                 "level": k,
                 "n_ops": len(recs),
                 "macs": macs,
+                "cycles_pred": int(cycles[k]) or None,
                 "scratch_bytes": scratch,
                 "input_bytes": in_bytes,
                 "output_bytes": out_bytes,
@@ -535,13 +551,19 @@ def _c_source(blob: bytes, name: str) -> tuple[str, str]:
     return c, h
 
 
-def write(level_tflite_paths: list[Path], out_dir: Path, name: str = "model") -> dict[str, Any]:
+def write(
+    level_tflite_paths: list[Path],
+    out_dir: Path,
+    name: str = "model",
+    level_cycles: list[int] | None = None,
+) -> dict[str, Any]:
     """Write ``<name>.blob``, ``<name>_blob.c`` and ``<name>_blob.h`` for the firmware.
 
     Args:
         level_tflite_paths: per-level int8 .tflite files, level 0 (smallest) first, the widest last.
         out_dir: output directory (created).
         name: C identifier prefix; the arrays are ``<name>_blob`` / ``<name>_blob_len``.
+        level_cycles: predicted device cycles per level, stored in the blob (None: unknown).
 
     Returns:
         A summary for report.json: blob/arena/params bytes, per-level MACs, scratch and standalone weight
@@ -550,7 +572,7 @@ def write(level_tflite_paths: list[Path], out_dir: Path, name: str = "model") ->
     if not name.isidentifier():
         raise ValueError(f"name must be a C identifier. Received: name={name!r}. Use e.g. 'model'.")
     levels = [read_level(Path(p)) for p in level_tflite_paths]
-    blob, summary = build_blob(levels)
+    blob, summary = build_blob(levels, level_cycles)
     out_dir = Path(out_dir)
     c, h = _c_source(blob, name)
     paths = {
@@ -558,7 +580,8 @@ def write(level_tflite_paths: list[Path], out_dir: Path, name: str = "model") ->
         "c": atomic_write_text(out_dir / f"{name}_blob.c", c),
         "h": atomic_write_text(out_dir / f"{name}_blob.h", h),
     }
-    full_alone = len(build_blob(levels[-1:])[0]) if len(levels) > 1 else len(blob)
+    full_cycles = None if level_cycles is None else list(level_cycles)[-1:]
+    full_alone = len(build_blob(levels[-1:], full_cycles)[0]) if len(levels) > 1 else len(blob)
     summary["full_level_blob_bytes"] = full_alone
     summary["blob_ratio_vs_full"] = round(len(blob) / full_alone, 4)
     full_standalone = summary["levels"][-1]["weight_bytes_standalone"]

@@ -113,6 +113,8 @@ class LevelReport:
     arena_bundle_bytes: int
     macs: int
     macs_tflite: int
+    #: predicted Cortex-M4 cycles in the firmware's SIMD build (device cost model); None: no prediction
+    cycles_pred: int | None
     shared_tensors: int
     unshared_tensors: int
     layouts: dict[str, int]

@@ -8,6 +8,7 @@ interpreter running each level's standalone .tflite on the same int8 inputs.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -49,7 +50,10 @@ def converted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         source, write_converted_levels
     )
     paths = write(name, out)
-    summary = c_arena.write(paths, out, "model")
+    if source == "convert":  # the production converter wrote the blob (with its predicted cycles)
+        summary = json.loads((out / "report.json").read_text())["firmware"]
+    else:
+        summary = c_arena.write(paths, out, "model")
     return {"kind": request.param, "paths": paths, "summary": summary, "blob": out / "model.blob"}
 
 
@@ -133,6 +137,30 @@ def test_protocol_errors_and_budget_policy(converted: dict, host_app: Path) -> N
     assert "level=0" in runs[-1]  # an impossible budget falls back to the cheapest level
     assert "ok budget_us=2500" in lines  # 5 uJ at 2 mW = 2500 us
     assert sum(ln.startswith("level ") for ln in lines) == n_levels
+
+
+def test_blob_cycles_drive_the_budget_policy(converted: dict, host_app: Path) -> None:
+    """The converter stores each level's predicted cycles in the blob; the app scales the widest measured
+    level's latency by their ratio, not the MAC ratio (the choice itself: test_reds_model.c)."""
+    if not converted["kind"].startswith("convert:"):
+        pytest.skip("only the production converter predicts cycles")
+    levels = converted["summary"]["levels"]
+    blob = c_arena.read_blob(converted["blob"].read_bytes())
+    stored = [lv["cycles"] for lv in blob["levels"]]
+    assert stored == [lv["cycles_pred"] or 0 for lv in levels]
+    if converted["kind"] == "convert:residual":
+        assert stored == [0] * len(stored)  # ADD has no fitted kernel: unknown, the policy uses MACs
+        return
+    assert all(c > 0 for c in stored) and stored == sorted(stored)
+    n, widest = len(stored), len(stored) - 1
+    x = _feed(np.zeros(levels[0]["input_bytes"], np.int8))
+    lines = _session(host_app, converted["blob"], f"level {widest}\n{x}run\n" * 3 + "levels\n")
+    rows = [dict(kv.split("=") for kv in ln.split()[2:]) for ln in lines if ln.startswith("level ")]
+    assert [int(r["cycles"]) for r in rows] == stored
+    us = int(rows[widest]["us"])
+    assert us > 0, lines
+    want = [round(us * c / stored[widest]) for c in stored]
+    assert [int(r["est_us"]) for r in rows[:n]] == want[:widest] + [us]
 
 
 def _blob_bytes(blob_c: Path = FIRMWARE / "tests" / "golden" / "fc2_blob.c") -> bytes:

@@ -70,24 +70,64 @@ static void reply_err(reds_app *app, const char *what)
 
 /* ---- policy ------------------------------------------------------------------------------------ */
 
-int32_t reds_policy_choose(const uint64_t *macs, const uint32_t *measured_us, int32_t n_levels,
-                           uint32_t budget_us)
+/* The widest level with a measured latency and a nonzero cost[k] (macs or cycles), -1 if none. */
+static int32_t widest_measured(const reds_policy_levels *p, int use_cycles)
 {
-    if (macs == NULL || measured_us == NULL) {
-        return 0;
-    }
-    int32_t ref = -1; /* widest measured level */
-    for (int32_t k = 0; k < n_levels; ++k) {
-        if (measured_us[k] != 0 && macs[k] != 0) {
+    int32_t ref = -1;
+    for (int32_t k = 0; p->measured_us != NULL && k < p->n_levels; ++k) {
+        const uint64_t cost = use_cycles ? (p->cycles != NULL ? p->cycles[k] : 0u)
+                                         : (p->macs != NULL ? p->macs[k] : 0u);
+        if (p->measured_us[k] != 0 && cost != 0) {
             ref = k;
         }
     }
+    return ref;
+}
+
+/* a * b / c rounded to nearest and saturated (c > 0). b and c are first shifted together until b fits
+ * 32 bits, so a * b fits 64 (the ratio b / c loses under 2^-31 of itself). */
+static uint32_t scale_u32(uint32_t a, uint64_t b, uint64_t c)
+{
+    while (b > UINT32_MAX) {
+        b >>= 1;
+        c >>= 1;
+    }
+    if (c == 0) {
+        return UINT32_MAX;
+    }
+    const uint64_t q = ((uint64_t)a * b + c / 2u) / c;
+    return q > UINT32_MAX ? UINT32_MAX : (uint32_t)q;
+}
+
+uint32_t reds_policy_estimate_us(const reds_policy_levels *p, int32_t k)
+{
+    if (p == NULL || k < 0 || k >= p->n_levels) {
+        return 0;
+    }
+    if (p->measured_us != NULL && p->measured_us[k] != 0) {
+        return p->measured_us[k];
+    }
+    const uint32_t cyc = p->cycles != NULL ? p->cycles[k] : 0u;
+    const int32_t ref_c = widest_measured(p, 1);
+    if (cyc != 0 && ref_c >= 0) {
+        return scale_u32(p->measured_us[ref_c], cyc, p->cycles[ref_c]);
+    }
+    if (cyc != 0 && p->clock_mhz != 0) {
+        return (uint32_t)(((uint64_t)cyc + p->clock_mhz - 1u) / p->clock_mhz);
+    }
+    const uint64_t macs = p->macs != NULL ? p->macs[k] : 0u;
+    const int32_t ref_m = widest_measured(p, 0);
+    if (macs != 0 && ref_m >= 0) {
+        return scale_u32(p->measured_us[ref_m], macs, p->macs[ref_m]);
+    }
+    return 0;
+}
+
+int32_t reds_policy_choose(const reds_policy_levels *p, uint32_t budget_us)
+{
     int32_t best = 0;
-    for (int32_t k = 0; k < n_levels; ++k) {
-        uint64_t est = measured_us[k];
-        if (est == 0 && ref >= 0 && macs[k] != 0) {
-            est = ((uint64_t)measured_us[ref] * macs[k] + macs[ref] / 2u) / macs[ref];
-        }
+    for (int32_t k = 0; p != NULL && k < p->n_levels; ++k) {
+        const uint32_t est = reds_policy_estimate_us(p, k);
         if (est != 0 && est <= budget_us) {
             best = k;
         }
@@ -96,6 +136,17 @@ int32_t reds_policy_choose(const uint64_t *macs, const uint32_t *measured_us, in
 }
 
 /* ---- commands ---------------------------------------------------------------------------------- */
+
+/* The policy's view of the backend's levels; macs and cycles are caller storage of REDS_MAX_LEVELS. */
+static reds_policy_levels policy_levels(const reds_app *app, uint64_t *macs, uint32_t *cycles)
+{
+    const reds_backend *be = app->be;
+    for (int32_t k = 0; k < be->n_levels; ++k) {
+        macs[k] = be->info[k].macs;
+        cycles[k] = be->info[k].cycles;
+    }
+    return (reds_policy_levels){macs, cycles, app->level_us, be->n_levels, app->io.clock_mhz};
+}
 
 reds_status reds_app_init(reds_app *app, reds_backend *be, reds_io io, int8_t *input, int8_t *output)
 {
@@ -179,15 +230,20 @@ static void cmd_info(reds_app *app)
 
 static void cmd_levels(reds_app *app)
 {
+    uint64_t macs[REDS_MAX_LEVELS];
+    uint32_t cycles[REDS_MAX_LEVELS];
+    const reds_policy_levels pl = policy_levels(app, macs, cycles);
     for (int32_t k = 0; k < app->be->n_levels; ++k) {
         text t = {{0}, 0};
         put_s(&t, "level");
         put_s(&t, " ");
         put_u(&t, (uint64_t)k);
         put_kv(&t, "macs", app->be->info[k].macs);
+        put_kv(&t, "cycles", app->be->info[k].cycles);
         put_kv(&t, "in", app->be->info[k].in_bytes);
         put_kv(&t, "out", app->be->info[k].out_bytes);
         put_kv(&t, "us", app->level_us[k]);
+        put_kv(&t, "est_us", reds_policy_estimate_us(&pl, k));
         emit(app, &t);
     }
     text t = {{0}, 0};
@@ -248,10 +304,9 @@ static void cmd_run(reds_app *app)
     reds_backend *be = app->be;
     if (app->budget_us != 0) {
         uint64_t macs[REDS_MAX_LEVELS];
-        for (int32_t k = 0; k < be->n_levels; ++k) {
-            macs[k] = be->info[k].macs;
-        }
-        (void)reds_backend_set_level(be, reds_policy_choose(macs, app->level_us, be->n_levels, app->budget_us));
+        uint32_t cycles[REDS_MAX_LEVELS];
+        const reds_policy_levels pl = policy_levels(app, macs, cycles);
+        (void)reds_backend_set_level(be, reds_policy_choose(&pl, app->budget_us));
     }
     const int32_t level = be->level;
     const reds_level_info *info = &be->info[level];

@@ -6,7 +6,8 @@
  * decimal integers ending at a space, comma or the line's end ("1abc" is refused); a command with
  * arguments left over is refused.
  *   info             ok backend=native levels=4 level=3 in=490 out=12 budget_us=0
- *   levels           one line per level: "level k macs=M in=B out=B us=T" (T = last measured, 0 = never)
+ *   levels           one line per level: "level k macs=M cycles=C in=B out=B us=T est_us=E" (C = the
+ *                    blob's predicted cycles, T = last measured, E = the policy's estimate; 0 = unknown)
  *   level K          set the level (turns the budget policy off)  -> ok level=K | err bad level ...
  *   in V V V ...     append int8 input values (several lines allowed) -> ok fed=N/NEED, NEED being the
  *                    active level's input size (more values than that: err, input cleared)
@@ -34,6 +35,7 @@ typedef struct {
     void (*write)(void *ctx, const char *text); /**< write text; a long reply comes in pieces, the last ends in "\n" */
     uint32_t (*micros)(void *ctx);              /**< free-running microsecond clock */
     void *ctx;
+    uint32_t clock_mhz; /**< CPU clock in MHz, 0 = unknown: predicted cycles are then used only as ratios */
 } reds_io;
 
 typedef struct {
@@ -62,14 +64,28 @@ void reds_app_feed_char(reds_app *app, char c);
  *  is ignored. */
 void reds_app_handle_line(reds_app *app, const char *line);
 
+/** What the budget policy knows of the levels: arrays of n_levels entries, 0 meaning unknown. */
+typedef struct {
+    const uint64_t *macs;        /**< MACs per level; NULL = none known */
+    const uint32_t *cycles;      /**< predicted device cycles per level (the blob's); NULL = none known */
+    const uint32_t *measured_us; /**< last measured latency per level; NULL = none measured */
+    int32_t n_levels;
+    uint32_t clock_mhz;          /**< CPU clock, 0 = unknown */
+} reds_policy_levels;
+
 /**
- * Budget policy: the largest level whose estimated latency fits budget_us. A level's estimate is its
- * measured latency, else the measured latency of the widest measured level scaled by the MAC ratio
- * (inference time is about proportional to MACs), else unknown. Unknown levels are not chosen, except
- * level 0 when nothing fits (the cheapest level always runs) or an array is NULL.
+ * A level's latency estimate in microseconds, 0 = unknown. In order: its measured latency; the widest
+ * measured level's latency scaled by the ratio of predicted cycles (the cost model knows that narrow
+ * layers cost more per MAC; the measurement carries the board's wait states and clock); its predicted
+ * cycles at clock_mhz (before anything is measured); the widest measured level scaled by the MAC ratio.
  */
-int32_t reds_policy_choose(const uint64_t *macs, const uint32_t *measured_us, int32_t n_levels,
-                           uint32_t budget_us);
+uint32_t reds_policy_estimate_us(const reds_policy_levels *p, int32_t k);
+
+/**
+ * Budget policy: the largest level whose latency estimate fits budget_us. Unknown levels are not
+ * chosen, except level 0 when nothing fits (the cheapest level always runs) or p is NULL.
+ */
+int32_t reds_policy_choose(const reds_policy_levels *p, uint32_t budget_us);
 
 #ifdef __cplusplus
 }

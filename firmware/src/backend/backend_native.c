@@ -33,7 +33,7 @@ reds_status reds_backend_init(reds_backend *b, const reds_model_data *model, voi
     b->arena_len = arena_len;
     for (int32_t k = 0; k < b->n_levels; ++k) {
         const reds_level *lv = &b->model.levels[k];
-        b->info[k] = (reds_level_info){lv->in_bytes, lv->out_bytes, lv->macs, lv->in_scale, lv->in_zp};
+        b->info[k] = (reds_level_info){lv->in_bytes, lv->out_bytes, lv->macs, lv->cycles, lv->in_scale, lv->in_zp};
     }
     return REDS_OK;
 }

@@ -82,6 +82,7 @@ extern "C" reds_status reds_backend_init(reds_backend *b, const reds_model_data 
         b->info[k].in_bytes = static_cast<uint32_t>(in->bytes);
         b->info[k].out_bytes = static_cast<uint32_t>(out->bytes);
         b->info[k].macs = model->level_macs != nullptr ? model->level_macs[k] : 0;
+        b->info[k].cycles = 0; /* the blob's predictions are for the native runtime, not TFLM's kernels */
         b->info[k].in_scale = in->params.scale;
         b->info[k].in_zp = in->params.zero_point;
         b->max_in = b->info[k].in_bytes > b->max_in ? b->info[k].in_bytes : b->max_in;

@@ -24,6 +24,7 @@ typedef struct {
     uint32_t in_bytes;  /**< int8 input elements */
     uint32_t out_bytes; /**< int8 output elements (classes) */
     uint64_t macs;      /**< MACs of one inference (0 when the backend cannot tell) */
+    uint32_t cycles;    /**< native: the blob's predicted cycles of our SIMD runtime (0 = unknown); TFLM: 0 */
     float in_scale;     /**< real = in_scale * (q - in_zp) */
     int32_t in_zp;
 } reds_level_info;

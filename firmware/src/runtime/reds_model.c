@@ -269,6 +269,7 @@ static int check_level(reds_model *m, const uint32_t *h, const uint32_t *l, uint
     lv->out_bytes = elems;
     lv->scratch = scratch;
     lv->macs = ((uint64_t)l[REDS_L_MACS_HI] << 32) | l[REDS_L_MACS_LO];
+    lv->cycles = l[REDS_L_CYCLES];
     lv->in_scale = rdf32(lw + 4u * REDS_L_IN_SCALE);
     lv->in_zp = (int32_t)l[REDS_L_IN_ZP];
     lv->out_scale = rdf32(lw + 4u * REDS_L_OUT_SCALE);

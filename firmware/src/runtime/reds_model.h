@@ -53,7 +53,9 @@ enum {
 enum {
     REDS_L_OPS_OFF, REDS_L_N_OPS, REDS_L_IN_BYTES, REDS_L_OUT_BYTES, REDS_L_SCRATCH, REDS_L_MACS_LO,
     REDS_L_MACS_HI, REDS_L_IN_SCALE, REDS_L_IN_ZP, REDS_L_OUT_SCALE, REDS_L_OUT_ZP, REDS_L_IN_H,
-    REDS_L_IN_W, REDS_L_IN_C, REDS_L_N_SLOTS, REDS_L_USED
+    REDS_L_IN_W, REDS_L_IN_C, REDS_L_N_SLOTS,
+    REDS_L_CYCLES, /* predicted cycles of one inference in the SIMD build (device cost model), 0 = unknown */
+    REDS_L_USED
 };
 
 /** Op list entry word indices: the level's channel counts complete the template's record. */
@@ -94,6 +96,7 @@ typedef struct {
     uint32_t out_bytes;   /**< int8 output elements (classes) */
     uint32_t scratch;     /**< bytes of scratch reds_invoke needs for this level */
     uint64_t macs;        /**< multiply-accumulates of one inference */
+    uint32_t cycles;      /**< predicted Cortex-M4 cycles of one inference (converter), 0 = unknown */
     float in_scale;       /**< input quantisation: real = in_scale * (q - in_zp) */
     int32_t in_zp;
     float out_scale;
