@@ -257,6 +257,11 @@ def _json(x: Any) -> str:
     return json.dumps(x, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n"
 
 
+def _distill(ft: Any) -> dict[str, float]:
+    """``train.fit``'s in-place distillation options from the recipe's ``finetune`` section."""
+    return {"distill_weight": ft.distill_weight, "distill_temperature": ft.distill_temperature}
+
+
 def finetune(
     recipe: Recipe,
     perm: keras.Model,
@@ -288,6 +293,7 @@ def finetune(
         weights=a,
         variables=train.non_bn_variables(model),
         training=False,
+        **_distill(ft),
         **ctx.fit_options,
     )
     has_bn = bool(train.bn_variables(model))
@@ -303,6 +309,7 @@ def finetune(
         training=False,
         epochs=ft.bn_epochs if has_bn else 0,
         learning_rate=ft.bn_learning_rate,
+        **_distill(ft),
         **ctx.fit_options,
     )
     nested.save_model(model, path)
@@ -337,6 +344,7 @@ def finetune_per_level_bn(
         levels=list(range(plan.num_levels)),
         weights=a,
         training=True,
+        **_distill(recipe.finetune),
         **ctx.fit_options,
     )
     augment.set_pass(ctx.pass_key, stage, "bn")
