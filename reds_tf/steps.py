@@ -490,26 +490,38 @@ def baselines(
 
 
 def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
-    """Convert the shared-BN nested model to int8 TFLite (when the recipe enables it)."""
+    """Convert the shared-BN nested model to int8 TFLite (when the recipe enables it).
+
+    Returns the summary for results.json: bundle sizes, per-level int8 accuracy and, when the firmware
+    runtime cannot run a model's ops, ``firmware_blob_error`` (the TFLite files are written anyway).
+    When a verification check fails the summary carries ``verification_failed`` (the error's text) and
+    the step is not marked done: the caller records the numbers, then raises (``pipeline.run``).
+    """
     rd, log = ctx.rd, ctx.log
     if not recipe.convert.enabled:
         return None
     if rd.is_done("convert"):
         return rd.done_info("convert")
-    report = convert.convert(
-        rd.path("model.keras"),
-        rd.path("converted"),
-        levels="all",
-        # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
-        # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
-        # reshuffled and augmented on every pass).
-        calibration=batched["val"],
-        calibration_samples=recipe.convert.calibration_samples,
-        test_data=batched["test"],
-        verify=recipe.convert.verify,
-        calibration_mode=recipe.convert.calibration_mode,
-        log=log,
-    )
+    failed = None
+    try:
+        report = convert.convert(
+            rd.path("model.keras"),
+            rd.path("converted"),
+            levels="all",
+            # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
+            # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
+            # reshuffled and augmented on every pass).
+            calibration=batched["val"],
+            calibration_samples=recipe.convert.calibration_samples,
+            test_data=batched["test"],
+            verify=recipe.convert.verify,
+            calibration_mode=recipe.convert.calibration_mode,
+            log=log,
+        )
+    except convert.VerificationError as e:
+        if e.report is None:
+            raise
+        report, failed = e.report, str(e)
     rep = report.to_dict()
     summary = {
         "out_dir": str(rd.path("converted")),
@@ -518,6 +530,13 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
         "full_standalone_bytes": rep.get("full_standalone_bytes"),
         "int8_accuracy": [lv.get("int8_accuracy") for lv in rep.get("levels", [])],
     }
+    if (rep.get("firmware") or {}).get("error"):
+        summary["firmware_blob_error"] = rep["firmware"]["error"]
+        log(f"[convert] no firmware blob: {summary['firmware_blob_error']}")
+    if failed is not None:
+        summary["verification_failed"] = failed
+        log(f"[convert] VERIFICATION FAILED: {failed}")
+        return summary
     rd.mark_done("convert", summary)
     log(f"[convert] wrote {rd.path('converted')}: bundle {summary['bundle_bytes']} B")
     return summary
