@@ -281,8 +281,11 @@ def finetune(
         model = nested.make_nested(perm, plan)
     a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])
     levels = list(range(plan.num_levels))
-    ctx.log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}")
     ft = recipe.finetune
+    kd = ""
+    if ft.distill_weight:
+        kd = f", in-place distillation w={ft.distill_weight:g} T={ft.distill_temperature:g}"
+    ctx.log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}{kd}")
     h1 = train.fit(
         model,
         batched["train"],
