@@ -26,10 +26,11 @@ from .runstore import atomic_write_text
 DEFAULT_DIR = Path("results")
 
 #: Published test accuracy per recipe as (fraction of the full model's TRUE MACs, accuracy): Corti et al.,
-#: "REDS: Resource-Efficient Deep Subnetworks for Dynamic Resource Constraints", IEEE TMC 2026, Table
-#: of the Fashion-MNIST DS-CNN results. The paper labels these levels 25 / 50 / 75 / 100 % by a cost
-#: model that ignores the bilinear MACs of consecutive layers; their true MACs are about 18 / 41 / 63 /
-#: 100 % (README, "Full schedule"). The only place the paper's numbers live in this repository.
+#: "REDS: Resource-Efficient Deep Subnetworks for Dynamic Resource Constraints", IEEE Transactions on
+#: Mobile Computing 25(1), 2026 (arXiv 2311.13349), results table of DS-CNN-S on Fashion-MNIST, 4 levels.
+#: The paper labels these levels 25 / 50 / 75 / 100 % by a cost model that ignores the bilinear MACs of
+#: consecutive layers; their true MACs are about 18 / 41 / 63 / 100 % (README, "Full schedule").
+#: The only place the paper's numbers live in this repository.
 PAPER: dict[str, tuple[tuple[float, float], ...]] = {
     "ds_cnn_s-fashion_mnist": ((0.18, 0.892), (0.41, 0.908), (0.63, 0.915), (1.0, 0.916)),
 }
