@@ -100,6 +100,12 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
             "",
             f"Revision {', '.join(rev[:12] for rev in revs)}; wall time per seed {wall} min.",
             "",
+        ]
+        failed = [r["seed"] for r in runs if (r.get("converted") or {}).get("verification_failed")]
+        if failed:  # the pipeline keeps such a run's numbers (results.json) but says so here
+            note = "(results.json: converted.verification_failed)"
+            out += [f"Int8 verification FAILED for seed(s) {failed} {note}.", ""]
+        out += [
             "| level | MACs | MACs % | test % float | test % int8 (TFLM) |" + (" paper % |" if paper else ""),
             "|---|---|---|---|---|" + ("---|" if paper else ""),
         ]

@@ -68,6 +68,7 @@ def test_table_has_the_paper_column_at_matching_true_macs(tmp_path):
     assert "| 1 | 400 | 40.0 | 91.00 +- 0.71 | - | 90.8 |" in text
     assert "| 2 | 700 | 70.0 | 92.00 +- 0.71 | - | - |" in text
     assert "| 3 | 1,000 | 100.0 | 92.10 +- 0.14 | - | 91.6 |" in text
+    assert "verification FAILED" not in text
     other = text.split("### r, short schedule")[1]
     assert "paper" not in other and "| 0 | 100 | 50.0 | 80.00 | - |" in other
     assert results.paper_accuracy("ds_cnn_s-fashion_mnist", 21.0) == 0.892
@@ -87,3 +88,12 @@ def test_plot_draws_every_series_with_error_bars(tmp_path):
     out = tmp_path / "fig" / "acc.png"
     assert results.main(["plot", "--out", str(out), "--dir", str(reg)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_table_says_when_int8_verification_failed(tmp_path):
+    run = _paper_recipe_run(tmp_path, 4, [0.890, 0.905, 0.915, 0.920])
+    res = json.loads((run / "results.json").read_text())
+    res["converted"] = {"verification_failed": "Conversion verification failed: level 0: ..."}
+    (run / "results.json").write_text(json.dumps(res))
+    text = results.tables(results.add(run, tmp_path / "results").parent)
+    assert "Int8 verification FAILED for seed(s) [4]" in text
