@@ -119,9 +119,17 @@ def test_recipe_rejects_bad_distillation_values(finetune, match):
 def test_tiny_run_with_distillation_finishes(tmp_path):
     recipe = Recipe.load(
         "models/tiny-fashion_mnist.yaml",
-        **{"data.limit": 300, "finetune.distill_weight": 0.5, "finetune.distill_temperature": 2.0},
+        **{
+            "data.limit": 300,
+            "solve.budgets": [0.3, 0.6],
+            "bn.recalibrate": False,
+            "finetune.distill_weight": 0.5,
+            "finetune.distill_temperature": 2.0,
+        },
     )
     assert recipe.finetune.distill_weight == 0.5
-    res = pipeline.run(recipe, tmp_path / "run", progress=False, log=lambda *_: None)
-    assert len(res["levels"]) == 4
+    lines = []
+    res = pipeline.run(recipe, tmp_path / "run", progress=False, log=lines.append)
+    assert any("in-place distillation w=0.5 T=2" in line for line in lines)
+    assert len(res["levels"]) == 3
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in res["levels"])
