@@ -18,6 +18,7 @@ from typing import Any
 
 from . import __version__, model_source, nested, plots, topology, train
 from ._keras import keras
+from .convert import VerificationError
 from .errors import NotARedsModelError, RunExistsError
 from .evaluate import level_accuracies, level_rows, write_results
 from .plan import WidthPlan
@@ -105,6 +106,9 @@ def run(
     results["wall_seconds_this_call"] = round(time.perf_counter() - t0, 1)
     results["reds_tf"] = {"version": __version__, "git_revision": _git_revision()}
     write_results(rd.root, results)
+    failed = (results["converted"] or {}).get("verification_failed")
+    if failed:  # the numbers of a long run are on disk; the run is not marked complete
+        raise VerificationError(failed)
     rd.mark_done("results")
     return results
 

@@ -63,6 +63,25 @@ def accuracy_vs_macs(results: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def registry_accuracy_vs_macs(series: list[dict[str, Any]], path: str | Path) -> Path:
+    """Float test accuracy vs true MACs (% of each recipe's full model) of every series from
+    ``reds_tf.results.series``: mean with +- std error bars over seeds, and each recipe's paper points."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    papers_drawn = set()
+    for s in series:
+        ax.errorbar(s["macs_pct"], s["mean"], yerr=s["std"], fmt="o-", capsize=3, label=s["label"], zorder=3)
+        if s["paper"] and s["recipe"] not in papers_drawn:
+            papers_drawn.add(s["recipe"])
+            xs, ys = zip(*s["paper"], strict=True)
+            ax.plot(xs, ys, "k*--", ms=9, lw=0.8, label=f"paper ({s['recipe']})", zorder=4)
+    ax.set_xlabel("true MACs (% of the full model)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy vs true MACs (mean +- std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def widths(plan: WidthPlan, path: str | Path, title: str = "") -> Path:
     """Grouped bars: kept units per unit group (layer) for every level, with the full width as outline."""
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * plan.num_groups + 2), 4.0))

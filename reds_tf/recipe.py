@@ -81,10 +81,17 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig(TrainConfig):
-    """Joint fine-tuning plus the reference's short gamma/beta-only BN stage."""
+    """Joint fine-tuning plus the reference's short gamma/beta-only BN stage.
+
+    ``distill_weight`` w in [0, 1] (0 = off): in-place distillation -- the full level learns the labels,
+    every smaller level ``(1 - w) * CE + w * T^2 * KL`` towards the full level's softened predictions at
+    temperature ``distill_temperature`` (see ``train.distillation_loss``).
+    """
 
     bn_epochs: int = 1
     bn_learning_rate: float = 1e-3
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -309,6 +316,10 @@ def _validate(obj: Any, where: str) -> None:
         if obj.calibration_samples < 1:
             bad(f"calibration_samples must be >= 1. Received: {obj.calibration_samples}")
     elif isinstance(obj, TrainConfig):
+        if isinstance(obj, FinetuneConfig) and not 0.0 <= obj.distill_weight <= 1.0:
+            bad(f"distill_weight must be in [0, 1] (0 = no distillation). Received: {obj.distill_weight}")
+        if isinstance(obj, FinetuneConfig) and not 0.0 < obj.distill_temperature < math.inf:
+            bad(f"distill_temperature must be a number > 0 (e.g. 4). Received: {obj.distill_temperature}")
         if obj.epochs < 0 or obj.learning_rate <= 0:
             bad(f"need epochs >= 0 and learning_rate > 0. Received: {obj}")
         if not 0.0 <= obj.final_lr_fraction <= 1.0 or obj.warmup_epochs < 0:

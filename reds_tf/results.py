@@ -3,7 +3,10 @@
 ``python -m reds_tf.results add RUN_DIR`` copies a finished run's ``results.json`` to
 ``results/<recipe>-<schedule>-seed<k>.json``; ``python -m reds_tf.results table`` prints one markdown
 table per recipe and schedule: every level's true MACs and its float and int8 (TFLM) test accuracy as
-mean +- std over the seeds present, with the seeds, git revisions and wall time the numbers came from.
+mean +- std over the seeds present, with the seeds, git revisions and wall time the numbers came from,
+and the paper's accuracy at the same true MACs where it published one (``PAPER``).
+``python -m reds_tf.results plot --out F.png`` draws accuracy vs true MACs of every recipe and schedule
+(mean +- std over seeds) with the paper's points.
 """
 
 from __future__ import annotations
@@ -21,6 +24,28 @@ from .errors import NotARedsModelError
 from .runstore import atomic_write_text
 
 DEFAULT_DIR = Path("results")
+
+#: Published test accuracy per recipe as (fraction of the full model's TRUE MACs, accuracy): Corti et al.,
+#: "REDS: Resource-Efficient Deep Subnetworks for Dynamic Resource Constraints", IEEE Transactions on
+#: Mobile Computing 25(1), 2026 (arXiv 2311.13349), results table of DS-CNN-S on Fashion-MNIST, 4 levels.
+#: The paper labels these levels 25 / 50 / 75 / 100 % by a cost model that ignores the bilinear MACs of
+#: consecutive layers; their true MACs are about 18 / 41 / 63 / 100 % (README, "Full schedule").
+#: The only place the paper's numbers live in this repository.
+PAPER: dict[str, tuple[tuple[float, float], ...]] = {
+    "ds_cnn_s-fashion_mnist": ((0.18, 0.892), (0.41, 0.908), (0.63, 0.915), (1.0, 0.916)),
+}
+#: A level is compared with the paper's nearest point only within this many percentage points of MACs.
+PAPER_MATCH_PP = 3.0
+
+
+def paper_accuracy(recipe: str, macs_pct: float) -> float | None:
+    """The paper's accuracy at the published level nearest ``macs_pct`` (true MACs, % of the full
+    model) when one lies within ``PAPER_MATCH_PP``; None otherwise or for recipes it did not publish."""
+    points = PAPER.get(recipe, ())
+    if not points:
+        return None
+    frac, acc = min(points, key=lambda p: abs(100 * p[0] - macs_pct))
+    return acc if abs(100 * frac - macs_pct) <= PAPER_MATCH_PP else None
 
 
 def file_name(results: dict[str, Any]) -> str:
@@ -49,17 +74,24 @@ def _mean_std(values: list[float]) -> str:
     return f"{pct.mean():.2f}" if len(pct) == 1 else f"{pct.mean():.2f} +- {pct.std(ddof=1):.2f}"
 
 
-def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
-    """Markdown tables of every recipe and schedule in the registry (see the module docstring)."""
+def _groups(out_dir: str | Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The registry's runs by (recipe, schedule), sorted by seed."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for p in sorted(Path(out_dir).glob("*.json")):
         res = json.loads(p.read_text())
         groups[(res["recipe"], res["schedule"])].append(res)
     if not groups:
         raise NotARedsModelError(f"No result files in {out_dir}. Fix: python -m reds_tf.results add RUN_DIR.")
-    out = []
-    for (recipe, schedule), runs in sorted(groups.items()):
+    for runs in groups.values():
         runs.sort(key=lambda r: r["seed"])
+    return dict(sorted(groups.items()))
+
+
+def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
+    """Markdown tables of every recipe and schedule in the registry (see the module docstring)."""
+    out = []
+    for (recipe, schedule), runs in _groups(out_dir).items():
+        paper = recipe in PAPER
         seeds = ", ".join(str(r["seed"]) for r in runs)
         revs = sorted({(r.get("reds_tf") or {}).get("git_revision") or "unknown" for r in runs})
         wall = ", ".join(f"{r['wall_seconds_this_call'] / 60:.0f}" for r in runs)
@@ -68,20 +100,57 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
             "",
             f"Revision {', '.join(rev[:12] for rev in revs)}; wall time per seed {wall} min.",
             "",
-            "| level | MACs | MACs % | test % float | test % int8 (TFLM) |",
-            "|---|---|---|---|---|",
+        ]
+        failed = [r["seed"] for r in runs if (r.get("converted") or {}).get("verification_failed")]
+        if failed:  # the pipeline keeps such a run's numbers (results.json) but says so here
+            note = "(results.json: converted.verification_failed)"
+            out += [f"Int8 verification FAILED for seed(s) {failed} {note}.", ""]
+        out += [
+            "| level | MACs | MACs % | test % float | test % int8 (TFLM) |" + (" paper % |" if paper else ""),
+            "|---|---|---|---|---|" + ("---|" if paper else ""),
         ]
         for k, row in enumerate(runs[0]["levels"]):
             float_acc = [r["levels"][k]["test_accuracy"] for r in runs]
             int8 = [r["levels"][k].get("int8_test_accuracy") for r in runs]
             int8_cell = _mean_std(int8) if all(v is not None for v in int8) else "-"
             macs = {r["levels"][k]["macs"] for r in runs}
-            out.append(
+            line = (
                 f"| {k} | {'/'.join(f'{m:,}' for m in sorted(macs))} | {row['macs_pct']:.1f} | "
                 f"{_mean_std(float_acc)} | {int8_cell} |"
             )
+            if paper:
+                ref = paper_accuracy(recipe, row["macs_pct"])
+                line += f" {100 * ref:.1f} |" if ref is not None else " - |"
+            out.append(line)
         out.append("")
     return "\n".join(out)
+
+
+def series(out_dir: str | Path = DEFAULT_DIR) -> list[dict[str, Any]]:
+    """Per recipe and schedule: true MACs % and float test accuracy % of every level, mean and std
+    (ddof 1; 0 for one seed) over the seeds present, plus the paper's points for that recipe."""
+    out = []
+    for (recipe, schedule), runs in _groups(out_dir).items():
+        acc = 100 * np.asarray([[lv["test_accuracy"] for lv in r["levels"]] for r in runs], dtype=float)
+        pct = np.asarray([[lv["macs_pct"] for lv in r["levels"]] for r in runs], dtype=float)
+        out.append(
+            {
+                "label": f"{recipe}, {schedule} (seeds {', '.join(str(r['seed']) for r in runs)})",
+                "macs_pct": pct.mean(0).tolist(),
+                "mean": acc.mean(0).tolist(),
+                "std": (acc.std(0, ddof=1) if len(runs) > 1 else np.zeros(acc.shape[1])).tolist(),
+                "paper": [(100 * f, 100 * a) for f, a in PAPER.get(recipe, ())],
+                "recipe": recipe,
+            }
+        )
+    return out
+
+
+def plot(out_path: str | Path, out_dir: str | Path = DEFAULT_DIR) -> Path:
+    """Accuracy vs true MACs of every recipe and schedule in the registry, with the paper's points."""
+    from . import plots  # matplotlib only when a figure is asked for
+
+    return plots.registry_accuracy_vs_macs(series(out_dir), out_path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,10 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--dir", default=str(DEFAULT_DIR))
     t = sub.add_parser("table", help="print the markdown tables README shows")
     t.add_argument("--dir", default=str(DEFAULT_DIR))
+    f = sub.add_parser("plot", help="accuracy vs true MACs per recipe and schedule, with the paper's points")
+    f.add_argument("--out", required=True, help="the PNG file to write")
+    f.add_argument("--dir", default=str(DEFAULT_DIR))
     args = p.parse_args(argv)
     try:
         if args.cmd == "add":
             print(f"wrote {add(args.run_dir, args.dir)}")
+        elif args.cmd == "plot":
+            print(f"wrote {plot(args.out, args.dir)}")
         else:
             print(tables(args.dir))
     except NotARedsModelError as e:

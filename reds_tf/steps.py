@@ -257,6 +257,11 @@ def _json(x: Any) -> str:
     return json.dumps(x, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n"
 
 
+def _distill(ft: Any) -> dict[str, float]:
+    """``train.fit``'s in-place distillation options from the recipe's ``finetune`` section."""
+    return {"distill_weight": ft.distill_weight, "distill_temperature": ft.distill_temperature}
+
+
 def finetune(
     recipe: Recipe,
     perm: keras.Model,
@@ -276,8 +281,11 @@ def finetune(
         model = nested.make_nested(perm, plan)
     a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])
     levels = list(range(plan.num_levels))
-    ctx.log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}")
     ft = recipe.finetune
+    kd = ""
+    if ft.distill_weight:
+        kd = f", in-place distillation w={ft.distill_weight:g} T={ft.distill_temperature:g}"
+    ctx.log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}{kd}")
     h1 = train.fit(
         model,
         batched["train"],
@@ -288,6 +296,7 @@ def finetune(
         weights=a,
         variables=train.non_bn_variables(model),
         training=False,
+        **_distill(ft),
         **ctx.fit_options,
     )
     has_bn = bool(train.bn_variables(model))
@@ -303,6 +312,7 @@ def finetune(
         training=False,
         epochs=ft.bn_epochs if has_bn else 0,
         learning_rate=ft.bn_learning_rate,
+        **_distill(ft),
         **ctx.fit_options,
     )
     nested.save_model(model, path)
@@ -337,6 +347,7 @@ def finetune_per_level_bn(
         levels=list(range(plan.num_levels)),
         weights=a,
         training=True,
+        **_distill(recipe.finetune),
         **ctx.fit_options,
     )
     augment.set_pass(ctx.pass_key, stage, "bn")
@@ -482,26 +493,38 @@ def baselines(
 
 
 def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
-    """Convert the shared-BN nested model to int8 TFLite (when the recipe enables it)."""
+    """Convert the shared-BN nested model to int8 TFLite (when the recipe enables it).
+
+    Returns the summary for results.json: bundle sizes, per-level int8 accuracy and, when the firmware
+    runtime cannot run a model's ops, ``firmware_blob_error`` (the TFLite files are written anyway).
+    When a verification check fails the summary carries ``verification_failed`` (the error's text) and
+    the step is not marked done: the caller records the numbers, then raises (``pipeline.run``).
+    """
     rd, log = ctx.rd, ctx.log
     if not recipe.convert.enabled:
         return None
     if rd.is_done("convert"):
         return rd.done_info("convert")
-    report = convert.convert(
-        rd.path("model.keras"),
-        rd.path("converted"),
-        levels="all",
-        # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
-        # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
-        # reshuffled and augmented on every pass).
-        calibration=batched["val"],
-        calibration_samples=recipe.convert.calibration_samples,
-        test_data=batched["test"],
-        verify=recipe.convert.verify,
-        calibration_mode=recipe.convert.calibration_mode,
-        log=log,
-    )
+    failed = None
+    try:
+        report = convert.convert(
+            rd.path("model.keras"),
+            rd.path("converted"),
+            levels="all",
+            # The validation split: a fixed, seeded, unaugmented sample read from its start, so that
+            # `reds convert RUN_DIR` calibrates on exactly these inputs too (the training stream is
+            # reshuffled and augmented on every pass).
+            calibration=batched["val"],
+            calibration_samples=recipe.convert.calibration_samples,
+            test_data=batched["test"],
+            verify=recipe.convert.verify,
+            calibration_mode=recipe.convert.calibration_mode,
+            log=log,
+        )
+    except convert.VerificationError as e:
+        if e.report is None:
+            raise
+        report, failed = e.report, str(e)
     rep = report.to_dict()
     summary = {
         "out_dir": str(rd.path("converted")),
@@ -510,6 +533,13 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
         "full_standalone_bytes": rep.get("full_standalone_bytes"),
         "int8_accuracy": [lv.get("int8_accuracy") for lv in rep.get("levels", [])],
     }
+    if (rep.get("firmware") or {}).get("error"):
+        summary["firmware_blob_error"] = rep["firmware"]["error"]
+        log(f"[convert] no firmware blob: {summary['firmware_blob_error']}")
+    if failed is not None:
+        summary["verification_failed"] = failed
+        log(f"[convert] VERIFICATION FAILED: {failed}")
+        return summary
     rd.mark_done("convert", summary)
     log(f"[convert] wrote {rd.path('converted')}: bundle {summary['bundle_bytes']} B")
     return summary

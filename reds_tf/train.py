@@ -161,6 +161,26 @@ def _outputs_probabilities(model: keras.Model) -> bool:
 # --- the training step -------------------------------------------------------------------------------
 
 
+def distillation_loss(
+    teacher: tf.Tensor, student: tf.Tensor, temperature: float, probabilities: bool
+) -> tf.Tensor:
+    """Per-sample ``T^2 * KL(softmax(teacher/T) || softmax(student/T))``, the teacher's gradient stopped.
+
+    In-place distillation (universally slimmable networks, Once-for-All): a smaller level learns the full
+    level's softened predictions while the full level learns only the labels, so the teacher term must
+    not pull the full level towards its students. ``T^2`` keeps the gradient scale independent of ``T``
+    (Hinton et al. 2015). Models that end in a softmax give probabilities: their log (clipped away from
+    0) serves as logits, which softmax maps back to the same distribution.
+    """
+    t, s = tf.stop_gradient(teacher), student
+    if probabilities:
+        t, s = (tf.math.log(tf.clip_by_value(v, 1e-7, 1.0)) for v in (t, s))
+    log_pt = tf.nn.log_softmax(t / temperature, axis=-1)
+    log_ps = tf.nn.log_softmax(s / temperature, axis=-1)
+    kl = tf.reduce_sum(tf.exp(log_pt) * (log_pt - log_ps), axis=-1)
+    return temperature**2 * kl
+
+
 def make_step(
     model: keras.Model,
     optimizer: Any,
@@ -169,15 +189,21 @@ def make_step(
     weights: Sequence[float] | None = None,
     training: bool = True,
     strategy: tf.distribute.Strategy | None = None,
+    distill_weight: float = 0.0,
+    distill_temperature: float = 4.0,
 ) -> Callable[[Any, Any], tf.Tensor]:
     """A compiled train step ``step(x, y) -> per-level losses``.
 
     ``levels=None`` trains the model as is (one forward pass); otherwise every listed level runs on
     the batch and the weighted sum of their losses gets one ``apply_gradients``. ``training=False``
     runs BN in inference mode (frozen statistics). Under a ``strategy`` pass a distributed dataset.
+
+    ``distill_weight`` w > 0 (nested levels only): the largest listed level (the teacher) learns the
+    labels; every other level's loss is ``(1 - w) * CE + w * distillation_loss(teacher, level, T)``.
     """
+    probabilities = _outputs_probabilities(model)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(
-        from_logits=not _outputs_probabilities(model), reduction=keras.losses.Reduction.NONE
+        from_logits=not probabilities, reduction=keras.losses.Reduction.NONE
     )
     lv = [None] if levels is None else list(levels)
     w = [1.0] if levels is None else [float(a) for a in (weights if weights is not None else [1.0] * len(lv))]
@@ -185,16 +211,29 @@ def make_step(
         raise ValueError(
             f"make_step needs one weight per level. Received: {len(w)} weights, {len(lv)} levels"
         )
+    if not 0.0 <= distill_weight <= 1.0 or distill_temperature <= 0:
+        raise ValueError(
+            "make_step needs 0 <= distill_weight <= 1 and distill_temperature > 0. Received: "
+            f"distill_weight={distill_weight}, distill_temperature={distill_temperature}"
+        )
+    distill = distill_weight > 0 and levels is not None and len(lv) > 1
+    teacher = max(lv) if distill else None
+    order = [teacher] + [k for k in lv if k != teacher] if distill else lv  # the teacher runs first
     variables = list(variables)
 
     def replica_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            losses = []
-            for k in lv:
+            outs, by_level = {}, {}
+            for k in order:
                 if k is not None:
                     nested.set_level(model, k)  # read at trace time: one static graph per level
-                out = model(x, training=training)
-                losses.append(tf.nn.compute_average_loss(loss_fn(y, out)))
+                outs[k] = model(x, training=training)
+                per_sample = loss_fn(y, outs[k])
+                if distill and k != teacher:
+                    kd = distillation_loss(outs[teacher], outs[k], distill_temperature, probabilities)
+                    per_sample = (1.0 - distill_weight) * per_sample + distill_weight * kd
+                by_level[k] = tf.nn.compute_average_loss(per_sample)
+            losses = [by_level[k] for k in lv]
             total = tf.add_n([a * loss for a, loss in zip(w, losses, strict=True)])
             if model.losses:
                 total += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
@@ -253,6 +292,8 @@ def fit(
     bn_batches: int = 0,
     seed: int | None = None,
     pass_key: tf.Variable | None = None,
+    distill_weight: float = 0.0,
+    distill_temperature: float = 4.0,
 ) -> History:
     """Train ``model`` for ``epochs`` (default ``cfg.epochs``) epochs on batched ``train``.
 
@@ -273,6 +314,8 @@ def fit(
     anything random happens, and the layers' random generators are checkpointed with the weights; with
     ``pass_key`` (the loaders' option) every epoch's data pass is named (stage, epoch) by ``set_pass``.
     A stage killed after any epoch and resumed then trains exactly as an uninterrupted one.
+
+    ``distill_weight`` / ``distill_temperature``: in-place distillation of the nested levels (``make_step``).
     """
     epochs = cfg.epochs if epochs is None else epochs
     hist = History(stage)
@@ -298,7 +341,9 @@ def fit(
             hist.epochs = list(rec.get("history", []))
             hist.best_epoch, hist.best_score = int(rec.get("best_epoch", 0)), float(rec.get("best_score", -1))
             hist.resumed_from = start
-    step = make_step(model, optimizer, variables, levels, weights, training, strategy)
+    step = make_step(
+        model, optimizer, variables, levels, weights, training, strategy, distill_weight, distill_temperature
+    )
     data = strategy.experimental_distribute_dataset(train) if strategy is not None else train
     stop_after = max_epochs_this_call or (int(os.environ[STOP_ENV]) if os.environ.get(STOP_ENV) else None)
     done_now = 0

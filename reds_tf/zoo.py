@@ -43,20 +43,33 @@ KWS_SHAPE = (49, 10, 1)
 KWS_CLASSES = 12
 
 
+def _act(name: str, leaky_relu: float | None = None) -> Any:
+    """ReLU, or LeakyReLU(alpha) when ``leaky_relu`` is given (the paper's vision DS-CNN uses 0.3)."""
+    if leaky_relu is None:
+        return L.ReLU(name=f"relu_{name}")
+    return L.LeakyReLU(alpha=float(leaky_relu), name=f"lrelu_{name}")
+
+
 def _conv_bn_relu(
-    x: Any, name: str, filters: int, kernel: Any, strides: Any = 1, padding: str = "same"
+    x: Any,
+    name: str,
+    filters: int,
+    kernel: Any,
+    strides: Any = 1,
+    padding: str = "same",
+    leaky_relu: float | None = None,
 ) -> Any:
     x = L.Conv2D(filters, kernel, strides=strides, padding=padding, use_bias=False, name=name)(x)
     x = L.BatchNormalization(name=f"bn_{name}")(x)
-    return L.ReLU(name=f"relu_{name}")(x)
+    return _act(name, leaky_relu)(x)
 
 
-def _ds_block(x: Any, i: int, filters: int, strides: Any = 1) -> Any:
-    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU."""
+def _ds_block(x: Any, i: int, filters: int, strides: Any = 1, leaky_relu: float | None = None) -> Any:
+    """Depthwise 3x3 + BN + ReLU, pointwise 1x1 + BN + ReLU (LeakyReLU with ``leaky_relu``)."""
     x = L.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"dw{i}")(x)
     x = L.BatchNormalization(name=f"bn_dw{i}")(x)
-    x = L.ReLU(name=f"relu_dw{i}")(x)
-    return _conv_bn_relu(x, f"pw{i}", filters, 1)
+    x = _act(f"dw{i}", leaky_relu)(x)
+    return _conv_bn_relu(x, f"pw{i}", filters, 1, leaky_relu=leaky_relu)
 
 
 def _head(x: Any, inputs: Any, num_classes: int, softmax: bool, name: str) -> keras.Model:
@@ -114,19 +127,58 @@ def ds_cnn(
     dropout: bool = True,
     softmax: bool = False,
     name: str = "ds_cnn",
+    pool: Sequence[int] | None = None,
+    leaky_relu: float | None = None,
 ) -> keras.Model:
-    """DS-CNN: Conv + BN + ReLU, ``blocks`` x [DW 3x3 + BN + ReLU, PW + BN + ReLU], GAP, FC."""
+    """DS-CNN: Conv + BN + ReLU, ``blocks`` x [DW 3x3 + BN + ReLU, PW + BN + ReLU], GAP, FC.
+
+    ``pool=(h, w)``: AveragePooling2D((h, w)) with stride 1 and Flatten instead of global average
+    pooling (the paper's vision DS-CNN: on Fashion-MNIST the stride-2 first conv leaves 14x14, and
+    AvgPool((13, 5)) gives 2x10x64 = 1,280 features for the FC). ``leaky_relu=alpha``: LeakyReLU(alpha)
+    for every ReLU (the paper's: 0.3).
+    """
+    _check_ds_cnn_options(pool, leaky_relu)
     inputs = keras.Input(input_shape, name="input")
-    x = _conv_bn_relu(inputs, "conv1", filters, first_kernel, first_strides)
+    x = _conv_bn_relu(inputs, "conv1", filters, first_kernel, first_strides, leaky_relu=leaky_relu)
     if dropout:
         x = L.Dropout(0.2, name="dropout1")(x)
     strides = list(block_strides) if block_strides is not None else [1] * blocks
     for i in range(1, blocks + 1):
-        x = _ds_block(x, i, filters, strides[i - 1])
+        x = _ds_block(x, i, filters, strides[i - 1], leaky_relu)
     if dropout:
         x = L.Dropout(0.4, name="dropout2")(x)
-    x = L.GlobalAveragePooling2D(name="pool")(x)
+    if pool is None:
+        x = L.GlobalAveragePooling2D(name="pool")(x)
+    else:
+        h, w = (int(d) for d in x.shape[1:3])
+        if pool[0] > h or pool[1] > w:
+            raise ModelFileError(
+                f"DS-CNN pool {list(pool)} is larger than the {h}x{w} feature map. "
+                f"Fix: use a pool of at most [{h}, {w}] or leave pool out (global average pooling)."
+            )
+        x = L.AveragePooling2D(pool_size=tuple(pool), strides=1, name="pool")(x)
+        x = L.Flatten(name="flatten")(x)
     return _head(x, inputs, num_classes, softmax, name)
+
+
+def _check_ds_cnn_options(pool: Any, leaky_relu: Any) -> None:
+    """Refuse a malformed ``pool`` / ``leaky_relu`` option with the value and the fix."""
+    if pool is not None and (
+        not isinstance(pool, (list, tuple))
+        or len(pool) != 2
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in pool)
+    ):
+        raise ModelFileError(
+            f"DS-CNN option pool must be two positive integers [height, width]. Received: pool={pool!r}. "
+            "Fix: e.g. pool: [13, 5] (the paper's), or leave it out for global average pooling."
+        )
+    if leaky_relu is not None and (
+        isinstance(leaky_relu, bool) or not isinstance(leaky_relu, (int, float)) or not 0 < leaky_relu < 1
+    ):
+        raise ModelFileError(
+            f"DS-CNN option leaky_relu must be a slope in (0, 1). Received: leaky_relu={leaky_relu!r}. "
+            "Fix: e.g. leaky_relu: 0.3 (the paper's), or leave it out for ReLU."
+        )
 
 
 MOBILENET_FILTERS = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
@@ -232,6 +284,8 @@ def check_options(name: str, options: dict[str, Any]) -> None:
             f"Unknown model_options for {name!r}. Received: {unknown}. Fix: use any of {known} "
             "(num_classes and input_shape come from the dataset)."
         )
+    if getattr(_BUILDERS[name], "func", None) is ds_cnn:
+        _check_ds_cnn_options(options.get("pool"), options.get("leaky_relu"))
 
 
 def build(

@@ -77,6 +77,18 @@ CASES = [
         "Unknown model_options for 'ds_cnn_fmnist'. Received: ['filterz']",
     ),
     (
+        "model-options-pool",
+        lambda t: ["run", "--recipe", _recipe(t, _ok_recipe(model_options="{pool: [13]}"))],
+        2,
+        "pool must be two positive integers [height, width]. Received: pool=[13]",
+    ),
+    (
+        "distill-weight-out-of-range",
+        lambda t: ["run", "--recipe", _recipe(t, _ok_recipe(finetune="{distill_weight: 2}"))],
+        2,
+        "distill_weight must be in [0, 1] (0 = no distillation). Received: 2.0",
+    ),
+    (
         "dataset-misspelled",
         lambda t: ["run", "--recipe", _recipe(t, _ok_recipe(dataset="fashion_mnsit"))],
         2,

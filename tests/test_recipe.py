@@ -38,6 +38,17 @@ def test_default_recipe_is_four_levels_at_quarter_steps():
     assert set(paper.baselines) == {"magnitude", "random", "scratch"} and paper.bn.per_level_finetune
     # Overrides merge into the schedule: untouched keys keep the short values.
     assert full.finetune.learning_rate == r.finetune.learning_rate
+    assert r.finetune.distill_weight == 0.0  # distillation is opt-in
+
+
+@pytest.mark.parametrize("schedule", ["paper_macs", "paper_macs_distill"])
+def test_paper_mac_schedules_are_the_full_schedule_at_the_papers_budgets(schedule):
+    path = MODELS / "ds_cnn_s-fashion_mnist.yaml"
+    full, r = Recipe.load(path, schedule="full"), Recipe.load(path, schedule=schedule)
+    assert r.solve.budgets == (0.18, 0.41, 0.63) and r.levels == 4
+    assert (r.pretrain, r.finetune.epochs, r.finetune.bn_epochs) == (full.pretrain, 15, 2)
+    assert r.finetune.distill_weight == (0.5 if schedule.endswith("distill") else 0.0)
+    assert Recipe.from_dict(r.to_dict()) == r
 
 
 def test_vww_recipe_enforces_the_nano_memory_budget():

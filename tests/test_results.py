@@ -43,3 +43,57 @@ def test_unfinished_run_and_empty_registry_are_refused(tmp_path):
     with pytest.raises(NotARedsModelError, match="No result files"):
         results.tables(tmp_path / "results")
     assert results.main(["table", "--dir", str(tmp_path / "nothing")]) == 1
+
+
+def _paper_recipe_run(tmp_path, seed, accs):
+    d = tmp_path / f"paper{seed}"
+    d.mkdir()
+    pcts = [18.2, 40.0, 70.0, 100.0]  # 70 % is 7 pp from the paper's 63 %: no paper number there
+    levels = [{"level": k, "macs": int(10 * p), "macs_pct": p, "test_accuracy": a}
+              for k, (p, a) in enumerate(zip(pcts, accs, strict=True))]  # fmt: skip
+    res = {"recipe": "ds_cnn_s-fashion_mnist", "schedule": "paper_macs", "seed": seed, "levels": levels,
+           "wall_seconds_this_call": 3600.0, "reds_tf": {"git_revision": "0123456789abcdef"}}  # fmt: skip
+    (d / "results.json").write_text(json.dumps(res))
+    return d
+
+
+def test_table_has_the_paper_column_at_matching_true_macs(tmp_path):
+    reg = tmp_path / "results"
+    results.add(_paper_recipe_run(tmp_path, 0, [0.890, 0.905, 0.915, 0.920]), reg)
+    results.add(_paper_recipe_run(tmp_path, 1, [0.900, 0.915, 0.925, 0.922]), reg)
+    results.add(_run(tmp_path, 0, [0.8, 0.9]), reg)  # a recipe without published numbers
+    text = results.tables(reg)
+    assert "| level | MACs | MACs % | test % float | test % int8 (TFLM) | paper % |" in text
+    assert "| 0 | 182 | 18.2 | 89.50 +- 0.71 | - | 89.2 |" in text
+    assert "| 1 | 400 | 40.0 | 91.00 +- 0.71 | - | 90.8 |" in text
+    assert "| 2 | 700 | 70.0 | 92.00 +- 0.71 | - | - |" in text
+    assert "| 3 | 1,000 | 100.0 | 92.10 +- 0.14 | - | 91.6 |" in text
+    assert "verification FAILED" not in text
+    other = text.split("### r, short schedule")[1]
+    assert "paper" not in other and "| 0 | 100 | 50.0 | 80.00 | - |" in other
+    assert results.paper_accuracy("ds_cnn_s-fashion_mnist", 21.0) == 0.892
+    assert results.paper_accuracy("ds_cnn_s-fashion_mnist", 21.1) is None
+    assert results.paper_accuracy("r", 100.0) is None
+
+
+def test_plot_draws_every_series_with_error_bars(tmp_path):
+    reg = tmp_path / "results"
+    results.add(_paper_recipe_run(tmp_path, 0, [0.890, 0.905, 0.915, 0.920]), reg)
+    results.add(_paper_recipe_run(tmp_path, 1, [0.900, 0.915, 0.925, 0.922]), reg)
+    (s,) = results.series(reg)
+    assert s["macs_pct"] == pytest.approx([18.2, 40.0, 70.0, 100.0])
+    assert s["mean"] == pytest.approx([89.5, 91.0, 92.0, 92.1])
+    assert s["std"] == pytest.approx([0.7071, 0.7071, 0.7071, 0.1414], abs=1e-4)
+    assert s["paper"][0] == pytest.approx((18.0, 89.2))
+    out = tmp_path / "fig" / "acc.png"
+    assert results.main(["plot", "--out", str(out), "--dir", str(reg)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_table_says_when_int8_verification_failed(tmp_path):
+    run = _paper_recipe_run(tmp_path, 4, [0.890, 0.905, 0.915, 0.920])
+    res = json.loads((run / "results.json").read_text())
+    res["converted"] = {"verification_failed": "Conversion verification failed: level 0: ..."}
+    (run / "results.json").write_text(json.dumps(res))
+    text = results.tables(results.add(run, tmp_path / "results").parent)
+    assert "Int8 verification FAILED for seed(s) [4]" in text

@@ -34,7 +34,15 @@ __all__ = ["convert", "ConvertReport", "VerificationError", "read_tflite", "leve
 
 
 class VerificationError(RedsError, RuntimeError):
-    """A converted model failed a built-in check (TFLM vs reference kernels, bundle vs standalone)."""
+    """A converted model failed a built-in check (TFLM vs reference kernels, bundle vs standalone).
+
+    ``report``: the conversion's ``ConvertReport`` (its files are written), so a caller can keep the
+    numbers it measured.
+    """
+
+    def __init__(self, message: str, report: ConvertReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 # -- inputs -------------------------------------------------------------------------------
@@ -422,7 +430,8 @@ def _raise_on_failures(report: ConvertReport) -> None:
             + "; ".join(bad)
             + f". The report is in {report.out_dir}/report.json. "
             "Fix: calibrate on more representative data (calibration_samples) or report this model "
-            "as a reds_tf bug; pass verify=False (--no-verify) to keep the files anyway."
+            "as a reds_tf bug; pass verify=False (--no-verify) to keep the files anyway.",
+            report,
         )
 
 

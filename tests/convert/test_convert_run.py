@@ -46,3 +46,40 @@ def test_pipeline_run_dir_converts(tmp_path):
     for name in made:
         if name.endswith((".tflite", ".blob", ".c", ".h", "bundle.json")):
             assert (run_dir / "converted" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+
+
+def test_failed_verification_keeps_the_runs_numbers(tmp_path, monkeypatch):
+    """A conversion whose verification fails still leaves results.json with the float and int8 numbers
+    and the failure (``converted.verification_failed``) before the error is raised, and a model the
+    firmware runtime cannot run (LeakyReLU) gets its TFLite files and ``firmware_blob_error``."""
+    from reds_tf import convert, pipeline
+    from reds_tf.recipe import Recipe
+
+    # Every level "fails" the int8-vs-float accuracy check: the policy threshold set below any drop.
+    monkeypatch.setattr(convert, "ACCURACY_DROP_MAX_PP", -1e9)
+    recipe = Recipe.load(
+        "models/tiny-fashion_mnist.yaml",
+        **{
+            "model_options": {"filters": 8, "blocks": 1, "pool": [13, 5], "leaky_relu": 0.3},
+            "data.limit": 300,
+            "solve.budgets": [0.5],
+            "bn.recalibrate": False,
+            "convert": {"enabled": True, "calibration_samples": 32},
+        },
+    )
+    run_dir = tmp_path / "run"
+    with pytest.raises(convert.VerificationError, match="Conversion verification failed"):
+        pipeline.run(recipe, run_dir, progress=False, log=lambda *_: None)
+    res = json.loads((run_dir / "results.json").read_text())
+    conv = res["converted"]
+    assert "int8 accuracy is" in conv["verification_failed"]
+    assert "LEAKY_RELU" in conv["firmware_blob_error"]
+    assert len(conv["int8_accuracy"]) == 2 and all(0 <= a <= 1 for a in conv["int8_accuracy"])
+    assert [row["int8_test_accuracy"] for row in res["levels"]] == conv["int8_accuracy"]
+    assert res["wall_seconds_this_call"] > 0
+    assert sorted(p.name for p in (run_dir / "converted").glob("submodel_*.tflite")) == [
+        "submodel_0.tflite",
+        "submodel_1.tflite",
+    ]
+    state = json.loads((run_dir / "state.json").read_text())
+    assert "convert" not in state["done"] and "results" not in state["done"]
