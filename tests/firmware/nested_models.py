@@ -23,14 +23,18 @@ DSCNN_INPUT = (20, 10, 1)
 FC2_INPUT = 24
 
 
-def dscnn(widths: tuple[int, int], n_cls: int = 6, softmax: bool = False) -> keras.Model:
-    """Conv(10x4, s2)+BN+ReLU -> DW3x3+BN+ReLU -> PW+BN+ReLU -> GAP -> Dense (logits, or a softmax head)."""
+def dscnn(
+    widths: tuple[int, int], n_cls: int = 6, softmax: bool = False, leaky: float | None = None
+) -> keras.Model:
+    """Conv(10x4, s2)+BN+ReLU -> DW3x3+BN+ReLU -> PW+BN+ReLU -> GAP -> Dense (logits, or a softmax head);
+    ``leaky=alpha`` puts LeakyReLU(alpha) after the first two BNs (TFLite's LEAKY_RELU op)."""
     c1, c2 = widths
+    act = keras.layers.ReLU if leaky is None else (lambda: keras.layers.LeakyReLU(alpha=leaky))
     x = inp = keras.Input(DSCNN_INPUT)
     x = keras.layers.Conv2D(c1, (10, 4), strides=2, padding="same", use_bias=False)(x)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = act()(keras.layers.BatchNormalization()(x))
     x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = act()(keras.layers.BatchNormalization()(x))
     x = keras.layers.Conv2D(c2, 1, use_bias=False)(x)
     x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -40,6 +44,11 @@ def dscnn(widths: tuple[int, int], n_cls: int = 6, softmax: bool = False) -> ker
 def dscnn_softmax(widths: tuple[int, int]) -> keras.Model:
     """``dscnn`` ending in Dense(..., activation='softmax'), as users' classifiers do."""
     return dscnn(widths, softmax=True)
+
+
+def dscnn_leaky(widths: tuple[int, int]) -> keras.Model:
+    """``dscnn`` with LeakyReLU(0.3) (the paper's vision DS-CNN slope) after the conv and the depthwise."""
+    return dscnn(widths, leaky=0.3)
 
 
 def residual(width: int, n_cls: int = 5) -> keras.Model:
@@ -168,11 +177,12 @@ def write_zoo_converted_levels(name: str, out_dir: Path, seed: int = 0) -> list[
 
 
 def _family(kind: str) -> tuple[Callable[..., keras.Model], list, tuple[int, ...]]:
-    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax", "fc2" or
-    "residual"."""
+    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax", "dscnn_leaky",
+    "fc2" or "residual"."""
     return {
         "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
         "dscnn_softmax": (dscnn_softmax, DSCNN_LEVELS, DSCNN_INPUT),
+        "dscnn_leaky": (dscnn_leaky, DSCNN_LEVELS, DSCNN_INPUT),
         "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
         "residual": (residual, RESIDUAL_LEVELS, RESIDUAL_INPUT),
     }[kind]

@@ -38,7 +38,9 @@ def host_app() -> Path:
 # (49x10x1, 64 channels; about a minute of conversion on 2 shared cores) is marked slow.
 # The zoo's ResNet-8 (16x16x3 input, 4 levels) through the production converter: residual ADDs whose skip
 # tensor stays in its own scratch slot.
-MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:residual",
+# A DS-CNN with LeakyReLU(0.3) (TFLite's LEAKY_RELU op between the convolutions) through the production
+# converter.
+MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:residual", "convert:dscnn_leaky",
           pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]  # fmt: skip
 
 
