@@ -299,7 +299,8 @@ def upgrade_v2_blob(blob: bytes) -> bytes:
 
 
 if __name__ == "__main__":
-    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob (fc2, dscnn, residual),
+    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob (fc2, dscnn, residual,
+    # dscnn_leaky),
     # the sketch's demo
     # blob firmware/nano33_reds/model_blob.{c,h} (the dscnn blob), and upgrades the crafted fuzz
     # regressions (firmware/fuzz/regressions/*.blob) to the current blob version.
@@ -323,9 +324,9 @@ if __name__ == "__main__":
             for ext in ("_blob.c", "_blob.h"):
                 (dest / f"{name}{ext}").write_text((Path(tmp) / kind / f"{name}{ext}").read_text())
             print(kind, summary["blob_bytes"], "bytes", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp:  # a residual model (ADD, skip tensors) for the fuzzer
-        paths = write_converted_levels("residual", Path(tmp))
-        c_arena.write(paths, Path(tmp), "residual")
-        (root / "fuzz" / "seeds" / "residual.blob").write_bytes((Path(tmp) / "residual.blob").read_bytes())
+    for kind in ("residual", "dscnn_leaky"):  # ADD with skip tensors, LEAKY_RELU: more seeds for the fuzzer
+        with tempfile.TemporaryDirectory() as tmp:
+            write_converted_levels(kind, Path(tmp))
+            (root / "fuzz" / "seeds" / f"{kind}.blob").write_bytes((Path(tmp) / "model.blob").read_bytes())
     for p in sorted((root / "fuzz" / "regressions").glob("*.blob")):
         p.write_bytes(upgrade_v2_blob(p.read_bytes()))
