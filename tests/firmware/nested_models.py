@@ -127,6 +127,8 @@ def convert(model: keras.Model, rep: np.ndarray) -> bytes:
 ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
     "ds_cnn_s": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
     "fc2": [[32], [64], [96], [128]],
+    # the paper's vision DS-CNN (LeakyReLU 0.3, AvgPool 13x5 + Flatten): groups conv1, pw1..pw4
+    "ds_cnn_fmnist": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
     # groups conv1 (+ stack 1's Add), s1_conv1, s2_conv1, s2_conv2 (+ shortcut, Add), s3_conv1, s3_conv2
     "resnet8": [
         [4, 6, 8, 12, 16, 20],
@@ -135,7 +137,10 @@ ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
         [16, 16, 32, 32, 64, 64],
     ],
 }
-ZOO_OPTIONS = {"resnet8": {"input_shape": (16, 16, 3)}}  # small input: quick to convert and run
+ZOO_OPTIONS = {  # resnet8: a small input, quick to convert and run; ds_cnn_fmnist: the paper's options
+    "resnet8": {"input_shape": (16, 16, 3)},
+    "ds_cnn_fmnist": {"leaky_relu": 0.3, "pool": [13, 5]},
+}
 
 
 def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:

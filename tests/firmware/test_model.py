@@ -39,9 +39,10 @@ def host_app() -> Path:
 # The zoo's ResNet-8 (16x16x3 input, 4 levels) through the production converter: residual ADDs whose skip
 # tensor stays in its own scratch slot.
 # A DS-CNN with LeakyReLU(0.3) (TFLite's LEAKY_RELU op between the convolutions) through the production
-# converter.
+# converter; the paper's full-size vision DS-CNN (zoo ds_cnn_fmnist, LeakyReLU 0.3, AvgPool 13x5) is slow.
 MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:residual", "convert:dscnn_leaky",
-          pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]  # fmt: skip
+          pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow),
+          pytest.param("zoo_converted:ds_cnn_fmnist", marks=pytest.mark.slow)]  # fmt: skip
 
 
 @pytest.fixture(scope="session", params=MODELS)
@@ -113,9 +114,18 @@ def test_every_level_bit_exact_with_tflm(converted: dict, host_app: Path) -> Non
 
 def test_levels_share_one_weight_arena(converted: dict) -> None:
     s = converted["summary"]
-    assert s["separate_tensors"] == []
-    assert s["arena_bytes"] == s["levels"][-1]["weight_bytes_standalone"]  # stored once: ratio 1.0
-    assert sum(lv["weight_bytes_standalone"] for lv in s["levels"]) > 2 * s["arena_bytes"]
+    if converted["kind"].endswith("ds_cnn_fmnist"):
+        # Dense after Flatten of the 2x10 pooled map: a narrower level's FC inputs are a strided (not a
+        # prefix) sub-block of the full kernel, stored as a copy per level (quantize.py's "gather").
+        assert {t["type"] for t in s["separate_tensors"]} == {"FULLY_CONNECTED"}
+        assert sorted(t["level"] for t in s["separate_tensors"]) == list(range(len(s["levels"]) - 1))
+        copies = sum(t["bytes"] for t in s["separate_tensors"])
+        pad = s["arena_bytes"] - s["levels"][-1]["weight_bytes_standalone"] - copies
+        assert 0 <= pad < 16 * len(s["separate_tensors"])  # the rest stored once; copies 16-byte aligned
+    else:
+        assert s["separate_tensors"] == []
+        assert s["arena_bytes"] == s["levels"][-1]["weight_bytes_standalone"]  # stored once: ratio 1.0
+        assert sum(lv["weight_bytes_standalone"] for lv in s["levels"]) > 2 * s["arena_bytes"]
     macs = [lv["macs"] for lv in s["levels"]]
     assert macs == sorted(macs) and macs[0] < macs[-1]
 
