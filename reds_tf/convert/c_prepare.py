@@ -365,8 +365,8 @@ def read_level(path: Path) -> dict[str, Any]:
                     "the shape. Fix: re-run the TFLite converter."
                 )
             lm = leaky_relu_multipliers(float(s_in[0]), float(o.alpha), float(s_out[0]))
-            rec.update(mult=lm["mult"], shift=lm["shift"],
-                       **dict(zip(ALPHA_FIELDS, (lm["alpha_mult"], lm["alpha_shift"]), strict=True)))  # fmt: skip
+            rec.update(mult=lm["mult"], shift=lm["shift"])
+            rec[ALPHA_FIELDS[0]], rec[ALPHA_FIELDS[1]] = lm["alpha_mult"], lm["alpha_shift"]
         else:  # MEAN over H, W (global average pooling)
             axis = sorted(int(a) for a in _const(model, tensors[op.inputs[1]]).reshape(-1))
             if axis != [1, 2] or len(ishape) != 4:

@@ -40,8 +40,8 @@ def host_app() -> Path:
 # tensor stays in its own scratch slot.
 # A DS-CNN with LeakyReLU(0.3) (TFLite's LEAKY_RELU op between the convolutions) through the production
 # converter; the paper's full-size vision DS-CNN (zoo ds_cnn_fmnist, LeakyReLU 0.3, AvgPool 13x5) is slow.
-MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:residual", "convert:dscnn_leaky",
-          pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow),
+MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:residual",
+          "convert:dscnn_leaky", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow),
           pytest.param("zoo_converted:ds_cnn_fmnist", marks=pytest.mark.slow)]  # fmt: skip
 
 
@@ -364,3 +364,25 @@ def test_add_limits_refused_alike_by_converter_and_runtime(
     path.write_bytes(blob)
     r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True)
     assert r.returncode != 0 and r.stderr.startswith("error:"), (r.returncode, r.stderr[-2000:])
+
+
+def test_leaky_relu_limits_refused_alike_by_converter_and_runtime(
+    host_app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LEAKY_RELU requantisation shift outside [-31, 30] (identity or alpha branch): check_runtime_limits
+    refuses it at conversion, and the same blob written without that check is refused by reds_model_init."""
+    paths = write_converted_levels("dscnn_leaky", tmp_path / "levels")
+    for field in ("shift", c_prepare.ALPHA_FIELDS[1]):
+        levels = [c_prepare.read_level(p) for p in paths]
+        leaky = next(e for e in levels[0]["ops"] if e["rec"]["type"] == c_prepare.OP_LEAKY_RELU)
+        assert leaky["rec"][c_prepare.ALPHA_FIELDS[0]] > 0  # the alpha branch's multiplier is in the record
+        leaky["rec"][field] = 31
+        with pytest.raises(UnsupportedLayerError, match=r"Level 0 op \d+ \(LEAKY_RELU.*shift is 31, outside"):
+            c_arena.build_blob(levels)
+        with monkeypatch.context() as mp:
+            mp.setattr(c_arena, "check_runtime_limits", lambda *a: None)
+            blob, _ = c_arena.build_blob(levels)
+        path = tmp_path / f"bad_{field}.blob"
+        path.write_bytes(blob)
+        r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True)
+        assert r.returncode != 0 and r.stderr.startswith("error:"), (field, r.returncode, r.stderr[-2000:])
