@@ -4,6 +4,8 @@ with random weights."""
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -96,14 +98,50 @@ def test_flatten_couples_last_pointwise_with_fc_and_costs_are_exact(tiny_nested)
     assert cs[-1].macs == full_macs and cs[0].macs <= 0.25 * full_macs and cs[1].macs <= 0.6 * full_macs
 
 
-def test_conversion_writes_tflite_and_records_the_firmware_gap(tiny_nested, tmp_path):
-    """TFLM runs LEAKY_RELU, so the levels convert and verify; the firmware runtime does not, so the
-    report says why there is no firmware blob instead of the conversion failing."""
+def test_conversion_writes_a_firmware_blob_bit_exact_with_tflm(tiny_nested, tmp_path):
+    """LEAKY_RELU runs in the firmware (op type 9): every level converts and verifies, the blob holds a
+    LEAKY_RELU after each convolution, and the host runtime runs every level bit-exact with TFLM."""
+    from reds_tf.convert import c_arena, c_prepare
+    from tests.firmware.test_model import FIRMWARE, _feed, _session, _tflm_outputs
+
     _, _, plan, model, x = tiny_nested
-    with pytest.warns(UserWarning, match="No firmware blob"):
-        rep = convert(model, tmp_path, calibration=x, calibration_samples=24, verify_samples=12)
-    assert sorted(p.name for p in tmp_path.glob("submodel_*.tflite")) == [
-        f"submodel_{k}.tflite" for k in range(plan.num_levels)
-    ]
+    rep = convert(model, tmp_path, calibration=x, calibration_samples=24, verify_samples=12)
     assert all(r.bundle_bit_exact for r in rep.levels)
-    assert "LEAKY_RELU" in rep.firmware["error"] and not (tmp_path / "model.blob").exists()
+    assert "error" not in rep.firmware and (tmp_path / "model.blob").exists()
+    blob = c_arena.read_blob((tmp_path / "model.blob").read_bytes())
+    for lv in blob["levels"]:
+        types = [op["type"] for op in lv["ops"]]
+        assert types.count(c_prepare.OP_LEAKY_RELU) == 5  # conv1, and dw + pw of each of the 2 blocks
+        assert c_prepare.OP_AVERAGE_POOL_2D in types and types[-1] == c_prepare.OP_FULLY_CONNECTED
+        assert lv["cycles"] == 0  # the cost model has no pooling-window kernel: unknown (MAC ratio)
+    app = subprocess.run(["make", "-s", "-C", str(FIRMWARE), "host"], check=True, capture_output=True)
+    assert app.returncode == 0
+    xs = np.random.default_rng(4).integers(-128, 128, size=(8, 28 * 28), dtype=np.int8)
+    xs[0], xs[1] = -128, 127
+    script = "".join(
+        f"level {k}\n" + "".join(_feed(v) + "run\nout\n" for v in xs) for k in range(plan.num_levels)
+    )
+    lines = _session(FIRMWARE / "build" / "host" / "reds_host", tmp_path / "model.blob", script)
+    outs = [ln for ln in lines if ln.startswith("ok out")]
+    assert len(outs) == plan.num_levels * len(xs)
+    for k in range(plan.num_levels):
+        got = np.array([[int(v) for v in ln.split()[2:]] for ln in outs[k * len(xs) : (k + 1) * len(xs)]])
+        want = _tflm_outputs(tmp_path / f"submodel_{k}.tflite", xs)
+        np.testing.assert_array_equal(got, want, err_msg=f"level {k} differs from TFLM")
+
+
+def test_device_cost_model_does_not_count_leaky_relu():
+    """LeakyReLU is an elementwise activation to the topology: the cost model counts no kernel for it, so
+    a LeakyReLU DS-CNN is predicted like its ReLU twin (the blob's cycles then miss the LEAKY_RELU loops);
+    with the paper's pooling window it has no prediction (None), and converting does not fail."""
+    from reds_tf import device_cost
+    from reds_tf.convert import _graph_cycles
+
+    leaky = zoo.build("ds_cnn_fmnist", filters=8, blocks=2, leaky_relu=0.3)
+    relu = zoo.build("ds_cnn_fmnist", filters=8, blocks=2)
+    g_leaky, g_relu = topology.graph_of(leaky), topology.graph_of(relu)
+    assert [op.kind for op in g_leaky.ops if op.name.startswith("lrelu")] == ["activation"] * 5
+    cost = device_cost.load("dsp")
+    assert cost.cycles(g_leaky, g_leaky.full_widths) == cost.cycles(g_relu, g_relu.full_widths) > 0
+    assert _graph_cycles(leaky) == _graph_cycles(relu) > 0
+    assert _graph_cycles(zoo.build("ds_cnn_fmnist", filters=8, blocks=2, **PAPER)) is None

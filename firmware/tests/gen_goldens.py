@@ -1,7 +1,7 @@
 """Generate golden headers for the reds int8 kernel tests from single-op int8 models run by TFLM.
 
 Each case is one standard builtin-op .tflite flatbuffer (CONV_2D, DEPTHWISE_CONV_2D,
-FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, ADD) with random shapes, random quantisation
+FULLY_CONNECTED, AVERAGE_POOL_2D, MAX_POOL_2D, MEAN, ADD, LEAKY_RELU) with random shapes, random quantisation
 parameters and random fused activations, executed by the tflite-micro Python interpreter. Weight
 tensors of the model are a prefix sub-block of a larger random "full" tensor; the header stores
 the FULL tensor, so the C test exercises the strided prefix view the nested runtime relies on.
@@ -414,6 +414,48 @@ def case_add(rng) -> dict:
     )
 
 
+def leaky_relu_params(in_scale: float, alpha: float, out_scale: float) -> dict[str, int]:
+    """TFLM's int8 LEAKY_RELU prepare (CalculateOpDataLeakyRelu): the ratios are float32 arithmetic (the
+    scales and alpha are floats in C++), then QuantizeMultiplier in double."""
+    s_in, a, s_out = np.float32(in_scale), np.float32(alpha), np.float32(out_scale)
+    mi, si = rq.quantize_multiplier(float(s_in / s_out))
+    ma, sa = rq.quantize_multiplier(float(s_in * a / s_out))
+    return dict(identity_multiplier=mi, identity_shift=si, alpha_multiplier=ma, alpha_shift=sa)
+
+
+def case_leaky(rng) -> dict:
+    """LEAKY_RELU on a random shape: alpha below 1 (the paper's 0.3 among them), sometimes above 1; the
+    output scale sometimes tighter than the values (the int8 clamps bite) or finer than the input's (a
+    left shift); the input always holds -128 and 127."""
+    shape = tuple(int(v) for v in rng.integers(1, 9, size=int(rng.integers(1, 5))))
+    alpha = float(np.float32(rng.choice([0.3, rng.uniform(0.01, 0.99), rng.uniform(1.0, 3.0)], p=[0.3, 0.5, 0.2])))
+    in_scale, in_zp = float(np.float32(rng.uniform(0.005, 0.2))), _q(rng)
+    x = rng.integers(-128, 128, size=shape, dtype=np.int8)
+    x.reshape(-1)[0] = -128
+    x.reshape(-1)[-1] = 127
+    real = in_scale * (x.astype(np.float64) - in_zp)
+    real = np.where(real >= 0, real, alpha * real)
+    out_scale = float(np.float32(_out_scale(rng, real, rq.ACT_NONE) * rng.choice([1.0, 0.5, 0.25])))
+    out_zp = _q(rng, -60, 60)
+    m = _Model()
+    ti = m.tensor(shape, INT8, in_scale, in_zp)
+    to = m.tensor(shape, INT8, out_scale, out_zp)
+    opt = S.LeakyReluOptionsT()
+    opt.alpha = alpha
+    model = m.pack(S.BuiltinOperator.LEAKY_RELU, 2, [ti], [to], S.BuiltinOptions.LeakyReluOptions, opt)
+    return dict(
+        kind="leaky",
+        ints=dict(
+            size=int(np.prod(shape)),
+            input_offset=-in_zp,
+            output_offset=out_zp,
+            **leaky_relu_params(in_scale, alpha, out_scale),
+        ),  # fmt: skip
+        input=x,
+        expected=run_tflm(model, x),
+    )
+
+
 CASES = {
     "fc": case_fc,
     "conv": case_conv,
@@ -422,10 +464,11 @@ CASES = {
     "maxpool": case_maxpool,
     "mean": case_mean,
     "add": case_add,
+    "leaky": case_leaky,
 }
 # Random stream per kind: fixed numbers (the first six are their alphabetical positions, as before ADD
 # existed), so adding a kind leaves every other kind's goldens unchanged.
-STREAM = {"avgpool": 0, "conv": 1, "dw": 2, "fc": 3, "maxpool": 4, "mean": 5, "add": 6}
+STREAM = {"avgpool": 0, "conv": 1, "dw": 2, "fc": 3, "maxpool": 4, "mean": 5, "add": 6, "leaky": 7}
 HEADER_FOR = {
     "fc": "fully_connected_s8",
     "conv": "conv_s8",
@@ -434,6 +477,7 @@ HEADER_FOR = {
     "maxpool": "maxpool_s8",
     "mean": "mean_s8",
     "add": "add_s8",
+    "leaky": "leaky_relu_s8",
 }
 
 

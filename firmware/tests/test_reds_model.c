@@ -514,6 +514,69 @@ static void test_residual_slots(void)
     CHECK(residual(ok, 3, REDS_F_OUT_W, 2) == REDS_BAD_BLOB);           /* shapes differ */
 }
 
+/* A LEAKY_RELU level: x -> LEAKY_RELU -> MAX_POOL -> output, its template word `word` set to `value`; runs
+ * the level and, when out != NULL, returns the outputs for input x (3x3x2 int8). */
+static reds_status leaky(uint32_t word, uint32_t value, const int8_t *x, int8_t *out)
+{
+    uint32_t f[2][REDS_OP_WORDS];
+    op_init(f[0], REDS_OP_LEAKY_RELU, 3, 3, 2, 3, 3, 2);
+    f[0][REDS_F_IN_ZP] = (uint32_t)-10;
+    f[0][REDS_F_OUT_ZP] = 5;
+    f[0][REDS_F_MULT] = 1u << 30; /* identity branch x 1 (0.5 * 2^1) */
+    f[0][REDS_F_SHIFT] = 1;
+    f[0][REDS_F_ALPHA_MULT] = 1u << 30; /* alpha 1/4 (0.5 * 2^-1) */
+    f[0][REDS_F_ALPHA_SHIFT] = (uint32_t)-1;
+    f[0][word] = value;
+    op_init(f[1], REDS_OP_MAX_POOL_2D, 3, 3, 2, 3, 3, 2);
+    f[1][REDS_F_IN_ZP] = f[1][REDS_F_OUT_ZP] = 5;
+    const blob_level lv = {f, 2, NULL, 0};
+    uint8_t *b;
+    const uint32_t len = make_blob(&b, &lv, 1, 0, NULL, 0);
+    reds_status s = init_and_run(b, len);
+    if (s == REDS_OK && out != NULL) {
+        reds_model m;
+        uint8_t scratch[64];
+        s = reds_model_init(&m, b, len);
+        s = s == REDS_OK ? reds_invoke(&m, x, out, scratch, sizeof scratch) : s;
+    }
+    free(b);
+    return s;
+}
+
+/* LEAKY_RELU (op type 9): runs with its two branches, and init refuses its malformed words. */
+static void test_leaky_relu(void)
+{
+    int8_t x[18], y[18];
+    for (int i = 0; i < 18; ++i) {
+        x[i] = (int8_t)(i * 15 - 128); /* -128 .. 127 */
+    }
+    CHECK(leaky(REDS_F_IN_ZP, (uint32_t)-10, x, y) == REDS_OK);
+    for (int i = 0; i < 18; ++i) {
+        const int32_t v = x[i] + 10;
+        /* alpha branch: the doubling high multiply by 2^30 is floor((v + 1) / 2), then the rounding shift
+         * by 1 halves it, rounding half away from zero */
+        const int32_t h = (v + 1) >> 1;
+        int32_t want = (v >= 0 ? v : -((-h + 1) / 2)) + 5;
+        want = want > 127 ? 127 : want;
+        if (y[i] != want) {
+            fprintf(stderr, "leaky element %d: got %d want %d\n", i, (int)y[i], (int)want);
+            ++failures;
+        }
+    }
+    CHECK(leaky(REDS_F_ALPHA_SHIFT, 30, NULL, NULL) == REDS_OK);
+    CHECK(leaky(REDS_F_ALPHA_MULT, 0, NULL, NULL) == REDS_OK);          /* alpha 0 */
+    CHECK(leaky(REDS_F_ALPHA_SHIFT, 31, NULL, NULL) == REDS_BAD_BLOB);  /* shifts in [-31, 30] */
+    CHECK(leaky(REDS_F_ALPHA_SHIFT, (uint32_t)-32, NULL, NULL) == REDS_BAD_BLOB);
+    CHECK(leaky(REDS_F_SHIFT, 31, NULL, NULL) == REDS_BAD_BLOB);
+    CHECK(leaky(REDS_F_IN2_ZP, 1, NULL, NULL) == REDS_BAD_BLOB);        /* ADD's other words stay 0 */
+    CHECK(leaky(REDS_F_IN_RSHIFTS, 1, NULL, NULL) == REDS_BAD_BLOB);
+    CHECK(leaky(REDS_F_ACT_MIN, 0, NULL, NULL) == REDS_BAD_BLOB);       /* no fused activation */
+    CHECK(leaky(REDS_F_OUT_ZP, 128, NULL, NULL) == REDS_BAD_BLOB);
+    CHECK(leaky(REDS_F_OUT_W, 2, NULL, NULL) == REDS_BAD_BLOB);         /* shapes differ */
+    CHECK(leaky(REDS_F_K_H, 3, NULL, NULL) == REDS_BAD_BLOB);           /* no window */
+    CHECK(leaky(REDS_F_MULT_OFF, 4, NULL, NULL) == REDS_BAD_BLOB);      /* no params arrays */
+}
+
 /* The app's replies, captured: `say` sends one line and returns everything written for it. */
 typedef struct {
     char buf[16384];
@@ -668,6 +731,7 @@ int main(void)
     test_bad_ops();
     test_bad_op_lists();
     test_residual_slots();
+    test_leaky_relu();
     test_byte_flips();
     test_levels_and_invoke();
     test_init_covers_kernel_limits();

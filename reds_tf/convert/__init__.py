@@ -177,7 +177,9 @@ def _graph_macs(model: keras.Model) -> int | None:
 def _graph_cycles(model: keras.Model) -> int | None:
     """Cortex-M4 cycles of one inference in the firmware's SIMD build, predicted by the fitted device
     cost model (``reds_tf.device_cost``, the one latency budgets are planned with); None for a model
-    with an op the cost model has no fitted kernel for (pooling windows, ADD) or an unsupported layer."""
+    with an op the cost model has no fitted kernel for (pooling windows, ADD) or an unsupported layer.
+    Elementwise activations count nothing: ReLUs fuse into the convolutions, but a LeakyReLU runs as its
+    own LEAKY_RELU loop on the device, whose cycles the prediction then leaves out."""
     from .. import device_cost, topology
 
     try:

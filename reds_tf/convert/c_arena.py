@@ -16,8 +16,12 @@ Blob layout (all little-endian; every field below is a uint32 unless noted; sect
                           and out_c are 0): type, shapes, kernel/stride/pad/dilation, weight offset into the
                           arena with the FULL tensor's strides, offsets of the int32 bias, multiplier and
                           shift arrays in the params section, zero points, clamps, MEAN's folded multiplier
-                          and shift; the remaining words are reserved and must be 0. Identical templates
-                          are stored once, so levels that differ only in channel counts share them.
+                          and shift (SOFTMAX's input multiplier and left shift; ADD's and LEAKY_RELU's
+                          output or identity-branch multiplier and shift); words 28-31 are ADD's second
+                          input (zero point, the inputs' multipliers, their right shifts), and LEAKY_RELU
+                          keeps its alpha branch's multiplier and signed shift in words 29 and 30; unused
+                          words must be 0. Identical templates are stored once, so levels that differ only
+                          in channel counts share them.
     op lists   per level: n_ops entries of 4 words (``ENTRY_FIELDS``): template index, the level's in_c
                           and out_c, and the buffer slots (byte 0: input, 1: second input or 0xFF, 2:
                           output, 3: 0), then n_slots words: each scratch slot's byte offset in scratch
@@ -49,11 +53,13 @@ import numpy as np
 from ..errors import CorruptFlatbufferError, UnsupportedLayerError
 from ..runstore import atomic_write_bytes, atomic_write_text
 from .c_prepare import (
+    ALPHA_FIELDS,
     OP_ADD,
     OP_CONV_2D,
     OP_DEPTHWISE_CONV_2D,
     OP_FIELDS,
     OP_FULLY_CONNECTED,
+    OP_LEAKY_RELU,
     OP_MEAN,
     OP_NAMES,
     act_bytes,
@@ -161,6 +167,11 @@ def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
                 raise bad(f"ADD's {what} requantisation shift is {v}, outside [-31, 0] (TFLM requires a "
                           "multiplier below 1: the output scale must exceed 2 x the larger input scale "
                           "/ 2^20)", "check the ADD's input and output scales")  # fmt: skip
+    if r["type"] == OP_LEAKY_RELU:
+        for what, v in (("identity", r["shift"]), ("alpha", r[ALPHA_FIELDS[1]])):
+            if not -31 <= v <= 30:
+                raise bad(f"LEAKY_RELU's {what}-branch requantisation shift is {v}, outside [-31, 30]",
+                          "check the LeakyReLU's input and output scales")  # fmt: skip
     sh = e["shift"]
     if sh is not None and (sh.min() < -31 or sh.max() > 30):
         raise bad(f"a requantisation shift is outside [-31, 30] (range {sh.min()}..{sh.max()})",

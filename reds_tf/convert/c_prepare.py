@@ -18,7 +18,7 @@ from .flatbuffer import S, read_tflite
 
 # Blob op types (reds_model.h: enum reds_op_type). Values are part of the format: never renumber.
 OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED = 1, 2, 3
-OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN, OP_SOFTMAX, OP_ADD = 4, 5, 6, 7, 8
+OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN, OP_SOFTMAX, OP_ADD, OP_LEAKY_RELU = 4, 5, 6, 7, 8, 9
 OP_NAMES = {
     1: "CONV_2D",
     2: "DEPTHWISE_CONV_2D",
@@ -28,6 +28,7 @@ OP_NAMES = {
     6: "MEAN",
     7: "SOFTMAX",
     8: "ADD",
+    9: "LEAKY_RELU",
 }
 
 OP_FIELDS = (
@@ -60,12 +61,14 @@ OP_FIELDS = (
     "mult",
     "shift",
     # ADD only: input 2's zero point, the inputs' multipliers, their right shifts (input 1 in bits 0-7,
-    # input 2 in bits 8-15); mult/shift are then the output's
+    # input 2 in bits 8-15); mult/shift are then the output's. LEAKY_RELU keeps its alpha branch's
+    # multiplier in in1_mult and its (signed) shift in in2_mult (``ALPHA_FIELDS``; REDS_F_ALPHA_* in C)
     "in2_zp",
     "in1_mult",
     "in2_mult",
     "in_rshifts",
 )
+ALPHA_FIELDS = ("in1_mult", "in2_mult")  # LEAKY_RELU: the alpha branch's multiplier and shift
 _BUILTIN = S.BuiltinOperator
 _SUPPORTED = {
     _BUILTIN.CONV_2D: OP_CONV_2D,
@@ -76,6 +79,7 @@ _SUPPORTED = {
     _BUILTIN.MEAN: OP_MEAN,
     _BUILTIN.SOFTMAX: OP_SOFTMAX,
     _BUILTIN.ADD: OP_ADD,
+    _BUILTIN.LEAKY_RELU: OP_LEAKY_RELU,
 }
 ADD_LEFT_SHIFT = 20  # TFLM's int8 ADD: inputs shifted left by 20 (REDS_ADD_LEFT_SHIFT)
 # TFLM's int8 softmax: input differences as Q5.26 (kScaledDiffIntegerBits); int8 output fixed at 1/256, -128.
@@ -131,6 +135,16 @@ def add_multipliers(s1: float, s2: float, s_out: float) -> dict[str, int]:
     m2, sh2 = quantize_multiplier(float(s2) / twice_max)
     mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * float(s_out)))
     return {"in1_mult": m1, "in1_shift": sh1, "in2_mult": m2, "in2_shift": sh2, "mult": mo, "shift": sho}
+
+
+def leaky_relu_multipliers(s_in: float, alpha: float, s_out: float) -> dict[str, int]:
+    """TFLM's int8 LEAKY_RELU prepare (``CalculateOpDataLeakyRelu``): the identity branch's
+    ``QuantizeMultiplier(s_in / s_out)`` and the alpha branch's ``QuantizeMultiplier(s_in * alpha / s_out)``,
+    both ratios in float32 as the C++ computes them (scales and alpha are floats there)."""
+    s_in32, a32, s_out32 = np.float32(s_in), np.float32(alpha), np.float32(s_out)
+    mult, shift = quantize_multiplier(float(s_in32 / s_out32))
+    alpha_mult, alpha_shift = quantize_multiplier(float(s_in32 * a32 / s_out32))
+    return {"mult": mult, "shift": shift, "alpha_mult": alpha_mult, "alpha_shift": alpha_shift}
 
 
 def _act_range(act: int, scale: float, zp: int) -> tuple[int, int]:
@@ -344,6 +358,15 @@ def read_level(path: Path) -> dict[str, Any]:
             rec["act_min"], rec["act_max"] = _act_range(
                 o.fusedActivationFunction, float(s_out[0]), int(z_out[0])
             )
+        elif kind == OP_LEAKY_RELU:
+            if [int(v) for v in tin.shape] != [int(v) for v in tout.shape]:
+                raise UnsupportedLayerError(
+                    f"{path}: LEAKY_RELU of shape {list(tin.shape)} -> {list(tout.shape)}; it must keep "
+                    "the shape. Fix: re-run the TFLite converter."
+                )
+            lm = leaky_relu_multipliers(float(s_in[0]), float(o.alpha), float(s_out[0]))
+            rec.update(mult=lm["mult"], shift=lm["shift"])
+            rec[ALPHA_FIELDS[0]], rec[ALPHA_FIELDS[1]] = lm["alpha_mult"], lm["alpha_shift"]
         else:  # MEAN over H, W (global average pooling)
             axis = sorted(int(a) for a in _const(model, tensors[op.inputs[1]]).reshape(-1))
             if axis != [1, 2] or len(ishape) != 4:

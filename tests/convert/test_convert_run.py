@@ -51,12 +51,15 @@ def test_pipeline_run_dir_converts(tmp_path):
 def test_failed_verification_keeps_the_runs_numbers(tmp_path, monkeypatch):
     """A conversion whose verification fails still leaves results.json with the float and int8 numbers
     and the failure (``converted.verification_failed``) before the error is raised, and a model the
-    firmware runtime cannot run (LeakyReLU) gets its TFLite files and ``firmware_blob_error``."""
+    firmware runtime cannot take (here: more levels than a blob holds) gets its TFLite files and
+    ``firmware_blob_error``. The paper architecture (LeakyReLU) itself gets a blob: test_ds_cnn_paper_arch."""
     from reds_tf import convert, pipeline
+    from reds_tf.convert import c_arena
     from reds_tf.recipe import Recipe
 
     # Every level "fails" the int8-vs-float accuracy check: the policy threshold set below any drop.
     monkeypatch.setattr(convert, "ACCURACY_DROP_MAX_PP", -1e9)
+    monkeypatch.setattr(c_arena, "MAX_LEVELS", 1)  # a runtime built for one level: this run has two
     recipe = Recipe.load(
         "models/tiny-fashion_mnist.yaml",
         **{
@@ -73,7 +76,7 @@ def test_failed_verification_keeps_the_runs_numbers(tmp_path, monkeypatch):
     res = json.loads((run_dir / "results.json").read_text())
     conv = res["converted"]
     assert "int8 accuracy is" in conv["verification_failed"]
-    assert "LEAKY_RELU" in conv["firmware_blob_error"]
+    assert "2 levels of" in conv["firmware_blob_error"] and "at most 1 levels" in conv["firmware_blob_error"]
     assert len(conv["int8_accuracy"]) == 2 and all(0 <= a <= 1 for a in conv["int8_accuracy"])
     assert [row["int8_test_accuracy"] for row in res["levels"]] == conv["int8_accuracy"]
     assert res["wall_seconds_this_call"] > 0

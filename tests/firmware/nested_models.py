@@ -23,14 +23,18 @@ DSCNN_INPUT = (20, 10, 1)
 FC2_INPUT = 24
 
 
-def dscnn(widths: tuple[int, int], n_cls: int = 6, softmax: bool = False) -> keras.Model:
-    """Conv(10x4, s2)+BN+ReLU -> DW3x3+BN+ReLU -> PW+BN+ReLU -> GAP -> Dense (logits, or a softmax head)."""
+def dscnn(
+    widths: tuple[int, int], n_cls: int = 6, softmax: bool = False, leaky: float | None = None
+) -> keras.Model:
+    """Conv(10x4, s2)+BN+ReLU -> DW3x3+BN+ReLU -> PW+BN+ReLU -> GAP -> Dense (logits, or a softmax head);
+    ``leaky=alpha`` puts LeakyReLU(alpha) after the first two BNs (TFLite's LEAKY_RELU op)."""
     c1, c2 = widths
+    act = keras.layers.ReLU if leaky is None else (lambda: keras.layers.LeakyReLU(alpha=leaky))
     x = inp = keras.Input(DSCNN_INPUT)
     x = keras.layers.Conv2D(c1, (10, 4), strides=2, padding="same", use_bias=False)(x)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = act()(keras.layers.BatchNormalization()(x))
     x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = act()(keras.layers.BatchNormalization()(x))
     x = keras.layers.Conv2D(c2, 1, use_bias=False)(x)
     x = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization()(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
@@ -40,6 +44,11 @@ def dscnn(widths: tuple[int, int], n_cls: int = 6, softmax: bool = False) -> ker
 def dscnn_softmax(widths: tuple[int, int]) -> keras.Model:
     """``dscnn`` ending in Dense(..., activation='softmax'), as users' classifiers do."""
     return dscnn(widths, softmax=True)
+
+
+def dscnn_leaky(widths: tuple[int, int]) -> keras.Model:
+    """``dscnn`` with LeakyReLU(0.3) (the paper's vision DS-CNN slope) after the conv and the depthwise."""
+    return dscnn(widths, leaky=0.3)
 
 
 def residual(width: int, n_cls: int = 5) -> keras.Model:
@@ -118,6 +127,8 @@ def convert(model: keras.Model, rep: np.ndarray) -> bytes:
 ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
     "ds_cnn_s": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
     "fc2": [[32], [64], [96], [128]],
+    # the paper's vision DS-CNN (LeakyReLU 0.3, AvgPool 13x5 + Flatten): groups conv1, pw1..pw4
+    "ds_cnn_fmnist": [[16, 24, 16, 32, 24], [32, 40, 32, 48, 40], [48, 56, 48, 56, 56], [64, 64, 64, 64, 64]],
     # groups conv1 (+ stack 1's Add), s1_conv1, s2_conv1, s2_conv2 (+ shortcut, Add), s3_conv1, s3_conv2
     "resnet8": [
         [4, 6, 8, 12, 16, 20],
@@ -126,7 +137,10 @@ ZOO_PLANS = {  # level 0 smallest; every group of a level may have its own width
         [16, 16, 32, 32, 64, 64],
     ],
 }
-ZOO_OPTIONS = {"resnet8": {"input_shape": (16, 16, 3)}}  # small input: quick to convert and run
+ZOO_OPTIONS = {  # resnet8: a small input, quick to convert and run; ds_cnn_fmnist: the paper's options
+    "resnet8": {"input_shape": (16, 16, 3)},
+    "ds_cnn_fmnist": {"leaky_relu": 0.3, "pool": [13, 5]},
+}
 
 
 def write_zoo_levels(name: str, out_dir: Path, seed: int = 0) -> list[Path]:
@@ -168,11 +182,12 @@ def write_zoo_converted_levels(name: str, out_dir: Path, seed: int = 0) -> list[
 
 
 def _family(kind: str) -> tuple[Callable[..., keras.Model], list, tuple[int, ...]]:
-    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax", "fc2" or
-    "residual"."""
+    """(builder, level widths, input shape) of a test family: "dscnn", "dscnn_softmax", "dscnn_leaky",
+    "fc2" or "residual"."""
     return {
         "dscnn": (dscnn, DSCNN_LEVELS, DSCNN_INPUT),
         "dscnn_softmax": (dscnn_softmax, DSCNN_LEVELS, DSCNN_INPUT),
+        "dscnn_leaky": (dscnn_leaky, DSCNN_LEVELS, DSCNN_INPUT),
         "fc2": (fc2, FC2_LEVELS, (FC2_INPUT,)),
         "residual": (residual, RESIDUAL_LEVELS, RESIDUAL_INPUT),
     }[kind]
@@ -289,7 +304,8 @@ def upgrade_v2_blob(blob: bytes) -> bytes:
 
 
 if __name__ == "__main__":
-    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob (fc2, dscnn, residual),
+    # Regenerates firmware/tests/golden/fc2_blob.{c,h}, firmware/fuzz/seeds/*.blob (fc2, dscnn, residual,
+    # dscnn_leaky),
     # the sketch's demo
     # blob firmware/nano33_reds/model_blob.{c,h} (the dscnn blob), and upgrades the crafted fuzz
     # regressions (firmware/fuzz/regressions/*.blob) to the current blob version.
@@ -313,9 +329,9 @@ if __name__ == "__main__":
             for ext in ("_blob.c", "_blob.h"):
                 (dest / f"{name}{ext}").write_text((Path(tmp) / kind / f"{name}{ext}").read_text())
             print(kind, summary["blob_bytes"], "bytes", file=sys.stderr)
-    with tempfile.TemporaryDirectory() as tmp:  # a residual model (ADD, skip tensors) for the fuzzer
-        paths = write_converted_levels("residual", Path(tmp))
-        c_arena.write(paths, Path(tmp), "residual")
-        (root / "fuzz" / "seeds" / "residual.blob").write_bytes((Path(tmp) / "residual.blob").read_bytes())
+    for kind in ("residual", "dscnn_leaky"):  # ADD with skip tensors, LEAKY_RELU: more seeds for the fuzzer
+        with tempfile.TemporaryDirectory() as tmp:
+            write_converted_levels(kind, Path(tmp))
+            (root / "fuzz" / "seeds" / f"{kind}.blob").write_bytes((Path(tmp) / "model.blob").read_bytes())
     for p in sorted((root / "fuzz" / "regressions").glob("*.blob")):
         p.write_bytes(upgrade_v2_blob(p.read_bytes()))

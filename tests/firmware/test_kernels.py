@@ -48,7 +48,7 @@ def test_fresh_tflm_goldens_bit_exact(tmp_path):
     gen_goldens.generate(tmp_path / "golden", seed=int.from_bytes(os.urandom(2), "little"), n_cases=10)
     r = _make("test", f"GOLDEN_DIR={tmp_path / 'golden'}", f"BUILD={tmp_path / 'build'}")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("OK: ") == len(gen_goldens.CASES) == 7
+    assert r.stdout.count("OK: ") == len(gen_goldens.CASES) == 8
 
 
 def test_corrupted_golden_is_detected(tmp_path):
@@ -188,6 +188,10 @@ def _run_case_on_m4(m4, case: dict) -> np.ndarray:
         p = m4.alloc(_i32(*(g[k] for k in keys)))
         x2 = m4.alloc(np.ascontiguousarray(case["input2"]).tobytes())
         status, _ = m4.call("reds_add_s8", p, g["size"], x, x2, out)
+    elif kind == "leaky":
+        keys = ("input_offset", "output_offset", "identity_multiplier", "identity_shift", "alpha_multiplier",
+                "alpha_shift")  # fmt: skip
+        status, _ = m4.call("reds_leaky_relu_s8", m4.alloc(_i32(*(g[k] for k in keys))), g["size"], x, out)
     elif kind == "mean":
         p = m4.alloc(_i32(g["input_offset"], g["output_offset"], g["multiplier"], g["shift"], 1))
         status, _ = m4.call("reds_mean_s8", p, m4.alloc(_i32(g["n"], g["h"], g["w"], g["c"])), x, out)
@@ -227,7 +231,7 @@ def test_cortex_m4_build_bit_exact_with_tflm(build_dir):
     """The arm-none-eabi-gcc -O2 Thumb-2 kernels (not only the host build) reproduce TFLM exactly."""
     m4 = _m4(build_dir)
     rng = np.random.default_rng(int.from_bytes(os.urandom(2), "little"))
-    for kind in ("fc", "conv", "dw", "mean", "add"):
+    for kind in ("fc", "conv", "dw", "mean", "add", "leaky"):
         for i in range(6):
             case = gen_goldens.CASES[kind](rng)
             got = _run_case_on_m4(m4, case)

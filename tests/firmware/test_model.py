@@ -38,8 +38,11 @@ def host_app() -> Path:
 # (49x10x1, 64 channels; about a minute of conversion on 2 shared cores) is marked slow.
 # The zoo's ResNet-8 (16x16x3 input, 4 levels) through the production converter: residual ADDs whose skip
 # tensor stays in its own scratch slot.
+# A DS-CNN with LeakyReLU(0.3) (TFLite's LEAKY_RELU op between the convolutions) through the production
+# converter; the paper's full-size vision DS-CNN (zoo ds_cnn_fmnist, LeakyReLU 0.3, AvgPool 13x5) is slow.
 MODELS = ["convert:dscnn_softmax", "zoo:fc2", "zoo_converted:resnet8", "convert:residual",
-          pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow)]  # fmt: skip
+          "convert:dscnn_leaky", pytest.param("zoo:ds_cnn_s", marks=pytest.mark.slow),
+          pytest.param("zoo_converted:ds_cnn_fmnist", marks=pytest.mark.slow)]  # fmt: skip
 
 
 @pytest.fixture(scope="session", params=MODELS)
@@ -111,9 +114,18 @@ def test_every_level_bit_exact_with_tflm(converted: dict, host_app: Path) -> Non
 
 def test_levels_share_one_weight_arena(converted: dict) -> None:
     s = converted["summary"]
-    assert s["separate_tensors"] == []
-    assert s["arena_bytes"] == s["levels"][-1]["weight_bytes_standalone"]  # stored once: ratio 1.0
-    assert sum(lv["weight_bytes_standalone"] for lv in s["levels"]) > 2 * s["arena_bytes"]
+    if converted["kind"].endswith("ds_cnn_fmnist"):
+        # Dense after Flatten of the 2x10 pooled map: a narrower level's FC inputs are a strided (not a
+        # prefix) sub-block of the full kernel, stored as a copy per level (quantize.py's "gather").
+        assert {t["type"] for t in s["separate_tensors"]} == {"FULLY_CONNECTED"}
+        assert sorted(t["level"] for t in s["separate_tensors"]) == list(range(len(s["levels"]) - 1))
+        copies = sum(t["bytes"] for t in s["separate_tensors"])
+        pad = s["arena_bytes"] - s["levels"][-1]["weight_bytes_standalone"] - copies
+        assert 0 <= pad < 16 * len(s["separate_tensors"])  # the rest stored once; copies 16-byte aligned
+    else:
+        assert s["separate_tensors"] == []
+        assert s["arena_bytes"] == s["levels"][-1]["weight_bytes_standalone"]  # stored once: ratio 1.0
+        assert sum(lv["weight_bytes_standalone"] for lv in s["levels"]) > 2 * s["arena_bytes"]
     macs = [lv["macs"] for lv in s["levels"]]
     assert macs == sorted(macs) and macs[0] < macs[-1]
 
@@ -352,3 +364,25 @@ def test_add_limits_refused_alike_by_converter_and_runtime(
     path.write_bytes(blob)
     r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True)
     assert r.returncode != 0 and r.stderr.startswith("error:"), (r.returncode, r.stderr[-2000:])
+
+
+def test_leaky_relu_limits_refused_alike_by_converter_and_runtime(
+    host_app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LEAKY_RELU requantisation shift outside [-31, 30] (identity or alpha branch): check_runtime_limits
+    refuses it at conversion, and the same blob written without that check is refused by reds_model_init."""
+    paths = write_converted_levels("dscnn_leaky", tmp_path / "levels")
+    for field in ("shift", c_prepare.ALPHA_FIELDS[1]):
+        levels = [c_prepare.read_level(p) for p in paths]
+        leaky = next(e for e in levels[0]["ops"] if e["rec"]["type"] == c_prepare.OP_LEAKY_RELU)
+        assert leaky["rec"][c_prepare.ALPHA_FIELDS[0]] > 0  # the alpha branch's multiplier is in the record
+        leaky["rec"][field] = 31
+        with pytest.raises(UnsupportedLayerError, match=r"Level 0 op \d+ \(LEAKY_RELU.*shift is 31, outside"):
+            c_arena.build_blob(levels)
+        with monkeypatch.context() as mp:
+            mp.setattr(c_arena, "check_runtime_limits", lambda *a: None)
+            blob, _ = c_arena.build_blob(levels)
+        path = tmp_path / f"bad_{field}.blob"
+        path.write_bytes(blob)
+        r = subprocess.run([str(host_app), str(path)], input="info\n", capture_output=True, text=True)
+        assert r.returncode != 0 and r.stderr.startswith("error:"), (field, r.returncode, r.stderr[-2000:])

@@ -102,4 +102,15 @@ reds_status reds_softmax_s8(const reds_softmax_params *params, int32_t rows, int
 reds_status reds_add_s8(const reds_add_params *params, int32_t size, const int8_t *input1,
                         const int8_t *input2, int8_t *output);
 
+/**
+ * LEAKY_RELU int8 elementwise, as TFLM's reference QuantizeLeakyRelu: v = x - input zero point;
+ * out = clamp(requant(v, identity) + output zero point, -128, 127) for v >= 0, with the alpha
+ * multiplier/shift for v < 0. The output may alias the input (each element is read before it is written).
+ * @param size  elements (>= 1)
+ * @return REDS_ARG_ERROR for NULL pointers, size < 1, a zero point outside int8 or a shift outside
+ *         [-31, 30].
+ */
+reds_status reds_leaky_relu_s8(const reds_leaky_relu_params *params, int32_t size, const int8_t *input,
+                               int8_t *output);
+
 #endif /* REDS_KERNELS_H */

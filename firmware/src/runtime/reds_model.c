@@ -62,8 +62,9 @@ static int check_i32_array(const reds_model *m, uint32_t params_bytes, uint32_t 
 static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes, uint32_t params_bytes)
 {
     const uint32_t type = f[REDS_F_TYPE];
-    if (type != REDS_OP_ADD &&
-        (f[REDS_F_IN2_ZP] | f[REDS_F_IN1_MULT] | f[REDS_F_IN2_MULT] | f[REDS_F_IN_RSHIFTS]) != 0) {
+    const int leaky = type == REDS_OP_LEAKY_RELU;
+    if (type != REDS_OP_ADD && (f[REDS_F_IN2_ZP] | f[REDS_F_IN_RSHIFTS] |
+                                (leaky ? 0u : f[REDS_F_IN1_MULT] | f[REDS_F_IN2_MULT])) != 0) {
         return 0;
     }
     for (int i = REDS_F_IN_H; i <= REDS_F_OUT_C; ++i) {
@@ -97,7 +98,7 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
             return 0;
         }
     }
-    if (type != REDS_OP_MEAN && type != REDS_OP_SOFTMAX && type != REDS_OP_ADD &&
+    if (type != REDS_OP_MEAN && type != REDS_OP_SOFTMAX && type != REDS_OP_ADD && !leaky &&
         (f[REDS_F_MULT] | f[REDS_F_SHIFT]) != 0) {
         return 0;
     }
@@ -168,6 +169,16 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
                f[REDS_F_PAD_W] == 0 && f[REDS_F_DIL_H] == 1 && f[REDS_F_DIL_W] == 1 &&
                is_s8((int32_t)f[REDS_F_IN2_ZP]) && (rs & 0xFFu) <= 31u && ((rs >> 8) & 0xFFu) <= 31u &&
                (rs >> 16) == 0 && shift >= -31 && shift <= 0;
+    }
+    case REDS_OP_LEAKY_RELU: {
+        /* Elementwise on one shape, no window, no fused activation (the kernel clamps to int8); both
+         * multipliers from QuantizeMultiplier (shift in [-31, 30]), as reds_leaky_relu_s8 requires. */
+        const int32_t shift = (int32_t)f[REDS_F_SHIFT], alpha_shift = (int32_t)f[REDS_F_ALPHA_SHIFT];
+        return oc == ic && f[REDS_F_OUT_H] == f[REDS_F_IN_H] && f[REDS_F_OUT_W] == f[REDS_F_IN_W] && kh == 1 &&
+               kw == 1 && f[REDS_F_STRIDE_H] == 1 && f[REDS_F_STRIDE_W] == 1 && f[REDS_F_PAD_H] == 0 &&
+               f[REDS_F_PAD_W] == 0 && f[REDS_F_DIL_H] == 1 && f[REDS_F_DIL_W] == 1 &&
+               f[REDS_F_DEPTH_MULT] == 1 && amin == -128 && amax == 127 && shift >= -31 && shift <= 30 &&
+               alpha_shift >= -31 && alpha_shift <= 30;
     }
     default:
         return 0;
@@ -407,6 +418,11 @@ static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *
                                    -(int32_t)((rs >> 8) & 0xFFu), out_off, (int32_t)f[REDS_F_MULT],
                                    (int32_t)f[REDS_F_SHIFT], act};
         return reds_add_s8(&p, in_dims.h * in_dims.w * in_dims.c, in, in2, out);
+    }
+    case REDS_OP_LEAKY_RELU: {
+        const reds_leaky_relu_params p = {in_off, out_off, (int32_t)f[REDS_F_MULT], (int32_t)f[REDS_F_SHIFT],
+                                          (int32_t)f[REDS_F_ALPHA_MULT], (int32_t)f[REDS_F_ALPHA_SHIFT]};
+        return reds_leaky_relu_s8(&p, in_dims.h * in_dims.w * in_dims.c, in, out);
     }
     default:
         return REDS_BAD_BLOB; /* unreachable after reds_model_init */

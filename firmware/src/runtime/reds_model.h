@@ -75,6 +75,11 @@ enum {
     REDS_F_IN2_ZP, REDS_F_IN1_MULT, REDS_F_IN2_MULT, REDS_F_IN_RSHIFTS, REDS_F_USED
 };
 
+/** LEAKY_RELU's alpha branch (x < input zero point): its multiplier and signed shift (in [-31, 30]), in two
+ *  of the words ADD uses for its inputs (words 28 and 31 stay 0); REDS_F_MULT/SHIFT are the identity
+ *  branch's, REDS_F_IN_ZP/OUT_ZP the zero points, and the clamp words must be -128 and 127. */
+enum { REDS_F_ALPHA_MULT = REDS_F_IN1_MULT, REDS_F_ALPHA_SHIFT = REDS_F_IN2_MULT };
+
 /** Op types stored in REDS_F_TYPE (part of the blob format: never renumber). */
 typedef enum {
     REDS_OP_CONV_2D = 1,
@@ -85,6 +90,7 @@ typedef enum {
     REDS_OP_MEAN = 6,
     REDS_OP_SOFTMAX = 7, /* mult/shift words: input multiplier and left shift (beta folded in) */
     REDS_OP_ADD = 8,     /* two inputs of one shape (entry: second input slot); see REDS_F_IN2_ZP */
+    REDS_OP_LEAKY_RELU = 9, /* elementwise on the level's shape; see REDS_F_ALPHA_MULT */
 } reds_op_type;
 
 /** What the app needs to know about one level (copied out of the blob by reds_model_init). */

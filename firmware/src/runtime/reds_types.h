@@ -149,6 +149,21 @@ typedef struct {
     reds_act activation;
 } reds_add_params;
 
+/**
+ * LEAKY_RELU int8 -> int8, TFLM's prepare-time values (CalculateOpDataLeakyRelu): x - input zero point is
+ * requantised by the identity multiplier/shift where it is >= 0 and by the alpha one (alpha folded in)
+ * where it is < 0; both from QuantizeMultiplier, shift in [-31, 30]. No fused activation: the output is
+ * clamped to int8.
+ */
+typedef struct {
+    int32_t input_offset;  /**< -input zero point */
+    int32_t output_offset; /**< +output zero point */
+    int32_t identity_multiplier; /**< QuantizeMultiplier(input_scale / output_scale) */
+    int32_t identity_shift;
+    int32_t alpha_multiplier; /**< QuantizeMultiplier(input_scale * alpha / output_scale) */
+    int32_t alpha_shift;
+} reds_leaky_relu_params;
+
 /** Caller-owned scratch memory (no malloc anywhere in the runtime). */
 typedef struct {
     void *buf;
