@@ -8,7 +8,7 @@ Two steps around one extra training run:
     reds run --recipe /tmp/latency.yaml --run-dir runs/ds_cnn_s-fashion_mnist-latency
     # 2. measure both runs' levels and print them side by side (accuracy, measured ms, knapsack objective)
     python benchmarks/latency_vs_macs.py compare runs/ds_cnn_s-fashion_mnist \\
-        runs/ds_cnn_s-fashion_mnist-latency --json results/latency_vs_macs-short-seed0.json
+        runs/ds_cnn_s-fashion_mnist-latency --json results/bench/latency_vs_macs-short-seed0.json
 
 The knapsack objective is the share of the full model's importance a level keeps
 (``solve_report.json``: ``importance_pct``); at the same latency a plan that knows device cost should
