@@ -180,13 +180,19 @@ def _graph_cycles(model: keras.Model) -> int | None:
     with an op the cost model has no fitted kernel for (pooling windows, ADD) or an unsupported layer.
     Elementwise activations count nothing: ReLUs fuse into the convolutions, but a LeakyReLU runs as its
     own LEAKY_RELU loop on the device, whose cycles the prediction then leaves out."""
-    from .. import device_cost, topology
+    from .. import costs, device_cost, topology
 
     try:
         g = topology.graph_of(model)
-        return int(round(device_cost.load("dsp").cycles(g, g.full_widths)))
+        per_op = device_cost.load("dsp").op_cycles(g, g.full_widths)
     except (RedsError, ValueError):
         return None
+    # A shape far outside the fitted grid can extrapolate to nonsense (the fit's terms overlap and may be
+    # negative); no kernel beats SMLAD's 2 MACs per cycle, so such a prediction is dropped as unknown.
+    total = sum(per_op.values())
+    if min(per_op.values(), default=0.0) <= 0 or total < costs.macs(g, g.full_widths) / 2:
+        return None
+    return int(round(total))
 
 
 # -- the orchestrator ---------------------------------------------------------------------
