@@ -1,6 +1,6 @@
 """Joint fine-tuning steps/s with 1 and 2 local workers (MultiWorkerMirroredStrategy) on the default recipe.
 
-    python benchmarks/multiworker.py [--workers 1,2] [--steps 30] [--out results/multiworker_bench.json]
+    python benchmarks/multiworker.py [--workers 1,2] [--steps 30] [--out results/bench/multiworker.json]
 
 Each count of workers is started by ``reds_tf.launch`` on localhost; every worker builds the default
 recipe's nested model (ds_cnn_fmnist, levels at 25/50/75/100 % MACs from magnitude scores), and the

@@ -149,6 +149,16 @@ def test_launcher_stops_every_worker_when_one_fails():
     assert "Error: worker 1 exited with status 3; stopped the other workers." in out.stderr
 
 
+def test_reds_launch_gives_each_worker_its_tf_config():
+    show = "import os; print(os.environ['TF_CONFIG'], flush=True)"
+    out = subprocess.run(CLI + ["launch", "--workers", "2", "--", sys.executable, "-c", show],
+                         capture_output=True, text=True, env=_env(), timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    cfg = multiworker.read_tf_config({"TF_CONFIG": out.stdout.strip()})  # only the chief's output shows
+    assert cfg.index == 0 and cfg.num_workers == 2
+    assert all(w.startswith("127.0.0.1:") for w in cfg.workers)
+
+
 # --- DATA sharding: each of 2 workers sees its own half of every global batch --------------------------
 
 SHARDS = textwrap.dedent(
