@@ -79,6 +79,10 @@ def _tail(path: Path, n: int = TAIL_LINES) -> list[str]:
         return []
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def launch(command: Sequence[str], workers: int, host: str = "127.0.0.1") -> int:
     """Run ``command`` as ``workers`` local workers; return 0 when all succeed, else the first failing
     worker's exit status (1 if it was killed by a signal)."""
@@ -88,6 +92,10 @@ def launch(command: Sequence[str], workers: int, host: str = "127.0.0.1") -> int
     if workers < 1:
         sys.stderr.write(f"Error: --workers must be >= 1. Received: {workers}.\n")
         return 2
+    if threading.current_thread() is threading.main_thread():
+        # `kill LAUNCHER` must not orphan the workers (they run in their own sessions): unwind through
+        # the finally below, which stops them.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     configs = tf_configs(free_ports(workers, host), host)
     logs = Path(tempfile.mkdtemp(prefix="reds-launch-"))
     procs: list[subprocess.Popen] = []

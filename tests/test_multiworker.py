@@ -233,9 +233,13 @@ def _ft_losses(run: Path) -> list[list[float]]:
 
 
 def _launch_run(recipe: Path, run: Path, *more: str, timeout: float = 900):
+    """Launch 2 workers; their temporary directories go under run's sibling ``tmp/`` (TMPDIR)."""
     cmd = [sys.executable, "-m", "reds_tf.launch", "--workers", "2", "--", *CLI, "run", "--recipe",
            str(recipe), "--run-dir", str(run), "--strategy", "multiworker", "--quiet", *more]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout, cwd=ROOT)
+    tmpdir = run.parent / "tmp"
+    tmpdir.mkdir(exist_ok=True)
+    env = _env(TMPDIR=str(tmpdir))
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +283,9 @@ def test_two_workers_match_one_process_on_two_logical_cpus(two_runs):
     assert dist["per_replica_batch"] == 25
     assert _results(tmp / "one")["distribution"]["replicas"] == 2
     # Only the chief wrote: the run directory is the only one, and worker 1's temporary one is gone.
-    assert sorted(p.name for p in tmp.iterdir()) == ["mirrored_2cpu.py", "multi", "one", "tiny-2ft.yaml"]
+    names = ["mirrored_2cpu.py", "multi", "one", "tiny-2ft.yaml", "tmp"]
+    assert sorted(p.name for p in tmp.iterdir()) == names
+    assert not list((tmp / "tmp").glob("reds-*")), list((tmp / "tmp").iterdir())
     assert "results:" in out.stdout  # the chief's table reached the launcher's output
 
 
@@ -296,8 +302,10 @@ def test_killed_worker_then_resumed_cluster_matches(two_runs):
     run = tmp / "killed"
     configs = launch.tf_configs(launch.free_ports(2))
     args = ["run", "--recipe", str(recipe), "--run-dir", str(run), "--strategy", "multiworker", "--quiet"]
+    (tmp / "tmp-killed").mkdir()  # a SIGKILLed worker cannot remove its temporary directory
+    env = [_env(TF_CONFIG=c, TMPDIR=str(tmp / "tmp-killed")) for c in configs]
     procs = [subprocess.Popen(CLI + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(TF_CONFIG=c), cwd=ROOT) for c in configs]  # fmt: skip
+                              env=e, cwd=ROOT) for e in env]  # fmt: skip
     try:
         deadline = time.monotonic() + 600
         while _finished_epochs(run, "finetune") < 1:
