@@ -91,6 +91,7 @@ bench: $(PY)
 	$(PY) benchmarks/knapsack.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/mcu_cycles.py
+	$(PY) benchmarks/multiworker.py --out results/bench/multiworker.json
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -52,7 +52,13 @@ _RUN_COLUMNS = [
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset root (see docs).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
-@click.option("--strategy", type=click.Choice(["mirrored"]), default=None, help="tf.distribute strategy.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["mirrored", "multiworker"]),
+    default=None,
+    help="tf.distribute strategy: mirrored (this process's devices) or multiworker (the workers in "
+    "$TF_CONFIG; see reds launch).",
+)
 @click.option("--schedule", default=None, help="Schedule section of the recipe, e.g. short or full.")
 @click.option(
     "--limit",
@@ -76,6 +82,8 @@ def run_cmd(
     # as `make run`: one directory per recipe, and per schedule when one is named
     run_dir = Path(run_dir or Path("runs") / (Path(recipe_path).stem + (f"-{schedule}" if schedule else "")))
     recipe = _checked_recipe(recipe_path, schedule, limit, data_dir, run_dir)
+    if strategy == "multiworker":
+        _check_cluster()
     # TensorFlow is imported only now: every mistake above was reported within a second or two.
     from reds_tf import pipeline
     from reds_tf.errors import RedsError
@@ -98,11 +106,40 @@ def run_cmd(
         sys.exit(3)
     except RedsError as e:
         raise click.ClickException(str(e)) from e
+    except Exception as e:
+        if strategy != "multiworker" or not _is_peer_failure(e):
+            raise
+        raise click.ClickException(
+            f"a collective with the other workers failed ({type(e).__name__}: {str(e).splitlines()[0]}): "
+            "a worker stopped or cannot be reached. Fix: start every worker again with --resume "
+            "(the chief's last epoch checkpoint is kept)."
+        ) from e
     click.echo("")
     if res.get("synthetic_data"):
         click.echo("SYNTHETIC data: a demo of the pipeline, not accuracy on the real dataset.")
     click.echo(_level_table(res["levels"], _RUN_COLUMNS))
     click.echo(f"\nresults: {run_dir / 'results.json'}, {run_dir / 'results.md'}, {run_dir / 'plots'}")
+
+
+def _check_cluster() -> None:
+    """--strategy multiworker: TF_CONFIG, the start-up timeout and this worker's port, checked before
+    TensorFlow starts (a usage error, exit status 2)."""
+    from reds_tf import multiworker
+
+    try:
+        multiworker.timeout_seconds()
+        multiworker.check_port_free(multiworker.read_tf_config())
+    except multiworker.ClusterConfigError as e:
+        raise click.BadParameter(str(e), param_hint="'--strategy multiworker'") from e
+
+
+def _is_peer_failure(e: BaseException) -> bool:
+    """TensorFlow's errors for a collective whose peer died, timed out or was aborted."""
+    from reds_tf._keras import tf
+
+    kinds = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+             tf.errors.CancelledError, tf.errors.InternalError)  # fmt: skip
+    return isinstance(e, kinds)
 
 
 def _checked_recipe(recipe_path: str, schedule: str | None, limit: int | None, data_dir: str | None, run_dir):
@@ -674,3 +711,23 @@ def convert_cmd(
         raise click.ClickException(str(e)) from e
     click.echo(rep.markdown())
     click.echo(f"wrote {out_dir}")
+
+
+@main.command(
+    "launch", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Local workers.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
+def launch_cmd(workers, command) -> None:
+    """Start WORKERS local processes of COMMAND (e.g. -- reds run ... --strategy multiworker) on free
+    localhost ports, each with its TF_CONFIG; show the chief's output; when one fails, stop the others
+    and exit non-zero."""
+    import sys
+
+    from reds_tf import launch
+
+    sys.exit(launch.launch(list(command), workers))
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__, model_source, nested, plots, topology, train
+from . import __version__, model_source, multiworker, nested, plots, topology, train
 from ._keras import keras
 from .convert import VerificationError
 from .errors import NotARedsModelError, RunExistsError
@@ -59,6 +59,25 @@ def run(
     fingerprint (resolved recipe incl. schedule, seed and limit; data source; package version);
     resuming a finished run returns its results and changes no file.
     """
+    cluster = multiworker.read_tf_config() if strategy == "multiworker" else None
+    # First: MultiWorkerMirroredStrategy configures TensorFlow's runtime, so it must come before any op.
+    strat = make_strategy(strategy)
+    # Only the chief writes run_dir; other workers write a temporary copy (see reds_tf.multiworker).
+    with multiworker.worker_run_dir(cluster, run_dir, resume) as own_dir:
+        return _run(recipe, own_dir, data_dir, resume, strat, progress, max_epochs_this_call, log, cluster)
+
+
+def _run(
+    recipe: Recipe,
+    run_dir: Path,
+    data_dir: str | Path | None,
+    resume: bool,
+    strat: Any,
+    progress: bool,
+    max_epochs_this_call: int | None,
+    log: Any,
+    cluster: multiworker.Cluster | None,
+) -> dict[str, Any]:
     model_source.check(recipe.model, recipe.model_options)  # a bad model name fails before data loads
     if model_source.is_file_name(recipe.model) and not (Path(run_dir) / FINGERPRINT_FILE).exists():
         model_source.load_file(recipe.model)  # an unreadable file fails before the run directory exists
@@ -70,7 +89,6 @@ def run(
     t0 = time.perf_counter()
     keras.utils.set_random_seed(recipe.seed)
     atomic_write_text(rd.path("recipe.yaml"), recipe.to_yaml())
-    strat = make_strategy(strategy)
     splits, batched = load_data(recipe, data_dir)
     ctx = StepContext(
         rd,
@@ -104,6 +122,8 @@ def run(
             row["int8_test_accuracy"] = acc
     # Wall time of this call (a resumed run counts only what it redid); stage timings are in state.json.
     results["wall_seconds_this_call"] = round(time.perf_counter() - t0, 1)
+    if strat is not None:
+        results["distribution"] = multiworker.topology(strat, cluster, recipe.data.batch_size)
     results["reds_tf"] = {"version": __version__, "git_revision": _git_revision()}
     write_results(rd.root, results)
     failed = (results["converted"] or {}).get("verification_failed")

@@ -27,6 +27,7 @@ from . import (
     device_cost,
     importance,
     model_source,
+    multiworker,
     nested,
     permute,
     solve,
@@ -42,12 +43,17 @@ from .runstore import RunDir, atomic_path, atomic_write_bytes, atomic_write_text
 
 
 def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
-    """None (default device) or ``"mirrored"`` (tf.distribute.MirroredStrategy over local devices)."""
+    """None (default device), ``"mirrored"`` (tf.distribute.MirroredStrategy over local devices) or
+    ``"multiworker"`` (MultiWorkerMirroredStrategy over the workers in $TF_CONFIG, see ``multiworker``)."""
     if name in (None, "", "none", "default"):
         return None
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    raise ValueError(f"Unknown strategy. Received: strategy={name!r}. Fix: use 'mirrored' or leave it out.")
+    if name == "multiworker":
+        return multiworker.make_strategy(multiworker.read_tf_config())
+    raise ValueError(
+        f"Unknown strategy. Received: strategy={name!r}. Fix: use 'mirrored', 'multiworker' or leave it out."
+    )
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,8 @@ def finetune(
     if ctx.rd.is_done(stage):
         with ctx.scope():
             return nested.load_model(path)
+    if isinstance(ctx.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        multiworker.check_same_plan(ctx.strategy, [w for row in plan.widths for w in row])
     with ctx.scope():
         model = nested.make_nested(perm, plan)
     a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])

@@ -344,7 +344,7 @@ def fit(
     step = make_step(
         model, optimizer, variables, levels, weights, training, strategy, distill_weight, distill_temperature
     )
-    data = strategy.experimental_distribute_dataset(train) if strategy is not None else train
+    data = strategy.experimental_distribute_dataset(_shardable(train, strategy)) if strategy else train
     stop_after = max_epochs_this_call or (int(os.environ[STOP_ENV]) if os.environ.get(STOP_ENV) else None)
     done_now = 0
     best_weights: list[np.ndarray] | None = None
@@ -399,6 +399,17 @@ def fit(
     hist.iterations = int(optimizer.iterations.numpy())
     hist.seconds = time.perf_counter() - t0
     return hist
+
+
+def _shardable(ds: tf.data.Dataset, strategy: tf.distribute.Strategy) -> tf.data.Dataset:
+    """Several workers shard by DATA: every worker reads the same stream and keeps its part of each
+    global batch, so the global batches are exactly the one-process run's (sharding by FILE would give
+    each worker other files, and in-memory datasets have no files to shard)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return ds
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
 
 
 def stage_seed(seed: int, stage: str) -> int:
