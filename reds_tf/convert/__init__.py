@@ -190,7 +190,7 @@ def _graph_cycles(model: keras.Model) -> int | None:
     # A shape far outside the fitted grid can extrapolate to nonsense (the fit's terms overlap and may be
     # negative); no kernel beats SMLAD's 2 MACs per cycle, so such a prediction is dropped as unknown.
     total = sum(per_op.values())
-    if min(per_op.values(), default=0.0) <= 0 or total < costs.macs(g, g.full_widths) / 2:
+    if min(per_op.values(), default=0.0) < 0 or total <= 0 or total < costs.macs(g, g.full_widths) / 2:
         return None
     return int(round(total))
 
