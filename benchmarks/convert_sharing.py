@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reds_tf.runstore import atomic_write_text
+
 BLOB_TARGET, BUNDLE_TARGET = 1.10, 1.12
 MODES = ("per_level", "shared")
 
@@ -40,7 +42,7 @@ def _data(run_dir: Path, data_dir: str | None):
 def measure(run_dir: Path, data_dir: str | None, n_test: int | None) -> dict:
     """Convert the run in both modes; flash and per-level accuracy of each, as one JSON-able dict."""
     from reds_tf.convert import as_arrays, convert, level_models
-    from reds_tf.pipeline import _git_revision
+    from reds_tf.pipeline import git_revision
 
     recipe, batched = _data(run_dir, data_dir)
     models, _ = level_models(run_dir)
@@ -74,7 +76,7 @@ def measure(run_dir: Path, data_dir: str | None, n_test: int | None) -> dict:
             }
     return {
         "run": {"recipe": recipe.name, "schedule": recipe.schedule, "seed": recipe.seed},
-        "revision": _git_revision(),
+        "revision": git_revision(),
         "test_samples": len(test[0]),
         "modes": modes,
     }
@@ -117,7 +119,7 @@ def main() -> None:
 
     d = measure(args.run_dir, args.data_dir, args.test)
     if args.json:
-        args.json.write_text(json.dumps(d, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(d, indent=2) + "\n")
     print(table(d))
     per, shared = d["modes"]["per_level"], d["modes"]["shared"]
     pairs = zip(per["int8_accuracy"], shared["int8_accuracy"], strict=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from reds_tf.device_cost.power import PowerModel
+from reds_tf.runstore import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mcu_cycles as mc  # noqa: E402
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmp = compare(args.mac_run, args.lat_run)
     if args.json:
-        args.json.write_text(json.dumps(cmp, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps(cmp, indent=2) + "\n")
     print(table(cmp))
     ok = all(b["importance_pct"] >= a["importance_pct"] - 1e-9 for a, b in
              zip(cmp["runs"]["macs"]["levels"], cmp["runs"]["latency"]["levels"], strict=True))  # fmt: skip

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from reds_tf.runstore import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "models" / "ds_cnn_s-fashion_mnist.yaml"
 
@@ -100,7 +102,7 @@ def main() -> None:
     print(f"  ({note})")
     if args.out:
         res = {"cpu_count": cores, "load_average_1min": load, "rows": rows, "note": note}
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+        atomic_write_text(Path(args.out), json.dumps(res, indent=2) + "\n")
 
 if __name__ == "__main__":
     main()

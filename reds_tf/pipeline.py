@@ -39,7 +39,7 @@ from .steps import (
     solve_plan,
 )
 
-__all__ = ["RunExistsError", "evaluate_dir", "load_data", "make_strategy", "run"]
+__all__ = ["RunExistsError", "evaluate_dir", "git_revision", "load_data", "make_strategy", "run"]
 
 
 def run(
@@ -124,7 +124,7 @@ def _run(
     results["wall_seconds_this_call"] = round(time.perf_counter() - t0, 1)
     if strat is not None:
         results["distribution"] = multiworker.topology(strat, cluster, recipe.data.batch_size)
-    results["reds_tf"] = {"version": __version__, "git_revision": _git_revision()}
+    results["reds_tf"] = {"version": __version__, "git_revision": git_revision()}
     write_results(rd.root, results)
     failed = (results["converted"] or {}).get("verification_failed")
     if failed:  # the numbers of a long run are on disk; the run is not marked complete
@@ -133,7 +133,7 @@ def _run(
     return results
 
 
-def _git_revision() -> str | None:
+def git_revision() -> str | None:
     """The checkout's commit (with ``+dirty`` for uncommitted changes), so results name their code."""
     here = Path(__file__).resolve().parent
     try:
