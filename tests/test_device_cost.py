@@ -88,6 +88,16 @@ def test_latency_budget_is_kept_and_beats_mac_planning_on_time(graph):
     assert by_time.objective >= by_macs.objective - 1e-9
 
 
+def test_dense_on_a_flattened_input_is_refused_not_extrapolated():
+    """A dense layer on a flattened image (DNN-S's first layer) is outside the dense fit (one-pixel
+    inputs): its fitted terms would give negative cycles, so the cost model names the op instead."""
+    from reds_tf import topology, zoo
+
+    graph = topology.graph_of(zoo.build("dnn_s"))
+    with pytest.raises(ValueError, match=r"Op 'fc1' \(dense on a flattened 25x10x1 input\).*by MACs"):
+        device_cost.load("dsp").cycles(graph, graph.full_widths)
+
+
 def test_cycle_budget_below_minimum_names_the_smallest_feasible(graph):
     from reds_tf.errors import InfeasibleBudgetError
 

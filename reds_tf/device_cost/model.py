@@ -77,6 +77,14 @@ def kernel_kind(op: Op) -> str | None:
     """The kernel a deployed op runs on the device, or None for ops that cost no kernel call."""
     if op.kind == "conv2d":
         return "pointwise" if tuple(op.kernel) == (1, 1) else "conv"
+    if op.kind == "dense" and op.in_hw[0] * op.in_hw[1] > 1:
+        # The dense kernel is fitted on one-pixel inputs (after pooling); a dense layer on a flattened
+        # image or feature map extrapolates its per-input terms, even to negative cycles.
+        raise ValueError(
+            f"Op '{op.name}' (dense on a flattened {op.in_hw[0]}x{op.in_hw[1]}x{op.in_full} input): the "
+            "device cost model's dense kernel is fitted on one-pixel inputs only. Fix: plan this model by "
+            "MACs, or add such shapes to the dense fitting grid and refit."
+        )
     if op.kind in ("depthwise", "dense", "global_pool"):
         return op.kind
     if op.kind in ("pool", "add", "pad"):
