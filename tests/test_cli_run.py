@@ -118,7 +118,7 @@ def test_run_under_mirrored_strategy_with_two_logical_cpus(tmp_path):
 
 
 def test_pretrained_from_adopts_a_matching_pretraining_and_refuses_another(tmp_path):
-    """Ablations share one pretraining: the second run copies the first's model, a different seed is refused."""
+    """Ablations share one pretraining: a second run copies the first's model; another seed is refused."""
     runner = CliRunner()
     first = tmp_path / "base"
     out = runner.invoke(main, ["run", "--recipe", str(TINY), "--run-dir", str(first), "--quiet"])
@@ -129,8 +129,8 @@ def test_pretrained_from_adopts_a_matching_pretraining_and_refuses_another(tmp_p
     path = tmp_path / "floor.yaml"
     path.write_text(yaml.safe_dump(recipe))
     second = tmp_path / "floor"
-    args = ["run", "--recipe", str(path), "--run-dir", str(second), "--quiet", "--pretrained-from", str(first)]
-    out = runner.invoke(main, args)
+    args = ["run", "--recipe", str(path), "--run-dir", str(second), "--quiet"]
+    out = runner.invoke(main, args + ["--pretrained-from", str(first)])
     assert out.exit_code == 0, out.output
     assert "[pretrain] adopted" in out.output
     assert (second / "pretrained.keras").read_bytes() == (first / "pretrained.keras").read_bytes()
