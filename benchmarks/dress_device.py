@@ -141,7 +141,9 @@ def layer_rows(m4: mcu_cycles.M4, out: Path) -> list[dict]:
                        op["pad_h"], op["pad_w"], op["out_h"], op["out_w"])  # fmt: skip
                 if op["stride_h"] != op["stride_w"]:
                     raise SystemExit(f"level {k} op {j}: the bench entry points take one stride")
-                n_sp = _call(m4, "bench_sparse_conv", vals, idx, x, i32(*geo, n_max, cnt, ib), out_bytes=pix * rows_n)
+                n_sp = _call(
+                    m4, "bench_sparse_conv", vals, idx, x, i32(*geo, n_max, cnt, ib), out_bytes=pix * rows_n
+                )
                 n_de = _call(m4, "bench_conv", w, x, i32(*geo, op["in_c"]), out_bytes=pix * rows_n)
                 what = f"conv {op['k_h']}x{op['k_w']} s{op['stride_h']} {op['in_c']}->{rows_n}"
             else:
@@ -155,10 +157,12 @@ def layer_rows(m4: mcu_cycles.M4, out: Path) -> list[dict]:
                 what = f"fc {op['in_c']}->{rows_n}"
             fan = op["k_h"] * op["k_w"] * op["in_c"]
             kept, full = pix * rows_n * cnt, pix * rows_n * fan
-            rows.append({"level": k, "op": j, "layer": what, "fan_in": fan, "count": cnt, "index_bytes": ib,
-                         "kept_macs": kept, "dense_macs": full, "sparse_instructions": n_sp,
-                         "dense_instructions": n_de, "sparse_per_kept_mac": n_sp / max(kept, 1),
-                         "dense_per_kept_mac": n_de / max(kept, 1), "dense_per_mac": n_de / full})  # fmt: skip
+            rows.append({"level": k, "op": j, "layer": what, "fan_in": fan, "count": cnt,
+                         "index_bytes": ib, "kept_macs": kept, "dense_macs": full,
+                         "sparse_instructions": n_sp, "dense_instructions": n_de,
+                         "sparse_per_kept_mac": n_sp / max(kept, 1),
+                         "dense_per_kept_mac": n_de / max(kept, 1),
+                         "dense_per_mac": n_de / full})  # fmt: skip
     return rows
 
 
@@ -171,18 +175,21 @@ def _print(levels: list[dict], layers: list[dict]) -> bool:
         print(f"| {r['level']} | {r['counts']} | {r['macs']:,} | {r['switch_instructions']} | "
               f"{r['instructions']:,} | {r['dense_instructions']:,} | "
               f"{r['instructions'] / r['dense_instructions']:.2f} | {'yes' if ok else 'NO'} |")  # fmt: skip
-    print(f"blob {levels[0]['blob_bytes']:,} B (sparse) vs {levels[-1]['dense_blob_bytes']:,} B (dense, one level)")
+    blobs = (levels[0]["blob_bytes"], levels[-1]["dense_blob_bytes"])
+    print(f"blob {blobs[0]:,} B (sparse, every level) vs {blobs[1]:,} B (the top level packed densely)")
     print("\nPer sparse layer: instructions per kept MAC, sparse kernel vs dense kernel (zeros included)")
     print("| level | layer | count / fan-in | idx B | sparse instr | dense instr | sparse/kept MAC | "
           "dense/kept MAC | dense/MAC |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for r in layers:
         print(f"| {r['level']} | {r['layer']} | {r['count']}/{r['fan_in']} | {r['index_bytes']} | "
-              f"{r['sparse_instructions']:,} | {r['dense_instructions']:,} | {r['sparse_per_kept_mac']:.2f} | "
-              f"{r['dense_per_kept_mac']:.2f} | {r['dense_per_mac']:.2f} |")  # fmt: skip
+              f"{r['sparse_instructions']:,} | {r['dense_instructions']:,} | "
+              f"{r['sparse_per_kept_mac']:.2f} | {r['dense_per_kept_mac']:.2f} | "
+              f"{r['dense_per_mac']:.2f} |")  # fmt: skip
     ok = all(r["bit_exact_vs_tflm"] and r["dense_bit_exact_vs_tflm"] for r in levels)
     ok = ok and max(r["switch_instructions"] for r in levels) <= SWITCH_TARGET
-    print(f"\n{'OK' if ok else 'FAILED'}: every level bit-exact with TFLM, switching <= {SWITCH_TARGET} instructions")
+    verdict = "OK" if ok else "FAILED"
+    print(f"\n{verdict}: every level bit-exact with TFLM, switching <= {SWITCH_TARGET} instructions")
     return ok
 
 

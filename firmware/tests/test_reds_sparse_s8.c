@@ -1,6 +1,7 @@
 /* test_reds_sparse_s8.c - row-sparse CONV_2D / FULLY_CONNECTED vs the dense kernels (themselves checked
  * against TFLM goldens) on the zero-expanded weights: every count from 0 to n_max, uint8 and uint16
- * indices, SAME and VALID padding, strides 1 and 2, 1x1 and 3x3 kernels. */
+ * indices, SAME and VALID padding, strides 1 and 2, 1x1 and 3x3 kernels, each of the conv kernel's
+ * window paths (contiguous, copied patch, decoded taps). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,7 +154,8 @@ int main(void)
     failures += conv_case(2u, 6, 5, 12, 10, 1, 1, 0); /* pointwise */
     failures += conv_case(3u, 7, 8, 4, 6, 3, 1, 1);   /* 3x3 s1 SAME */
     failures += conv_case(4u, 8, 6, 5, 3, 3, 2, 0);   /* 3x3 s2 VALID */
-    failures += conv_case(5u, 5, 5, 32, 4, 3, 1, 1);  /* fan_in 288: uint16 indices */
+    failures += conv_case(5u, 5, 5, 32, 4, 3, 1, 1);  /* fan_in 288: uint16 indices, taps decoded */
+    failures += conv_case(8u, 6, 3, 2, 5, 3, 1, 0);   /* window as wide as the image: contiguous */
     failures += fc_case(6u, 64, 10);
     failures += fc_case(7u, 300, 7);
     printf("%s: sparse conv / fully connected vs dense on zero-expanded weights\n", failures ? "FAILED" : "OK");

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +283,36 @@ def test_bad_arguments_are_named(dress: dict, tmp_path: Path) -> None:
             convert_dress(
                 dress["model"], orders, dress["counts"], ["conv1", "dw", "fc"], dress["x"], tmp_path / "c"
             )
+
+
+@pytest.fixture(scope="module")
+def m4(tmp_path_factory: pytest.TempPathFactory):
+    """The -O2 Cortex-M4 bench image (DSP kernels) in unicorn."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi toolchain not installed")
+    pytest.importorskip("unicorn")
+    sys.path.insert(0, str(FIRMWARE.parent / "benchmarks"))
+    import mcu_cycles
+
+    return mcu_cycles.M4(mcu_cycles.build(tmp_path_factory.mktemp("m4"), "-O2", False))
+
+
+def test_cortex_m4_runs_the_sparse_levels_bit_exact(dress: dict, m4) -> None:
+    """(e) benchmarks/dress_device.py on the emulated Cortex-M4: every level of the sparse blob (and the same
+    level packed densely) byte-equal with TFLM on level_k.tflite, switching <= 16 instructions, and the
+    sparse kernels' instructions growing with the count while the dense kernels' stay put."""
+    import dress_device
+
+    levels = dress_device.level_rows(m4, dress["out"])
+    assert [r["bit_exact_vs_tflm"] for r in levels] == [True] * len(dress["counts"])
+    assert all(r["dense_bit_exact_vs_tflm"] for r in levels)
+    assert max(r["switch_instructions"] for r in levels) <= dress_device.SWITCH_TARGET
+    instr = [r["instructions"] for r in levels]
+    assert instr == sorted(instr) and instr[0] < instr[-1]
+    layers = dress_device.layer_rows(m4, dress["out"])
+    assert len(layers) == len(dress["counts"]) * len(dress["names"])
+    for j in range(len(dress["names"])):
+        per = [r for r in layers if r["op"] == layers[j]["op"]]
+        sparse = [r["sparse_instructions"] for r in per]
+        assert sparse == sorted(sparse) and sparse[0] < sparse[-1], per
+        assert len({r["dense_instructions"] for r in per}) == 1, per
