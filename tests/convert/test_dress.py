@@ -316,3 +316,14 @@ def test_cortex_m4_runs_the_sparse_levels_bit_exact(dress: dict, m4) -> None:
         sparse = [r["sparse_instructions"] for r in per]
         assert sparse == sorted(sparse) and sparse[0] < sparse[-1], per
         assert len({r["dense_instructions"] for r in per}) == 1, per
+
+
+def test_sparse_op_numbers_and_fields_match_the_c_header() -> None:
+    """The op types and the template words the converter writes are the ones reds_model.h reads."""
+    from reds_tf.convert import c_prepare
+
+    h = (FIRMWARE / "src" / "runtime" / "reds_model.h").read_text()
+    assert f"REDS_OP_SPARSE_CONV_2D = {c_prepare.OP_SPARSE_CONV_2D}," in h
+    assert f"REDS_OP_SPARSE_FULLY_CONNECTED = {c_prepare.OP_SPARSE_FULLY_CONNECTED}," in h
+    idx_off, idx_bytes = (f.upper() for f in SPARSE_FIELDS)
+    assert f"enum {{ REDS_F_IDX_OFF = REDS_F_{idx_off}, REDS_F_IDX_BYTES = REDS_F_{idx_bytes} }};" in h

@@ -8,13 +8,9 @@
 #include "reds_sparse_dot.h"
 #include "reds_sparse_kernels.h"
 
-/* Windows of up to this many taps are copied into a contiguous patch on the stack when they are not
- * contiguous in the input (kh > 1 and narrower than the image, or crossing the border), so every row
- * gathers from them as from a 1x1 window. */
-#define PATCH_MAX 256
-
-/* Window crossing the border of a filter too large for the patch: each tap's (ky, kx, c) is decoded and
- * taps outside the image are skipped. (iy0, ix0): the window's top-left input position. */
+/* A window that is not contiguous in the input, of a filter without a prepared patch (fan-in above
+ * REDS_SPARSE_PATCH_MAX or uint16 indices): each tap's (ky, kx, c) is decoded and taps outside the image
+ * are skipped, as TFLM skips them. (iy0, ix0): the window's top-left input position. */
 static int32_t dot_decoded(const int8_t *w, const reds_sparse_filter *f, int32_t r, const int8_t *input,
                            const reds_dims *in, int32_t iy0, int32_t ix0, int32_t in_off)
 {
@@ -33,20 +29,20 @@ static int32_t dot_decoded(const int8_t *w, const reds_sparse_filter *f, int32_t
     return acc;
 }
 
-/* The window at (iy0, ix0) as a contiguous (kh, kw, c) patch; a tap outside the image holds -input_offset
- * (the input zero point), so it adds w * 0 exactly as TFLM's skipped tap. */
-static void fill_patch(int8_t *patch, const int8_t *input, const reds_dims *in, int32_t kh, int32_t kw,
+/* The window at (iy0, ix0) as a contiguous (kh, kw, c) int16 patch with the input offset added; a tap
+ * outside the image holds 0, so it adds nothing, as TFLM's skipped tap. */
+static void fill_patch(int16_t *patch, const int8_t *input, const reds_dims *in, int32_t kh, int32_t kw,
                        int32_t iy0, int32_t ix0, int32_t in_off)
 {
     for (int32_t ky = 0; ky < kh; ++ky) {
         const int32_t iy = iy0 + ky;
         for (int32_t kx = 0; kx < kw; ++kx) {
             const int32_t ix = ix0 + kx;
-            int8_t *dst = patch + (ky * kw + kx) * in->c;
+            int16_t *dst = patch + (ky * kw + kx) * in->c;
             if (iy >= 0 && iy < in->h && ix >= 0 && ix < in->w) {
-                memcpy(dst, input + (iy * in->w + ix) * in->c, (size_t)in->c);
+                reds_sparse_widen(dst, input + (iy * in->w + ix) * in->c, in->c, in_off);
             } else {
-                memset(dst, -in_off, (size_t)in->c);
+                memset(dst, 0, sizeof(int16_t) * (size_t)in->c);
             }
         }
     }
@@ -69,26 +65,28 @@ reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant
         out.c < 1 || filter->dims.c != in.c || filter->dims.n != out.c || kh < 1 || kw < 1 || n_max < 1 ||
         n < 0 || n > n_max || (filter->index_bytes != 1 && filter->index_bytes != 2) ||
         params->stride.h < 1 || params->stride.w < 1 || params->padding.h < 0 || params->padding.w < 0 ||
-        params->dilation.h != 1 || params->dilation.w != 1 || in_off < -127 || in_off > 128 ||
+        params->dilation.h != 1 || params->dilation.w != 1 ||
         params->activation.min > params->activation.max) {
         return REDS_ARG_ERROR;
     }
     const reds_act act = params->activation;
-    /* A window inside the image is contiguous when it spans one input row or the image's full width. */
+    /* Every window becomes an int16 patch when it fits (amortised over out_c rows); otherwise a window
+     * inside the image is gathered in place when contiguous (one input row, or the image's full width). */
+    const int patched = filter->index_bytes == 1 && kh * kw * in.c <= REDS_SPARSE_PATCH_MAX;
     const int contiguous = kh == 1 || kw == in.w;
-    const int patched = kh * kw * in.c <= PATCH_MAX;
-    int8_t patch[PATCH_MAX];
+    int16_t patch[REDS_SPARSE_PATCH_MAX];
     int8_t *y = output;
     for (int32_t oy = 0; oy < out.h; ++oy) {
         const int32_t iy0 = oy * params->stride.h - params->padding.h;
         for (int32_t ox = 0; ox < out.w; ++ox, y += out.c) {
             const int32_t ix0 = ox * params->stride.w - params->padding.w;
             const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + kh <= in.h && ix0 + kw <= in.w;
-            if (inside && contiguous) {
-                reds_sparse_rows(filter, input + (iy0 * in.w + ix0) * in.c, in_off, quant, bias, out_off, act, y);
-            } else if (patched) {
+            if (patched) {
                 fill_patch(patch, input, &in, kh, kw, iy0, ix0, in_off);
-                reds_sparse_rows(filter, patch, in_off, quant, bias, out_off, act, y);
+                reds_sparse_rows(filter, NULL, patch, in_off, quant, bias, out_off, act, y);
+            } else if (inside && contiguous) {
+                reds_sparse_rows(filter, input + (iy0 * in.w + ix0) * in.c, NULL, in_off, quant, bias, out_off,
+                                 act, y);
             } else {
                 const int32_t q_step = quant->per_channel ? 1 : 0;
                 for (int32_t r = 0; r < out.c; ++r) {

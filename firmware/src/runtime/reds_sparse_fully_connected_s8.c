@@ -20,7 +20,13 @@ reds_status reds_sparse_fully_connected_s8(const reds_fc_params *params, const r
         params->activation.min > params->activation.max) {
         return REDS_ARG_ERROR;
     }
-    reds_sparse_rows(filter, input, params->input_offset, quant, bias, params->output_offset, params->activation,
-                     output);
+    /* Up to REDS_SPARSE_PATCH_MAX inputs with uint8 indices: widened once, shared by every row. */
+    int16_t xs[REDS_SPARSE_PATCH_MAX];
+    const int widen = filter->index_bytes == 1 && filter->dims.c <= REDS_SPARSE_PATCH_MAX;
+    if (widen) {
+        reds_sparse_widen(xs, input, filter->dims.c, params->input_offset);
+    }
+    reds_sparse_rows(filter, input, widen ? xs : NULL, params->input_offset, quant, bias, params->output_offset,
+                     params->activation, output);
     return REDS_OK;
 }
