@@ -1,7 +1,8 @@
 /* test_reds_sparse_s8.c - row-sparse CONV_2D / FULLY_CONNECTED vs the dense kernels (themselves checked
  * against TFLM goldens) on the zero-expanded weights: every count from 0 to n_max, uint8 and uint16
  * indices, SAME and VALID padding, strides 1 and 2, 1x1 and 3x3 kernels, each of the conv kernel's
- * window paths (contiguous, copied patch, decoded taps). */
+ * window paths (contiguous, copied patch of pixel pairs incl. an odd last pixel, decoded taps), rows with
+ * the fast and the full requantisation. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,10 @@ static int conv_case(uint32_t seed, int32_t h, int32_t w, int32_t c, int32_t oc,
         mult[o] = 1073741824 + (int32_t)(next(&seed) % 1000000u);
         shift[o] = -7 - (int32_t)(next(&seed) % 3u);
         bias[o] = (int32_t)(next(&seed) % 20001u) - 10000;
+        if (o % 3 == 2) { /* a left shift: the kernels' full (not the fast) requantisation */
+            mult[o] = 1048576 + (int32_t)(next(&seed) % 1000000u);
+            shift[o] = 1;
+        }
     }
     make_rows(&seed, oc, fan, n_max, vals, idx16);
     for (int32_t i = 0; i < oc * n_max; ++i) {
@@ -156,6 +161,7 @@ int main(void)
     failures += conv_case(4u, 8, 6, 5, 3, 3, 2, 0);   /* 3x3 s2 VALID */
     failures += conv_case(5u, 5, 5, 32, 4, 3, 1, 1);  /* fan_in 288: uint16 indices, taps decoded */
     failures += conv_case(8u, 6, 3, 2, 5, 3, 1, 0);   /* window as wide as the image: contiguous */
+    failures += conv_case(9u, 5, 5, 3, 6, 3, 1, 1);   /* 25 output pixels: the last one unpaired */
     failures += fc_case(6u, 64, 10);
     failures += fc_case(7u, 300, 7);
     printf("%s: sparse conv / fully connected vs dense on zero-expanded weights\n", failures ? "FAILED" : "OK");

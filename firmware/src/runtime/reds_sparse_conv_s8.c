@@ -3,8 +3,6 @@
  * filter's first `count` entries in importance order, each gathered from the input window through its
  * flat (kh, kw, c_in) patch index.
  */
-#include <string.h>
-
 #include "reds_sparse_dot.h"
 #include "reds_sparse_kernels.h"
 
@@ -29,23 +27,37 @@ static int32_t dot_decoded(const int8_t *w, const reds_sparse_filter *f, int32_t
     return acc;
 }
 
-/* The window at (iy0, ix0) as a contiguous (kh, kw, c) int16 patch with the input offset added; a tap
- * outside the image holds 0, so it adds nothing, as TFLM's skipped tap. */
-static void fill_patch(int16_t *patch, const int8_t *input, const reds_dims *in, int32_t kh, int32_t kw,
-                       int32_t iy0, int32_t ix0, int32_t in_off)
+/* Input (iy, ix)'s channels, or NULL outside the image (a padded tap). */
+static const int8_t *tap_at(const int8_t *input, const reds_dims *in, int32_t iy, int32_t ix)
+{
+    return iy >= 0 && iy < in->h && ix >= 0 && ix < in->w ? input + (iy * in->w + ix) * in->c : NULL;
+}
+
+/* The windows at (ay, ax) and (by, bx) as one (kh, kw, c) patch: patch[i] holds tap i of both as int16
+ * with the input offset added, the first window in the low half. A tap outside the image holds 0, so it
+ * adds nothing, as TFLM's skipped tap. */
+static void fill_pair(uint32_t *patch, const int8_t *input, const reds_dims *in, int32_t kh, int32_t kw,
+                      int32_t ay, int32_t ax, int32_t by, int32_t bx, int32_t in_off)
 {
     for (int32_t ky = 0; ky < kh; ++ky) {
-        const int32_t iy = iy0 + ky;
         for (int32_t kx = 0; kx < kw; ++kx) {
-            const int32_t ix = ix0 + kx;
-            int16_t *dst = patch + (ky * kw + kx) * in->c;
-            if (iy >= 0 && iy < in->h && ix >= 0 && ix < in->w) {
-                reds_sparse_widen(dst, input + (iy * in->w + ix) * in->c, in->c, in_off);
-            } else {
-                memset(dst, 0, sizeof(int16_t) * (size_t)in->c);
+            const int8_t *a = tap_at(input, in, ay + ky, ax + kx), *b = tap_at(input, in, by + ky, bx + kx);
+            uint32_t *dst = patch + (ky * kw + kx) * in->c;
+            for (int32_t i = 0; i < in->c; ++i) {
+                const uint32_t lo = a != NULL ? (uint16_t)((int32_t)a[i] + in_off) : 0u;
+                const uint32_t hi = b != NULL ? (uint16_t)((int32_t)b[i] + in_off) : 0u;
+                dst[i] = lo | hi << 16;
             }
         }
     }
+}
+
+/* The window's top-left input position of output pixel p (row-major over the output). */
+static void window_at(const reds_conv_params *params, int32_t out_w, int32_t p, int32_t *iy0, int32_t *ix0)
+{
+    const int32_t oy = p / out_w, ox = p - oy * out_w;
+    *iy0 = oy * params->stride.h - params->padding.h;
+    *ix0 = ox * params->stride.w - params->padding.w;
 }
 
 reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant *quant,
@@ -72,31 +84,42 @@ reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant
     const reds_act act = params->activation;
     /* Every window becomes an int16 patch when it fits (amortised over out_c rows); otherwise a window
      * inside the image is gathered in place when contiguous (one input row, or the image's full width). */
+    /* A filter with a prepared patch runs output pixels in pairs: both windows interleaved in one int16
+     * patch, so every weight and index is loaded once for two MACs and each row's setup and
+     * requantisation constants serve two outputs. Otherwise a window inside the image is gathered in
+     * place when contiguous (one input row, or the image's full width), else tap by tap. */
     const int patched = filter->index_bytes == 1 && kh * kw * in.c <= REDS_SPARSE_PATCH_MAX;
     const int contiguous = kh == 1 || kw == in.w;
-    int16_t patch[REDS_SPARSE_PATCH_MAX];
-    int8_t *y = output;
-    for (int32_t oy = 0; oy < out.h; ++oy) {
-        const int32_t iy0 = oy * params->stride.h - params->padding.h;
-        for (int32_t ox = 0; ox < out.w; ++ox, y += out.c) {
-            const int32_t ix0 = ox * params->stride.w - params->padding.w;
-            const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + kh <= in.h && ix0 + kw <= in.w;
-            if (patched) {
-                fill_patch(patch, input, &in, kh, kw, iy0, ix0, in_off);
-                reds_sparse_rows(filter, NULL, patch, in_off, quant, bias, out_off, act, y);
-            } else if (inside && contiguous) {
-                reds_sparse_rows(filter, input + (iy0 * in.w + ix0) * in.c, NULL, in_off, quant, bias, out_off,
-                                 act, y);
-            } else {
-                const int32_t q_step = quant->per_channel ? 1 : 0;
-                for (int32_t r = 0; r < out.c; ++r) {
-                    int32_t acc = dot_decoded(filter->values + r * n_max, filter, r, input, &in, iy0, ix0, in_off);
-                    if (bias != NULL) {
-                        acc += bias[r];
-                    }
-                    y[r] = reds_requant_clamp(acc, quant->multiplier[r * q_step], quant->shift[r * q_step],
-                                              out_off, act);
+    const int32_t pixels = out.h * out.w;
+    if (patched) {
+        uint32_t patch[REDS_SPARSE_PATCH_MAX];
+        for (int32_t p = 0; p < pixels; p += 2) {
+            const int32_t p1 = p + 1 < pixels ? p + 1 : p; /* an odd last pixel pairs with itself */
+            int32_t ay, ax, by, bx;
+            window_at(params, out.w, p, &ay, &ax);
+            window_at(params, out.w, p1, &by, &bx);
+            fill_pair(patch, input, &in, kh, kw, ay, ax, by, bx, in_off);
+            reds_sparse_rows2(filter, patch, in_off, quant, bias, out_off, act, output + p * out.c,
+                              output + p1 * out.c);
+        }
+        return REDS_OK;
+    }
+    for (int32_t p = 0; p < pixels; ++p) {
+        int8_t *y = output + p * out.c;
+        int32_t iy0, ix0;
+        window_at(params, out.w, p, &iy0, &ix0);
+        const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + kh <= in.h && ix0 + kw <= in.w;
+        if (inside && contiguous) {
+            reds_sparse_rows(filter, input + (iy0 * in.w + ix0) * in.c, NULL, in_off, quant, bias, out_off, act, y);
+        } else {
+            const int32_t q_step = quant->per_channel ? 1 : 0;
+            for (int32_t r = 0; r < out.c; ++r) {
+                int32_t acc = dot_decoded(filter->values + r * n_max, filter, r, input, &in, iy0, ix0, in_off);
+                if (bias != NULL) {
+                    acc += bias[r];
                 }
+                y[r] = reds_requant_clamp(acc, quant->multiplier[r * q_step], quant->shift[r * q_step], out_off,
+                                          act);
             }
         }
     }

@@ -7,8 +7,9 @@
  * on the zero-expanded dense weights: acc = bias + sum_j values[r][j] * (x[col(indices[r][j])] +
  * input_offset), then the per-channel requantisation, output offset and clamp; a dropped weight is 0,
  * so skipping it changes no sum and the outputs are bit-exact with the expanded dense model.
- * Both kernels use up to 512 bytes of stack (an int16 copy of the input window, REDS_SPARSE_PATCH_MAX in
- * reds_sparse_dot.h) and no other memory.
+ * Stack: the conv kernel up to 1 KiB (two input windows as one patch of int16 pairs,
+ * REDS_SPARSE_PATCH_MAX in reds_sparse_dot.h), the fully-connected kernel up to 512 bytes (the input as
+ * int16); no other memory.
  */
 #ifndef REDS_SPARSE_KERNELS_H
 #define REDS_SPARSE_KERNELS_H
