@@ -41,7 +41,9 @@ records by shared templates plus 16-byte per-level entries with buffer slots; 4 
 added the row-sparse ops (SPARSE_CONV_2D, SPARSE_FULLY_CONNECTED: int8 values [out_c, n_max] in
 importance order at w_off, w_stride_o = n_max, the uint8/uint16 column indices [out_c, n_max] at the
 arena offset in op word 29 and their width in bytes in word 30) and each level's count table. A blob
-without sparse ops is written as version 3, byte for byte as before; the firmware reads both.
+without sparse ops is written as version 3, byte for byte as before; the firmware reads both. Levels
+share one topology with a sparse op read as its dense twin: a level may run a layer densely (its full
+weights in the arena) that the other levels run sparse (DRESS's dense top level).
 
 A narrower level whose int8 weights are NOT the widest level's prefix sub-block cannot share them; that
 tensor is then stored separately in the arena and listed under ``"separate_tensors"`` in the summary.
@@ -71,6 +73,7 @@ from .c_prepare import (
     OP_SPARSE_CONV_2D,
     OP_SPARSE_FULLY_CONNECTED,
     SPARSE_FIELDS,
+    SPARSE_OPS,
     act_bytes,
     op_macs,
     read_level,
@@ -335,9 +338,12 @@ def build_blob(
             f"{len(levels)} levels of {len(full)} ops each; the device runtime (reds_model_init) takes at "
             f"most {MAX_LEVELS} levels of {MAX_OPS} ops. Fix: convert fewer levels or a smaller model."
         )
-    kinds = [e["rec"]["type"] for e in full]
+    # A level may run a layer sparse that another runs dense (DRESS's dense top level): the kinds compare
+    # with each sparse op read as its dense twin.
+    dense_kind = {v: k for k, v in SPARSE_OPS.items()}
+    kinds = [dense_kind.get(e["rec"]["type"], e["rec"]["type"]) for e in full]
     for k, lv in enumerate(levels):
-        got = [e["rec"]["type"] for e in lv["ops"]]
+        got = [dense_kind.get(e["rec"]["type"], e["rec"]["type"]) for e in lv["ops"]]
         if got != kinds:
             raise UnsupportedLayerError(
                 f"Level {k} has ops {[OP_NAMES[t] for t in got]} but the widest level has "

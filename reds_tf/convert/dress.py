@@ -13,9 +13,13 @@ is exactly 0 and every level shares the same scales, biases and activation param
 * ``reds_model.bin`` (+ ``reds_model_blob.c`` / ``.h``): the device blob (``c_arena``, version 4) with
   each sparse layer's int8 values in importance order [R, n_max] and column indices [R, n_max] (uint8
   when fan_in <= 256, else uint16) stored once, n_max the top level's count, and per level one count
-  per sparse layer; depthwise and the other layers stay dense; switching a level is one integer;
+  per sparse layer; depthwise and the other layers stay dense; switching a level is one integer. With
+  ``dense_top`` the top level runs every sparse layer as an ordinary dense op on its zero-expanded int8
+  weights (the dense SIMD kernels, far fewer instructions per MAC when the top level keeps every weight)
+  and the values/indices hold only the lower levels' entries (n_max = their largest count);
 * ``report.json``: per level the kept weights and MACs, int8 (TFLM) against the float masked Keras
-  model on the calibration images, and flash (values + indices + counts) against the dense blob.
+  model on the calibration images, and flash (values + indices + counts) against the dense blob, with
+  the blob's size both with and without the dense top level.
 """
 
 from __future__ import annotations
@@ -172,11 +176,17 @@ def _sparse_entries(
     return out
 
 
-def _blob_levels(level_files: list[bytes], sparse: list[dict], counts: np.ndarray) -> list[dict]:
-    """``read_level`` of every level with each sparse layer's op turned into its row-sparse op."""
+def _blob_levels(
+    level_files: list[bytes], sparse: list[dict], counts: np.ndarray, dense_top: bool
+) -> list[dict]:
+    """``read_level`` of every level with each sparse layer's op turned into its row-sparse op (the top
+    level's kept dense with ``dense_top``)."""
     levels = []
     for k, data in enumerate(level_files):
         lv = read_level(data)
+        if dense_top and k == len(level_files) - 1:
+            levels.append(lv)
+            continue
         by_out = {e["output"]: e for e in lv["ops"]}
         for j, sp in enumerate(sparse):
             e = by_out[sp["output"]]
@@ -213,6 +223,7 @@ def convert_dress(
     calibration_images: np.ndarray,
     out_dir: str | Path,
     *,
+    dense_top: bool | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Convert a model with nested row-sparse levels; returns the report (also ``out_dir/report.json``).
@@ -225,6 +236,9 @@ def convert_dress(
         layer_names: the L sparse layers (Conv2D / Dense), the columns of ``counts``.
         calibration_images: float inputs for the one activation calibration (and the report's checks).
         out_dir: written atomically; a non-empty one is refused unless ``overwrite``.
+        dense_top: run the top level's sparse layers as dense ops on their zero-expanded int8 weights
+            (stored in natural order beside the values/indices, which then stop at the lower levels'
+            largest count). None (default): on when the top level keeps every weight of every row.
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
@@ -233,17 +247,34 @@ def convert_dress(
             "it, or another directory."
         )
     order_list, c = _check_inputs(model, orders, counts, layer_names)
+    fans = np.array([o.shape[1] for o in order_list])
+    if dense_top is None:
+        dense_top = len(c) > 1 and bool((c[-1] == fans).all())
+    if dense_top and len(c) == 1:
+        raise ValueError(
+            "dense_top=True needs at least two levels: one dense level is the plain int8 model. Fix: "
+            "dense_top=False, or c_arena.build_blob on the model's own .tflite."
+        )
     x = np.asarray(calibration_images, np.float32)
     tfl = convert_int8(model, x, samples=len(x))
     full = read_tflite(tfl)
     op_ids = _match_ops(model, full, layer_names, order_list)
-    n_max = c[-1]
     level_files = [_level_model(tfl, op_ids, order_list, c[k]) for k in range(len(c))]
-    sparse = _sparse_entries(full, op_ids, order_list, n_max)
-    blob, summary = c_arena.build_blob(_blob_levels(level_files, sparse, c))
+    blobs = {}
+    for top in (False, True) if len(c) > 1 else (False,):
+        # With a dense top level the entries stop at the lower levels' largest count (at least 1: the
+        # runtime takes n_max >= 1).
+        n_max = np.maximum(c[:-1].max(axis=0), 1) if top else c[-1]
+        sparse = _sparse_entries(full, op_ids, order_list, n_max)
+        blobs[top] = (sparse, *c_arena.build_blob(_blob_levels(level_files, sparse, c, top)))
+    sparse, blob, summary = blobs[dense_top]
     dense_blob, _ = c_arena.build_blob([read_level(tfl)])
-    report = _report(model, layer_names, order_list, c, x, tfl, level_files, sparse, summary, len(dense_blob))
+    report = _report(model, layer_names, order_list, c, x, tfl, level_files, sparse, summary, len(dense_blob),
+                     dense_top)  # fmt: skip
     report["blob_version"] = c_arena.read_blob(blob)["header"]["version"]
+    # The flash cost both ways (the blob written is blob_bytes, the one dense_top chose).
+    report["flash"]["blob_bytes_sparse_top"] = len(blobs[False][1])
+    report["flash"]["blob_bytes_dense_top"] = len(blobs[True][1]) if True in blobs else None
     with atomic_dir(out_dir) as stage:
         for k, data in enumerate(level_files):
             (stage / f"level_{k}.tflite").write_bytes(data)
@@ -267,8 +298,10 @@ def _report(
     sparse: list[dict],
     summary: dict[str, Any],
     dense_blob_bytes: int,
+    dense_top: bool,
 ) -> dict[str, Any]:
-    """Per-level numbers and the flash ledger (values + indices + counts vs the dense layers)."""
+    """Per-level numbers and the flash ledger (values + indices + counts, and the dense top level's
+    natural-order weights, vs the dense layers)."""
     q = io_quant(tfl)
     xs = x[:CHECK_SAMPLES]
     xq = quantize_input(xs, q)
@@ -279,7 +312,7 @@ def _report(
                        "index_bytes": int(sp["indices"].itemsize),
                        "values_bytes": int(sp["values"].size), "indices_bytes": int(sp["indices"].nbytes),
                        "dense_weight_bytes": rows * fan})  # fmt: skip
-    counts_bytes = 4 * c.size
+    counts_bytes = 4 * (c[:-1].size if dense_top else c.size)  # a dense top level has no count table
     sparse_bytes = sum(d["values_bytes"] + d["indices_bytes"] for d in layers) + counts_bytes
     levels = []
     for k, data in enumerate(level_files):
@@ -307,11 +340,13 @@ def _report(
             "output_zero_point": q.out_zero,
         },  # fmt: skip
         "levels": levels,
+        "dense_top": dense_top,
         "sparse_layers": layers,
         "flash": {
             "sparse_values_indices_counts_bytes": sparse_bytes,
             "counts_bytes": counts_bytes,
             "dense_weight_bytes_of_sparse_layers": sum(d["dense_weight_bytes"] for d in layers),
+            "dense_top_weight_bytes": sum(d["dense_weight_bytes"] for d in layers) if dense_top else 0,
             "blob_bytes": summary["blob_bytes"],
             "dense_blob_bytes": dense_blob_bytes,
             "blob_ratio_vs_dense": round(summary["blob_bytes"] / dense_blob_bytes, 4),

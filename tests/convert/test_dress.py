@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from reds_tf._keras import keras
-from reds_tf.convert import c_arena
+from reds_tf.convert import c_arena, c_prepare
 from reds_tf.convert.c_prepare import SPARSE_FIELDS
 from reds_tf.convert.dress import convert_dress
 from reds_tf.convert.flatbuffer import op_name, read_tflite, tensor_array
@@ -23,6 +23,7 @@ from reds_tf.errors import RunExistsError
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 FRACTIONS = (0.2, 0.45, 0.7, 0.9)  # per level; the top level is sparse too (n_max < fan_in)
+FRACTIONS_FULL_TOP = (0.2, 0.45, 1.0)  # the top level keeps every weight: dense_top by default
 
 
 def _dscnn() -> keras.Model:
@@ -70,20 +71,21 @@ def _orders(model: keras.Model, names: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.fixture(scope="module", params=["dscnn", "fc2"])
+@pytest.fixture(scope="module", params=["dscnn", "fc2", "dscnn_dense_top"])
 def dress(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     rng = np.random.default_rng(3)
-    model, names = {"dscnn": (_dscnn(), ["conv1", "pw", "fc"]), "fc2": (_fc2(), ["fc1", "fc2"])}[
-        request.param
-    ]
+    kind = request.param.removesuffix("_dense_top")
+    model, names = {"dscnn": (_dscnn(), ["conv1", "pw", "fc"]), "fc2": (_fc2(), ["fc1", "fc2"])}[kind]
     _randomise_bn(model, rng)
     x = rng.normal(0, 1, (64, *model.input_shape[1:])).astype(np.float32)
     fans = [int(np.prod(model.get_layer(n).kernel.shape[:-1])) for n in names]
-    counts = [[max(1, int(np.ceil(f * fan))) for fan in fans] for f in FRACTIONS]
+    fractions = FRACTIONS_FULL_TOP if request.param.endswith("_dense_top") else FRACTIONS
+    counts = [[max(1, int(np.ceil(f * fan))) for fan in fans] for f in fractions]
     out = tmp_path_factory.mktemp(request.param)
     report = convert_dress(model, _orders(model, names), counts, names, x, out, overwrite=True)
-    return {"kind": request.param, "model": model, "names": names, "counts": counts, "out": out,
-            "report": report, "x": x, "orders": _orders(model, names)}  # fmt: skip
+    return {"kind": kind, "model": model, "names": names, "counts": counts, "out": out, "report": report,
+            "x": x, "orders": _orders(model, names),
+            "dense_top": request.param.endswith("_dense_top")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -137,12 +139,19 @@ def _layer_weights(path: Path, names_count: int) -> list[np.ndarray]:
 
 
 def _expand(blob: bytes, info: dict, k: int) -> list[np.ndarray]:
-    """Level k's dense int8 weights rebuilt from the blob's values, indices and counts alone."""
+    """Level k's int8 weights of its CONV_2D / FULLY_CONNECTED ops (every one a DRESS layer in these
+    models), rebuilt from the blob alone: a sparse op's values, indices and count, a dense op's weights."""
     arena_off = info["header"]["arena_off"]
     out = []
-    for op in _sparse_ops(info, k):
-        rows, n_max, ib = op["out_c"], op["w_stride_o"], op[SPARSE_FIELDS[1]]
-        fan = op["k_h"] * op["k_w"] * op["in_c"]
+    for op in info["levels"][k]["ops"]:
+        rows, fan = op["out_c"], op["k_h"] * op["k_w"] * op["in_c"]
+        if op["type"] in (c_prepare.OP_CONV_2D, c_prepare.OP_FULLY_CONNECTED):
+            assert op["w_stride_o"] == fan  # the top level: full strides
+            out.append(np.frombuffer(blob, np.int8, rows * fan, arena_off + op["w_off"]).reshape(rows, fan))
+            continue
+        if op["type"] not in c_arena.SPARSE_TYPES:
+            continue
+        n_max, ib = op["w_stride_o"], op[SPARSE_FIELDS[1]]
         vals = np.frombuffer(blob, np.int8, rows * n_max, arena_off + op["w_off"]).reshape(rows, n_max)
         idx = np.frombuffer(blob, {1: "<u1", 2: "<u2"}[ib], rows * n_max, arena_off + op[SPARSE_FIELDS[0]])
         idx = idx.reshape(rows, n_max)
@@ -175,7 +184,9 @@ def test_every_level_bit_exact_with_its_zero_expanded_tflite(dress: dict, host_a
         prev = want
     info = c_arena.read_blob((out / "reds_model.bin").read_bytes())
     assert info["header"]["version"] == c_arena.VERSION_SPARSE == dress["report"]["blob_version"]
-    assert [[op["count"] for op in _sparse_ops(info, k)] for k in range(k_levels)] == dress["counts"]
+    assert dress["report"]["dense_top"] == dress["dense_top"]
+    want = dress["counts"][:-1] + [[] if dress["dense_top"] else dress["counts"][-1]]
+    assert [[op["count"] for op in _sparse_ops(info, k)] for k in range(k_levels)] == want
 
 
 def test_blob_expands_to_each_levels_dense_int8_weights(dress: dict) -> None:
@@ -220,11 +231,21 @@ def test_report_and_flash_ledger(dress: dict) -> None:
     for lv in r["levels"]:
         assert lv["int8_vs_float_top1_agreement"] >= 0.8, lv
     fl = r["flash"]
+    counted = dress["counts"][:-1] if dress["dense_top"] else dress["counts"]
     want = sum(d["rows"] * d["n_max"] * (1 + d["index_bytes"]) for d in r["sparse_layers"]) + 4 * np.size(
-        dress["counts"]
+        counted
     )
     assert fl["sparse_values_indices_counts_bytes"] == want
     assert fl["blob_bytes"] == (dress["out"] / "reds_model.bin").stat().st_size
+    chosen = "blob_bytes_dense_top" if dress["dense_top"] else "blob_bytes_sparse_top"
+    assert fl["blob_bytes"] == fl[chosen]
+    # n_max: the top level's count, or with a dense top level the largest lower count; the dense top
+    # level's natural-order weights are counted once
+    n_max = [max(c[j] for c in counted) for j in range(len(dress["names"]))]
+    assert [d["n_max"] for d in r["sparse_layers"]] == n_max
+    assert fl["dense_top_weight_bytes"] == (
+        fl["dense_weight_bytes_of_sparse_layers"] if dress["dense_top"] else 0
+    )
     assert sorted(p.name for p in dress["out"].iterdir()) == sorted(r["files"])
     if dress["kind"] == "fc2":
         assert [d["index_bytes"] for d in r["sparse_layers"]] == [2, 1]
@@ -278,6 +299,9 @@ def test_bad_arguments_are_named(dress: dict, tmp_path: Path) -> None:
     dup = {**orders, names[0]: np.zeros_like(orders[names[0]])}
     with pytest.raises(ValueError, match="permutation"):
         convert_dress(dress["model"], dup, dress["counts"], names, dress["x"], tmp_path / "b")
+    with pytest.raises(ValueError, match="dense_top=True needs at least two levels"):
+        convert_dress(dress["model"], orders, dress["counts"][-1:], names, dress["x"], tmp_path / "d",
+                      dense_top=True)  # fmt: skip
     if dress["kind"] == "dscnn":
         with pytest.raises(Exception, match="depthwise layers stay dense"):
             convert_dress(
@@ -300,22 +324,28 @@ def m4(tmp_path_factory: pytest.TempPathFactory):
 def test_cortex_m4_runs_the_sparse_levels_bit_exact(dress: dict, m4) -> None:
     """(e) benchmarks/dress_device.py on the emulated Cortex-M4: every level of the sparse blob (and the same
     level packed densely) byte-equal with TFLM on level_k.tflite, switching <= 16 instructions, and the
-    sparse kernels' instructions growing with the count while the dense kernels' stay put."""
+    sparse kernels' instructions growing with the count while the dense kernels' stay put; a dense top
+    level costs what the dense model costs."""
     import dress_device
 
     levels = dress_device.level_rows(m4, dress["out"])
     assert [r["bit_exact_vs_tflm"] for r in levels] == [True] * len(dress["counts"])
     assert all(r["dense_bit_exact_vs_tflm"] for r in levels)
     assert max(r["switch_instructions"] for r in levels) <= dress_device.SWITCH_TARGET
-    instr = [r["instructions"] for r in levels]
+    instr = [r["instructions"] for r in levels[: -1 if dress["dense_top"] else None]]  # the sparse levels
     assert instr == sorted(instr) and instr[0] < instr[-1]
     layers = dress_device.layer_rows(m4, dress["out"])
     assert len(layers) == len(dress["counts"]) * len(dress["names"])
     for j in range(len(dress["names"])):
         per = [r for r in layers if r["op"] == layers[j]["op"]]
-        sparse = [r["sparse_instructions"] for r in per]
+        sparse = [r["sparse_instructions"] for r in per if r["kernel"] == "sparse"]
         assert sparse == sorted(sparse) and sparse[0] < sparse[-1], per
         assert len({r["dense_instructions"] for r in per}) == 1, per
+        # a dense top level runs the dense kernel, the lower levels the sparse one
+        want = ["sparse"] * (len(per) - 1) + ["dense" if dress["dense_top"] else "sparse"]
+        assert [r["kernel"] for r in per] == want
+    if dress["dense_top"]:
+        assert levels[-1]["instructions"] <= levels[-1]["dense_instructions"] * 1.01
 
 
 def test_sparse_op_numbers_and_fields_match_the_c_header() -> None:
