@@ -1,8 +1,8 @@
 /* test_reds_sparse_s8.c - row-sparse CONV_2D / FULLY_CONNECTED vs the dense kernels (themselves checked
  * against TFLM goldens) on the zero-expanded weights: every count from 0 to n_max, uint8 and uint16
  * indices, SAME and VALID padding, strides 1 and 2, 1x1 and 3x3 kernels, each of the conv kernel's
- * window paths (contiguous, copied patch of pixel pairs incl. an odd last pixel, decoded taps), rows with
- * the fast and the full requantisation. */
+ * window paths (contiguous, copied patch of pixel fours or pairs incl. a partial last group, decoded
+ * taps), rows with the fast and the full requantisation. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,7 +161,8 @@ int main(void)
     failures += conv_case(4u, 8, 6, 5, 3, 3, 2, 0);   /* 3x3 s2 VALID */
     failures += conv_case(5u, 5, 5, 32, 4, 3, 1, 1);  /* fan_in 288: uint16 indices, taps decoded */
     failures += conv_case(8u, 6, 3, 2, 5, 3, 1, 0);   /* window as wide as the image: contiguous */
-    failures += conv_case(9u, 5, 5, 3, 6, 3, 1, 1);   /* 25 output pixels: the last one unpaired */
+    failures += conv_case(9u, 5, 5, 3, 6, 3, 1, 1);   /* 25 output pixels in fours: the last one alone */
+    failures += conv_case(10u, 5, 3, 16, 5, 3, 1, 1); /* fan_in 144: pixels in pairs, 15 of them */
     failures += fc_case(6u, 64, 10);
     failures += fc_case(7u, 300, 7);
     printf("%s: sparse conv / fully connected vs dense on zero-expanded weights\n", failures ? "FAILED" : "OK");

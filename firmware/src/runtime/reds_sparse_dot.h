@@ -1,20 +1,19 @@
 /*
  * reds_sparse_dot.h - the loops shared by the row-sparse kernels: the gather-dot product sum_j w[j] *
- * (x[idx[j]] + input_offset) over one row's first n entries (for one input patch, or for two patches
- * at once), and every row of one or two output positions, requantised as TFLM does.
+ * (x[idx[j]] + input_offset) over one row's first n entries, every row of one output position, and
+ * the per-row requantisation as TFLM does it.
  */
 #ifndef REDS_SPARSE_DOT_H
 #define REDS_SPARSE_DOT_H
 
 #include <stdint.h>
 
-#include "reds_dsp.h"
 #include "reds_requant.h"
 #include "reds_sparse_kernels.h"
 
-/* Largest fan-in whose input patch the kernels copy to the stack as int16 with the input offset added
- * (the conv kernel pairs two windows in one word per tap: 1 KiB): the gather then loads a ready operand
- * instead of adding the offset per MAC. */
+/* Largest fan-in whose input patch the kernels copy to the stack as int16 with the input offset added:
+ * the gather then loads a ready operand instead of adding the offset per MAC (the conv kernel pairs
+ * windows in one word per tap: 1 KiB). */
 #define REDS_SPARSE_PATCH_MAX 256
 
 /* Four entries per trip, so the loop test and branch cost a quarter per MAC. */
@@ -58,48 +57,6 @@ static inline int32_t reds_sparse_dot16_u8(const int8_t *w, const uint8_t *idx, 
     int32_t acc = 0;
     REDS_SPARSE_DOT4(REDS_SPARSE_X16);
     return acc;
-}
-
-/* acc0 += w * low half of p, acc1 += w * high half (SMLABB / SMLABT on DSP builds). */
-#if REDS_DSP
-#define REDS_SPARSE_MAC2(wv, p)                                                                            \
-    do {                                                                                                   \
-        acc0 = reds_smlabb((uint32_t)(wv), (p), acc0);                                                     \
-        acc1 = reds_smlabt((uint32_t)(wv), (p), acc1);                                                     \
-    } while (0)
-#else
-#define REDS_SPARSE_MAC2(wv, p)                                                                            \
-    do {                                                                                                   \
-        acc0 += (wv) * (int32_t)(int16_t)(uint16_t)((p) & 0xFFFFu);                                        \
-        acc1 += (wv) * (int32_t)(int16_t)(uint16_t)((p) >> 16);                                            \
-    } while (0)
-#endif
-
-/* One row's gather-dot over two windows at once: xp[i] holds tap i of both as int16 (first window in
- * the low half), so each weight, index and operand word is loaded once for two MACs. */
-static inline void reds_sparse_dot2_u8(const int8_t *w, const uint8_t *idx, int32_t n, const uint32_t *xp,
-                                       int32_t *out0, int32_t *out1)
-{
-    int32_t acc0 = 0, acc1 = 0;
-    const int8_t *const end4 = w + (n & ~3);
-    while (w < end4) {
-        const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-        const uint32_t p0 = xp[idx[0]], p1 = xp[idx[1]];
-        const uint32_t p2 = xp[idx[2]], p3 = xp[idx[3]];
-        REDS_SPARSE_MAC2(w0, p0);
-        REDS_SPARSE_MAC2(w1, p1);
-        REDS_SPARSE_MAC2(w2, p2);
-        REDS_SPARSE_MAC2(w3, p3);
-        w += 4;
-        idx += 4;
-    }
-    for (int32_t t = n & 3; t > 0; --t) {
-        const int32_t wv = *w++;
-        const uint32_t p = xp[*idx++];
-        REDS_SPARSE_MAC2(wv, p);
-    }
-    *out0 = acc0;
-    *out1 = acc1;
 }
 
 /* xs[i] = x[i] + in_off for the n inputs at x. */
@@ -171,28 +128,6 @@ static inline void reds_sparse_rows(const reds_sparse_filter *f, const int8_t *x
         w += n_max;
         i8 += n_max;
         i16 += n_max;
-    }
-}
-
-/* reds_sparse_rows for two positions whose patches are paired in xp (reds_sparse_dot2_u8; uint8 indices):
- * out0[r] and out1[r] from one pass over row r's weights and indices. */
-static inline void reds_sparse_rows2(const reds_sparse_filter *f, const uint32_t *xp, int32_t in_off,
-                                     const reds_quant *q,
-                                     const int32_t *bias, int32_t out_off, reds_act act, int8_t *out0,
-                                     int8_t *out1)
-{
-    const int32_t rows = f->dims.n, n_max = f->n_max, n = f->count, q_step = q->per_channel ? 1 : 0;
-    const int8_t *w = f->values;
-    const uint8_t *idx = (const uint8_t *)f->indices;
-    const int64_t lim = reds_sparse_acc_lim(n, in_off);
-    for (int32_t r = 0; r < rows; ++r) {
-        const reds_sparse_rq rq = reds_sparse_rq_row(q->multiplier[r * q_step], q->shift[r * q_step], bias, r, lim);
-        int32_t a0, a1;
-        reds_sparse_dot2_u8(w, idx, n, xp, &a0, &a1);
-        out0[r] = reds_sparse_out(a0, &rq, out_off, act);
-        out1[r] = reds_sparse_out(a1, &rq, out_off, act);
-        w += n_max;
-        idx += n_max;
     }
 }
 
