@@ -49,8 +49,9 @@ static void expand(int32_t rows, int32_t fan, int32_t n_max, int32_t count, cons
     }
 }
 
+/* full_rq: every third row shifts left, so the filter takes the full requantisation, not the fast one. */
 static int conv_case(uint32_t seed, int32_t h, int32_t w, int32_t c, int32_t oc, int32_t k, int32_t s,
-                     int same)
+                     int same, int full_rq)
 {
     const int32_t oh = same ? (h + s - 1) / s : (h - k) / s + 1, ow = same ? (w + s - 1) / s : (w - k) / s + 1;
     const int32_t ph = same ? ((oh - 1) * s + k - h > 0 ? ((oh - 1) * s + k - h) / 2 : 0) : 0;
@@ -69,7 +70,7 @@ static int conv_case(uint32_t seed, int32_t h, int32_t w, int32_t c, int32_t oc,
         mult[o] = 1073741824 + (int32_t)(next(&seed) % 1000000u);
         shift[o] = -7 - (int32_t)(next(&seed) % 3u);
         bias[o] = (int32_t)(next(&seed) % 20001u) - 10000;
-        if (o % 3 == 2) { /* a left shift: the kernels' full (not the fast) requantisation */
+        if (full_rq && o % 3 == 2) {
             mult[o] = 1048576 + (int32_t)(next(&seed) % 1000000u);
             shift[o] = 1;
         }
@@ -155,14 +156,17 @@ static int fc_case(uint32_t seed, int32_t in, int32_t out)
 int main(void)
 {
     int failures = 0;
-    failures += conv_case(1u, 9, 7, 1, 8, 3, 2, 1);   /* first conv: 3x3 s2 SAME, fan_in 9 */
-    failures += conv_case(2u, 6, 5, 12, 10, 1, 1, 0); /* pointwise */
-    failures += conv_case(3u, 7, 8, 4, 6, 3, 1, 1);   /* 3x3 s1 SAME */
-    failures += conv_case(4u, 8, 6, 5, 3, 3, 2, 0);   /* 3x3 s2 VALID */
-    failures += conv_case(5u, 5, 5, 32, 4, 3, 1, 1);  /* fan_in 288: uint16 indices, taps decoded */
-    failures += conv_case(8u, 6, 3, 2, 5, 3, 1, 0);   /* window as wide as the image: contiguous */
-    failures += conv_case(9u, 5, 5, 3, 6, 3, 1, 1);   /* 25 output pixels in fours: the last one alone */
-    failures += conv_case(10u, 5, 3, 16, 5, 3, 1, 1); /* fan_in 144: pixels in pairs, 15 of them */
+    failures += conv_case(1u, 9, 7, 1, 8, 3, 2, 1, 0);   /* first conv: 3x3 s2 SAME, fan_in 9 */
+    failures += conv_case(2u, 6, 5, 12, 10, 1, 1, 0, 0); /* pointwise */
+    failures += conv_case(2u, 6, 5, 12, 10, 1, 1, 0, 1); /* pointwise, full requantisation */
+    failures += conv_case(3u, 7, 8, 4, 6, 3, 1, 1, 0);   /* 3x3 s1 SAME */
+    failures += conv_case(4u, 8, 6, 5, 3, 3, 2, 0, 1);   /* 3x3 s2 VALID */
+    failures += conv_case(5u, 5, 5, 32, 4, 3, 1, 1, 0);  /* fan_in 288: uint16 indices, taps decoded */
+    failures += conv_case(5u, 5, 5, 32, 4, 3, 1, 1, 1);
+    failures += conv_case(8u, 6, 3, 2, 5, 3, 1, 0, 0);   /* window as wide as the image: contiguous */
+    failures += conv_case(9u, 5, 5, 3, 6, 3, 1, 1, 0);   /* 25 output pixels in fours: the last one alone */
+    failures += conv_case(10u, 5, 3, 16, 5, 3, 1, 1, 0); /* fan_in 144: pixels in pairs, 15 of them */
+    failures += conv_case(10u, 5, 3, 16, 5, 3, 1, 1, 1);
     failures += fc_case(6u, 64, 10);
     failures += fc_case(7u, 300, 7);
     printf("%s: sparse conv / fully connected vs dense on zero-expanded weights\n", failures ? "FAILED" : "OK");

@@ -34,12 +34,13 @@
     } while (0)
 #endif
 
-/* One row's gather-dot over two windows at once: xp[i] holds tap i of both as int16 (first window in
- * the low half), so each weight, index and operand word is loaded once for two MACs. */
+/* One row's gather-dot over two windows at once, out[p] = init + window p's sum: xp[i] holds tap i of
+ * both as int16 (first window in the low half), so each weight, index and operand word is loaded once
+ * for two MACs. */
 OUT_OF_LINE static void dot2_u8(const int8_t *w, const uint8_t *idx, int32_t n, const uint32_t *xp,
-                                int32_t *out0, int32_t *out1)
+                                int32_t init, int32_t *out)
 {
-    int32_t acc0 = 0, acc1 = 0;
+    int32_t acc0 = init, acc1 = init;
     const int8_t *const end4 = w + (n & ~3);
     while (w < end4) {
         const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
@@ -57,16 +58,16 @@ OUT_OF_LINE static void dot2_u8(const int8_t *w, const uint8_t *idx, int32_t n, 
         const uint32_t p = xp[*idx++];
         MAC2(acc0, acc1, wv, p);
     }
-    *out0 = acc0;
-    *out1 = acc1;
+    out[0] = acc0;
+    out[1] = acc1;
 }
 
 /* dot2_u8 over four windows: xa holds the first two, xb the last two, so each weight and index is
  * loaded once for four MACs. */
 OUT_OF_LINE static void dot4_u8(const int8_t *w, const uint8_t *idx, int32_t n, const uint32_t *xa,
-                                const uint32_t *xb, int32_t *out)
+                                const uint32_t *xb, int32_t init, int32_t *out)
 {
-    int32_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+    int32_t acc0 = init, acc1 = init, acc2 = init, acc3 = init;
     /* One entry per trip: the four accumulators, two bases and the operands fill the registers. */
     for (const int8_t *const end = w + n; w < end;) {
         const int32_t wv = *w++;
@@ -83,25 +84,32 @@ OUT_OF_LINE static void dot4_u8(const int8_t *w, const uint8_t *idx, int32_t n, 
 
 /* reds_sparse_rows for four positions (uint8 indices) from one pass over each row's weights and indices:
  * the patches of positions 0, 1 paired in xa and of 2, 3 in xb (dot4_u8), or, with xb NULL, positions
- * 0, 1 only (dot2_u8; out[2], out[3] unused). out[p][r]: position p's row r. */
-static void rows4(const reds_sparse_filter *f, const uint32_t *xa, const uint32_t *xb, int32_t in_off,
-                  const reds_quant *q, const int32_t *bias, int32_t out_off, reds_act act, int8_t *const out[4])
+ * 0, 1 only (dot2_u8; y[2], y[3] unused). y[p][r]: position p's row r. Out of line for the registers. */
+OUT_OF_LINE static void rows4(const reds_sparse_filter *f, const uint32_t *xa, const uint32_t *xb,
+                              const reds_quant *q, const int32_t *bias, int32_t out_off, reds_act act, int fast,
+                              int8_t *const y[4])
 {
     const int32_t rows = f->dims.n, n_max = f->n_max, n = f->count, q_step = q->per_channel ? 1 : 0;
     const int32_t n_out = xb != NULL ? 4 : 2;
     const int8_t *w = f->values;
     const uint8_t *idx = (const uint8_t *)f->indices;
-    const int64_t lim = reds_sparse_acc_lim(n, in_off);
     for (int32_t r = 0; r < rows; ++r) {
-        const reds_sparse_rq rq = reds_sparse_rq_row(q->multiplier[r * q_step], q->shift[r * q_step], bias, r, lim);
+        const int32_t mult = q->multiplier[r * q_step], shift = q->shift[r * q_step];
         int32_t acc[4];
         if (xb != NULL) {
-            dot4_u8(w, idx, n, xa, xb, acc);
+            dot4_u8(w, idx, n, xa, xb, bias != NULL ? bias[r] : 0, acc);
         } else {
-            dot2_u8(w, idx, n, xa, &acc[0], &acc[1]);
+            dot2_u8(w, idx, n, xa, bias != NULL ? bias[r] : 0, acc);
         }
-        for (int32_t p = 0; p < n_out; ++p) {
-            out[p][r] = reds_sparse_out(acc[p], &rq, out_off, act);
+        if (fast) {
+            const int32_t rnd = reds_rq_fold_rnd(reds_rq_prepare(mult, shift), out_off);
+            for (int32_t p = 0; p < n_out; ++p) {
+                y[p][r] = reds_sparse_fast_out(acc[p], mult, -shift, rnd, act);
+            }
+        } else {
+            for (int32_t p = 0; p < n_out; ++p) {
+                y[p][r] = reds_requant_clamp(acc[p], mult, shift, out_off, act);
+            }
         }
         w += n_max;
         idx += n_max;
@@ -195,6 +203,7 @@ reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant
     const int patched = filter->index_bytes == 1 && fan <= REDS_SPARSE_PATCH_MAX;
     const int contiguous = kh == 1 || kw == in.w;
     const int32_t pixels = out.h * out.w;
+    const int fast = reds_sparse_fast_ok(filter, quant, bias, in_off, out_off);
     if (patched) {
         uint32_t patch[REDS_SPARSE_PATCH_MAX];
         const int32_t step = fan <= QUAD_MAX ? 4 : 2;
@@ -211,8 +220,7 @@ reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant
             if (step == 4) {
                 fill_pair(patch + fan, input, &in, kh, kw, wy[2], wx[2], wy[3], wx[3], in_off);
             }
-            rows4(filter, patch, step == 4 ? patch + fan : NULL, in_off, quant, bias, out_off, act,
-                              y);
+            rows4(filter, patch, step == 4 ? patch + fan : NULL, quant, bias, out_off, act, fast, y);
         }
         return REDS_OK;
     }
@@ -222,7 +230,8 @@ reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant
         window_at(params, out.w, p, &iy0, &ix0);
         const int inside = iy0 >= 0 && ix0 >= 0 && iy0 + kh <= in.h && ix0 + kw <= in.w;
         if (inside && contiguous) {
-            reds_sparse_rows(filter, input + (iy0 * in.w + ix0) * in.c, NULL, in_off, quant, bias, out_off, act, y);
+            reds_sparse_rows(filter, input + (iy0 * in.w + ix0) * in.c, NULL, in_off, quant, bias, out_off, act,
+                             fast, y);
         } else {
             const int32_t q_step = quant->per_channel ? 1 : 0;
             for (int32_t r = 0; r < out.c; ++r) {

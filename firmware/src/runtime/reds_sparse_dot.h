@@ -68,63 +68,53 @@ static inline void reds_sparse_widen(int16_t *xs, const int8_t *x, int32_t n, in
 }
 
 /**
- * The requantisation of one output row, chosen once per row and applied to every position of it:
- * reds_rq_fast (one high multiply, rounding shift) when reds_rq_fast_ok holds for every accumulator
- * the row can produce, else TFLM's full MultiplyByQuantizedMultiplier.
+ * Whether every row's accumulators (bias included) take reds_rq_fast with the output zero point folded
+ * into its rounding constant, i.e. reds_rq_fold_ok for each row with |acc| <= count * 128 * (128 +
+ * |in_off|) + |bias[r]|: checked once per call, so the per-output path has no test.
  */
-typedef struct {
-    int32_t mult, shift, bias, fast, rnd;
-} reds_sparse_rq;
-
-/* acc_lim: 2^30 minus the largest |sum_j w[j] * (x + in_off)| of a row (reds_sparse_acc_lim). */
-static inline reds_sparse_rq reds_sparse_rq_row(int32_t mult, int32_t shift, const int32_t *bias, int32_t r,
-                                                int64_t acc_lim)
-{
-    reds_sparse_rq q;
-    q.mult = mult;
-    q.shift = shift;
-    q.bias = bias != NULL ? bias[r] : 0;
-    const int64_t b = q.bias < 0 ? -(int64_t)q.bias : (int64_t)q.bias;
-    q.fast = shift <= -1 && shift >= -31 && b < acc_lim;
-    q.rnd = q.fast ? (int32_t)((uint32_t)1 << (-shift - 1)) : 0;
-    return q;
-}
-
-static inline int8_t reds_sparse_out(int32_t acc, const reds_sparse_rq *q, int32_t out_off, reds_act act)
-{
-    acc += q->bias;
-    int32_t v = (q->fast ? reds_rq_fast(acc, q->mult, -q->shift, q->rnd) : reds_requantize(acc, q->mult, q->shift)) +
-                out_off;
-    v = v < act.min ? act.min : v;
-    v = v > act.max ? act.max : v;
-    return (int8_t)v;
-}
-
-/* 2^30 - n * 128 * (128 + |in_off|): the headroom for |bias| under which reds_rq_fast is exact. */
-static inline int64_t reds_sparse_acc_lim(int32_t n, int32_t in_off)
+static inline int reds_sparse_fast_ok(const reds_sparse_filter *f, const reds_quant *q, const int32_t *bias,
+                                      int32_t in_off, int32_t out_off)
 {
     const int64_t x_max = 128 + (in_off < 0 ? -(int64_t)in_off : (int64_t)in_off);
-    return ((int64_t)1 << 30) - (int64_t)n * 128 * x_max;
+    const int64_t dot = (int64_t)f->count * 128 * x_max;
+    const int32_t q_step = q->per_channel ? 1 : 0;
+    for (int32_t r = 0; r < f->dims.n; ++r) {
+        const int64_t b = bias == NULL ? 0 : bias[r] < 0 ? -(int64_t)bias[r] : (int64_t)bias[r];
+        if (!reds_rq_fold_ok(reds_rq_prepare(q->multiplier[r * q_step], q->shift[r * q_step]), dot + b, out_off)) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* One output under reds_sparse_fast_ok: rnd = reds_rq_fold_rnd of the row, then the clamp. */
+static inline int8_t reds_sparse_fast_out(int32_t acc, int32_t mult, int32_t right, int32_t rnd, reds_act act)
+{
+    const int32_t v = reds_rq_fast(acc, mult, right, rnd);
+    return (int8_t)(v < act.min ? act.min : v > act.max ? act.max : v);
 }
 
 /* out[r] for every row r of f at one position: bias + the row's gather-dot over the position's (kh, kw,
- * c_in) patch, then the per-channel requantisation, output offset and clamp. The patch is xs (prepared
- * int16, uint8 indices) when xs is not NULL, else x (int8, contiguous); the choice is made once per row. */
+ * c_in) patch, then the per-channel requantisation (fast: reds_sparse_fast_ok), output offset and clamp.
+ * The patch is xs (prepared int16, uint8 indices) when xs is not NULL, else x (int8, contiguous); the
+ * choice is made once per row. */
 static inline void reds_sparse_rows(const reds_sparse_filter *f, const int8_t *x, const int16_t *xs,
                                     int32_t in_off, const reds_quant *q, const int32_t *bias, int32_t out_off,
-                                    reds_act act, int8_t *out)
+                                    reds_act act, int fast, int8_t *out)
 {
     const int32_t rows = f->dims.n, n_max = f->n_max, n = f->count, q_step = q->per_channel ? 1 : 0;
     const int8_t *w = f->values;
     const uint8_t *i8 = (const uint8_t *)f->indices;
     const uint16_t *i16 = (const uint16_t *)f->indices;
-    const int64_t lim = reds_sparse_acc_lim(n, in_off);
     for (int32_t r = 0; r < rows; ++r) {
-        const reds_sparse_rq rq = reds_sparse_rq_row(q->multiplier[r * q_step], q->shift[r * q_step], bias, r, lim);
-        const int32_t acc = xs != NULL                ? reds_sparse_dot16_u8(w, i8, n, xs)
-                            : f->index_bytes == 1     ? reds_sparse_dot_u8(w, i8, n, x, in_off)
-                                                      : reds_sparse_dot_u16(w, i16, n, x, in_off);
-        out[r] = reds_sparse_out(acc, &rq, out_off, act);
+        const int32_t mult = q->multiplier[r * q_step], shift = q->shift[r * q_step];
+        const int32_t acc = (bias != NULL ? bias[r] : 0) +
+                            (xs != NULL                ? reds_sparse_dot16_u8(w, i8, n, xs)
+                             : f->index_bytes == 1     ? reds_sparse_dot_u8(w, i8, n, x, in_off)
+                                                       : reds_sparse_dot_u16(w, i16, n, x, in_off));
+        out[r] = fast ? reds_sparse_fast_out(acc, mult, -shift, reds_rq_fold_rnd(reds_rq_prepare(mult, shift), out_off),
+                                             act)
+                      : reds_requant_clamp(acc, mult, shift, out_off, act);
         w += n_max;
         i8 += n_max;
         i16 += n_max;

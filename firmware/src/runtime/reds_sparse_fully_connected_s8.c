@@ -26,7 +26,8 @@ reds_status reds_sparse_fully_connected_s8(const reds_fc_params *params, const r
     if (widen) {
         reds_sparse_widen(xs, input, filter->dims.c, params->input_offset);
     }
+    const int fast = reds_sparse_fast_ok(filter, quant, bias, params->input_offset, params->output_offset);
     reds_sparse_rows(filter, input, widen ? xs : NULL, params->input_offset, quant, bias, params->output_offset,
-                     params->activation, output);
+                     params->activation, fast, output);
     return REDS_OK;
 }
