@@ -7,12 +7,12 @@
 #include "reds_sparse_dot.h"
 #include "reds_sparse_kernels.h"
 
-/* Up to this fan-in four windows' patches (two pair words per tap) fit the REDS_SPARSE_PATCH_MAX words. */
+/* Up to this fan-in four windows (two pair words per tap) fit the REDS_SPARSE_PATCH_MAX-word patch. */
 #define QUAD_MAX (REDS_SPARSE_PATCH_MAX / 2)
 
-/* The multi-window gather loops stay out of line under GCC: inlined into the kernel's pixel and row loops,
- * the caller's live state pushes their accumulators to the stack inside the loop (measured: 4.5 instead
- * of 2.5 instructions per MAC on the Cortex-M4); a call per row costs a few instructions per output. */
+/* The multi-window gather loops stay out of line under GCC: inlined into the kernel's pixel and row
+ * loops, the caller's live state pushes their accumulators to the stack inside the loop (measured: 4.5
+ * instead of 2.5 instructions per MAC on the Cortex-M4); a call per row costs a few per output. */
 #if defined(__GNUC__)
 #define OUT_OF_LINE __attribute__((noinline))
 #else
@@ -21,25 +21,68 @@
 
 /* a0 += w * low half of p, a1 += w * high half (SMLABB / SMLABT on DSP builds). */
 #if REDS_DSP
-#define MAC2(a0, a1, wv, p)                                                                    \
+#define MAC2(a0, a1, wv, p)                                                                                \
     do {                                                                                                   \
         a0 = reds_smlabb((uint32_t)(wv), (p), a0);                                                         \
         a1 = reds_smlabt((uint32_t)(wv), (p), a1);                                                         \
     } while (0)
 #else
-#define MAC2(a0, a1, wv, p)                                                                    \
+#define MAC2(a0, a1, wv, p)                                                                                \
     do {                                                                                                   \
         a0 += (wv) * (int32_t)(int16_t)(uint16_t)((p) & 0xFFFFu);                                          \
         a1 += (wv) * (int32_t)(int16_t)(uint16_t)((p) >> 16);                                              \
     } while (0)
 #endif
 
-/* One row's gather-dot over two windows at once, out[p] = init + window p's sum: xp[i] holds tap i of
- * both as int16 (first window in the low half), so each weight, index and operand word is loaded once
- * for two MACs. */
-OUT_OF_LINE static void dot2_u8(const int8_t *w, const uint8_t *idx, int32_t n, const uint32_t *xp,
-                                int32_t init, int32_t *out)
+/* What the multi-window row loops share over a call: the filter, the paired patches (xb: windows 2, 3,
+ * or NULL for two windows), the quantisation (fast: reds_sparse_fast_ok) and the outputs y[p] of the
+ * current group of pixels. One pointer to it keeps each row's call cheap. */
+typedef struct {
+    const int8_t *values;
+    const uint8_t *indices;
+    int32_t n_max, count, q_step, out_off, fast;
+    const int32_t *mult, *shift, *bias;
+    reds_act act;
+    const uint32_t *xa, *xb;
+    int8_t *y[4];
+} rows_ctx;
+
+/* Row r's accumulators a0..a3 (bias included; a2, a3 only when four) requantised into c->y[p][r],
+ * straight-line so they stay in registers. */
+static inline void finish(const rows_ctx *c, int32_t r, int four, int32_t a0, int32_t a1, int32_t a2,
+                          int32_t a3)
 {
+    const int32_t mult = c->mult[r * c->q_step], shift = c->shift[r * c->q_step], out_off = c->out_off;
+    const reds_act act = c->act;
+    /* loaded before the int8 stores, which may alias *c as far as the compiler knows */
+    int8_t *const y0 = c->y[0], *const y1 = c->y[1], *const y2 = c->y[2], *const y3 = c->y[3];
+    if (c->fast) {
+        /* reds_rq_fold_rnd in 32 bits: reds_rq_fold_ok keeps the sum inside int32 */
+        const int32_t right = -shift, rnd = (int32_t)((1u << (right - 1)) + ((uint32_t)out_off << right));
+        y0[r] = reds_sparse_fast_out(a0, mult, right, rnd, act);
+        y1[r] = reds_sparse_fast_out(a1, mult, right, rnd, act);
+        if (four) {
+            y2[r] = reds_sparse_fast_out(a2, mult, right, rnd, act);
+            y3[r] = reds_sparse_fast_out(a3, mult, right, rnd, act);
+        }
+    } else {
+        y0[r] = reds_requant_clamp(a0, mult, shift, out_off, act);
+        y1[r] = reds_requant_clamp(a1, mult, shift, out_off, act);
+        if (four) {
+            y2[r] = reds_requant_clamp(a2, mult, shift, out_off, act);
+            y3[r] = reds_requant_clamp(a3, mult, shift, out_off, act);
+        }
+    }
+}
+
+/* Row r's gather-dot over two windows at once: xa[i] holds tap i of both as int16 (first window in the
+ * low half), so each weight, index and operand word is loaded once for two MACs. */
+OUT_OF_LINE static void row2(const rows_ctx *c, int32_t r)
+{
+    const int8_t *w = c->values + r * c->n_max;
+    const uint8_t *idx = c->indices + r * c->n_max;
+    const uint32_t *xp = c->xa;
+    const int32_t n = c->count, init = c->bias != NULL ? c->bias[r] : 0;
     int32_t acc0 = init, acc1 = init;
     const int8_t *const end4 = w + (n & ~3);
     while (w < end4) {
@@ -58,62 +101,27 @@ OUT_OF_LINE static void dot2_u8(const int8_t *w, const uint8_t *idx, int32_t n, 
         const uint32_t p = xp[*idx++];
         MAC2(acc0, acc1, wv, p);
     }
-    out[0] = acc0;
-    out[1] = acc1;
+    finish(c, r, 0, acc0, acc1, 0, 0);
 }
 
-/* dot2_u8 over four windows: xa holds the first two, xb the last two, so each weight and index is
- * loaded once for four MACs. */
-OUT_OF_LINE static void dot4_u8(const int8_t *w, const uint8_t *idx, int32_t n, const uint32_t *xa,
-                                const uint32_t *xb, int32_t init, int32_t *out)
+/* row2 over four windows: xa holds the first two, xb the last two, so each weight and index is loaded
+ * once for four MACs. */
+OUT_OF_LINE static void row4(const rows_ctx *c, int32_t r)
 {
+    const int8_t *w = c->values + r * c->n_max;
+    const uint8_t *idx = c->indices + r * c->n_max;
+    const uint32_t *xa = c->xa, *xb = c->xb;
+    const int32_t init = c->bias != NULL ? c->bias[r] : 0;
     int32_t acc0 = init, acc1 = init, acc2 = init, acc3 = init;
     /* One entry per trip: the four accumulators, two bases and the operands fill the registers. */
-    for (const int8_t *const end = w + n; w < end;) {
+    for (const int8_t *const end = w + c->count; w < end;) {
         const int32_t wv = *w++;
         const uint32_t i = *idx++;
         const uint32_t pa = xa[i], pb = xb[i];
         MAC2(acc0, acc1, wv, pa);
         MAC2(acc2, acc3, wv, pb);
     }
-    out[0] = acc0;
-    out[1] = acc1;
-    out[2] = acc2;
-    out[3] = acc3;
-}
-
-/* reds_sparse_rows for four positions (uint8 indices) from one pass over each row's weights and indices:
- * the patches of positions 0, 1 paired in xa and of 2, 3 in xb (dot4_u8), or, with xb NULL, positions
- * 0, 1 only (dot2_u8; y[2], y[3] unused). y[p][r]: position p's row r. Out of line for the registers. */
-OUT_OF_LINE static void rows4(const reds_sparse_filter *f, const uint32_t *xa, const uint32_t *xb,
-                              const reds_quant *q, const int32_t *bias, int32_t out_off, reds_act act, int fast,
-                              int8_t *const y[4])
-{
-    const int32_t rows = f->dims.n, n_max = f->n_max, n = f->count, q_step = q->per_channel ? 1 : 0;
-    const int32_t n_out = xb != NULL ? 4 : 2;
-    const int8_t *w = f->values;
-    const uint8_t *idx = (const uint8_t *)f->indices;
-    for (int32_t r = 0; r < rows; ++r) {
-        const int32_t mult = q->multiplier[r * q_step], shift = q->shift[r * q_step];
-        int32_t acc[4];
-        if (xb != NULL) {
-            dot4_u8(w, idx, n, xa, xb, bias != NULL ? bias[r] : 0, acc);
-        } else {
-            dot2_u8(w, idx, n, xa, bias != NULL ? bias[r] : 0, acc);
-        }
-        if (fast) {
-            const int32_t rnd = reds_rq_fold_rnd(reds_rq_prepare(mult, shift), out_off);
-            for (int32_t p = 0; p < n_out; ++p) {
-                y[p][r] = reds_sparse_fast_out(acc[p], mult, -shift, rnd, act);
-            }
-        } else {
-            for (int32_t p = 0; p < n_out; ++p) {
-                y[p][r] = reds_requant_clamp(acc[p], mult, shift, out_off, act);
-            }
-        }
-        w += n_max;
-        idx += n_max;
-    }
+    finish(c, r, 1, acc0, acc1, acc2, acc3);
 }
 
 /* A window that is not contiguous in the input, of a filter without a prepared patch (fan-in above
@@ -192,13 +200,12 @@ reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant
         return REDS_ARG_ERROR;
     }
     const reds_act act = params->activation;
-    /* Every window becomes an int16 patch when it fits (amortised over out_c rows); otherwise a window
-     * inside the image is gathered in place when contiguous (one input row, or the image's full width). */
-    /* A filter with a prepared patch runs output pixels in fours (fan-in up to QUAD_MAX) or
-     * pairs, their windows paired per tap in one int16-pair word: every weight and index is loaded once
-     * for four (two) MACs and each row's setup and requantisation constants serve four (two) outputs, in
-     * 1 KiB of stack either way. Otherwise a window inside the image is gathered in place when contiguous
-     * (one input row, or the image's full width), else tap by tap. */
+    /* A filter with a prepared patch (uint8 indices, fan-in up to REDS_SPARSE_PATCH_MAX) runs output
+     * pixels in fours (fan-in up to QUAD_MAX) or pairs, their windows paired per tap in one int16-pair
+     * word: every weight and index is loaded once for four (two) MACs and each row's setup and
+     * requantisation constants serve four (two) outputs, in 1 KiB of stack either way. Otherwise a window
+     * inside the image is gathered in place when contiguous (one input row, or the image's full width),
+     * else tap by tap. */
     const int32_t fan = kh * kw * in.c;
     const int patched = filter->index_bytes == 1 && fan <= REDS_SPARSE_PATCH_MAX;
     const int contiguous = kh == 1 || kw == in.w;
@@ -207,20 +214,28 @@ reds_status reds_sparse_conv_s8(const reds_conv_params *params, const reds_quant
     if (patched) {
         uint32_t patch[REDS_SPARSE_PATCH_MAX];
         const int32_t step = fan <= QUAD_MAX ? 4 : 2;
+        rows_ctx c = {filter->values, (const uint8_t *)filter->indices, n_max, n, quant->per_channel ? 1 : 0,
+                      out_off, fast, quant->multiplier, quant->shift, bias, act, patch,
+                      step == 4 ? patch + fan : NULL, {NULL, NULL, NULL, NULL}};
         for (int32_t p = 0; p < pixels; p += step) {
             /* Past the last pixel a slot repeats it: the same window, so the same bytes written again. */
-            int8_t *y[4];
             int32_t wy[4], wx[4];
             for (int32_t s = 0; s < step; ++s) {
                 const int32_t ps = p + s < pixels ? p + s : pixels - 1;
-                y[s] = output + ps * out.c;
+                c.y[s] = output + ps * out.c;
                 window_at(params, out.w, ps, &wy[s], &wx[s]);
             }
             fill_pair(patch, input, &in, kh, kw, wy[0], wx[0], wy[1], wx[1], in_off);
             if (step == 4) {
                 fill_pair(patch + fan, input, &in, kh, kw, wy[2], wx[2], wy[3], wx[3], in_off);
             }
-            rows4(filter, patch, step == 4 ? patch + fan : NULL, quant, bias, out_off, act, fast, y);
+            for (int32_t r = 0; r < out.c; ++r) {
+                if (step == 4) {
+                    row4(&c, r);
+                } else {
+                    row2(&c, r);
+                }
+            }
         }
         return REDS_OK;
     }

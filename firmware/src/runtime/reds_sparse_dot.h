@@ -112,9 +112,12 @@ static inline void reds_sparse_rows(const reds_sparse_filter *f, const int8_t *x
                             (xs != NULL                ? reds_sparse_dot16_u8(w, i8, n, xs)
                              : f->index_bytes == 1     ? reds_sparse_dot_u8(w, i8, n, x, in_off)
                                                        : reds_sparse_dot_u16(w, i16, n, x, in_off));
-        out[r] = fast ? reds_sparse_fast_out(acc, mult, -shift, reds_rq_fold_rnd(reds_rq_prepare(mult, shift), out_off),
-                                             act)
-                      : reds_requant_clamp(acc, mult, shift, out_off, act);
+        if (fast) {
+            const int32_t rnd = reds_rq_fold_rnd(reds_rq_prepare(mult, shift), out_off);
+            out[r] = reds_sparse_fast_out(acc, mult, -shift, rnd, act);
+        } else {
+            out[r] = reds_requant_clamp(acc, mult, shift, out_off, act);
+        }
         w += n_max;
         i8 += n_max;
         i16 += n_max;
