@@ -26,8 +26,8 @@ reds_status reds_sparse_fully_connected_s8(const reds_fc_params *params, const r
     if (widen) {
         reds_sparse_widen(xs, input, filter->dims.c, params->input_offset);
     }
-    const int fast = reds_sparse_fast_ok(filter, quant, bias, params->input_offset, params->output_offset);
+    /* One output per row: reds_sparse_fast_ok's scan over the rows would cost more than it saves. */
     reds_sparse_rows(filter, input, widen ? xs : NULL, params->input_offset, quant, bias, params->output_offset,
-                     params->activation, fast, output);
+                     params->activation, 0, output);
     return REDS_OK;
 }
