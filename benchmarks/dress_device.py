@@ -1,7 +1,7 @@
 """DRESS (nested row-sparse levels) on the Cortex-M4, counted in unicorn as ``mcu_cycles.py`` counts REDS.
 
 For a ``convert_dress`` output (``level_k.tflite`` + ``reds_model.bin``), on the -O2 Cortex-M4 build (DSP
-kernels; ``--opt -Os`` for the Arduino core's optimisation, ``--portable`` for the portable C kernels):
+kernels; ``--opt=-Os`` for the Arduino core's optimisation, ``--portable`` for the portable C kernels):
 
 * every level of the DRESS blob: ``reds_set_level`` (switching) and ``reds_invoke`` instructions, the
   output checked byte-equal with TFLM on the level's zero-expanded ``level_k.tflite``; beside it the
