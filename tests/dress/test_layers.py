@@ -19,8 +19,9 @@ def _perm_rows(rng, rows, fan_in):
 def _dense(rng):
     layer = RowSparseDense(4, counts=[1, 3, 6], name="d")
     layer.build((None, 6))
-    layer.set_weights([rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=4).astype("float32")]
-                      + [_perm_rows(rng, 4, 6)])  # fmt: skip
+    layer.kernel.assign(rng.normal(size=(6, 4)).astype("float32"))
+    layer.bias.assign(rng.normal(size=4).astype("float32"))
+    layer.set_order(_perm_rows(rng, 4, 6))
     return layer
 
 
@@ -36,7 +37,8 @@ def test_dense_mask_keeps_the_first_n_of_every_row_order(rng):
 
 def test_dense_output_equals_the_hand_masked_kernel(rng):
     layer = _dense(rng)
-    kernel, bias, order = layer.get_weights()
+    kernel, bias, order, rank = layer.get_weights()
+    np.testing.assert_array_equal(np.take_along_axis(rank, order, axis=1), np.tile(np.arange(6), (4, 1)))
     x = rng.normal(size=(3, 6)).astype("float32")
     for k, n in enumerate([1, 3, 6]):
         layer.level = k
