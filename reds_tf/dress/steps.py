@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import nested, train
 from .._keras import keras
+from ..convert import verify
 from ..data import augment
 from ..errors import NotARedsModelError
 from ..evaluate import accuracy, level_accuracies
@@ -242,9 +244,26 @@ def _calibration_images(batched: dict, samples: int) -> np.ndarray:
     return np.concatenate(xs)[:samples]
 
 
+def int8_accuracies(out_dir: Path, test: Any, levels: int) -> list[float] | None:
+    """Test accuracy of every converted level (``level_{k}.tflite``, int8 in and out) under TFLite Micro;
+    None when a level's file is missing."""
+    files = [Path(out_dir) / f"level_{k}.tflite" for k in range(levels)]
+    if not all(f.is_file() for f in files):
+        return None
+    xs, ys = zip(*((np.asarray(x), np.asarray(y).reshape(-1)) for x, y in test), strict=True)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    out = []
+    for f in files:
+        data = f.read_bytes()
+        pred = verify.run_tflm(data, verify.quantize_input(x, verify.io_quant(data))).argmax(axis=1)
+        out.append(float(np.mean(pred == y)))  # int8 outputs: dequantising keeps the argmax
+    return out
+
+
 def convert(recipe: Recipe, model: keras.Model, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
     """Hand the fine-tuned model to ``reds_tf.convert.dress.convert_dress`` (int8, device blob,
-    per-level checks); a checkout without that module records why nothing was converted."""
+    per-level checks) and measure every converted level's int8 test accuracy under TFLite Micro; a
+    checkout without that module records why nothing was converted."""
     rd, log = ctx.rd, ctx.log
     if not recipe.convert.enabled:
         return None
@@ -266,6 +285,7 @@ def convert(recipe: Recipe, model: keras.Model, batched: dict, ctx: StepContext)
     )  # fmt: skip
     summary = out.to_dict() if hasattr(out, "to_dict") else out if isinstance(out, dict) else {}
     summary = {"out_dir": str(rd.path("converted")), **summary}
+    summary["int8_accuracy"] = int8_accuracies(rd.path("converted"), batched["test"], len(counts))
     rd.mark_done("dress_convert", summary)
     log(f"[dress convert] wrote {rd.path('converted')}")
     return summary

@@ -98,3 +98,26 @@ def test_bad_dress_recipes_name_the_problem(change, match):
     reds = yaml.safe_load((MODELS / "ds_cnn_s-fashion_mnist.yaml").read_text())
     with pytest.raises(RecipeError, match="applies to mode: dress only"):
         Recipe.from_dict({"name": "t", **reds, "dress": {"min_count": 2}})
+
+
+def test_int8_accuracy_of_converted_levels_under_tflm(tmp_path):
+    import numpy as np
+
+    from reds_tf import zoo
+    from reds_tf._keras import keras, tf
+    from reds_tf.convert.tflite import convert_int8
+    from reds_tf.dress.steps import int8_accuracies
+
+    keras.utils.set_random_seed(0)
+    model = zoo.build("ds_cnn_fmnist", num_classes=10, input_shape=(28, 28, 1), filters=8, blocks=1)
+    x = np.random.default_rng(0).random((48, 28, 28, 1)).astype("float32")
+    y = model.predict(x, verbose=0).argmax(axis=1)  # labels = the float model's answers
+    tfl = convert_int8(model, x, samples=48)
+    test = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    assert int8_accuracies(tmp_path, test, 1) is None  # nothing converted yet
+    for k in range(2):
+        (tmp_path / f"level_{k}.tflite").write_bytes(tfl)
+    acc = int8_accuracies(tmp_path, test, 2)
+    assert len(acc) == 2 and acc[0] == acc[1] and acc[0] >= 0.8
+    wrong = tf.data.Dataset.from_tensor_slices((x, (y + 1) % 10)).batch(16)
+    assert int8_accuracies(tmp_path, wrong, 1)[0] <= 0.2
