@@ -378,6 +378,11 @@ def _validate_dress(r: Recipe, bad: Any) -> None:
             f"budget (row sparsity leaves activations unchanged). Received: latency_ms={list(s.latency_ms)}, "
             f"peak_memory_bytes={s.peak_memory_bytes}. Fix: remove them."
         )
+    if s.min_width != 1:
+        bad(
+            f"solve.min_width bounds REDS widths; a DRESS row keeps dress.min_count weights at least. "
+            f"Received: min_width={s.min_width}. Fix: set dress.min_count instead."
+        )
     if s.strategy not in ("bottom_up", "joint"):
         bad(f"solve.strategy must be 'bottom_up' or 'joint'. Received: {s.strategy!r}")
     if r.dress.weight_bytes and len(r.dress.weight_bytes) != len(s.budgets):

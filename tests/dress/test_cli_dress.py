@@ -87,6 +87,7 @@ def test_dress_recipe_and_reds_fingerprints():
         ({"solve": {"latency_ms": [1.0, 2.0, 3.0]}}, "no latency or peak-memory budget"),
         ({"dress": {"weight_bytes": [1000]}}, "one cap per solve.budgets entry"),
         ({"dress": {"min_count": 0}}, "min_count >= 1"),
+        ({"solve": {"min_width": 0.25}}, "set dress.min_count instead"),
     ],
 )
 def test_bad_dress_recipes_name_the_problem(change, match):
