@@ -272,8 +272,9 @@ def convert(recipe: Recipe, model: keras.Model, batched: dict, ctx: StepContext)
     if importlib.util.find_spec(CONVERTER) is None:
         msg = (
             f"{CONVERTER} is not in this checkout, so the DRESS model was not converted (model.keras and "
-            "the float results are complete). Fix: merge the DRESS converter, then reds run ... --resume "
-            "on a run without results, or convert model.keras with it."
+            "the float results are complete). Fix: with the DRESS converter installed, run the recipe again, "
+            f"or call {CONVERTER}.convert_dress(*reds_tf.dress.to_plain(reds_tf.dress.load_model("
+            "'RUN_DIR/model.keras')), calibration_images, out_dir)."
         )
         log(f"[dress convert] skipped: {msg}")
         return {"skipped": msg}
