@@ -158,10 +158,12 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
     "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
 
 /* Output channels (w0, w1) x pixels (xa, xb) over n input channels, without the input offset:
- * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of eight channels run as one asm loop using 13 registers
- * (4 accumulators, 3 pointers, 6 scratch; the distance to the second weight row and the end pointer are
- * read from memory), so it allocates with or without a frame pointer; left to itself gcc spills
- * accumulators inside the loop (at -Os badly). Then four channels, then one at a time, in C. */
+ * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of four channels run as asm (13 registers: 4 accumulators,
+ * 3 pointers, 6 scratch; the distance to the second weight row and the end pointer are read from memory),
+ * so it allocates with or without a frame pointer; left to itself gcc spills accumulators inside the loop
+ * (at -Os badly): an odd block first, then a loop of two. Three channels left (REDS widths 19, 35, 55, ...)
+ * take one more SIMD step on the words ending at them, shifted down one byte so that the channel before
+ * them (already summed) becomes a zero lane; one or two left (cheaper so) run one channel at a time. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -169,25 +171,35 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
                                int32_t n, int32_t acc[4])
 {
     int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
-    const int32_t n_all = n;
+    const int32_t n_all = n, tail = n & 3;
 #if defined(__OPTIMIZE__) /* unoptimised builds keep fewer registers free (and need no speed) */
-    if (n >= 8) {
-        const int8_t *const end8 = xa + (n & ~7);
+    if (n >= 4) {
         const int32_t d1 = (int32_t)(w1 - w0) - 4;
         uint32_t t0, t1, t2, t3, t4, t5;
-        __asm__("1:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM
-                "ldr %[t0], %[end]\n\t"
-                "cmp %[xa], %[t0]\n\t"
-                "bne 1b\n\t"
-                : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
-                  [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
-                  [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
-                : [end] "m"(end8), [d1] "m"(d1)
-                : "cc", "memory");
+        if (n & 4) {
+            __asm__(REDS_PW_STEP4_ASM
+                    : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
+                      [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+                      [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                    : [d1] "m"(d1)
+                    : "memory");
+        }
+        if (n >= 8) {
+            const int8_t *const end8 = xa + (n & ~7);
+            __asm__("1:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM
+                    "ldr %[t0], %[end]\n\t"
+                    "cmp %[xa], %[t0]\n\t"
+                    "bne 1b\n\t"
+                    : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
+                      [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+                      [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                    : [end] "m"(end8), [d1] "m"(d1)
+                    : "cc", "memory");
+        }
         w1 = w0 + d1 + 4;
+        n = tail;
     }
-    n &= 7;
-#endif
+#else
     for (; n >= 4; n -= 4) {
         pw_step4(w0, w1, xa, xb, a);
         xa += 4;
@@ -195,9 +207,8 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
         w0 += 4;
         w1 += 4;
     }
-    if (n == 3 && n_all >= 4) {
-        /* Three channels left (REDS widths 19, 35, 55, ...): the words ending at them, shifted down one
-         * byte, hold them with a zero lane on top; one SIMD step instead of three scalar ones. */
+#endif
+    if (tail == 3 && n_all >= 4) {
         const uint32_t va = reds_read_s8x4(xa - 1) >> 8, vb = reds_read_s8x4(xb - 1) >> 8;
         mac_2x2_w4(reds_read_s8x4(w0 - 1) >> 8, reds_read_s8x4(w1 - 1) >> 8, reds_sxtb16(va), reds_sxtb16_ror8(va),
                    reds_sxtb16(vb), reds_sxtb16_ror8(vb), a);

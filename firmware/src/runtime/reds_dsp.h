@@ -85,6 +85,14 @@ static inline int32_t reds_smmulr(int32_t a, int32_t b)
     return r;
 }
 
+/** c + ((a * b + 2^31) >> 32): the rounding high multiply, accumulated (the high word, so c is added exactly). */
+static inline int32_t reds_smmlar(int32_t a, int32_t b, int32_t c)
+{
+    int32_t r;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
 /** x saturated to [-128, 127]. */
 static inline int32_t reds_ssat8(int32_t x)
 {
