@@ -192,58 +192,108 @@ static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch,
     }
 }
 
-/* dw3_rows' weights: (2 w0, 2 w2) per tap row, 2 w1 of rows 0 and 1 in one register (SMLAxB / SMLAxT),
- * 2 w1 of row 2, and 2 (bias + input_offset * sum w). */
+/* dw3_rows' constants: (2 w0, 2 w2) per tap row, 2 w1 of rows 0 and 1 in one register (SMLAxB / SMLAxT),
+ * 2 w1 of row 2, 2 (bias + input_offset * sum w), and the requantisation (reds_rq_fast_x2) with the output
+ * channel stride. */
 typedef struct {
     uint32_t k02[3], k1_01, k1_2;
-    int32_t c2;
+    int32_t c2, mult, rnd, right, ch;
 } dw3_w;
 
-/* Doubled sums of n outputs of one row from three padded rows at p, p + 1 row, p + 2 rows (see dw3_rows);
- * an odd n also computes its unused neighbour into acc[n]. Its own function, so the loop gets the
- * registers to itself instead of spilling its caller's around it on every row. */
+#if defined(__OPTIMIZE__) /* the asm needs 14 free registers: unoptimised builds lack them */
+/* One tap row of two neighbouring outputs (a0 at x, a1 at x + 1) as asm text: the word of pixels
+ * x .. x + 3 at p + `off`, split by SXTB16 into (p0, p2) and (p1, p3); SMLAD with (2 w0, 2 w2) and one
+ * SMLAxy with 2 w1 each. `acc0`/`acc1` are what a0/a1 add to (c2 for the first row). */
+#define REDS_DW3_ROW_ASM(off, k, k1, b0, b1, acc0, acc1)                                                      \
+    "ldr %[v], [%[p], " off "]\n\t"                                                                        \
+    "sxtb16 %[e], %[v]\n\t"                                                                                \
+    "sxtb16 %[d], %[v], ror #8\n\t"                                                                        \
+    "smlad %[a0], %[e], %[" k "], %[" acc0 "]\n\t"                                                         \
+    "smla" b0 " %[a0], %[d], %[" k1 "], %[a0]\n\t"                                                         \
+    "smlad %[a1], %[d], %[" k "], %[" acc1 "]\n\t"                                                         \
+    "smla" b1 " %[a1], %[e], %[" k1 "], %[a1]\n\t"
+#endif
+
+/* Outputs o[0], o[ch], ... o[(2 pairs - 1) ch] of one row from three padded rows at p, p + 1 row,
+ * p + 2 rows, two neighbours per step, requantised as they are summed (reds_rq_fast_x2 with the zero
+ * point folded into rnd, SSAT to [-128, 127]). The asm keeps the nine weights, the constant, the multiplier
+ * and both pointers in registers (14 in all) and reads rnd, right, the output stride and the end from
+ * memory; gcc spilled and stored the sums to a buffer instead. Sums modulo 2^32 as dw_mla_lo/hi. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void dw3_row_sums(const int8_t *p, int32_t *acc, int32_t n, const dw3_w *k)
+static void dw3_row(const int8_t *p, int8_t *o, int32_t pairs, const dw3_w *k)
 {
+#if defined(__OPTIMIZE__)
     const uint32_t k0 = k->k02[0], k1 = k->k02[1], k2 = k->k02[2], k1_01 = k->k1_01, k1_2 = k->k1_2;
-    const int32_t c2 = k->c2;
-    const int8_t *const end = p + n;
-    for (; p < end; p += 2, acc += 2) {
+    const int32_t c2 = k->c2, m = k->mult;
+    const int32_t rnd = k->rnd, right = k->right, ch = k->ch;
+    const int8_t *const end = p + 2 * pairs;
+    int32_t a0, a1;
+    uint32_t v, e, d;
+    __asm__ volatile("1:\n\t" REDS_DW3_ROW_ASM("#0", "k0", "k1_01", "bb", "tb", "c2", "c2")
+                REDS_DW3_ROW_ASM("%[r1]", "k1", "k1_01", "bt", "tt", "a0", "a1")
+                    REDS_DW3_ROW_ASM("%[r2]", "k2", "k1_2", "bb", "tb", "a0", "a1")
+            "ldr %[d], %[rnd]\n\t"
+            "add %[e], %[d], %[a0], asr #31\n\t"
+            "smmlar %[a0], %[a0], %[m], %[e]\n\t"
+            "add %[e], %[d], %[a1], asr #31\n\t"
+            "smmlar %[a1], %[a1], %[m], %[e]\n\t"
+            "ldr %[d], %[right]\n\t"
+            "asr %[a0], %[a0], %[d]\n\t"
+            "asr %[a1], %[a1], %[d]\n\t"
+            "ssat %[a0], #8, %[a0]\n\t"
+            "ssat %[a1], #8, %[a1]\n\t"
+            "ldr %[d], %[ch]\n\t"
+            "strb %[a0], [%[o]]\n\t"
+            "strb %[a1], [%[o], %[d]]\n\t"
+            "add %[o], %[o], %[d], lsl #1\n\t"
+            "adds %[p], %[p], #2\n\t"
+            "ldr %[d], %[end]\n\t"
+            "cmp %[p], %[d]\n\t"
+            "bne 1b\n\t"
+            : [a0] "=&r"(a0), [a1] "=&r"(a1), [v] "=&r"(v), [e] "=&r"(e), [d] "=&r"(d), [p] "+r"(p), [o] "+r"(o)
+            : [k0] "r"(k0), [k1] "r"(k1), [k2] "r"(k2), [k1_01] "r"(k1_01), [k1_2] "r"(k1_2), [c2] "r"(c2),
+              [m] "r"(m), [rnd] "m"(rnd), [right] "m"(right), [ch] "m"(ch), [end] "m"(end),
+              [r1] "i"(REDS_DW_ROW_STRIDE), [r2] "i"(2 * REDS_DW_ROW_STRIDE)
+            : "cc", "memory");
+#else
+    for (; pairs > 0; --pairs, p += 2, o += 2 * k->ch) {
         uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
-        int32_t a0 = reds_smlabb(d, k1_01, reds_smlad(e, k0, c2));
-        int32_t a1 = reds_smlatb(e, k1_01, reds_smlad(d, k0, c2));
+        int32_t a0 = reds_smlabb(d, k->k1_01, reds_smlad(e, k->k02[0], k->c2));
+        int32_t a1 = reds_smlatb(e, k->k1_01, reds_smlad(d, k->k02[0], k->c2));
         v = reds_read_s8x4(p + REDS_DW_ROW_STRIDE);
         e = reds_sxtb16(v);
         d = reds_sxtb16_ror8(v);
-        a0 = reds_smlabt(d, k1_01, reds_smlad(e, k1, a0));
-        a1 = reds_smlatt(e, k1_01, reds_smlad(d, k1, a1));
+        a0 = reds_smlabt(d, k->k1_01, reds_smlad(e, k->k02[1], a0));
+        a1 = reds_smlatt(e, k->k1_01, reds_smlad(d, k->k02[1], a1));
         v = reds_read_s8x4(p + 2 * REDS_DW_ROW_STRIDE);
         e = reds_sxtb16(v);
         d = reds_sxtb16_ror8(v);
-        acc[0] = reds_smlabb(d, k1_2, reds_smlad(e, k2, a0));
-        acc[1] = reds_smlatb(e, k1_2, reds_smlad(d, k2, a1));
+        a0 = reds_smlabb(d, k->k1_2, reds_smlad(e, k->k02[2], a0));
+        a1 = reds_smlatb(e, k->k1_2, reds_smlad(d, k->k02[2], a1));
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(a0, k->mult, k->right, k->rnd));
+        o[k->ch] = (int8_t)reds_ssat8(reds_rq_fast_x2(a1, k->mult, k->right, k->rnd));
     }
+#endif
 }
 
-/* All outputs of channel oc of a 3x3, stride-1, undilated depthwise with padding <= 1, under
- * reds_rq_fold_ok and the activation clamp [-128, 127]. The channel's padded input rows are gathered into
- * `rows` (dw_fill_row; its padding columns hold the input zero point), and rows outside the image are the
- * zero point too: such taps add w * (zp + off) = 0, exactly what TFLM's skipped taps add, so every window,
- * borders included, runs the same loop. With the offset folded into the constant
- * (sum w (x + off) + b = sum w x + (b + off sum w)) and the requantisation's doubling into the weights
- * (reds_rq_fast_x2; 2 |acc| < 2^31), two neighbouring outputs take per tap row one word of four pixels
- * (p0..p3), split by SXTB16 into (p0, p2) and (p1, p3): SMLAD with (2 w0, 2 w2) and one SMLAxB with 2 w1
- * each. Sums modulo 2^32: the same integer as TFLM's. A row's sums go to `acc` first and are requantised
- * in a second loop, so each loop keeps its constants in registers. */
+/* All outputs of channel oc of a 3x3, stride-1, undilated depthwise with padding <= 1 and at least two
+ * output columns, under reds_rq_fold_ok and the activation clamp [-128, 127]. The channel's padded input
+ * rows are gathered into `rows` (dw_fill_row; its padding columns hold the input zero point), and rows
+ * outside the image are the zero point too: such taps add w * (zp + off) = 0, exactly what TFLM's skipped
+ * taps add, so every window, borders included, runs the same loop. With the offset folded into the
+ * constant (sum w (x + off) + b = sum w x + (b + off sum w)) and the requantisation's doubling into the
+ * weights (reds_rq_fast_x2; 2 |acc| < 2^31), two neighbouring outputs take per tap row one word of four
+ * pixels (p0..p3), split by SXTB16 into (p0, p2) and (p1, p3): SMLAD with (2 w0, 2 w2) and one SMLAxB with
+ * 2 w1 each (dw3_row). Sums modulo 2^32: the same integer as TFLM's. An odd row ends with a pair
+ * overlapping the one before, whose repeated output is stored again with the same value. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
 static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int8_t *output, int8_t *rows)
 {
-    const int32_t ch = c->in_c, cs = c->cs, in_w = c->in_w, in_h = c->in_h, p_w = g->p_w;
-    const int32_t out_w = g->out_w, out_h = g->out_h;
+    const int32_t ch = c->in_c, cs = c->cs, out_w = g->out_w, out_h = g->out_h, p_h = g->p_h, p_w = g->p_w;
     const int8_t *const wc = c->w + oc;
     uint32_t k02[3], k1[3];
     int32_t wsum = 0;
@@ -254,30 +304,29 @@ static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, i
         wsum += a + b + d;
     }
     const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
-    const dw3_w k = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
-                     (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum)))};
     const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
-    const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, c->out_off);
+    const dw3_w k = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
+                     (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum))), rq.multiplier,
+                     reds_rq_fold_rnd(rq, c->out_off), rq.right, ch};
+    const int32_t pairs = out_w >> 1, odd = out_w & 1, in_h = c->in_h, in_w = c->in_w, row_in = in_w * ch;
     const int8_t pad = (int8_t)-c->off; /* the input zero point */
-    int32_t acc[REDS_DW_ROW_STRIDE];
     for (int32_t b = 0; b < n; ++b) {
-        const int8_t *const in_b = c->in + b * in_h * in_w * ch + oc;
-        /* Row y >= -1 lives in slot (y + 3) % 3 (and that + 3): slots of the next row to gather and of
-         * the window's top row, advanced mod 3 as the rows go. */
-        int32_t next = -g->p_h, next_slot = 3 - g->p_h == 3 ? 0 : 3 - g->p_h, top_slot = next_slot;
-        for (int32_t oy = 0; oy < out_h; ++oy) {
-            const int32_t y0 = oy - g->p_h;
-            for (; next <= y0 + 2; ++next) {
-                dw_fill_row(rows + next_slot * REDS_DW_ROW_STRIDE + p_w,
-                            next >= 0 && next < in_h ? in_b + next * in_w * ch : NULL, in_w, ch, pad);
-                next_slot = next_slot == 2 ? 0 : next_slot + 1;
-            }
-            const int8_t *p = rows + top_slot * REDS_DW_ROW_STRIDE;
-            top_slot = top_slot == 2 ? 0 : top_slot + 1;
-            dw3_row_sums(p, acc, out_w, &k);
-            int8_t *o = output + ((b * out_h + oy) * out_w) * ch + oc;
-            for (int32_t x = 0; x < out_w; ++x, o += ch) {
-                *o = (int8_t)reds_ssat8(reds_rq_fast_x2(acc[x], m, right, rnd));
+        const int8_t *const in_b = c->in + b * in_h * row_in + oc;
+        int8_t *o = output + b * out_h * out_w * ch + oc;
+        /* Padded row r (image row r - p_h) goes to slot r % 3 (and its copy 3 rows on); once rows r - 2 .. r
+         * are in, output row r - 2 reads them from slot (r - 2) % 3 = (r + 1) % 3, the next slot to fill. */
+        int32_t slot = 0;
+        for (int32_t r = 0, y = -p_h; r < out_h + 2; ++r, ++y) {
+            dw_fill_row(rows + slot * REDS_DW_ROW_STRIDE + p_w, y >= 0 && y < in_h ? in_b + y * row_in : NULL, in_w,
+                        ch, pad);
+            slot = slot == 2 ? 0 : slot + 1;
+            if (r >= 2) {
+                const int8_t *const p = rows + slot * REDS_DW_ROW_STRIDE;
+                dw3_row(p, o, pairs, &k);
+                if (odd) {
+                    dw3_row(p + out_w - 2, o + (out_w - 2) * ch, 1, &k);
+                }
+                o += out_w * ch;
             }
         }
     }
@@ -477,7 +526,7 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
 #if REDS_DSP
     /* dw3_rows' shapes: stride 1, padding <= 1, padded rows that fit its buffer, an int8 zero point */
     const int rows3 = fast3 && g.s_h == 1 && g.s_w == 1 && g.p_h <= 1 && g.p_w <= 1 &&
-                      c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w + 2 <= REDS_DW_ROW_STRIDE &&
+                      c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w >= 2 && out_w + 2 <= REDS_DW_ROW_STRIDE &&
                       c->off >= -127 && c->off <= 128;
     /* dw3_rows' row buffers: their padding columns (and rows outside the image) hold the input zero
      * point, set once here; the image columns are rewritten per row. */
