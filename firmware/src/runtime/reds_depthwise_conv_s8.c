@@ -192,6 +192,42 @@ static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch,
     }
 }
 
+/* Bytes between the rings of the channels of one dw3_rows group (three slots and their copies). */
+#define REDS_DW_RING (6 * REDS_DW_ROW_STRIDE)
+
+/* dw_fill_row for four adjacent channels at once (src points at the first; the group's rings
+ * REDS_DW_RING apart from d0): one word load per pixel gives its four channels, and a 4x4 byte transpose
+ * (UXTB16 / AND into pairs, PKHBT / PKHTB into rows) turns four pixels into one word per channel. */
+static void dw_fill_row4(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch, int8_t pad)
+{
+    int32_t x = 0;
+    if (src == NULL) {
+        for (int32_t j = 0; j < 4; ++j) {
+            dw_fill_row(d0 + j * REDS_DW_RING, NULL, in_w, ch, pad);
+        }
+        return;
+    }
+    for (; x + 4 <= in_w; x += 4, src += 4 * ch) {
+        const uint32_t a = reds_read_s8x4(src), b = reds_read_s8x4(src + ch), c = reds_read_s8x4(src + 2 * ch),
+                       d = reds_read_s8x4(src + 3 * ch);
+        const uint32_t ab02 = reds_uxtb16(a) | reds_uxtb16(b) << 8;     /* a0 b0 a2 b2 */
+        const uint32_t ab13 = reds_uxtb16_ror8(a) | (b & 0xff00ff00u); /* a1 b1 a3 b3 */
+        const uint32_t cd02 = reds_uxtb16(c) | reds_uxtb16(d) << 8;
+        const uint32_t cd13 = reds_uxtb16_ror8(c) | (d & 0xff00ff00u);
+        const uint32_t r[4] = {reds_pkhbt_lsl16(ab02, cd02), reds_pkhbt_lsl16(ab13, cd13),
+                               reds_pkhtb_asr16(cd02, ab02), reds_pkhtb_asr16(cd13, ab13)};
+        for (int32_t j = 0; j < 4; ++j) {
+            __builtin_memcpy(d0 + j * REDS_DW_RING + x, &r[j], 4);
+            __builtin_memcpy(d0 + j * REDS_DW_RING + 3 * REDS_DW_ROW_STRIDE + x, &r[j], 4);
+        }
+    }
+    for (; x < in_w; ++x, src += ch) {
+        for (int32_t j = 0; j < 4; ++j) {
+            d0[j * REDS_DW_RING + x] = d0[j * REDS_DW_RING + 3 * REDS_DW_ROW_STRIDE + x] = src[j];
+        }
+    }
+}
+
 /* dw3_rows' constants: (2 w0, 2 w2) per tap row, 2 w1 of rows 0 and 1 in one register (SMLAxB / SMLAxT),
  * 2 w1 of row 2, 2 (bias + input_offset * sum w), and the requantisation (reds_rq_fast_x2) with the output
  * channel stride. */
@@ -278,9 +314,10 @@ static void dw3_row(const int8_t *p, int8_t *o, int32_t pairs, const dw3_w *k)
 #endif
 }
 
-/* All outputs of channel oc of a 3x3, stride-1, undilated depthwise with padding <= 1 and at least two
- * output columns, under reds_rq_fold_ok and the activation clamp [-128, 127]. The channel's padded input
- * rows are gathered into `rows` (dw_fill_row; its padding columns hold the input zero point), and rows
+/* All outputs of channels oc .. oc + nch - 1 (nch <= 4) of a 3x3, stride-1, undilated depthwise with
+ * padding <= 1 and at least two output columns, each under reds_rq_fold_ok and the activation clamp
+ * [-128, 127]. The channels' padded input rows are gathered into their rings in `rows` (dw_fill_row4 for
+ * four channels, else dw_fill_row per channel; the padding columns hold the input zero point), and rows
  * outside the image are the zero point too: such taps add w * (zp + off) = 0, exactly what TFLM's skipped
  * taps add, so every window, borders included, runs the same loop. With the offset folded into the
  * constant (sum w (x + off) + b = sum w x + (b + off sum w)) and the requantisation's doubling into the
@@ -291,23 +328,28 @@ static void dw3_row(const int8_t *p, int8_t *o, int32_t pairs, const dw3_w *k)
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int8_t *output, int8_t *rows)
+static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int32_t nch, int8_t *output,
+                     int8_t *rows)
 {
     const int32_t ch = c->in_c, cs = c->cs, out_w = g->out_w, out_h = g->out_h, p_h = g->p_h, p_w = g->p_w;
-    const int8_t *const wc = c->w + oc;
-    uint32_t k02[3], k1[3];
-    int32_t wsum = 0;
-    for (int32_t r = 0; r < 3; ++r) {
-        const int32_t a = wc[3 * r * cs], b = wc[(3 * r + 1) * cs], d = wc[(3 * r + 2) * cs];
-        k02[r] = ((uint32_t)(2 * d) << 16) | ((uint32_t)(2 * a) & 0xffffu);
-        k1[r] = (uint32_t)(2 * b) & 0xffffu;
-        wsum += a + b + d;
+    dw3_w k[4];
+    for (int32_t j = 0; j < nch; ++j) {
+        const int8_t *const wc = c->w + oc + j;
+        uint32_t k02[3], k1[3];
+        int32_t wsum = 0;
+        for (int32_t r = 0; r < 3; ++r) {
+            const int32_t a = wc[3 * r * cs], b = wc[(3 * r + 1) * cs], d = wc[(3 * r + 2) * cs];
+            k02[r] = ((uint32_t)(2 * d) << 16) | ((uint32_t)(2 * a) & 0xffffu);
+            k1[r] = (uint32_t)(2 * b) & 0xffffu;
+            wsum += a + b + d;
+        }
+        const int32_t b0 = c->bias != NULL ? c->bias[oc + j] : 0;
+        const reds_rq rq = reds_rq_prepare(c->qm[(oc + j) * c->q_step], c->qs[(oc + j) * c->q_step]);
+        const dw3_w kj = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
+                          (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum))), rq.multiplier,
+                          reds_rq_fold_rnd(rq, c->out_off), rq.right, ch};
+        k[j] = kj;
     }
-    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
-    const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
-    const dw3_w k = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
-                     (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum))), rq.multiplier,
-                     reds_rq_fold_rnd(rq, c->out_off), rq.right, ch};
     const int32_t pairs = out_w >> 1, odd = out_w & 1, in_h = c->in_h, in_w = c->in_w, row_in = in_w * ch;
     const int8_t pad = (int8_t)-c->off; /* the input zero point */
     for (int32_t b = 0; b < n; ++b) {
@@ -317,14 +359,23 @@ static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, i
          * are in, output row r - 2 reads them from slot (r - 2) % 3 = (r + 1) % 3, the next slot to fill. */
         int32_t slot = 0;
         for (int32_t r = 0, y = -p_h; r < out_h + 2; ++r, ++y) {
-            dw_fill_row(rows + slot * REDS_DW_ROW_STRIDE + p_w, y >= 0 && y < in_h ? in_b + y * row_in : NULL, in_w,
-                        ch, pad);
+            const int8_t *const src = y >= 0 && y < in_h ? in_b + y * row_in : NULL;
+            int8_t *const d = rows + slot * REDS_DW_ROW_STRIDE + p_w;
+            if (nch == 4) {
+                dw_fill_row4(d, src, in_w, ch, pad);
+            } else {
+                for (int32_t j = 0; j < nch; ++j) {
+                    dw_fill_row(d + j * REDS_DW_RING, src != NULL ? src + j : NULL, in_w, ch, pad);
+                }
+            }
             slot = slot == 2 ? 0 : slot + 1;
             if (r >= 2) {
-                const int8_t *const p = rows + slot * REDS_DW_ROW_STRIDE;
-                dw3_row(p, o, pairs, &k);
-                if (odd) {
-                    dw3_row(p + out_w - 2, o + (out_w - 2) * ch, 1, &k);
+                for (int32_t j = 0; j < nch; ++j) {
+                    const int8_t *const p = rows + j * REDS_DW_RING + slot * REDS_DW_ROW_STRIDE;
+                    dw3_row(p, o + j, pairs, &k[j]);
+                    if (odd) {
+                        dw3_row(p + out_w - 2, o + j + (out_w - 2) * ch, 1, &k[j]);
+                    }
                 }
                 o += out_w * ch;
             }
@@ -512,6 +563,15 @@ static void dw_inner(int32_t out, int32_t s, int32_t p, int32_t k, int32_t dil, 
     *hi = h > l ? h : l;
 }
 
+/* Whether reds_rq_fold_ok holds for every accumulator of channel oc. */
+static int dw_fold_ok(const dw_ctx *c, int32_t oc)
+{
+    /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
+    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
+    const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * c->k_h * c->k_w;
+    return reds_rq_fold_ok(reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]), bound, c->out_off);
+}
+
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
@@ -528,29 +588,37 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
     const int rows3 = fast3 && g.s_h == 1 && g.s_w == 1 && g.p_h <= 1 && g.p_w <= 1 &&
                       c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w >= 2 && out_w + 2 <= REDS_DW_ROW_STRIDE &&
                       c->off >= -127 && c->off <= 128;
-    /* dw3_rows' row buffers: their padding columns (and rows outside the image) hold the input zero
-     * point, set once here; the image columns are rewritten per row. */
-    int8_t rows[6 * REDS_DW_ROW_STRIDE];
+    /* dw3_rows' rings (four channels): the columns its windows read outside the image (left padding, and
+     * right of the image up to the last window's end) hold the input zero point, set once here; the image
+     * columns are rewritten per row (rows outside the image with the zero point). */
+    int8_t rows[4 * REDS_DW_RING];
     if (rows3) {
-        for (int32_t i = 0; i < 6 * REDS_DW_ROW_STRIDE; ++i) {
-            rows[i] = (int8_t)-c->off;
+        for (int32_t i = 0; i < 4 * REDS_DW_RING; i += REDS_DW_ROW_STRIDE) {
+            for (int32_t x = 0; x < g.p_w; ++x) {
+                rows[i + x] = (int8_t)-c->off;
+            }
+            for (int32_t x = g.p_w + c->in_w; x < out_w + 2; ++x) {
+                rows[i + x] = (int8_t)-c->off;
+            }
         }
     }
 #endif
-    for (int32_t oc = 0; oc < c->in_c; ++oc) {
-        /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
-        const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
-        const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * c->k_h * c->k_w;
-        const int fold = reds_rq_fold_ok(reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]), bound,
-                                         c->out_off);
+    for (int32_t oc = 0; oc < c->in_c;) {
+        const int fold = dw_fold_ok(c, oc);
+#if REDS_DSP
+        if (rows3 && sat8 && fold) {
+            /* up to four adjacent channels that all take dw3_rows */
+            int32_t nch = 1;
+            while (nch < 4 && oc + nch < c->in_c && dw_fold_ok(c, oc + nch)) {
+                ++nch;
+            }
+            dw3_rows(c, &g, n, oc, nch, output, rows);
+            oc += nch;
+            continue;
+        }
+#endif
         if (fast3) {
             if (fold && sat8) {
-#if REDS_DSP
-                if (rows3) {
-                    dw3_rows(c, &g, n, oc, output, rows);
-                    continue;
-                }
-#endif
                 dw_channel(c, &g, n, oc, output, 2, 1);
             } else if (fold) {
                 dw_channel(c, &g, n, oc, output, 1, 1);
@@ -562,6 +630,7 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
         } else {
             dw_channel(c, &g, n, oc, output, 0, 0);
         }
+        ++oc;
     }
 }
 
