@@ -195,6 +195,13 @@ static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch,
 /* Bytes between the rings of the channels of one dw3_rows group (three slots and their copies). */
 #define REDS_DW_RING (6 * REDS_DW_ROW_STRIDE)
 
+/* Four gathered pixels into a ring slot and its copy. */
+static inline void dw_store2(int8_t *d, uint32_t v)
+{
+    __builtin_memcpy(d, &v, 4);
+    __builtin_memcpy(d + 3 * REDS_DW_ROW_STRIDE, &v, 4);
+}
+
 /* dw_fill_row for four adjacent channels at once (src points at the first; the group's rings
  * REDS_DW_RING apart from d0): one word load per pixel gives its four channels, and a 4x4 byte transpose
  * (UXTB16 / AND into pairs, PKHBT / PKHTB into rows) turns four pixels into one word per channel. */
@@ -214,12 +221,10 @@ static void dw_fill_row4(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch
         const uint32_t ab13 = reds_uxtb16_ror8(a) | (b & 0xff00ff00u); /* a1 b1 a3 b3 */
         const uint32_t cd02 = reds_uxtb16(c) | reds_uxtb16(d) << 8;
         const uint32_t cd13 = reds_uxtb16_ror8(c) | (d & 0xff00ff00u);
-        const uint32_t r[4] = {reds_pkhbt_lsl16(ab02, cd02), reds_pkhbt_lsl16(ab13, cd13),
-                               reds_pkhtb_asr16(cd02, ab02), reds_pkhtb_asr16(cd13, ab13)};
-        for (int32_t j = 0; j < 4; ++j) {
-            __builtin_memcpy(d0 + j * REDS_DW_RING + x, &r[j], 4);
-            __builtin_memcpy(d0 + j * REDS_DW_RING + 3 * REDS_DW_ROW_STRIDE + x, &r[j], 4);
-        }
+        dw_store2(d0 + x, reds_pkhbt_lsl16(ab02, cd02));
+        dw_store2(d0 + REDS_DW_RING + x, reds_pkhbt_lsl16(ab13, cd13));
+        dw_store2(d0 + 2 * REDS_DW_RING + x, reds_pkhtb_asr16(cd02, ab02));
+        dw_store2(d0 + 3 * REDS_DW_RING + x, reds_pkhtb_asr16(cd13, ab13));
     }
     for (; x < in_w; ++x, src += ch) {
         for (int32_t j = 0; j < 4; ++j) {
@@ -238,23 +243,24 @@ typedef struct {
 
 #if defined(__OPTIMIZE__) /* the asm needs 14 free registers: unoptimised builds lack them */
 /* One tap row of two neighbouring outputs (a0 at x, a1 at x + 1) as asm text: the word of pixels
- * x .. x + 3 at p + `off`, split by SXTB16 into (p0, p2) and (p1, p3); SMLAD with (2 w0, 2 w2) and one
- * SMLAxy with 2 w1 each. `acc0`/`acc1` are what a0/a1 add to (c2 for the first row). */
-#define REDS_DW3_ROW_ASM(off, k, k1, b0, b1, acc0, acc1)                                                      \
-    "ldr %[v], [%[p], " off "]\n\t"                                                                        \
-    "sxtb16 %[e], %[v]\n\t"                                                                                \
+ * x .. x + 3 at `addr`, split by SXTB16 into d = (p1, p3) and v = (p0, p2) (the word itself is dead);
+ * SMLAD with (2 w0, 2 w2) and one SMLAxy with 2 w1 each. `acc0`/`acc1` are what a0/a1 add to. */
+#define REDS_DW3_ROW_ASM(addr, k, k1, b0, b1, acc0, acc1)                                                    \
+    "ldr %[v], " addr "\n\t"                                                                               \
     "sxtb16 %[d], %[v], ror #8\n\t"                                                                        \
-    "smlad %[a0], %[e], %[" k "], %[" acc0 "]\n\t"                                                         \
+    "sxtb16 %[v], %[v]\n\t"                                                                                \
+    "smlad %[a0], %[v], %[" k "], %[" acc0 "]\n\t"                                                         \
     "smla" b0 " %[a0], %[d], %[" k1 "], %[a0]\n\t"                                                         \
     "smlad %[a1], %[d], %[" k "], %[" acc1 "]\n\t"                                                         \
-    "smla" b1 " %[a1], %[e], %[" k1 "], %[a1]\n\t"
+    "smla" b1 " %[a1], %[v], %[" k1 "], %[a1]\n\t"
 #endif
 
 /* Outputs o[0], o[ch], ... o[(2 pairs - 1) ch] of one row from three padded rows at p, p + 1 row,
  * p + 2 rows, two neighbours per step, requantised as they are summed (reds_rq_fast_x2 with the zero
- * point folded into rnd, SSAT to [-128, 127]). The asm keeps the nine weights, the constant, the multiplier
- * and both pointers in registers (14 in all) and reads rnd, right, the output stride and the end from
- * memory; gcc spilled and stored the sums to a buffer instead. Sums modulo 2^32 as dw_mla_lo/hi. */
+ * point folded into rnd, SSAT to [-128, 127]). The asm keeps the nine weights, the constant, the multiplier,
+ * the output stride and both pointers in registers (14 in all) and reads (rnd, right) with one LDRD and
+ * the end from memory; gcc spilled and stored the sums to a buffer instead. Sums modulo 2^32 as
+ * dw_mla_lo/hi. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
@@ -262,37 +268,37 @@ static void dw3_row(const int8_t *p, int8_t *o, int32_t pairs, const dw3_w *k)
 {
 #if defined(__OPTIMIZE__)
     const uint32_t k0 = k->k02[0], k1 = k->k02[1], k2 = k->k02[2], k1_01 = k->k1_01, k1_2 = k->k1_2;
-    const int32_t c2 = k->c2, m = k->mult;
-    const int32_t rnd = k->rnd, right = k->right, ch = k->ch;
+    const int32_t c2 = k->c2, m = k->mult, ch = k->ch;
+    const struct {
+        int32_t rnd, right;
+    } rr = {k->rnd, k->right};
     const int8_t *const end = p + 2 * pairs;
     int32_t a0, a1;
-    uint32_t v, e, d;
-    __asm__ volatile("1:\n\t" REDS_DW3_ROW_ASM("#0", "k0", "k1_01", "bb", "tb", "c2", "c2")
-                REDS_DW3_ROW_ASM("%[r1]", "k1", "k1_01", "bt", "tt", "a0", "a1")
-                    REDS_DW3_ROW_ASM("%[r2]", "k2", "k1_2", "bb", "tb", "a0", "a1")
-            "ldr %[d], %[rnd]\n\t"
-            "add %[e], %[d], %[a0], asr #31\n\t"
-            "smmlar %[a0], %[a0], %[m], %[e]\n\t"
-            "add %[e], %[d], %[a1], asr #31\n\t"
-            "smmlar %[a1], %[a1], %[m], %[e]\n\t"
-            "ldr %[d], %[right]\n\t"
-            "asr %[a0], %[a0], %[d]\n\t"
-            "asr %[a1], %[a1], %[d]\n\t"
-            "ssat %[a0], #8, %[a0]\n\t"
-            "ssat %[a1], #8, %[a1]\n\t"
-            "ldr %[d], %[ch]\n\t"
-            "strb %[a0], [%[o]]\n\t"
-            "strb %[a1], [%[o], %[d]]\n\t"
-            "add %[o], %[o], %[d], lsl #1\n\t"
-            "adds %[p], %[p], #2\n\t"
-            "ldr %[d], %[end]\n\t"
-            "cmp %[p], %[d]\n\t"
-            "bne 1b\n\t"
-            : [a0] "=&r"(a0), [a1] "=&r"(a1), [v] "=&r"(v), [e] "=&r"(e), [d] "=&r"(d), [p] "+r"(p), [o] "+r"(o)
-            : [k0] "r"(k0), [k1] "r"(k1), [k2] "r"(k2), [k1_01] "r"(k1_01), [k1_2] "r"(k1_2), [c2] "r"(c2),
-              [m] "r"(m), [rnd] "m"(rnd), [right] "m"(right), [ch] "m"(ch), [end] "m"(end),
-              [r1] "i"(REDS_DW_ROW_STRIDE), [r2] "i"(2 * REDS_DW_ROW_STRIDE)
-            : "cc", "memory");
+    uint32_t v, d;
+    __asm__ volatile("1:\n\t" REDS_DW3_ROW_ASM("[%[p]], #2", "k0", "k1_01", "bb", "tb", "c2", "c2")
+                         REDS_DW3_ROW_ASM("[%[p], %[r1]]", "k1", "k1_01", "bt", "tt", "a0", "a1")
+                             REDS_DW3_ROW_ASM("[%[p], %[r2]]", "k2", "k1_2", "bb", "tb", "a0", "a1")
+                     "ldrd %[d], %[v], %[rr]\n\t"
+                     "add %[d], %[d], %[a0], asr #31\n\t"
+                     "smmlar %[a0], %[a0], %[m], %[d]\n\t"
+                     "ldr %[d], %[rr]\n\t"
+                     "add %[d], %[d], %[a1], asr #31\n\t"
+                     "smmlar %[a1], %[a1], %[m], %[d]\n\t"
+                     "asr %[a0], %[a0], %[v]\n\t"
+                     "asr %[a1], %[a1], %[v]\n\t"
+                     "ssat %[a0], #8, %[a0]\n\t"
+                     "ssat %[a1], #8, %[a1]\n\t"
+                     "strb %[a0], [%[o]]\n\t"
+                     "strb %[a1], [%[o], %[ch]]\n\t"
+                     "add %[o], %[o], %[ch], lsl #1\n\t"
+                     "ldr %[d], %[end]\n\t"
+                     "cmp %[p], %[d]\n\t"
+                     "bne 1b\n\t"
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [v] "=&r"(v), [d] "=&r"(d), [p] "+r"(p), [o] "+r"(o)
+                     : [k0] "r"(k0), [k1] "r"(k1), [k2] "r"(k2), [k1_01] "r"(k1_01), [k1_2] "r"(k1_2),
+                       [c2] "r"(c2), [m] "r"(m), [ch] "r"(ch), [rr] "m"(rr), [end] "m"(end),
+                       [r1] "i"(REDS_DW_ROW_STRIDE - 2), [r2] "i"(2 * REDS_DW_ROW_STRIDE - 2)
+                     : "cc", "memory");
 #else
     for (; pairs > 0; --pairs, p += 2, o += 2 * k->ch) {
         uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
