@@ -3,6 +3,8 @@
  * Arithmetic as TFLM reference_integer_ops::ConvPerChannel; taps outside the image are skipped
  * (TFLM's padding), with the in-image tap range computed once per output pixel.
  */
+#include <stddef.h>
+
 #include "reds_dsp.h"
 #include "reds_kernels.h"
 #include "reds_requant.h"
@@ -134,7 +136,8 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
 /* The four-channel step of pw_step4 as asm text (operands named as in pw_tile_2x2's asm): t0..t5 are
  * scratch; the second weight row is read at w0 + d1, d1 = (w1 - w0) - 4 kept in memory, after w0 moved
  * on by 4. Each weight word is split, used twice and dead before the next. */
-#define REDS_PW_STEP4_ASM                                                                                    \
+#define REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM_D("%[d1]")
+#define REDS_PW_STEP4_ASM_D(d1)                                                                              \
     "ldr %[t0], [%[w0]], #4\n\t"                                                                          \
     "ldr %[t1], [%[xa]], #4\n\t"                                                                          \
     "ldr %[t2], [%[xb]], #4\n\t"                                                                          \
@@ -148,7 +151,7 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
     "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                \
     "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                \
     "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                \
-    "ldr %[t0], %[d1]\n\t"                                                                                 \
+    "ldr %[t0], " d1 "\n\t"                                                                                \
     "ldr %[t0], [%[w0], %[t0]]\n\t"                                                                       \
     "sxtb16 %[t3], %[t0]\n\t"                                                                             \
     "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                     \
@@ -300,6 +303,158 @@ static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1,
     }
 }
 
+#if defined(__OPTIMIZE__) /* the asm needs 14 free registers: unoptimised builds lack them */
+#define REDS_PW_FLAT 1
+/* What pw_flat's asm reads and updates, at the byte offsets its text names (checked below). */
+typedef struct {
+    const int8_t *w0;                /*  0: weight row of the first channel */
+    int32_t d1;                      /*  4: (w1 - w0) - 4, w1 the second channel's row */
+    int32_t in_c, n4, odd4, tail;    /*  8: in_c, in_c & ~3, in_c & 4, in_c & 3 */
+    int32_t c0, c1;                  /* 24: the channels' pw_chan c0 */
+    int32_t m0, rnd0, right0;        /* 32: first channel's requantisation (reds_rq_fast_x2) */
+    int32_t m1, rnd1, right1;        /* 44: second channel's */
+    int8_t *o;                       /* 56: output of the next tile's first pixel, first channel */
+    int32_t out_c, tiles;            /* 60: output pixel stride; tiles left */
+    const int8_t *end;               /* 68: scratch: where the tile's blocks of four end */
+} pw_flat_ctx;
+typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_flat_ctx, c0) == 24 &&
+                                       offsetof(pw_flat_ctx, m0) == 32 && offsetof(pw_flat_ctx, m1) == 44 &&
+                                       offsetof(pw_flat_ctx, o) == 56 && offsetof(pw_flat_ctx, end) == 68
+                                   ? 1
+                                   : -1];
+
+/* `tiles` 2x2 tiles (channels (w0, w1) x pixels (x, x + in_c)) of contiguous pixels from x on, each summed,
+ * requantised (reds_rq_fast_x2 with the zero point folded, SSAT to [-128, 127]) and stored to o, o + 1,
+ * o + out_c, o + out_c + 1, as one asm loop: the tile setup, the blocks of four channels (REDS_PW_STEP4_ASM:
+ * an odd one, then pairs), the tail (three channels: the words ending at them shifted down a byte; one or
+ * two: one at a time) and the requantisation use 14 registers and read their constants from `k`. In C,
+ * gcc kept the two channels' constants and pointers in stack slots around each tile. Sums modulo 2^32 as
+ * pw_tile_2x2's. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void pw_flat(pw_flat_ctx *k, const int8_t *x)
+{
+    int32_t a0, a1, a2, a3;
+    uint32_t t0, t1, t2, t3, t4, t5;
+    const int8_t *w0, *xa, *xb = x;
+    __asm__ volatile(
+        "1:\n\t"
+        "mov %[xa], %[xb]\n\t"
+        "ldr %[t0], [%[k], #8]\n\t"
+        "add %[xb], %[xa], %[t0]\n\t"
+        "ldr %[w0], [%[k], #0]\n\t"
+        "ldrd %[a0], %[a2], [%[k], #24]\n\t"
+        "mov %[a1], %[a0]\n\t"
+        "mov %[a3], %[a2]\n\t"
+        "ldr %[t0], [%[k], #12]\n\t"
+        "add %[t0], %[xa], %[t0]\n\t"
+        "str %[t0], [%[k], #68]\n\t"
+        "ldr %[t0], [%[k], #16]\n\t"
+        "cmp %[t0], #0\n\t"
+        "beq 2f\n\t" REDS_PW_STEP4_ASM_D("[%[k], #4]")
+        "2:\n\t"
+        "ldr %[t0], [%[k], #68]\n\t"
+        "cmp %[xa], %[t0]\n\t"
+        "beq 3f\n\t"
+        "4:\n\t" REDS_PW_STEP4_ASM_D("[%[k], #4]") REDS_PW_STEP4_ASM_D("[%[k], #4]")
+        "ldr %[t0], [%[k], #68]\n\t"
+        "cmp %[xa], %[t0]\n\t"
+        "bne 4b\n\t"
+        "3:\n\t"
+        "ldr %[t0], [%[k], #20]\n\t"
+        "cmp %[t0], #3\n\t"
+        "beq 6f\n\t"
+        "cmp %[t0], #0\n\t"
+        "beq 7f\n\t"
+        "5:\n\t" /* one or two channels left, one at a time; the second row's byte at w0 + d1 + 4 */
+        "ldrsb %[t1], [%[xa]], #1\n\t"
+        "ldrsb %[t2], [%[xb]], #1\n\t"
+        "ldr %[t3], [%[k], #4]\n\t"
+        "add %[t3], %[t3], %[w0]\n\t"
+        "ldrsb %[t3], [%[t3], #4]\n\t"
+        "ldrsb %[t4], [%[w0]], #1\n\t"
+        "mla %[a0], %[t4], %[t1], %[a0]\n\t"
+        "mla %[a1], %[t4], %[t2], %[a1]\n\t"
+        "mla %[a2], %[t3], %[t1], %[a2]\n\t"
+        "mla %[a3], %[t3], %[t2], %[a3]\n\t"
+        "subs %[t0], %[t0], #1\n\t"
+        "bne 5b\n\t"
+        "b 7f\n\t"
+        "6:\n\t" /* three left: the words ending at them, shifted down a byte (the summed channel before
+                    them becomes a zero lane); xb moves on to the next tile's first pixel */
+        "ldr %[t0], [%[w0], #-1]\n\t"
+        "ldr %[t1], [%[xa], #-1]\n\t"
+        "ldr %[t2], [%[xb], #-1]\n\t"
+        "adds %[xb], %[xb], #3\n\t"
+        "lsr %[t0], %[t0], #8\n\t"
+        "lsr %[t1], %[t1], #8\n\t"
+        "lsr %[t2], %[t2], #8\n\t"
+        "sxtb16 %[t3], %[t0]\n\t"
+        "sxtb16 %[t0], %[t0], ror #8\n\t"
+        "sxtb16 %[t4], %[t1]\n\t"
+        "sxtb16 %[t1], %[t1], ror #8\n\t"
+        "sxtb16 %[t5], %[t2]\n\t"
+        "sxtb16 %[t2], %[t2], ror #8\n\t"
+        "smlad %[a0], %[t3], %[t4], %[a0]\n\t"
+        "smlad %[a0], %[t0], %[t1], %[a0]\n\t"
+        "smlad %[a1], %[t3], %[t5], %[a1]\n\t"
+        "smlad %[a1], %[t0], %[t2], %[a1]\n\t"
+        "ldr %[t0], [%[k], #4]\n\t"
+        "add %[t0], %[t0], %[w0]\n\t"
+        "ldr %[t0], [%[t0], #3]\n\t"
+        "lsr %[t0], %[t0], #8\n\t"
+        "sxtb16 %[t3], %[t0]\n\t"
+        "sxtb16 %[t0], %[t0], ror #8\n\t"
+        "smlad %[a2], %[t3], %[t4], %[a2]\n\t"
+        "smlad %[a2], %[t0], %[t1], %[a2]\n\t"
+        "smlad %[a3], %[t3], %[t5], %[a3]\n\t"
+        "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
+        "7:\n\t" /* requantise: (rnd - [acc < 0]) + SMMLAR(2 acc, m) >> right, SSAT */
+        "ldrd %[t0], %[t1], [%[k], #32]\n\t"
+        "ldr %[t2], [%[k], #40]\n\t"
+        "lsl %[a0], %[a0], #1\n\t"
+        "add %[t3], %[t1], %[a0], asr #31\n\t"
+        "smmlar %[a0], %[a0], %[t0], %[t3]\n\t"
+        "asr %[a0], %[a0], %[t2]\n\t"
+        "ssat %[a0], #8, %[a0]\n\t"
+        "lsl %[a1], %[a1], #1\n\t"
+        "add %[t3], %[t1], %[a1], asr #31\n\t"
+        "smmlar %[a1], %[a1], %[t0], %[t3]\n\t"
+        "asr %[a1], %[a1], %[t2]\n\t"
+        "ssat %[a1], #8, %[a1]\n\t"
+        "ldrd %[t0], %[t1], [%[k], #44]\n\t"
+        "ldr %[t2], [%[k], #52]\n\t"
+        "lsl %[a2], %[a2], #1\n\t"
+        "add %[t3], %[t1], %[a2], asr #31\n\t"
+        "smmlar %[a2], %[a2], %[t0], %[t3]\n\t"
+        "asr %[a2], %[a2], %[t2]\n\t"
+        "ssat %[a2], #8, %[a2]\n\t"
+        "lsl %[a3], %[a3], #1\n\t"
+        "add %[t3], %[t1], %[a3], asr #31\n\t"
+        "smmlar %[a3], %[a3], %[t0], %[t3]\n\t"
+        "asr %[a3], %[a3], %[t2]\n\t"
+        "ssat %[a3], #8, %[a3]\n\t"
+        "ldrd %[t0], %[t1], [%[k], #56]\n\t"
+        "strb %[a0], [%[t0]]\n\t"
+        "strb %[a2], [%[t0], #1]\n\t"
+        "add %[t0], %[t0], %[t1]\n\t"
+        "strb %[a1], [%[t0]]\n\t"
+        "strb %[a3], [%[t0], #1]\n\t"
+        "add %[t0], %[t0], %[t1]\n\t"
+        "str %[t0], [%[k], #56]\n\t"
+        "ldr %[t1], [%[k], #64]\n\t"
+        "subs %[t1], %[t1], #1\n\t"
+        "str %[t1], [%[k], #64]\n\t"
+        "bne 1b\n\t"
+        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w0] "=&r"(w0), [xa] "=&r"(xa),
+          [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),
+          [t5] "=&r"(t5)
+        : [k] "r"(k)
+        : "cc", "memory");
+}
+#endif /* __OPTIMIZE__ */
+
 /* Pointwise on a DSP core: output channels in pairs (outermost, so the pair's constants are prepared
  * once; an odd last channel pairs with the one before it, recomputing that one), pixels in pairs, 2x2
  * accumulators sharing every loaded word twice. Rows of pixels are contiguous in the input when the
@@ -317,6 +472,21 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
         const int8_t *const w0 = filter + o0 * cs, *const w1 = w0 + d1 * cs;
         const pw_chan c0 = pw_chan_prepare(quant, bias, w0, o0, in_c, g->in_off, g->out_off);
         const pw_chan c1 = pw_chan_prepare(quant, bias, w1, o0 + d1, in_c, g->in_off, g->out_off);
+#if REDS_PW_FLAT
+        if (flat && c0.fold && c1.fold && sat8 && in_c >= 4 && d1 == 1 && row_len >= 2) {
+            pw_flat_ctx k = {w0,       (int32_t)(w1 - w0) - 4, in_c,           in_c & ~3,  in_c & 4,
+                             in_c & 3, c0.c0,                  c1.c0,          c0.rq.multiplier, c0.rnd,
+                             c0.rq.right, c1.rq.multiplier,   c1.rnd,         c1.rq.right, output + o0,
+                             out_c,    row_len >> 1,           NULL};
+            pw_flat(&k, g->in);
+            if (row_len & 1) { /* odd: a last tile of the last two pixels, the one before stored again */
+                k.tiles = 1;
+                k.o = output + o0 + (row_len - 2) * out_c;
+                pw_flat(&k, g->in + (row_len - 2) * in_c);
+            }
+            continue;
+        }
+#endif
         if (c0.fold && c1.fold && sat8) {
             pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1, 1);
         } else if (c0.fold && c1.fold) {
