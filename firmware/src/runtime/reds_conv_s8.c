@@ -309,27 +309,146 @@ static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1,
 typedef struct {
     const int8_t *w0;                /*  0: weight row of the first channel */
     int32_t d1;                      /*  4: (w1 - w0) - 4, w1 the second channel's row */
-    int32_t in_c, n4, odd4, tail;    /*  8: in_c, in_c & ~3, in_c & 4, in_c & 3 */
+    int32_t in_c, n4;                /*  8: in_c, in_c & ~3 */
+    const int8_t *x_end;             /* 16: first pixel after the last tile */
+    int32_t unused;                  /* 20: (keeps c0 8-byte aligned for LDRD) */
     int32_t c0, c1;                  /* 24: the channels' pw_chan c0 */
     int32_t m0, rnd0, right0;        /* 32: first channel's requantisation (reds_rq_fast_x2) */
     int32_t m1, rnd1, right1;        /* 44: second channel's */
     int8_t *o;                       /* 56: output of the next tile's first pixel, first channel */
-    int32_t out_c, tiles;            /* 60: output pixel stride; tiles left */
-    const int8_t *end;               /* 68: scratch: where the tile's blocks of four end */
+    int32_t out_c;                   /* 60: output pixel stride */
+    const int8_t *end;               /* 64: scratch: where the tile's blocks of four end */
 } pw_flat_ctx;
-typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_flat_ctx, c0) == 24 &&
-                                       offsetof(pw_flat_ctx, m0) == 32 && offsetof(pw_flat_ctx, m1) == 44 &&
-                                       offsetof(pw_flat_ctx, o) == 56 && offsetof(pw_flat_ctx, end) == 68
+typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_flat_ctx, x_end) == 16 &&
+                                       offsetof(pw_flat_ctx, c0) == 24 && offsetof(pw_flat_ctx, m0) == 32 &&
+                                       offsetof(pw_flat_ctx, m1) == 44 && offsetof(pw_flat_ctx, o) == 56 &&
+                                       offsetof(pw_flat_ctx, end) == 64
                                    ? 1
                                    : -1];
 
-/* `tiles` 2x2 tiles (channels (w0, w1) x pixels (x, x + in_c)) of contiguous pixels from x on, each summed,
+/* pw_flat's asm text in parts. Tile setup: xa = xb (the previous tile's end), xb = xa + in_c, the
+ * accumulators from c0 / c1, the end of the blocks of four. */
+#define REDS_PW_FLAT_SETUP                                                                                   \
+    "1:\n\t"                                                                                               \
+    "mov %[xa], %[xb]\n\t"                                                                                 \
+    "ldrd %[t0], %[t1], [%[k], #8]\n\t"                                                                    \
+    "add %[xb], %[xa], %[t0]\n\t"                                                                          \
+    "add %[t1], %[xa], %[t1]\n\t"                                                                          \
+    "str %[t1], [%[k], #64]\n\t"                                                                           \
+    "ldr %[w0], [%[k], #0]\n\t"                                                                            \
+    "ldrd %[a0], %[a2], [%[k], #24]\n\t"                                                                   \
+    "mov %[a1], %[a0]\n\t"                                                                                 \
+    "mov %[a3], %[a2]\n\t"
+/* An odd block of four (in_c & 4), then pairs of blocks; after the odd one there may be none left. */
+#define REDS_PW_FLAT_ODD                                                                                     \
+    REDS_PW_STEP4_ASM_D("[%[k], #4]")                                                                      \
+    "ldr %[t0], [%[k], #64]\n\t"                                                                           \
+    "cmp %[xa], %[t0]\n\t"                                                                                 \
+    "beq 3f\n\t"
+#define REDS_PW_FLAT_PAIRS                                                                                   \
+    "2:\n\t" REDS_PW_STEP4_ASM_D("[%[k], #4]") REDS_PW_STEP4_ASM_D("[%[k], #4]")                          \
+    "ldr %[t0], [%[k], #64]\n\t"                                                                           \
+    "cmp %[xa], %[t0]\n\t"                                                                                 \
+    "bne 2b\n\t"                                                                                           \
+    "3:\n\t"
+/* Tails (in_c & 3), each leaving xb on the next tile's first pixel; the second weight row's bytes are
+ * at w0 + d1 + 4. One channel: four MLA. */
+#define REDS_PW_FLAT_TAIL1                                                                                   \
+    "ldrsb %[t1], [%[xa]]\n\t"                                                                             \
+    "ldrsb %[t2], [%[xb]], #1\n\t"                                                                         \
+    "ldrsb %[t4], [%[w0]]\n\t"                                                                             \
+    "ldr %[t3], [%[k], #4]\n\t"                                                                            \
+    "add %[t3], %[t3], %[w0]\n\t"                                                                          \
+    "ldrsb %[t3], [%[t3], #4]\n\t"                                                                         \
+    "mla %[a0], %[t4], %[t1], %[a0]\n\t"                                                                   \
+    "mla %[a1], %[t4], %[t2], %[a1]\n\t"                                                                   \
+    "mla %[a2], %[t3], %[t1], %[a2]\n\t"                                                                   \
+    "mla %[a3], %[t3], %[t2], %[a3]\n\t"
+/* Two channels: each operand's two bytes paired into 16-bit lanes (LDRSB, LDRSB, PKHBT), one SMLAD per
+ * output. */
+#define REDS_PW_FLAT_PAIR(dst, base, off)                                                                    \
+    "ldrsb %[" dst "], [%[" base "], #" off "]\n\t"                                                        \
+    "ldrsb %[t0], [%[" base "], #" off " + 1]\n\t"                                                         \
+    "pkhbt %[" dst "], %[" dst "], %[t0], lsl #16\n\t"
+#define REDS_PW_FLAT_TAIL2                                                                                   \
+    REDS_PW_FLAT_PAIR("t1", "xa", "0")                                                                     \
+    REDS_PW_FLAT_PAIR("t2", "xb", "0")                                                                     \
+    "adds %[xb], %[xb], #2\n\t" REDS_PW_FLAT_PAIR("t3", "w0", "0")                                         \
+    "smlad %[a0], %[t3], %[t1], %[a0]\n\t"                                                                 \
+    "smlad %[a1], %[t3], %[t2], %[a1]\n\t"                                                                 \
+    "ldr %[t4], [%[k], #4]\n\t"                                                                            \
+    "add %[t4], %[t4], %[w0]\n\t" REDS_PW_FLAT_PAIR("t3", "t4", "4")                                       \
+    "smlad %[a2], %[t3], %[t1], %[a2]\n\t"                                                                 \
+    "smlad %[a3], %[t3], %[t2], %[a3]\n\t"
+/* Three channels: the words ending at them, shifted down a byte (the summed channel before them becomes a
+ * zero lane), one SIMD step. */
+#define REDS_PW_FLAT_TAIL3                                                                                   \
+    "ldr %[t0], [%[w0], #-1]\n\t"                                                                          \
+    "ldr %[t1], [%[xa], #-1]\n\t"                                                                          \
+    "ldr %[t2], [%[xb], #-1]\n\t"                                                                          \
+    "adds %[xb], %[xb], #3\n\t"                                                                            \
+    "lsr %[t0], %[t0], #8\n\t"                                                                             \
+    "lsr %[t1], %[t1], #8\n\t"                                                                             \
+    "lsr %[t2], %[t2], #8\n\t"                                                                             \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                              \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                      \
+    "sxtb16 %[t4], %[t1]\n\t"                                                                              \
+    "sxtb16 %[t1], %[t1], ror #8\n\t"                                                                      \
+    "sxtb16 %[t5], %[t2]\n\t"                                                                              \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                                      \
+    "smlad %[a0], %[t3], %[t4], %[a0]\n\t"                                                                 \
+    "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                 \
+    "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                 \
+    "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                 \
+    "ldr %[t0], [%[k], #4]\n\t"                                                                            \
+    "add %[t0], %[t0], %[w0]\n\t"                                                                          \
+    "ldr %[t0], [%[t0], #3]\n\t"                                                                           \
+    "lsr %[t0], %[t0], #8\n\t"                                                                             \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                              \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                      \
+    "smlad %[a2], %[t3], %[t4], %[a2]\n\t"                                                                 \
+    "smlad %[a2], %[t0], %[t1], %[a2]\n\t"                                                                 \
+    "smlad %[a3], %[t3], %[t5], %[a3]\n\t"                                                                 \
+    "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
+/* Requantise one accumulator with (m, rnd) in (t0, t1) and right in t2: (rnd - [acc < 0]) +
+ * SMMLAR(2 acc, m) >> right, SSAT. */
+#define REDS_PW_FLAT_RQ(a)                                                                                   \
+    "lsl %[" a "], %[" a "], #1\n\t"                                                                       \
+    "add %[t3], %[t1], %[" a "], asr #31\n\t"                                                              \
+    "smmlar %[" a "], %[" a "], %[t0], %[t3]\n\t"                                                          \
+    "asr %[" a "], %[" a "], %[t2]\n\t"                                                                    \
+    "ssat %[" a "], #8, %[" a "]\n\t"
+/* The four outputs, stored; next tile until xb reaches x_end. */
+#define REDS_PW_FLAT_OUT                                                                                     \
+    "ldrd %[t0], %[t1], [%[k], #32]\n\t"                                                                   \
+    "ldr %[t2], [%[k], #40]\n\t" REDS_PW_FLAT_RQ("a0") REDS_PW_FLAT_RQ("a1")                               \
+    "ldrd %[t0], %[t1], [%[k], #44]\n\t"                                                                   \
+    "ldr %[t2], [%[k], #52]\n\t" REDS_PW_FLAT_RQ("a2") REDS_PW_FLAT_RQ("a3")                               \
+    "ldrd %[t0], %[t1], [%[k], #56]\n\t"                                                                   \
+    "strb %[a0], [%[t0]]\n\t"                                                                              \
+    "strb %[a2], [%[t0], #1]\n\t"                                                                          \
+    "add %[t0], %[t0], %[t1]\n\t"                                                                          \
+    "strb %[a1], [%[t0]]\n\t"                                                                              \
+    "strb %[a3], [%[t0], #1]\n\t"                                                                          \
+    "add %[t0], %[t0], %[t1]\n\t"                                                                          \
+    "str %[t0], [%[k], #56]\n\t"                                                                           \
+    "ldr %[t1], [%[k], #16]\n\t"                                                                           \
+    "cmp %[xb], %[t1]\n\t"                                                                                 \
+    "bne 1b\n\t"
+#define REDS_PW_FLAT_ASM(odd, tail)                                                                          \
+    __asm__ volatile(REDS_PW_FLAT_SETUP odd REDS_PW_FLAT_PAIRS tail REDS_PW_FLAT_OUT                        \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w0] "=&r"(w0),     \
+                       [xa] "=&r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),    \
+                       [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)                                      \
+                     : [k] "r"(k)                                                                          \
+                     : "cc", "memory")
+
+/* 2x2 tiles (channels (w0, w1) x pixels (x, x + in_c)) of contiguous pixels from x to k->x_end, each summed,
  * requantised (reds_rq_fast_x2 with the zero point folded, SSAT to [-128, 127]) and stored to o, o + 1,
- * o + out_c, o + out_c + 1, as one asm loop: the tile setup, the blocks of four channels (REDS_PW_STEP4_ASM:
- * an odd one, then pairs), the tail (three channels: the words ending at them shifted down a byte; one or
- * two: one at a time) and the requantisation use 14 registers and read their constants from `k`. In C,
- * gcc kept the two channels' constants and pointers in stack slots around each tile. Sums modulo 2^32 as
- * pw_tile_2x2's. */
+ * o + out_c, o + out_c + 1, as one asm loop: tile setup, the blocks of four channels (REDS_PW_STEP4_ASM),
+ * the tail and the requantisation in 14 registers, constants read from `k`. One loop per (in_c & 4,
+ * in_c & 3), so no tile branches on them. In C, gcc kept the two channels' constants and pointers in stack
+ * slots around each tile. Sums modulo 2^32 as pw_tile_2x2's. in_c >= 4. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
@@ -338,120 +457,32 @@ static void pw_flat(pw_flat_ctx *k, const int8_t *x)
     int32_t a0, a1, a2, a3;
     uint32_t t0, t1, t2, t3, t4, t5;
     const int8_t *w0, *xa, *xb = x;
-    __asm__ volatile(
-        "1:\n\t"
-        "mov %[xa], %[xb]\n\t"
-        "ldr %[t0], [%[k], #8]\n\t"
-        "add %[xb], %[xa], %[t0]\n\t"
-        "ldr %[w0], [%[k], #0]\n\t"
-        "ldrd %[a0], %[a2], [%[k], #24]\n\t"
-        "mov %[a1], %[a0]\n\t"
-        "mov %[a3], %[a2]\n\t"
-        "ldr %[t0], [%[k], #12]\n\t"
-        "add %[t0], %[xa], %[t0]\n\t"
-        "str %[t0], [%[k], #68]\n\t"
-        "ldr %[t0], [%[k], #16]\n\t"
-        "cmp %[t0], #0\n\t"
-        "beq 2f\n\t" REDS_PW_STEP4_ASM_D("[%[k], #4]")
-        "2:\n\t"
-        "ldr %[t0], [%[k], #68]\n\t"
-        "cmp %[xa], %[t0]\n\t"
-        "beq 3f\n\t"
-        "4:\n\t" REDS_PW_STEP4_ASM_D("[%[k], #4]") REDS_PW_STEP4_ASM_D("[%[k], #4]")
-        "ldr %[t0], [%[k], #68]\n\t"
-        "cmp %[xa], %[t0]\n\t"
-        "bne 4b\n\t"
-        "3:\n\t"
-        "ldr %[t0], [%[k], #20]\n\t"
-        "cmp %[t0], #3\n\t"
-        "beq 6f\n\t"
-        "cmp %[t0], #0\n\t"
-        "beq 7f\n\t"
-        "5:\n\t" /* one or two channels left, one at a time; the second row's byte at w0 + d1 + 4 */
-        "ldrsb %[t1], [%[xa]], #1\n\t"
-        "ldrsb %[t2], [%[xb]], #1\n\t"
-        "ldr %[t3], [%[k], #4]\n\t"
-        "add %[t3], %[t3], %[w0]\n\t"
-        "ldrsb %[t3], [%[t3], #4]\n\t"
-        "ldrsb %[t4], [%[w0]], #1\n\t"
-        "mla %[a0], %[t4], %[t1], %[a0]\n\t"
-        "mla %[a1], %[t4], %[t2], %[a1]\n\t"
-        "mla %[a2], %[t3], %[t1], %[a2]\n\t"
-        "mla %[a3], %[t3], %[t2], %[a3]\n\t"
-        "subs %[t0], %[t0], #1\n\t"
-        "bne 5b\n\t"
-        "b 7f\n\t"
-        "6:\n\t" /* three left: the words ending at them, shifted down a byte (the summed channel before
-                    them becomes a zero lane); xb moves on to the next tile's first pixel */
-        "ldr %[t0], [%[w0], #-1]\n\t"
-        "ldr %[t1], [%[xa], #-1]\n\t"
-        "ldr %[t2], [%[xb], #-1]\n\t"
-        "adds %[xb], %[xb], #3\n\t"
-        "lsr %[t0], %[t0], #8\n\t"
-        "lsr %[t1], %[t1], #8\n\t"
-        "lsr %[t2], %[t2], #8\n\t"
-        "sxtb16 %[t3], %[t0]\n\t"
-        "sxtb16 %[t0], %[t0], ror #8\n\t"
-        "sxtb16 %[t4], %[t1]\n\t"
-        "sxtb16 %[t1], %[t1], ror #8\n\t"
-        "sxtb16 %[t5], %[t2]\n\t"
-        "sxtb16 %[t2], %[t2], ror #8\n\t"
-        "smlad %[a0], %[t3], %[t4], %[a0]\n\t"
-        "smlad %[a0], %[t0], %[t1], %[a0]\n\t"
-        "smlad %[a1], %[t3], %[t5], %[a1]\n\t"
-        "smlad %[a1], %[t0], %[t2], %[a1]\n\t"
-        "ldr %[t0], [%[k], #4]\n\t"
-        "add %[t0], %[t0], %[w0]\n\t"
-        "ldr %[t0], [%[t0], #3]\n\t"
-        "lsr %[t0], %[t0], #8\n\t"
-        "sxtb16 %[t3], %[t0]\n\t"
-        "sxtb16 %[t0], %[t0], ror #8\n\t"
-        "smlad %[a2], %[t3], %[t4], %[a2]\n\t"
-        "smlad %[a2], %[t0], %[t1], %[a2]\n\t"
-        "smlad %[a3], %[t3], %[t5], %[a3]\n\t"
-        "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
-        "7:\n\t" /* requantise: (rnd - [acc < 0]) + SMMLAR(2 acc, m) >> right, SSAT */
-        "ldrd %[t0], %[t1], [%[k], #32]\n\t"
-        "ldr %[t2], [%[k], #40]\n\t"
-        "lsl %[a0], %[a0], #1\n\t"
-        "add %[t3], %[t1], %[a0], asr #31\n\t"
-        "smmlar %[a0], %[a0], %[t0], %[t3]\n\t"
-        "asr %[a0], %[a0], %[t2]\n\t"
-        "ssat %[a0], #8, %[a0]\n\t"
-        "lsl %[a1], %[a1], #1\n\t"
-        "add %[t3], %[t1], %[a1], asr #31\n\t"
-        "smmlar %[a1], %[a1], %[t0], %[t3]\n\t"
-        "asr %[a1], %[a1], %[t2]\n\t"
-        "ssat %[a1], #8, %[a1]\n\t"
-        "ldrd %[t0], %[t1], [%[k], #44]\n\t"
-        "ldr %[t2], [%[k], #52]\n\t"
-        "lsl %[a2], %[a2], #1\n\t"
-        "add %[t3], %[t1], %[a2], asr #31\n\t"
-        "smmlar %[a2], %[a2], %[t0], %[t3]\n\t"
-        "asr %[a2], %[a2], %[t2]\n\t"
-        "ssat %[a2], #8, %[a2]\n\t"
-        "lsl %[a3], %[a3], #1\n\t"
-        "add %[t3], %[t1], %[a3], asr #31\n\t"
-        "smmlar %[a3], %[a3], %[t0], %[t3]\n\t"
-        "asr %[a3], %[a3], %[t2]\n\t"
-        "ssat %[a3], #8, %[a3]\n\t"
-        "ldrd %[t0], %[t1], [%[k], #56]\n\t"
-        "strb %[a0], [%[t0]]\n\t"
-        "strb %[a2], [%[t0], #1]\n\t"
-        "add %[t0], %[t0], %[t1]\n\t"
-        "strb %[a1], [%[t0]]\n\t"
-        "strb %[a3], [%[t0], #1]\n\t"
-        "add %[t0], %[t0], %[t1]\n\t"
-        "str %[t0], [%[k], #56]\n\t"
-        "ldr %[t1], [%[k], #64]\n\t"
-        "subs %[t1], %[t1], #1\n\t"
-        "str %[t1], [%[k], #64]\n\t"
-        "bne 1b\n\t"
-        : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w0] "=&r"(w0), [xa] "=&r"(xa),
-          [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [t4] "=&r"(t4),
-          [t5] "=&r"(t5)
-        : [k] "r"(k)
-        : "cc", "memory");
+    switch (k->in_c & 7) {
+    case 0:
+        REDS_PW_FLAT_ASM("", "");
+        break;
+    case 1:
+        REDS_PW_FLAT_ASM("", REDS_PW_FLAT_TAIL1);
+        break;
+    case 2:
+        REDS_PW_FLAT_ASM("", REDS_PW_FLAT_TAIL2);
+        break;
+    case 3:
+        REDS_PW_FLAT_ASM("", REDS_PW_FLAT_TAIL3);
+        break;
+    case 4:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, "");
+        break;
+    case 5:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, REDS_PW_FLAT_TAIL1);
+        break;
+    case 6:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, REDS_PW_FLAT_TAIL2);
+        break;
+    default:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, REDS_PW_FLAT_TAIL3);
+        break;
+    }
 }
 #endif /* __OPTIMIZE__ */
 
@@ -474,13 +505,15 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
         const pw_chan c1 = pw_chan_prepare(quant, bias, w1, o0 + d1, in_c, g->in_off, g->out_off);
 #if REDS_PW_FLAT
         if (flat && c0.fold && c1.fold && sat8 && in_c >= 4 && d1 == 1 && row_len >= 2) {
-            pw_flat_ctx k = {w0,       (int32_t)(w1 - w0) - 4, in_c,           in_c & ~3,  in_c & 4,
-                             in_c & 3, c0.c0,                  c1.c0,          c0.rq.multiplier, c0.rnd,
-                             c0.rq.right, c1.rq.multiplier,   c1.rnd,         c1.rq.right, output + o0,
-                             out_c,    row_len >> 1,           NULL};
+            const int32_t tiles = row_len >> 1;
+            pw_flat_ctx k = {w0,           (int32_t)(w1 - w0) - 4, in_c,           in_c & ~3,
+                             g->in + 2 * tiles * in_c, 0,           c0.c0,          c1.c0,
+                             c0.rq.multiplier, c0.rnd,              c0.rq.right,    c1.rq.multiplier,
+                             c1.rnd,       c1.rq.right,             output + o0,    out_c,
+                             NULL};
             pw_flat(&k, g->in);
             if (row_len & 1) { /* odd: a last tile of the last two pixels, the one before stored again */
-                k.tiles = 1;
+                k.x_end = g->in + row_len * in_c;
                 k.o = output + o0 + (row_len - 2) * out_c;
                 pw_flat(&k, g->in + (row_len - 2) * in_c);
             }
