@@ -798,38 +798,35 @@ static inline void conv_simd_run(const reds_conv_params *p, const reds_quant *qu
 
 #if defined(__OPTIMIZE__) /* the asm needs 12 free registers: unoptimised builds lack them */
 #define REDS_CONV9 1
-/* Output channels per conv9 table: 32 x 16 bytes of stack. */
+/* Output channels per conv9 table: 32 x 36 bytes of stack. */
 #define REDS_CONV9_CHUNK 32
+/* Words per channel in a conv9 table: bias; weights (w0, w2), (w1, w3), (w4, w6), (w5, w7), w8 as int16
+ * lanes; multiplier, rnd, right (reds_rq_fast_x2 with the zero point folded). */
+#define REDS_CONV9_WORDS 9
 
 /* One pixel of a 9-tap-window convolution (3x3, one input channel: first layers of grayscale images) for
- * the output channels whose constants `t` lists (bias, multiplier, rnd, right per channel; `end` past the
- * last): the window (x + input_offset as int16 pairs (x0, x2), (x1, x3), (x4, x6), (x5, x7) and x8 in the
- * top half of `x8`) stays in five registers while one asm loop takes each channel's nine weights (two
- * words and a byte, rows contiguous: c_stride == in_c), two SMLAD per word and one SMLABT, and
- * requantises (reds_rq_fast_x2, zero point folded, SSAT to [-128, 127]): 23 instructions per output.
- * Sums as conv_tile_2x2's. */
+ * the output channels whose table `t` lists (REDS_CONV9_WORDS each; `end` past the last): the window
+ * (x + input_offset as int16 pairs (x0, x2), (x1, x3), (x4, x6), (x5, x7) and x8 in the top half of
+ * `x8`) stays in five registers while one asm loop takes each channel's split weights from the table, four
+ * SMLAD and one SMLABT, and requantises (SSAT to [-128, 127]): 18 instructions per output. Sums as
+ * conv_tile_2x2's. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void conv9_pixel(uint32_t x02, uint32_t x13, uint32_t x46, uint32_t x57, uint32_t x8, const int8_t *w,
-                        const int32_t *t, const int32_t *end, int8_t *o)
+static void conv9_pixel(uint32_t x02, uint32_t x13, uint32_t x46, uint32_t x57, uint32_t x8, const int32_t *t,
+                        const int32_t *end, int8_t *o)
 {
     int32_t acc;
     uint32_t t0, t1;
     __asm__ volatile("1:\n\t"
-                     "ldr %[acc], [%[t]], #16\n\t"
-                     "ldr %[t0], [%[w]], #4\n\t"
-                     "sxtb16 %[t1], %[t0]\n\t"
-                     "sxtb16 %[t0], %[t0], ror #8\n\t"
-                     "smlad %[acc], %[t1], %[x02], %[acc]\n\t"
+                     "ldrd %[acc], %[t0], [%[t]], #36\n\t"
+                     "smlad %[acc], %[t0], %[x02], %[acc]\n\t"
+                     "ldrd %[t0], %[t1], [%[t], #-28]\n\t"
                      "smlad %[acc], %[t0], %[x13], %[acc]\n\t"
-                     "ldr %[t0], [%[w]], #4\n\t"
-                     "sxtb16 %[t1], %[t0]\n\t"
-                     "sxtb16 %[t0], %[t0], ror #8\n\t"
                      "smlad %[acc], %[t1], %[x46], %[acc]\n\t"
+                     "ldrd %[t0], %[t1], [%[t], #-20]\n\t"
                      "smlad %[acc], %[t0], %[x57], %[acc]\n\t"
-                     "ldrsb %[t0], [%[w]], #1\n\t"
-                     "smlabt %[acc], %[t0], %[x8], %[acc]\n\t"
+                     "smlabt %[acc], %[t1], %[x8], %[acc]\n\t"
                      "ldrd %[t0], %[t1], [%[t], #-12]\n\t"
                      "lsl %[acc], %[acc], #1\n\t"
                      "add %[t1], %[t1], %[acc], asr #31\n\t"
@@ -840,22 +837,23 @@ static void conv9_pixel(uint32_t x02, uint32_t x13, uint32_t x46, uint32_t x57, 
                      "strb %[acc], [%[o]], #1\n\t"
                      "cmp %[t], %[end]\n\t"
                      "bne 1b\n\t"
-                     : [acc] "=&r"(acc), [t0] "=&r"(t0), [t1] "=&r"(t1), [w] "+r"(w), [t] "+r"(t), [o] "+r"(o)
+                     : [acc] "=&r"(acc), [t0] "=&r"(t0), [t1] "=&r"(t1), [t] "+r"(t), [o] "+r"(o)
                      : [x02] "r"(x02), [x13] "r"(x13), [x46] "r"(x46), [x57] "r"(x57), [x8] "r"(x8),
                        [end] "r"(end)
                      : "cc", "memory");
 }
 
 /* All outputs of a 9-tap-window convolution with contiguous weight rows under reds_rq_fold_ok and the
- * clamp [-128, 127]: output channels in chunks of REDS_CONV9_CHUNK (their constants tabled once), each
+ * clamp [-128, 127]: output channels in chunks of REDS_CONV9_CHUNK (weights split and constants tabled
+ * once), each
  * pixel's window built once per chunk for conv9_pixel. A 3x3 window of one channel whose three rows can be
  * read as words inside the image (the word's fourth byte too) is built from three loads: SXTAB16 adds the
- * input offset to bytes (0, 2) or (1, 3) of a row, PKHBT pairs the taps; any other window is gathered by
- * conv_gather (taps outside the image as 0). */
+ * input offset to bytes (0, 2) or (1, 3) of a row, PKHBT pairs the taps; at the border tap by tap (taps
+ * outside the image as 0); any other 9-tap window is gathered by conv_gather. */
 static void conv9_run(const reds_conv_params *p, const reds_quant *quant, const reds_dims *in, const int8_t *input,
                       const reds_filter *f, const int32_t *bias, const reds_dims *out, int8_t *output)
 {
-    int32_t t[REDS_CONV9_CHUNK * 4];
+    int32_t t[REDS_CONV9_CHUNK * REDS_CONV9_WORDS];
     int16_t col[REDS_CONV_COL_MAX];
     const int32_t out_c = out->c, in_w = in->w, in_h = in->h;
     const int words = f->dims.h == 3 && f->dims.w == 3 && in->c == 1 && p->dilation.h == 1 && p->dilation.w == 1;
@@ -865,12 +863,20 @@ static void conv9_run(const reds_conv_params *p, const reds_quant *quant, const 
         for (int32_t j = 0; j < nch; ++j) {
             const int32_t q = quant->per_channel ? c0 + j : 0;
             const reds_rq rq = reds_rq_prepare(quant->multiplier[q], quant->shift[q]);
-            t[4 * j] = bias != NULL ? bias[c0 + j] : 0;
-            t[4 * j + 1] = rq.multiplier;
-            t[4 * j + 2] = reds_rq_fold_rnd(rq, p->output_offset);
-            t[4 * j + 3] = rq.right;
+            const int8_t *const wj = f->data + (c0 + j) * 9;
+            int32_t *const tj = t + REDS_CONV9_WORDS * j;
+            tj[0] = bias != NULL ? bias[c0 + j] : 0;
+            for (int32_t i = 0; i < 2; ++i) {
+                const uint32_t v = reds_read_s8x4(wj + 4 * i);
+                tj[1 + 2 * i] = (int32_t)reds_sxtb16(v);
+                tj[2 + 2 * i] = (int32_t)reds_sxtb16_ror8(v);
+            }
+            tj[5] = wj[8];
+            tj[6] = rq.multiplier;
+            tj[7] = reds_rq_fold_rnd(rq, p->output_offset);
+            tj[8] = rq.right;
         }
-        const int8_t *const w = f->data + c0 * 9;
+        const int32_t *const t_end = t + REDS_CONV9_WORDS * nch;
         int8_t *o = output + c0;
         for (int32_t b = 0; b < in->n; ++b) {
             const int8_t *const img = input + b * in_h * in_w * in->c;
@@ -885,13 +891,27 @@ static void conv9_run(const reds_conv_params *p, const reds_quant *quant, const 
                         const uint32_t e1 = reds_sxtab16(oo, v1), e2 = reds_sxtab16(oo, v2); /* (x3, x5), (x6, x8) */
                         conv9_pixel(reds_sxtab16(oo, v0), reds_pkhbt_lsl16(reds_sxtab16_ror8(oo, v0), e1),
                                     reds_pkhbt_lsl16(reds_sxtab16_ror8(oo, v1), e2),
-                                    reds_pkhbt_lsl16(e1 >> 16, reds_sxtab16_ror8(oo, v2)), e2, w, t, t + 4 * nch, o);
+                                    reds_pkhbt_lsl16(e1 >> 16, reds_sxtab16_ror8(oo, v2)), e2, t, t_end, o);
+                        continue;
+                    }
+                    if (words) { /* 3x3 of one channel at the border: taps outside the image are 0 */
+                        uint32_t v[9];
+                        for (int32_t ky = 0; ky < 3; ++ky) {
+                            for (int32_t kx = 0; kx < 3; ++kx) {
+                                const int32_t y = y0 + ky, xx = x0 + kx;
+                                v[3 * ky + kx] = y >= 0 && y < in_h && xx >= 0 && xx < in_w
+                                                     ? (uint32_t)(img[y * in_w + xx] + p->input_offset) & 0xffffu
+                                                     : 0u;
+                            }
+                        }
+                        conv9_pixel(v[0] | v[2] << 16, v[1] | v[3] << 16, v[4] | v[6] << 16, v[5] | v[7] << 16,
+                                    v[8] << 16, t, t_end, o);
                         continue;
                     }
                     conv_gather(p, in, img, f->dims.h, f->dims.w, y0, x0, col);
                     uint32_t x[4];
                     __builtin_memcpy(x, col, 16);
-                    conv9_pixel(x[0], x[1], x[2], x[3], (uint32_t)(uint16_t)col[8] << 16, w, t, t + 4 * nch, o);
+                    conv9_pixel(x[0], x[1], x[2], x[3], (uint32_t)(uint16_t)col[8] << 16, t, t_end, o);
                 }
             }
         }
