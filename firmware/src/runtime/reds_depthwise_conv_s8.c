@@ -175,9 +175,11 @@ static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch,
 {
     int8_t *const d1 = d0 + 3 * REDS_DW_ROW_STRIDE;
     int32_t x = 0;
-    if (src == NULL) {
-        for (; x < in_w; ++x) {
-            d0[x] = d1[x] = pad;
+    if (src == NULL) { /* whole words: the columns past the image hold the zero point too (or nothing read) */
+        const uint32_t v = (uint32_t)(uint8_t)pad * 0x01010101u;
+        for (; x < in_w; x += 4) {
+            __builtin_memcpy(d0 + x, &v, 4);
+            __builtin_memcpy(d1 + x, &v, 4);
         }
         return;
     }
@@ -202,33 +204,50 @@ static inline void dw_store2(int8_t *d, uint32_t v)
     __builtin_memcpy(d + 3 * REDS_DW_ROW_STRIDE, &v, 4);
 }
 
+/* Four pixels (src, src + ch, ...) of four adjacent channels into the channels' rings at d (REDS_DW_RING
+ * apart): one word load per pixel gives its four channels, and a 4x4 byte transpose (UXTB16 / AND into
+ * pairs, PKHBT / PKHTB into rows) turns them into one word per channel. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void dw_fill_block4(int8_t *d, const int8_t *src, int32_t ch)
+{
+    const uint32_t a = reds_read_s8x4(src), b = reds_read_s8x4(src + ch), c = reds_read_s8x4(src + 2 * ch),
+                   e = reds_read_s8x4(src + 3 * ch);
+    const uint32_t ab02 = reds_uxtb16(a) | reds_uxtb16(b) << 8;     /* a0 b0 a2 b2 */
+    const uint32_t ab13 = reds_uxtb16_ror8(a) | (b & 0xff00ff00u); /* a1 b1 a3 b3 */
+    const uint32_t ce02 = reds_uxtb16(c) | reds_uxtb16(e) << 8;
+    const uint32_t ce13 = reds_uxtb16_ror8(c) | (e & 0xff00ff00u);
+    dw_store2(d, reds_pkhbt_lsl16(ab02, ce02));
+    dw_store2(d + REDS_DW_RING, reds_pkhbt_lsl16(ab13, ce13));
+    dw_store2(d + 2 * REDS_DW_RING, reds_pkhtb_asr16(ce02, ab02));
+    dw_store2(d + 3 * REDS_DW_RING, reds_pkhtb_asr16(ce13, ab13));
+}
+
 /* dw_fill_row for four adjacent channels at once (src points at the first; the group's rings
- * REDS_DW_RING apart from d0): one word load per pixel gives its four channels, and a 4x4 byte transpose
- * (UXTB16 / AND into pairs, PKHBT / PKHTB into rows) turns four pixels into one word per channel. */
+ * REDS_DW_RING apart from d0), four pixels per dw_fill_block4; a row whose width is not a multiple of four
+ * ends with a block overlapping the one before (its pixels are written again with the same values). */
 static void dw_fill_row4(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch, int8_t pad)
 {
-    int32_t x = 0;
     if (src == NULL) {
         for (int32_t j = 0; j < 4; ++j) {
             dw_fill_row(d0 + j * REDS_DW_RING, NULL, in_w, ch, pad);
         }
         return;
     }
-    for (; x + 4 <= in_w; x += 4, src += 4 * ch) {
-        const uint32_t a = reds_read_s8x4(src), b = reds_read_s8x4(src + ch), c = reds_read_s8x4(src + 2 * ch),
-                       d = reds_read_s8x4(src + 3 * ch);
-        const uint32_t ab02 = reds_uxtb16(a) | reds_uxtb16(b) << 8;     /* a0 b0 a2 b2 */
-        const uint32_t ab13 = reds_uxtb16_ror8(a) | (b & 0xff00ff00u); /* a1 b1 a3 b3 */
-        const uint32_t cd02 = reds_uxtb16(c) | reds_uxtb16(d) << 8;
-        const uint32_t cd13 = reds_uxtb16_ror8(c) | (d & 0xff00ff00u);
-        dw_store2(d0 + x, reds_pkhbt_lsl16(ab02, cd02));
-        dw_store2(d0 + REDS_DW_RING + x, reds_pkhbt_lsl16(ab13, cd13));
-        dw_store2(d0 + 2 * REDS_DW_RING + x, reds_pkhtb_asr16(cd02, ab02));
-        dw_store2(d0 + 3 * REDS_DW_RING + x, reds_pkhtb_asr16(cd13, ab13));
+    int32_t x = 0;
+    for (; x + 4 <= in_w; x += 4) {
+        dw_fill_block4(d0 + x, src + x * ch, ch);
     }
-    for (; x < in_w; ++x, src += ch) {
-        for (int32_t j = 0; j < 4; ++j) {
-            d0[j * REDS_DW_RING + x] = d0[j * REDS_DW_RING + 3 * REDS_DW_ROW_STRIDE + x] = src[j];
+    if (x < in_w) {
+        if (in_w >= 4) {
+            dw_fill_block4(d0 + in_w - 4, src + (in_w - 4) * ch, ch);
+            return;
+        }
+        for (; x < in_w; ++x) {
+            for (int32_t j = 0; j < 4; ++j) {
+                d0[j * REDS_DW_RING + x] = d0[j * REDS_DW_RING + 3 * REDS_DW_ROW_STRIDE + x] = src[x * ch + j];
+            }
         }
     }
 }
@@ -329,8 +348,7 @@ static void dw3_row(const int8_t *p, int8_t *o, int32_t pairs, const dw3_w *k)
  * constant (sum w (x + off) + b = sum w x + (b + off sum w)) and the requantisation's doubling into the
  * weights (reds_rq_fast_x2; 2 |acc| < 2^31), two neighbouring outputs take per tap row one word of four
  * pixels (p0..p3), split by SXTB16 into (p0, p2) and (p1, p3): SMLAD with (2 w0, 2 w2) and one SMLAxB with
- * 2 w1 each (dw3_row). Sums modulo 2^32: the same integer as TFLM's. An odd row ends with a pair
- * overlapping the one before, whose repeated output is stored again with the same value. */
+ * 2 w1 each (dw3_row). Sums modulo 2^32: the same integer as TFLM's. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
@@ -376,10 +394,13 @@ static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, i
             }
             slot = slot == 2 ? 0 : slot + 1;
             if (r >= 2) {
+                /* An odd row's last pair also writes the next output row's first pixel, which that row
+                 * rewrites later; the very last row ends with a pair overlapping the one before instead. */
+                const int last = b == n - 1 && r == out_h + 1;
                 for (int32_t j = 0; j < nch; ++j) {
                     const int8_t *const p = rows + j * REDS_DW_RING + slot * REDS_DW_ROW_STRIDE;
-                    dw3_row(p, o + j, pairs, &k[j]);
-                    if (odd) {
+                    dw3_row(p, o + j, pairs + (odd && !last), &k[j]);
+                    if (odd && last) {
                         dw3_row(p + out_w - 2, o + j + (out_w - 2) * ch, 1, &k[j]);
                     }
                 }
@@ -592,7 +613,7 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
 #if REDS_DSP
     /* dw3_rows' shapes: stride 1, padding <= 1, padded rows that fit its buffer, an int8 zero point */
     const int rows3 = fast3 && g.s_h == 1 && g.s_w == 1 && g.p_h <= 1 && g.p_w <= 1 &&
-                      c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w >= 2 && out_w + 2 <= REDS_DW_ROW_STRIDE &&
+                      c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w >= 2 && out_w + 3 <= REDS_DW_ROW_STRIDE &&
                       c->off >= -127 && c->off <= 128;
     /* dw3_rows' rings (four channels): the columns its windows read outside the image (left padding, and
      * right of the image up to the last window's end) hold the input zero point, set once here; the image
