@@ -107,14 +107,6 @@ REDS_DSP_MLA(reds_smlabt, "smlabt")
 REDS_DSP_MLA(reds_smlatt, "smlatt")
 #undef REDS_DSP_MLA
 
-/** (a * b + 2^31) >> 32: the rounding high multiply. */
-static inline int32_t reds_smmulr(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
 /** c + ((a * b + 2^31) >> 32): the rounding high multiply, accumulated (the high word, so c is added exactly). */
 static inline int32_t reds_smmlar(int32_t a, int32_t b, int32_t c)
 {
