@@ -3,8 +3,6 @@
  * Arithmetic as TFLM reference_integer_ops::ConvPerChannel; taps outside the image are skipped
  * (TFLM's padding), with the in-image tap range computed once per output pixel.
  */
-#include <stddef.h>
-
 #include "reds_dsp.h"
 #include "reds_kernels.h"
 #include "reds_requant.h"
@@ -136,8 +134,7 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
 /* The four-channel step of pw_step4 as asm text (operands named as in pw_tile_2x2's asm): t0..t5 are
  * scratch; the second weight row is read at w0 + d1, d1 = (w1 - w0) - 4 kept in memory, after w0 moved
  * on by 4. Each weight word is split, used twice and dead before the next. */
-#define REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM_D("%[d1]")
-#define REDS_PW_STEP4_ASM_D(d1)                                                                              \
+#define REDS_PW_STEP4_ASM                                                                                    \
     "ldr %[t0], [%[w0]], #4\n\t"                                                                          \
     "ldr %[t1], [%[xa]], #4\n\t"                                                                          \
     "ldr %[t2], [%[xb]], #4\n\t"                                                                          \
@@ -151,7 +148,7 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
     "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                \
     "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                \
     "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                \
-    "ldr %[t0], " d1 "\n\t"                                                                                \
+    "ldr %[t0], %[d1]\n\t"                                                                                 \
     "ldr %[t0], [%[w0], %[t0]]\n\t"                                                                       \
     "sxtb16 %[t3], %[t0]\n\t"                                                                             \
     "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                     \
@@ -303,51 +300,54 @@ static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1,
     }
 }
 
-#if defined(__OPTIMIZE__) /* the asm needs 14 free registers: unoptimised builds lack them */
+#if defined(__OPTIMIZE__) /* the asm needs 13 free registers: unoptimised builds lack them */
 #define REDS_PW_FLAT 1
-/* What pw_flat's asm reads and updates, at the byte offsets its text names (checked below). */
+/* Two int32 read by one LDRD. */
 typedef struct {
-    const int8_t *w0;                /*  0: weight row of the first channel */
-    int32_t d1;                      /*  4: (w1 - w0) - 4, w1 the second channel's row */
-    int32_t in_c, n4;                /*  8: in_c, in_c & ~3 */
-    const int8_t *x_end;             /* 16: first pixel after the last tile */
-    int32_t unused;                  /* 20: (keeps c0 8-byte aligned for LDRD) */
-    int32_t c0, c1;                  /* 24: the channels' pw_chan c0 */
-    int32_t m0, rnd0, right0;        /* 32: first channel's requantisation (reds_rq_fast_x2) */
-    int32_t m1, rnd1, right1;        /* 44: second channel's */
-    int8_t *o;                       /* 56: output of the next tile's first pixel, first channel */
-    int32_t out_c;                   /* 60: output pixel stride */
-    const int8_t *end;               /* 64: scratch: where the tile's blocks of four end */
+    int32_t a, b;
+} pw_pair32;
+
+/* What pw_flat's asm reads (memory operands of a copy on pw_flat's stack, so that the asm needs no base
+ * register of its own: 13 registers leave the frame pointer free). */
+typedef struct {
+    const int8_t *w0;       /* weight row of the first channel */
+    int32_t d1;             /* (w1 - w0) - 4, w1 the second channel's row */
+    pw_pair32 in_c_n4;      /* in_c, in_c & ~3 */
+    const int8_t *x_end;    /* first pixel after the last tile */
+    pw_pair32 c01;          /* the channels' pw_chan c0 */
+    pw_pair32 m_rnd0;       /* first channel's requantisation (reds_rq_fast_x2): multiplier, rnd */
+    int32_t right0;         /* and right */
+    pw_pair32 m_rnd1;       /* second channel's */
+    int32_t right1;
+    struct {
+        int8_t *o;          /* output of the next tile's first pixel, first channel */
+        int32_t out_c;      /* output pixel stride */
+    } o_out_c;
+    const int8_t *end;      /* scratch: where the tile's blocks of four end */
 } pw_flat_ctx;
-typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_flat_ctx, x_end) == 16 &&
-                                       offsetof(pw_flat_ctx, c0) == 24 && offsetof(pw_flat_ctx, m0) == 32 &&
-                                       offsetof(pw_flat_ctx, m1) == 44 && offsetof(pw_flat_ctx, o) == 56 &&
-                                       offsetof(pw_flat_ctx, end) == 64
-                                   ? 1
-                                   : -1];
 
 /* pw_flat's asm text in parts. Tile setup: xa = xb (the previous tile's end), xb = xa + in_c, the
  * accumulators from c0 / c1, the end of the blocks of four. */
 #define REDS_PW_FLAT_SETUP                                                                                   \
     "1:\n\t"                                                                                               \
     "mov %[xa], %[xb]\n\t"                                                                                 \
-    "ldrd %[t0], %[t1], [%[k], #8]\n\t"                                                                    \
+    "ldrd %[t0], %[t1], %[in_c_n4]\n\t"                                                                    \
     "add %[xb], %[xa], %[t0]\n\t"                                                                          \
     "add %[t1], %[xa], %[t1]\n\t"                                                                          \
-    "str %[t1], [%[k], #64]\n\t"                                                                           \
-    "ldr %[w0], [%[k], #0]\n\t"                                                                            \
-    "ldrd %[a0], %[a2], [%[k], #24]\n\t"                                                                   \
+    "str %[t1], %[end]\n\t"                                                                           \
+    "ldr %[w0], %[w0p]\n\t"                                                                            \
+    "ldrd %[a0], %[a2], %[c01]\n\t"                                                                   \
     "mov %[a1], %[a0]\n\t"                                                                                 \
     "mov %[a3], %[a2]\n\t"
 /* An odd block of four (in_c & 4), then pairs of blocks; after the odd one there may be none left. */
 #define REDS_PW_FLAT_ODD                                                                                     \
-    REDS_PW_STEP4_ASM_D("[%[k], #4]")                                                                      \
-    "ldr %[t0], [%[k], #64]\n\t"                                                                           \
+    REDS_PW_STEP4_ASM                                                                      \
+    "ldr %[t0], %[end]\n\t"                                                                           \
     "cmp %[xa], %[t0]\n\t"                                                                                 \
     "beq 3f\n\t"
 #define REDS_PW_FLAT_PAIRS                                                                                   \
-    "2:\n\t" REDS_PW_STEP4_ASM_D("[%[k], #4]") REDS_PW_STEP4_ASM_D("[%[k], #4]")                          \
-    "ldr %[t0], [%[k], #64]\n\t"                                                                           \
+    "2:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM                          \
+    "ldr %[t0], %[end]\n\t"                                                                           \
     "cmp %[xa], %[t0]\n\t"                                                                                 \
     "bne 2b\n\t"                                                                                           \
     "3:\n\t"
@@ -357,7 +357,7 @@ typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_fla
     "ldrsb %[t1], [%[xa]]\n\t"                                                                             \
     "ldrsb %[t2], [%[xb]], #1\n\t"                                                                         \
     "ldrsb %[t4], [%[w0]]\n\t"                                                                             \
-    "ldr %[t3], [%[k], #4]\n\t"                                                                            \
+    "ldr %[t3], %[d1]\n\t"                                                                            \
     "add %[t3], %[t3], %[w0]\n\t"                                                                          \
     "ldrsb %[t3], [%[t3], #4]\n\t"                                                                         \
     "mla %[a0], %[t4], %[t1], %[a0]\n\t"                                                                   \
@@ -376,7 +376,7 @@ typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_fla
     "adds %[xb], %[xb], #2\n\t" REDS_PW_FLAT_PAIR("t3", "w0", "0")                                         \
     "smlad %[a0], %[t3], %[t1], %[a0]\n\t"                                                                 \
     "smlad %[a1], %[t3], %[t2], %[a1]\n\t"                                                                 \
-    "ldr %[t4], [%[k], #4]\n\t"                                                                            \
+    "ldr %[t4], %[d1]\n\t"                                                                            \
     "add %[t4], %[t4], %[w0]\n\t" REDS_PW_FLAT_PAIR("t3", "t4", "4")                                       \
     "smlad %[a2], %[t3], %[t1], %[a2]\n\t"                                                                 \
     "smlad %[a3], %[t3], %[t2], %[a3]\n\t"
@@ -400,7 +400,7 @@ typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_fla
     "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                 \
     "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                 \
     "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                 \
-    "ldr %[t0], [%[k], #4]\n\t"                                                                            \
+    "ldr %[t0], %[d1]\n\t"                                                                            \
     "add %[t0], %[t0], %[w0]\n\t"                                                                          \
     "ldr %[t0], [%[t0], #3]\n\t"                                                                           \
     "lsr %[t0], %[t0], #8\n\t"                                                                             \
@@ -420,44 +420,48 @@ typedef char pw_flat_layout_ok[offsetof(pw_flat_ctx, d1) == 4 && offsetof(pw_fla
     "ssat %[" a "], #8, %[" a "]\n\t"
 /* The four outputs, stored; next tile until xb reaches x_end. */
 #define REDS_PW_FLAT_OUT                                                                                     \
-    "ldrd %[t0], %[t1], [%[k], #32]\n\t"                                                                   \
-    "ldr %[t2], [%[k], #40]\n\t" REDS_PW_FLAT_RQ("a0") REDS_PW_FLAT_RQ("a1")                               \
-    "ldrd %[t0], %[t1], [%[k], #44]\n\t"                                                                   \
-    "ldr %[t2], [%[k], #52]\n\t" REDS_PW_FLAT_RQ("a2") REDS_PW_FLAT_RQ("a3")                               \
-    "ldrd %[t0], %[t1], [%[k], #56]\n\t"                                                                   \
+    "ldrd %[t0], %[t1], %[m_rnd0]\n\t"                                                                   \
+    "ldr %[t2], %[right0]\n\t" REDS_PW_FLAT_RQ("a0") REDS_PW_FLAT_RQ("a1")                               \
+    "ldrd %[t0], %[t1], %[m_rnd1]\n\t"                                                                   \
+    "ldr %[t2], %[right1]\n\t" REDS_PW_FLAT_RQ("a2") REDS_PW_FLAT_RQ("a3")                               \
+    "ldrd %[t0], %[t1], %[o_out_c]\n\t"                                                                   \
     "strb %[a0], [%[t0]]\n\t"                                                                              \
     "strb %[a2], [%[t0], #1]\n\t"                                                                          \
     "add %[t0], %[t0], %[t1]\n\t"                                                                          \
     "strb %[a1], [%[t0]]\n\t"                                                                              \
     "strb %[a3], [%[t0], #1]\n\t"                                                                          \
     "add %[t0], %[t0], %[t1]\n\t"                                                                          \
-    "str %[t0], [%[k], #56]\n\t"                                                                           \
-    "ldr %[t1], [%[k], #16]\n\t"                                                                           \
+    "str %[t0], %[o_out_c]\n\t"                                                                           \
+    "ldr %[t1], %[x_end]\n\t"                                                                           \
     "cmp %[xb], %[t1]\n\t"                                                                                 \
     "bne 1b\n\t"
 #define REDS_PW_FLAT_ASM(odd, tail)                                                                          \
     __asm__ volatile(REDS_PW_FLAT_SETUP odd REDS_PW_FLAT_PAIRS tail REDS_PW_FLAT_OUT                        \
                      : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w0] "=&r"(w0),     \
                        [xa] "=&r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),    \
-                       [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)                                      \
-                     : [k] "r"(k)                                                                          \
+                       [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5), [end] "+m"(c.end),                 \
+                       [o_out_c] "+m"(c.o_out_c)                                                          \
+                     : [in_c_n4] "m"(c.in_c_n4), [w0p] "m"(c.w0), [c01] "m"(c.c01), [d1] "m"(c.d1),           \
+                       [x_end] "m"(c.x_end), [m_rnd0] "m"(c.m_rnd0), [right0] "m"(c.right0),              \
+                       [m_rnd1] "m"(c.m_rnd1), [right1] "m"(c.right1)                                    \
                      : "cc", "memory")
 
 /* 2x2 tiles (channels (w0, w1) x pixels (x, x + in_c)) of contiguous pixels from x to k->x_end, each summed,
  * requantised (reds_rq_fast_x2 with the zero point folded, SSAT to [-128, 127]) and stored to o, o + 1,
  * o + out_c, o + out_c + 1, as one asm loop: tile setup, the blocks of four channels (REDS_PW_STEP4_ASM),
- * the tail and the requantisation in 14 registers, constants read from `k`. One loop per (in_c & 4,
+ * the tail and the requantisation in 13 registers, constants read from a copy of `k`. One loop per (in_c & 4,
  * in_c & 3), so no tile branches on them. In C, gcc kept the two channels' constants and pointers in stack
  * slots around each tile. Sums modulo 2^32 as pw_tile_2x2's. in_c >= 4. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void pw_flat(pw_flat_ctx *k, const int8_t *x)
+static void pw_flat(const pw_flat_ctx *k, const int8_t *x)
 {
+    pw_flat_ctx c = *k;
     int32_t a0, a1, a2, a3;
     uint32_t t0, t1, t2, t3, t4, t5;
     const int8_t *w0, *xa, *xb = x;
-    switch (k->in_c & 7) {
+    switch (c.in_c_n4.a & 7) {
     case 0:
         REDS_PW_FLAT_ASM("", "");
         break;
@@ -505,16 +509,21 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
         const pw_chan c1 = pw_chan_prepare(quant, bias, w1, o0 + d1, in_c, g->in_off, g->out_off);
 #if REDS_PW_FLAT
         if (flat && c0.fold && c1.fold && sat8 && in_c >= 4 && d1 == 1 && row_len >= 2) {
-            const int32_t tiles = row_len >> 1;
-            pw_flat_ctx k = {w0,           (int32_t)(w1 - w0) - 4, in_c,           in_c & ~3,
-                             g->in + 2 * tiles * in_c, 0,           c0.c0,          c1.c0,
-                             c0.rq.multiplier, c0.rnd,              c0.rq.right,    c1.rq.multiplier,
-                             c1.rnd,       c1.rq.right,             output + o0,    out_c,
+            pw_flat_ctx k = {w0,
+                             (int32_t)(w1 - w0) - 4,
+                             {in_c, in_c & ~3},
+                             g->in + 2 * (row_len >> 1) * in_c,
+                             {c0.c0, c1.c0},
+                             {c0.rq.multiplier, c0.rnd},
+                             c0.rq.right,
+                             {c1.rq.multiplier, c1.rnd},
+                             c1.rq.right,
+                             {output + o0, out_c},
                              NULL};
             pw_flat(&k, g->in);
             if (row_len & 1) { /* odd: a last tile of the last two pixels, the one before stored again */
                 k.x_end = g->in + row_len * in_c;
-                k.o = output + o0 + (row_len - 2) * out_c;
+                k.o_out_c.o = output + o0 + (row_len - 2) * out_c;
                 pw_flat(&k, g->in + (row_len - 2) * in_c);
             }
             continue;
