@@ -66,12 +66,28 @@ _RUN_COLUMNS = [
     default=None,
     help="Keep at most N examples per split (smoke runs).",
 )
+@click.option(
+    "--pretrained-from",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Adopt this finished run's pretrained model (same model, data, seed and pretrain settings): "
+    "ablations of solving and fine-tuning share one pretraining.",
+)
 @click.option("--stop-after-epochs", type=int, default=None, hidden=True, help="Stop after N epochs (tests).")
 @click.option(
     "--quiet", is_flag=True, help="No progress bars and no per-epoch lines (step lines and the table stay)."
 )
 def run_cmd(
-    recipe_path, run_dir, data_dir, resume, strategy, schedule, limit, stop_after_epochs, quiet
+    recipe_path,
+    run_dir,
+    data_dir,
+    resume,
+    strategy,
+    schedule,
+    limit,
+    pretrained_from,
+    stop_after_epochs,
+    quiet,
 ) -> None:
     """Run the REDS pipeline for a recipe: pretrain -> importance -> permute -> solve -> fine-tune ->
     evaluate -> convert. Every artifact goes under one run directory; --resume continues after an
@@ -100,6 +116,7 @@ def run_cmd(
             progress=not quiet,
             max_epochs_this_call=stop_after_epochs,
             log=click.echo,
+            pretrained_from=pretrained_from,
         )
     except TrainingInterrupted as e:
         click.echo(f"interrupted: {e}", err=True)

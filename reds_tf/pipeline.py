@@ -26,6 +26,7 @@ from .recipe import Recipe
 from .runstore import FINGERPRINT_FILE, RunDir, atomic_write_text
 from .steps import (
     StepContext,
+    adopt_pretrained,
     baselines,
     convert_run,
     evaluate_run,
@@ -52,19 +53,32 @@ def run(
     progress: bool = True,
     max_epochs_this_call: int | None = None,
     log: Any = print,
+    pretrained_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline for ``recipe`` into ``run_dir`` and return the results dict.
 
     ``resume`` continues the run started in ``run_dir`` only if it was started with the same
     fingerprint (resolved recipe incl. schedule, seed and limit; data source; package version);
-    resuming a finished run returns its results and changes no file.
+    resuming a finished run returns its results and changes no file. ``pretrained_from`` names a run
+    whose pretrained model this run adopts (same model, data, seed and pretraining settings required).
     """
     cluster = multiworker.read_tf_config() if strategy == "multiworker" else None
     # First: MultiWorkerMirroredStrategy configures TensorFlow's runtime, so it must come before any op.
     strat = make_strategy(strategy)
     # Only the chief writes run_dir; other workers write a temporary copy (see reds_tf.multiworker).
     with multiworker.worker_run_dir(cluster, run_dir, resume) as own_dir:
-        return _run(recipe, own_dir, data_dir, resume, strat, progress, max_epochs_this_call, log, cluster)
+        return _run(
+            recipe,
+            own_dir,
+            data_dir,
+            resume,
+            strat,
+            progress,
+            max_epochs_this_call,
+            log,
+            cluster,
+            pretrained_from,
+        )
 
 
 def _run(
@@ -77,12 +91,14 @@ def _run(
     max_epochs_this_call: int | None,
     log: Any,
     cluster: multiworker.Cluster | None,
+    pretrained_from: str | Path | None = None,
 ) -> dict[str, Any]:
     model_source.check(recipe.model, recipe.model_options)  # a bad model name fails before data loads
     if model_source.is_file_name(recipe.model) and not (Path(run_dir) / FINGERPRINT_FILE).exists():
         model_source.load_file(recipe.model)  # an unreadable file fails before the run directory exists
     rd = RunDir(run_dir)
-    rd.claim(fingerprint(recipe, data_dir), resume)
+    fp = fingerprint(recipe, data_dir, pretrained_from)
+    rd.claim(fp, resume)
     if resume and rd.is_done("results"):
         log(f"{rd.root} is already complete; nothing to do.")
         return json.loads(rd.path("results.json").read_text())
@@ -101,6 +117,8 @@ def _run(
         pass_key=splits.pass_key,
     )
 
+    if pretrained_from is not None and not rd.is_done("pretrain"):
+        adopt_pretrained(pretrained_from, fp, ctx)
     pre = pretrain(recipe, splits, batched, ctx)
     scores = rank(recipe, pre, batched, recipe.importance.method, ctx)
     perm, sorted_scores = permute_model(pre, scores, batched, ctx)
@@ -149,14 +167,19 @@ def git_revision() -> str | None:
     return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
-def fingerprint(recipe: Recipe, data_dir: str | Path | None) -> dict[str, Any]:
+def fingerprint(
+    recipe: Recipe, data_dir: str | Path | None, pretrained_from: str | Path | None = None
+) -> dict[str, Any]:
     """What defines a run: a resumed run must match it exactly (see ``RunDir.claim``)."""
-    return {
+    fp = {
         "recipe": recipe.to_dict(),
         "data_dir": str(Path(data_dir).resolve()) if data_dir is not None else None,
         "model_file_sha256": model_source.digest(recipe.model),
         "reds_tf": __version__,
     }
+    if pretrained_from is not None:
+        fp["pretrained_from"] = str(Path(pretrained_from).resolve())
+    return fp
 
 
 def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None) -> list[dict]:

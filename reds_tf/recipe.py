@@ -66,6 +66,9 @@ class SolveConfig:
     gap: float = 0.01
     strategy: str = "bottom_up"
     granularity: int = 1
+    #: narrowest width a level may give any layer: a unit count (>= 1), or a fraction in (0, 1) of each
+    #: layer's full width (rounded up) -- keeps the MILP from buying MACs with 7-unit bottlenecks
+    min_width: float = 1
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,9 @@ def _validate(obj: Any, where: str) -> None:
             bad(f"clock_mhz must be > 0. Received: {obj.clock_mhz}")
         if obj.granularity < 1 or obj.time_limit <= 0 or not 0 <= obj.gap < 1:
             bad(f"need granularity >= 1, time_limit > 0, 0 <= gap < 1. Received: {obj}")
+        mw = obj.min_width
+        if not (0 < mw < 1 or (mw >= 1 and float(mw).is_integer())):
+            bad(f"min_width must be a unit count >= 1 or a fraction in (0, 1) of full widths. Received: {mw}")
     elif isinstance(obj, ConvertConfig):
         if obj.calibration_mode not in ("shared", "per_level"):
             bad(f"calibration_mode must be 'shared' or 'per_level'. Received: {obj.calibration_mode!r}")

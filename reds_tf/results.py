@@ -6,7 +6,8 @@ table per recipe and schedule: every level's true MACs and its float and int8 (T
 mean +- std over the seeds present, with the seeds, git revisions and wall time the numbers came from,
 and the paper's accuracy at the same true MACs where it published one (``PAPER``).
 ``python -m reds_tf.results plot --out F.png`` draws accuracy vs true MACs of every recipe and schedule
-(mean +- std over seeds) with the paper's points.
+(mean +- std over seeds) with the paper's points. ``python -m reds_tf.results ablation --recipe R --seed K
+--base S`` compares the schedules of one recipe and seed level by level against schedule ``S``.
 """
 
 from __future__ import annotations
@@ -126,6 +127,58 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
     return "\n".join(out)
 
 
+#: schedules are compared level by level only when their true MACs agree within this many pp
+ABLATION_MACS_PP = 1.0
+
+
+def ablation(recipe: str, seed: int, base: str, out_dir: str | Path = DEFAULT_DIR) -> str:
+    """Markdown table: every schedule of ``recipe`` run with ``seed`` whose levels sit at the same true MACs
+    as schedule ``base``'s, with float and int8 test accuracy per level and the change against ``base``
+    (one seed, so an ablation, not a spread)."""
+    runs = {
+        sch: r
+        for (rec, sch), rs in _groups(out_dir).items()
+        if rec == recipe
+        for r in rs
+        if r["seed"] == seed
+    }
+    if base not in runs:
+        raise NotARedsModelError(
+            f"No result file for recipe {recipe!r}, schedule {base!r}, seed {seed} in {out_dir}. "
+            f"Schedules there for that recipe and seed: {sorted(runs) or 'none'}. Fix: add the run "
+            "(python -m reds_tf.results add RUN_DIR) or pick --base from that list."
+        )
+    ref = runs[base]["levels"]
+    same = {
+        sch: r
+        for sch, r in runs.items()
+        if len(r["levels"]) == len(ref)
+        and all(
+            abs(a["macs_pct"] - b["macs_pct"]) <= ABLATION_MACS_PP
+            for a, b in zip(r["levels"], ref, strict=True)
+        )
+    }
+    head = " | ".join(f"L{k} ({lv['macs_pct']:.0f} %) float / int8" for k, lv in enumerate(ref))
+    out = [
+        f"Ablation: {recipe}, seed {seed}, against schedule {base} (test %, change in pp in brackets)",
+        "",
+        f"| schedule | {head} |",
+        "|---|" + "---|" * len(ref),
+    ]
+    for sch in [base] + sorted(set(same) - {base}):
+        cells = []
+        for lv, lb in zip(same[sch]["levels"], ref, strict=True):
+            f = 100 * lv["test_accuracy"]
+            i8 = lv.get("int8_test_accuracy")
+            cell = f"{f:.2f}" if sch == base else f"{f:.2f} ({f - 100 * lb['test_accuracy']:+.2f})"
+            cells.append(cell + (f" / {100 * i8:.2f}" if i8 is not None else " / -"))
+        out.append(f"| {sch} | " + " | ".join(cells) + " |")
+    skipped = sorted(set(runs) - set(same))
+    if skipped:
+        out += ["", f"Not comparable (other true MACs per level): {', '.join(skipped)}."]
+    return "\n".join(out) + "\n"
+
+
 def series(out_dir: str | Path = DEFAULT_DIR) -> list[dict[str, Any]]:
     """Per recipe and schedule: true MACs % and float test accuracy % of every level, mean and std
     (ddof 1; 0 for one seed) over the seeds present, plus the paper's points for that recipe."""
@@ -164,10 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("plot", help="accuracy vs true MACs per recipe and schedule, with the paper's points")
     f.add_argument("--out", required=True, help="the PNG file to write")
     f.add_argument("--dir", default=str(DEFAULT_DIR))
+    b = sub.add_parser("ablation", help="one recipe and seed: every schedule against a base schedule")
+    b.add_argument("--recipe", required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--base", required=True, help="the schedule the others are compared with")
+    b.add_argument("--dir", default=str(DEFAULT_DIR))
     args = p.parse_args(argv)
     try:
         if args.cmd == "add":
             print(f"wrote {add(args.run_dir, args.dir)}")
+        elif args.cmd == "ablation":
+            print(ablation(args.recipe, args.seed, args.base, args.dir))
         elif args.cmd == "plot":
             print(f"wrote {plot(args.out, args.dir)}")
         else:

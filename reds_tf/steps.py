@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,10 +37,12 @@ from . import (
 )
 from ._keras import keras, tf
 from .data import augment
+from .errors import RunMismatchError
 from .evaluate import accuracy, level_accuracies, level_rows
+from .graph import Graph
 from .plan import WidthPlan
 from .recipe import Recipe
-from .runstore import RunDir, atomic_path, atomic_write_bytes, atomic_write_text
+from .runstore import RunDir, atomic_path, atomic_write_bytes, atomic_write_text, fingerprint_diff
 
 
 def make_strategy(name: str | None) -> tf.distribute.Strategy | None:
@@ -174,6 +177,37 @@ def pretrain(
     return model
 
 
+#: recipe keys that decide the pretrained model (a run may adopt another's pretraining when they all match)
+PRETRAIN_KEYS = ("model", "model_options", "dataset", "seed", "data", "pretrain")
+
+
+def adopt_pretrained(source: str | Path, fingerprint: dict[str, Any], ctx: StepContext) -> None:
+    """Start from another run's pretrained model instead of pretraining again (ablations of solving and
+    fine-tuning share one pretraining). Refused unless the source run finished pretraining with the same
+    model, data, seed and pretraining settings, so the adopted model is the one this run would train."""
+    src = RunDir(source)
+    theirs = src.fingerprint()
+    if theirs is None or not src.is_done("pretrain") or not src.path("pretrained.keras").is_file():
+        raise RunMismatchError(
+            f"--pretrained-from {src.root}: no finished pretraining there (no fingerprint.json, or pretrain "
+            "not done). Fix: name the run directory of a run that finished its pretraining."
+        )
+    mine = {k: fingerprint["recipe"].get(k) for k in PRETRAIN_KEYS}
+    mine.update(data_dir=fingerprint["data_dir"], model_file_sha256=fingerprint["model_file_sha256"])
+    other = {k: theirs["recipe"].get(k) for k in PRETRAIN_KEYS}
+    other.update(data_dir=theirs.get("data_dir"), model_file_sha256=theirs.get("model_file_sha256"))
+    diff = fingerprint_diff(other, mine)
+    if diff:
+        raise RunMismatchError(
+            f"--pretrained-from {src.root}: its pretraining differs from this recipe's:\n  "
+            + "\n  ".join(diff)
+            + "\nFix: adopt a run with the same model, data, seed and pretraining, or drop --pretrained-from."
+        )
+    atomic_write_bytes(ctx.rd.path("pretrained.keras"), src.path("pretrained.keras").read_bytes())
+    ctx.rd.mark_done("pretrain", {**src.done_info("pretrain"), "adopted_from": str(src.root.resolve())})
+    ctx.log(f"[pretrain] adopted {src.path('pretrained.keras')} (same model, data, seed and pretraining)")
+
+
 def _save_scores(path: Path, scores: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in scores.items()})
@@ -242,6 +276,7 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, ctx: Ste
         gap=s.gap,
         strategy=s.strategy,
         granularity=s.granularity,
+        min_width=min_widths(graph, s.min_width),
         device=device,
         progress=lambda line: ctx.log(f"[solve] {line}"),
     )
@@ -252,6 +287,13 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, ctx: Ste
     ctx.log(report.plan.describe())
     ctx.rd.mark_done("solve", rep)
     return graph, report.plan, rep
+
+
+def min_widths(graph: Graph, min_width: float) -> dict[str, int]:
+    """Per group: the recipe's ``min_width`` in units (a fraction in (0, 1) of the full width, rounded up)."""
+    if min_width >= 1:
+        return {g.name: min(int(min_width), g.full) for g in graph.groups}
+    return {g.name: max(1, math.ceil(min_width * g.full)) for g in graph.groups}
 
 
 def _solver_summary(rep: dict[str, Any]) -> str:

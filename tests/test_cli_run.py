@@ -115,3 +115,34 @@ def test_run_under_mirrored_strategy_with_two_logical_cpus(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     res = json.loads((run_dir / "results.json").read_text())
     assert len(res["levels"]) == 4 and all(r["test_accuracy"] is not None for r in res["levels"])
+
+
+def test_pretrained_from_adopts_a_matching_pretraining_and_refuses_another(tmp_path):
+    """Ablations share one pretraining: a second run copies the first's model; another seed is refused."""
+    runner = CliRunner()
+    first = tmp_path / "base"
+    out = runner.invoke(main, ["run", "--recipe", str(TINY), "--run-dir", str(first), "--quiet"])
+    assert out.exit_code == 0, out.output
+
+    recipe = yaml.safe_load(TINY.read_text())
+    recipe["solve"]["min_width"] = 0.25  # a different plan, same pretraining
+    path = tmp_path / "floor.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    second = tmp_path / "floor"
+    args = ["run", "--recipe", str(path), "--run-dir", str(second), "--quiet"]
+    out = runner.invoke(main, args + ["--pretrained-from", str(first)])
+    assert out.exit_code == 0, out.output
+    assert "[pretrain] adopted" in out.output
+    assert (second / "pretrained.keras").read_bytes() == (first / "pretrained.keras").read_bytes()
+    done = json.loads((second / "state.json").read_text())["done"]["pretrain"]
+    assert done["adopted_from"] == str(first.resolve()) and done["history"]["epochs"]
+    widths = json.loads((second / "plan.json").read_text())["widths"]
+    assert min(min(row) for row in widths) >= 4  # 25 % of 16 filters
+
+    recipe["seed"] = 1
+    path.write_text(yaml.safe_dump(recipe))
+    out = runner.invoke(main, ["run", "--recipe", str(path), "--run-dir", str(tmp_path / "s1"), "--quiet",
+                               "--pretrained-from", str(first)])  # fmt: skip
+    assert out.exit_code != 0
+    assert "its pretraining differs" in out.output and "seed: 0 -> 1" in out.output
+    assert not (tmp_path / "s1" / "pretrained.keras").exists()

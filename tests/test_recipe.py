@@ -79,6 +79,9 @@ def test_bad_values_are_rejected():
         Recipe.from_dict(_base(importance={"method": "hessian"}))
     with pytest.raises(RecipeError, match="baselines must be chosen from"):
         Recipe.from_dict(_base(baselines=["oracle"]))
+    for mw in (0, -0.5, 1.5):
+        with pytest.raises(RecipeError, match=r"min_width must be a unit count >= 1 or a fraction"):
+            Recipe.from_dict(_base(solve={"min_width": mw}))
     with pytest.raises(RecipeError, match="Missing required key 'model'"):
         Recipe.from_dict({"name": "t", "dataset": "fashion_mnist"})
 

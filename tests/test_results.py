@@ -97,3 +97,30 @@ def test_table_says_when_int8_verification_failed(tmp_path):
     (run / "results.json").write_text(json.dumps(res))
     text = results.tables(results.add(run, tmp_path / "results").parent)
     assert "Int8 verification FAILED for seed(s) [4]" in text
+
+
+def _schedule_run(tmp_path, schedule, pcts, accs, int8=None, seed=0):
+    d = tmp_path / f"{schedule}{seed}"
+    d.mkdir()
+    levels = [{"level": k, "macs": int(10 * p), "macs_pct": p, "test_accuracy": a}
+              | ({"int8_test_accuracy": int8[k]} if int8 else {})
+              for k, (p, a) in enumerate(zip(pcts, accs, strict=True))]  # fmt: skip
+    res = {"recipe": "r", "schedule": schedule, "seed": seed, "levels": levels,
+           "wall_seconds_this_call": 60.0, "reds_tf": {"git_revision": "0123456789abcdef"}}  # fmt: skip
+    (d / "results.json").write_text(json.dumps(res))
+    return d
+
+
+def test_ablation_compares_schedules_of_one_seed_at_the_same_true_macs(tmp_path):
+    reg = tmp_path / "results"
+    results.add(_schedule_run(tmp_path, "base", [18.0, 100.0], [0.80, 0.90], [0.79, 0.90]), reg)
+    results.add(_schedule_run(tmp_path, "distill", [18.4, 100.0], [0.83, 0.895]), reg)
+    results.add(_schedule_run(tmp_path, "short", [25.0, 100.0], [0.70, 0.85]), reg)  # other MACs
+    results.add(_schedule_run(tmp_path, "distill", [18.4, 100.0], [0.10, 0.10], seed=1), reg)  # other seed
+    text = results.ablation("r", 0, "base", reg)
+    assert "| base | 80.00 / 79.00 | 90.00 / 90.00 |" in text
+    assert "| distill | 83.00 (+3.00) / - | 89.50 (-0.50) / - |" in text
+    assert "Not comparable (other true MACs per level): short." in text
+    with pytest.raises(NotARedsModelError, match=r"schedule 'nope', seed 0.*\['base', 'distill', 'short'\]"):
+        results.ablation("r", 0, "nope", reg)
+    assert results.main(["ablation", "--recipe", "r", "--base", "nope", "--dir", str(reg)]) == 1

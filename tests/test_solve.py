@@ -364,3 +364,17 @@ def test_deadline_before_any_milp_returns_the_greedy_plan_and_says_so():
     assert report.status == "time_limit" and report.gap is None
     assert "no MILP finished before the deadline: greedy plan, no proven bound" in lines[0]
     assert_fits(graph, report, [Budget(0.3), Budget(0.6)])
+
+
+def test_recipe_min_width_fraction_keeps_every_layer_at_its_share():
+    """A recipe's ``min_width: 0.4`` means 40 % of each full width (rounded up), and plans respect it."""
+    from reds_tf.steps import min_widths
+
+    graph = ds_net(f0=6, f1=5, f2=10)
+    assert min_widths(graph, 0.4) == {"conv0": 3, "pw1": 2, "pw2": 4}
+    assert min_widths(graph, 7) == {"conv0": 6, "pw1": 5, "pw2": 7}
+    scores = random_scores(graph, 3)
+    free = solve(graph, scores, [0.4, 0.7], gap=0).plan.widths
+    floor = solve(graph, scores, [0.4, 0.7], gap=0, min_width=min_widths(graph, 0.4)).plan.widths
+    assert free[0][0] < 3  # without the floor the MILP starves conv0
+    assert all(w >= m for row in floor for w, m in zip(row, (3, 2, 4), strict=True))

@@ -32,8 +32,11 @@ static uint64_t level_work(const reds_model *m, const reds_level *lv)
         const uint64_t out = (uint64_t)rd(f, REDS_F_OUT_H) * rd(f, REDS_F_OUT_W) * out_c;
         const uint64_t in = (uint64_t)rd(f, REDS_F_IN_H) * rd(f, REDS_F_IN_W) * in_c;
         const uint32_t type = rd(f, REDS_F_TYPE);
-        /* per output: a kh x kw window (times C_in for CONV_2D), or the whole input for FC */
-        const uint64_t per_out = type == REDS_OP_FULLY_CONNECTED ? in
+        /* per output: a kh x kw window (times C_in for CONV_2D), the whole input for FC, n_max stored
+         * entries of a row for the sparse ops */
+        const int sparse = type == REDS_OP_SPARSE_CONV_2D || type == REDS_OP_SPARSE_FULLY_CONNECTED;
+        const uint64_t per_out = sparse                            ? rd(f, REDS_F_W_STRIDE_O)
+                                 : type == REDS_OP_FULLY_CONNECTED ? in
                                  : (uint64_t)rd(f, REDS_F_K_H) * rd(f, REDS_F_K_W) *
                                        (type == REDS_OP_CONV_2D ? in_c : 1u);
         work += out * per_out + in;

@@ -309,7 +309,7 @@ static void test_bad_header_and_tables(void)
 {
     const uint32_t total = fc2_blob_len;
     BAD_WORD(4u * REDS_H_MAGIC, 0x4c465454u);
-    BAD_WORD(4u * REDS_H_VERSION, REDS_BLOB_VERSION + 1u);
+    BAD_WORD(4u * REDS_H_VERSION, REDS_BLOB_VERSION_SPARSE + 1u);
     BAD_WORD(4u * REDS_H_VERSION, 1); /* version 1 had MEAN's requantise flag in op word 28 */
     BAD_WORD(4u * REDS_H_VERSION, 2); /* version 2 had per-level 128-byte op records */
     BAD_WORD(4u * REDS_H_TEMPLATES_OFF, get32(fc2_blob, 4u * REDS_H_TEMPLATES_OFF) + 2u); /* misaligned */

@@ -24,7 +24,9 @@ Blob layout (all little-endian; every field below is a uint32 unless noted; sect
                           in channel counts share them.
     op lists   per level: n_ops entries of 4 words (``ENTRY_FIELDS``): template index, the level's in_c
                           and out_c, and the buffer slots (byte 0: input, 1: second input or 0xFF, 2:
-                          output, 3: 0), then n_slots words: each scratch slot's byte offset in scratch
+                          output, 3: 0), then n_slots words: each scratch slot's byte offset in scratch,
+                          then (version 4) one word per sparse op of the list, in op order: the entries
+                          per row the level runs (its count table)
     arena      int8 weights of the widest (last) level, stored once; levels read sub-blocks with full strides
     params     int32 arrays (biases, multipliers, shifts), per level; equal arrays and prefixes stored once
 
@@ -35,7 +37,11 @@ to 16 bytes, and the level's scratch is the sum of its slots.
 
 ``VERSION`` (the header's version word, ``REDS_BLOB_VERSION`` in ``reds_model.h``) changes with the
 layout: 2 dropped version 1's MEAN requantise flag (op word 28); 3 replaced the per-level 128-byte op
-records by shared templates plus 16-byte per-level entries with buffer slots.
+records by shared templates plus 16-byte per-level entries with buffer slots; 4 (``VERSION_SPARSE``)
+added the row-sparse ops (SPARSE_CONV_2D, SPARSE_FULLY_CONNECTED: int8 values [out_c, n_max] in
+importance order at w_off, w_stride_o = n_max, the uint8/uint16 column indices [out_c, n_max] at the
+arena offset in op word 29 and their width in bytes in word 30) and each level's count table. A blob
+without sparse ops is written as version 3, byte for byte as before; the firmware reads both.
 
 A narrower level whose int8 weights are NOT the widest level's prefix sub-block cannot share them; that
 tensor is then stored separately in the arena and listed under ``"separate_tensors"`` in the summary.
@@ -62,6 +68,9 @@ from .c_prepare import (
     OP_LEAKY_RELU,
     OP_MEAN,
     OP_NAMES,
+    OP_SPARSE_CONV_2D,
+    OP_SPARSE_FULLY_CONNECTED,
+    SPARSE_FIELDS,
     act_bytes,
     op_macs,
     read_level,
@@ -69,6 +78,7 @@ from .c_prepare import (
 
 MAGIC = 0x53444552  # b"REDS" read as a little-endian uint32
 VERSION = 3  # 3: shared op templates + per-level entries with buffer slots; must match REDS_BLOB_VERSION
+VERSION_SPARSE = 4  # 3 + row-sparse ops and per-level count tables; REDS_BLOB_VERSION_SPARSE
 HEADER_WORDS = 16
 LEVEL_WORDS = 16
 OP_WORDS = 32  # one op template
@@ -123,7 +133,9 @@ RUNTIME_LIMITS = {
     "REDUCE_MAX": 1 << 15,
     "BIAS_MAX": 1 << 30,
     "SMALL_MAX": 255,
+    "FAN_IN_MAX": 65536,
 }
+SPARSE_TYPES = (OP_SPARSE_CONV_2D, OP_SPARSE_FULLY_CONNECTED)
 
 
 MEAN_HW_MAX = (2**31 - 1) // 256  # REDS_MEAN_HW_MAX in reds_kernels.h
@@ -157,6 +169,12 @@ def check_runtime_limits(k: int, i: int, e: dict[str, Any]) -> None:
                   "use a smaller stride or input")  # fmt: skip
     reduce = {OP_CONV_2D: r["k_h"] * r["k_w"] * r["in_c"], OP_DEPTHWISE_CONV_2D: r["k_h"] * r["k_w"],
               OP_FULLY_CONNECTED: r["in_c"]}.get(r["type"], 0)  # fmt: skip
+    if r["type"] in SPARSE_TYPES:
+        fan, reduce = r["k_h"] * r["k_w"] * r["in_c"], r["w_stride_o"]
+        if fan > lim["FAN_IN_MAX"] or r["dil_h"] != 1 or r["dil_w"] != 1:
+            raise bad(f"a sparse layer with fan-in {fan:,} (> {lim['FAN_IN_MAX']:,}: uint16 indices) or "
+                      f"dilation {r['dil_h']}x{r['dil_w']} (the sparse kernel takes 1)",
+                      "keep this layer dense (leave it out of layer_names)")  # fmt: skip
     if reduce > lim["REDUCE_MAX"]:
         raise bad(f"each output sums {reduce:,} products (> {lim['REDUCE_MAX']:,}, the int32-safe bound)",
                   "split the layer or reduce its fan-in")  # fmt: skip
@@ -352,6 +370,14 @@ def build_blob(
                     )
                 r["w_stride_p"] = int(src.shape[3])
                 r["w_stride_o"] = int(src.shape[1] * src.shape[2] * src.shape[3])
+            elif e.get("sparse") is not None:
+                sp = e["sparse"]  # values/indices are every level's, so the arena stores them once
+                r["w_off"] = arena.put(np.ascontiguousarray(sp["values"], np.int8).tobytes(), ALIGN)
+                r[SPARSE_FIELDS[0]] = arena.put(np.ascontiguousarray(sp["indices"]).astype(
+                    sp["indices"].dtype.newbyteorder("<")).tobytes(), ALIGN)  # fmt: skip
+                r[SPARSE_FIELDS[1]] = int(sp["indices"].dtype.itemsize)
+                r["w_stride_o"], r["w_stride_p"], r["count"] = int(sp["values"].shape[1]), 0, int(sp["count"])
+            if e["weights"] is not None or e.get("sparse") is not None:
                 r["mult_off"] = params.put(e["mult"].astype("<i4").tobytes(), 4)
                 r["shift_off"] = params.put(e["shift"].astype("<i4").tobytes(), 4)
                 r["bias_off"] = (
@@ -366,6 +392,7 @@ def build_blob(
     index: dict[tuple[int, ...], int] = {}
     level_entries: list[list[tuple[int, int, int, int]]] = []
     level_slots: list[list[int]] = []
+    level_counts = [[r["count"] for r in recs if r["type"] in SPARSE_TYPES] for recs in level_recs]
     for lv, recs in zip(levels, level_recs, strict=True):
         bufs, slot_bytes = plan_buffers(_chain_io(lv["ops"]))
         entries = []
@@ -383,9 +410,11 @@ def build_blob(
     templates_off = levels_off + LEVEL_WORDS * 4 * n_levels
     ops_off = templates_off + OP_WORDS * 4 * len(templates)
     list_offsets = []
-    for entries, slot_bytes in zip(level_entries, level_slots, strict=True):
+    list_bytes = [4 * (ENTRY_WORDS * len(e) + len(sl) + len(c))
+                  for e, sl, c in zip(level_entries, level_slots, level_counts, strict=True)]  # fmt: skip
+    for n in list_bytes:
         list_offsets.append(ops_off)
-        ops_off += 4 * (ENTRY_WORDS * len(entries) + len(slot_bytes))
+        ops_off += n
     arena_off = _align(ops_off)
     params_off = _align(arena_off + len(arena.data))
     total = params_off + len(params.data)
@@ -425,7 +454,7 @@ def build_blob(
         words(list_offsets[k], [v for e in level_entries[k] for v in e])
         words(
             list_offsets[k] + ENTRY_WORDS * 4 * len(recs),
-            [sum(slot_bytes[:s]) for s in range(len(slot_bytes))],
+            [sum(slot_bytes[:s]) for s in range(len(slot_bytes))] + level_counts[k],
         )
         summary_levels.append(
             {
@@ -438,19 +467,26 @@ def build_blob(
                 "output_bytes": out_bytes,
                 "weight_bytes_standalone": int(
                     sum(e["weights"].size for e in lv["ops"] if e["weights"] is not None)
+                    + sum(
+                        e["sparse"]["count"]
+                        * len(e["sparse"]["values"])
+                        * (1 + e["sparse"]["indices"].itemsize)
+                        for e in lv["ops"]
+                        if e.get("sparse") is not None
+                    )  # fmt: skip
                 ),
                 # int32 bias/multiplier/shift bytes this level adds (the widest level's are stored
                 # first, so a narrower level counts only what is not a view of them)
                 "params_bytes_added": params_added[k],
-                # its level descriptor, op list and slot table (templates are shared, counted once)
-                "table_bytes": LEVEL_WORDS * 4 + 4 * (ENTRY_WORDS * len(recs) + len(slot_bytes)),
+                # its level descriptor, op list, slot and count tables (templates are shared, counted once)
+                "table_bytes": LEVEL_WORDS * 4 + list_bytes[k],
             }
         )
     blob[arena_off : arena_off + len(arena.data)] = arena.data
     blob[params_off:] = params.data
     hdr = dict(
         magic=MAGIC,
-        version=VERSION,
+        version=VERSION_SPARSE if any(level_counts) else VERSION,
         total_bytes=total,
         n_levels=n_levels,
         levels_off=levels_off,
@@ -475,14 +511,9 @@ def build_blob(
         "sections": {
             "header": HEADER_WORDS * 4,
             "level table": templates_off - levels_off,
-            "op templates (shared by the levels)": ops_off
-            - templates_off
-            - sum(
-                4 * (ENTRY_WORDS * len(e) + len(sl)) for e, sl in zip(level_entries, level_slots, strict=True)
-            ),
-            "level op lists and slot tables": sum(
-                4 * (ENTRY_WORDS * len(e) + len(sl)) for e, sl in zip(level_entries, level_slots, strict=True)
-            ),
+            "op templates (shared by the levels)": ops_off - templates_off - sum(list_bytes),
+            "level op lists and slot tables": sum(list_bytes) - 4 * sum(len(c) for c in level_counts),
+            "level count tables (sparse ops)": 4 * sum(len(c) for c in level_counts),
             "alignment": arena_off - ops_off + params_off - arena_off - len(arena.data),
             "int8 weight arena": len(arena.data),
             "int32 params (bias, multiplier, shift)": len(params.data),
@@ -502,9 +533,9 @@ def read_blob(blob: bytes) -> dict[str, Any]:
             f"Not a reds device blob (bad magic or {len(blob)} bytes). Regenerate it."
         )
     hdr = dict(zip(HEADER_FIELDS, struct.unpack_from(f"<{len(HEADER_FIELDS)}I", blob), strict=True))
-    if hdr["version"] != VERSION:
+    if hdr["version"] not in (VERSION, VERSION_SPARSE):
         raise CorruptFlatbufferError(
-            f"Device blob version {hdr['version']} is not the supported version {VERSION}. "
+            f"Device blob version {hdr['version']} is not a supported version ({VERSION}, {VERSION_SPARSE}). "
             "Fix: regenerate the blob with this reds_tf (reds_tf.convert.c_arena.write)."
         )
     templates = [
@@ -526,6 +557,11 @@ def read_blob(blob: bytes) -> dict[str, Any]:
             lv["ops"].append(op)
         lv["slots"] = list(struct.unpack_from(
             f"<{lv['n_slots']}I", blob, lv["ops_off"] + ENTRY_WORDS * 4 * lv["n_ops"]))  # fmt: skip
+        sparse = [op for op in lv["ops"] if op["type"] in SPARSE_TYPES]
+        counts_off = lv["ops_off"] + 4 * (ENTRY_WORDS * lv["n_ops"] + lv["n_slots"])
+        counts = struct.unpack_from(f"<{len(sparse)}I", blob, counts_off)
+        for op, c in zip(sparse, counts, strict=True):
+            op["count"] = c
         out["levels"].append(lv)
     return out
 
@@ -533,7 +569,7 @@ def read_blob(blob: bytes) -> dict[str, Any]:
 # --- files --------------------------------------------------------------------------------------------
 
 
-def _c_source(blob: bytes, name: str) -> tuple[str, str]:
+def c_source(blob: bytes, name: str) -> tuple[str, str]:
     guard = f"REDS_{name.upper()}_BLOB_H"
     hdr = read_blob(blob)["header"]
     up = name.upper()
@@ -585,7 +621,7 @@ def write(
     levels = [read_level(Path(p)) for p in level_tflite_paths]
     blob, summary = build_blob(levels, level_cycles)
     out_dir = Path(out_dir)
-    c, h = _c_source(blob, name)
+    c, h = c_source(blob, name)
     paths = {
         "blob": atomic_write_bytes(out_dir / f"{name}.blob", blob),
         "c": atomic_write_text(out_dir / f"{name}_blob.c", c),

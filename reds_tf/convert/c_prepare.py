@@ -19,6 +19,8 @@ from .flatbuffer import S, read_tflite
 # Blob op types (reds_model.h: enum reds_op_type). Values are part of the format: never renumber.
 OP_CONV_2D, OP_DEPTHWISE_CONV_2D, OP_FULLY_CONNECTED = 1, 2, 3
 OP_AVERAGE_POOL_2D, OP_MAX_POOL_2D, OP_MEAN, OP_SOFTMAX, OP_ADD, OP_LEAKY_RELU = 4, 5, 6, 7, 8, 9
+OP_SPARSE_CONV_2D, OP_SPARSE_FULLY_CONNECTED = 10, 11  # row-sparse (DRESS) ops, blob version 4
+SPARSE_OPS = {OP_CONV_2D: OP_SPARSE_CONV_2D, OP_FULLY_CONNECTED: OP_SPARSE_FULLY_CONNECTED}
 OP_NAMES = {
     1: "CONV_2D",
     2: "DEPTHWISE_CONV_2D",
@@ -29,6 +31,8 @@ OP_NAMES = {
     7: "SOFTMAX",
     8: "ADD",
     9: "LEAKY_RELU",
+    10: "SPARSE_CONV_2D",
+    11: "SPARSE_FULLY_CONNECTED",
 }
 
 OP_FIELDS = (
@@ -69,6 +73,9 @@ OP_FIELDS = (
     "in_rshifts",
 )
 ALPHA_FIELDS = ("in1_mult", "in2_mult")  # LEAKY_RELU: the alpha branch's multiplier and shift
+# Sparse ops: the arena offset of the column indices and their width in bytes (REDS_F_IDX_OFF/_BYTES in
+# C); w_off is the values' offset and w_stride_o the stored entries per row (n_max).
+SPARSE_FIELDS = ("in1_mult", "in2_mult")
 _BUILTIN = S.BuiltinOperator
 _SUPPORTED = {
     _BUILTIN.CONV_2D: OP_CONV_2D,
@@ -391,14 +398,18 @@ def read_level(path: Path) -> dict[str, Any]:
         "in_zp": int(z_i[0]),
         "out_scale": float(s_o[0]),
         "out_zp": int(z_o[0]),
-        "in_hwc": ishape[1:4] if len(x_in.shape) == 4 else [1, 1, ishape[1]],
+        # a rank-2 or rank-3 input (e.g. before a Flatten) is one row of all its elements
+        "in_hwc": ishape[1:4] if len(x_in.shape) == 4 else [1, 1, int(np.prod(x_in.shape[1:]))],
         "out_bytes": int(np.prod(x_out.shape)),
     }
 
 
 def op_macs(r: dict[str, int]) -> int:
-    """Multiply-accumulates of one op record (pooling and MEAN count as 0)."""
+    """Multiply-accumulates of one op record (pooling and MEAN count as 0; a sparse op counts the entries
+    its level runs per row, ``r["count"]``)."""
     pix = r["out_h"] * r["out_w"]
+    if r["type"] in (OP_SPARSE_CONV_2D, OP_SPARSE_FULLY_CONNECTED):
+        return pix * r["out_c"] * r["count"]
     if r["type"] == OP_CONV_2D:
         return pix * r["out_c"] * r["k_h"] * r["k_w"] * r["in_c"]
     if r["type"] == OP_DEPTHWISE_CONV_2D:

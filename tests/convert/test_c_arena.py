@@ -228,6 +228,7 @@ def test_blob_layout_matches_the_c_header() -> None:
         aliases = {"TOTAL_BYTES": "TOTAL", "ARENA_BYTES": "ARENA_BYTES", "PARAMS_BYTES": "PARAMS_BYTES"}
         assert got == [aliases.get(w, w) for w in want], prefix
     for name, value in (("REDS_BLOB_VERSION", c_arena.VERSION), ("REDS_HEADER_WORDS", c_arena.HEADER_WORDS),
+                        ("REDS_BLOB_VERSION_SPARSE", c_arena.VERSION_SPARSE),
                         ("REDS_LEVEL_WORDS", c_arena.LEVEL_WORDS), ("REDS_OP_WORDS", c_arena.OP_WORDS),
                         ("REDS_ENTRY_WORDS", c_arena.ENTRY_WORDS), ("REDS_MAX_SLOTS", c_arena.MAX_SLOTS),
                         ("REDS_MAX_LEVELS", c_arena.MAX_LEVELS), ("REDS_MAX_OPS", c_arena.MAX_OPS),

@@ -6,12 +6,14 @@
 #include <string.h>
 
 #include "reds_kernels.h"
+#include "reds_sparse_kernels.h"
 
 #define DIM_MAX 65535u            /* any single dimension */
 #define ELEMS_MAX (1u << 24)      /* elements of one activation tensor: keeps kernels' int32 index math safe */
 #define REDUCE_MAX (1u << 15)     /* products summed per output: |sum| <= 2^15 * 2^15 = 2^30 */
 #define BIAS_MAX (1 << 30)        /* |bias| <= 2^30, so sum + bias never overflows int32 */
 #define SMALL_MAX 255u            /* kernel size, stride, dilation, padding, depth multiplier */
+#define FAN_IN_MAX 65536u         /* sparse ops: a patch index must fit uint16 */
 
 static uint32_t rd32(const uint8_t *p)
 {
@@ -30,6 +32,11 @@ static float rdf32(const uint8_t *p)
 static int in_bounds(uint64_t off, uint64_t n, uint64_t total)
 {
     return off <= total && n <= total - off;
+}
+
+static int is_sparse(uint32_t type)
+{
+    return type == REDS_OP_SPARSE_CONV_2D || type == REDS_OP_SPARSE_FULLY_CONNECTED;
 }
 
 static int is_s8(int32_t v)
@@ -59,12 +66,14 @@ static int check_i32_array(const reds_model *m, uint32_t params_bytes, uint32_t 
 }
 
 /* Validate one op record (a template merged with a level's channel counts). */
-static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes, uint32_t params_bytes)
+static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes, uint32_t params_bytes,
+                    int sparse_ok)
 {
     const uint32_t type = f[REDS_F_TYPE];
-    const int leaky = type == REDS_OP_LEAKY_RELU;
-    if (type != REDS_OP_ADD && (f[REDS_F_IN2_ZP] | f[REDS_F_IN_RSHIFTS] |
-                                (leaky ? 0u : f[REDS_F_IN1_MULT] | f[REDS_F_IN2_MULT])) != 0) {
+    const int leaky = type == REDS_OP_LEAKY_RELU, sparse = is_sparse(type);
+    if ((sparse && !sparse_ok) ||
+        (type != REDS_OP_ADD && (f[REDS_F_IN2_ZP] | f[REDS_F_IN_RSHIFTS] |
+                                 (leaky || sparse ? 0u : f[REDS_F_IN1_MULT] | f[REDS_F_IN2_MULT])) != 0)) {
         return 0;
     }
     for (int i = REDS_F_IN_H; i <= REDS_F_OUT_C; ++i) {
@@ -91,7 +100,7 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
     const uint32_t kh = f[REDS_F_K_H], kw = f[REDS_F_K_W], ic = f[REDS_F_IN_C], oc = f[REDS_F_OUT_C];
     const uint32_t sp = f[REDS_F_W_STRIDE_P], so = f[REDS_F_W_STRIDE_O];
     const int weighted = type == REDS_OP_CONV_2D || type == REDS_OP_DEPTHWISE_CONV_2D ||
-                         type == REDS_OP_FULLY_CONNECTED;
+                         type == REDS_OP_FULLY_CONNECTED || sparse;
     /* Fields an op does not use must be 0, so invoke never forms a pointer from an unchecked offset. */
     for (int i = weighted ? REDS_F_MULT : REDS_F_W_OFF; i <= (weighted ? REDS_F_SHIFT : REDS_F_SHIFT_OFF); ++i) {
         if (f[i] != 0) {
@@ -106,7 +115,7 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
      * ((out - 1) * stride - pad < in); kernels' fast paths (1x1 unpadded conv) rely on it. Kernels step
      * one output row as stride * W * C input elements in int32, which a stride beyond the image (valid
      * when one output row remains) could overflow. */
-    if (type != REDS_OP_FULLY_CONNECTED && type != REDS_OP_MEAN &&
+    if (type != REDS_OP_FULLY_CONNECTED && type != REDS_OP_SPARSE_FULLY_CONNECTED && type != REDS_OP_MEAN &&
         ((uint64_t)(f[REDS_F_OUT_H] - 1u) * f[REDS_F_STRIDE_H] >= (uint64_t)f[REDS_F_IN_H] + f[REDS_F_PAD_H] ||
          (uint64_t)(f[REDS_F_OUT_W] - 1u) * f[REDS_F_STRIDE_W] >= (uint64_t)f[REDS_F_IN_W] + f[REDS_F_PAD_W] ||
          (uint64_t)f[REDS_F_STRIDE_H] * f[REDS_F_IN_W] * f[REDS_F_IN_C] > INT32_MAX)) {
@@ -139,6 +148,31 @@ static int check_op(const reds_model *m, const uint32_t *f, uint32_t arena_bytes
         extent = (uint64_t)(oc - 1u) * so + ic;
         reduce = ic;
         break;
+    case REDS_OP_SPARSE_CONV_2D:
+    case REDS_OP_SPARSE_FULLY_CONNECTED: {
+        /* values [oc, n_max] int8 at w_off and indices [oc, n_max] at idx_off, every stored index inside
+         * the (kh, kw, ic) patch (also those beyond every level's count: a later level may reach them). */
+        const uint32_t ib = f[REDS_F_IDX_BYTES], io = f[REDS_F_IDX_OFF];
+        const uint64_t fan = (uint64_t)kh * kw * ic, n = (uint64_t)oc * so;
+        if (f[REDS_F_DEPTH_MULT] != 1 || f[REDS_F_DIL_H] != 1 || f[REDS_F_DIL_W] != 1 || sp != 0 || so < 1 ||
+            so > fan || fan > FAN_IN_MAX || (ib != 1 && ib != 2) || (io & (ib - 1u)) != 0 ||
+            !in_bounds(io, n * ib, arena_bytes) ||
+            (type == REDS_OP_SPARSE_FULLY_CONNECTED &&
+             (f[REDS_F_IN_H] != 1 || f[REDS_F_IN_W] != 1 || f[REDS_F_OUT_H] != 1 || f[REDS_F_OUT_W] != 1 ||
+              kh != 1 || kw != 1))) {
+            return 0;
+        }
+        const uint8_t *idx = (const uint8_t *)m->arena + io;
+        for (uint64_t i = 0; i < n; ++i) {
+            const uint32_t v = ib == 1 ? idx[i] : (uint32_t)idx[2u * i] | ((uint32_t)idx[2u * i + 1u] << 8);
+            if (v >= fan) {
+                return 0;
+            }
+        }
+        extent = n;
+        reduce = so;
+        break;
+    }
     case REDS_OP_AVERAGE_POOL_2D:
     case REDS_OP_MAX_POOL_2D:
         /* Every window must hold at least one in-image tap (average pool divides by their count). */
@@ -203,6 +237,46 @@ static void load_words(const uint8_t *p, uint32_t *w, int n)
 }
 
 /* Validate level k's op list against the templates and its buffer slots; fill m->levels[k]. */
+/* Validate level k's count table (one uint32 per sparse op, after the slot table): each count at most its
+ * op's n_max and, where level k - 1 runs the same sparse template at the same position, at least that
+ * level's count (nested levels). Returns the table, or NULL. */
+static const uint8_t *check_counts(const reds_model *m, const uint32_t *h, const uint8_t *list, uint32_t n_ops,
+                                   uint32_t n_slots, uint32_t k)
+{
+    const uint32_t ops_off = (uint32_t)(list - m->blob);
+    uint32_t n_sparse = 0;
+    for (uint32_t j = 0; j < n_ops; ++j) {
+        const uint8_t *f = m->templates + rd32(list + j * REDS_ENTRY_WORDS * 4u) * (REDS_OP_WORDS * 4u);
+        n_sparse += is_sparse(rd32(f + 4u * REDS_F_TYPE)) ? 1u : 0u;
+    }
+    if (!in_bounds(ops_off, ((uint64_t)n_ops * REDS_ENTRY_WORDS + n_slots + n_sparse) * 4u, h[REDS_H_TOTAL])) {
+        return NULL;
+    }
+    const uint8_t *counts = list + (n_ops * REDS_ENTRY_WORDS + n_slots) * 4u;
+    const reds_level *prev = k > 0 ? &m->levels[k - 1u] : NULL;
+    uint32_t s = 0, ps = 0;
+    for (uint32_t j = 0; j < n_ops; ++j) {
+        const uint32_t t = rd32(list + j * REDS_ENTRY_WORDS * 4u);
+        const uint8_t *f = m->templates + t * (REDS_OP_WORDS * 4u);
+        const int sparse = is_sparse(rd32(f + 4u * REDS_F_TYPE));
+        uint32_t pt = 0xFFFFFFFFu;
+        int psparse = 0;
+        if (prev != NULL && j < prev->n_ops) {
+            pt = rd32(prev->ops + j * REDS_ENTRY_WORDS * 4u);
+            psparse = is_sparse(rd32(m->templates + pt * (REDS_OP_WORDS * 4u) + 4u * REDS_F_TYPE));
+        }
+        if (sparse) {
+            const uint32_t c = rd32(counts + 4u * s);
+            if (c > rd32(f + 4u * REDS_F_W_STRIDE_O) || (psparse && pt == t && c < rd32(prev->counts + 4u * ps))) {
+                return NULL;
+            }
+            ++s;
+        }
+        ps += psparse ? 1u : 0u;
+    }
+    return counts;
+}
+
 static int check_level(reds_model *m, const uint32_t *h, const uint32_t *l, uint32_t k)
 {
     const uint8_t *blob = m->blob;
@@ -234,7 +308,8 @@ static int check_level(reds_model *m, const uint32_t *h, const uint32_t *l, uint
         }
         f[REDS_F_IN_C] = e[REDS_E_IN_C];
         f[REDS_F_OUT_C] = e[REDS_E_OUT_C];
-        if (!check_op(m, f, h[REDS_H_ARENA_BYTES], h[REDS_H_PARAMS_BYTES])) {
+        if (!check_op(m, f, h[REDS_H_ARENA_BYTES], h[REDS_H_PARAMS_BYTES],
+                      h[REDS_H_VERSION] == REDS_BLOB_VERSION_SPARSE)) {
             return 0;
         }
         const uint32_t b = e[REDS_E_BUFS], in = b & 0xFFu, in2 = (b >> 8) & 0xFFu, out = (b >> 16) & 0xFFu;
@@ -271,10 +346,15 @@ static int check_level(reds_model *m, const uint32_t *h, const uint32_t *l, uint
         l[REDS_L_IN_BYTES] > h[REDS_H_MAX_IN] || elems > h[REDS_H_MAX_OUT]) {
         return 0;
     }
+    const uint8_t *counts = check_counts(m, h, list, n_ops, n_slots, k);
+    if (counts == NULL) {
+        return 0;
+    }
     const uint8_t *lw = blob + h[REDS_H_LEVELS_OFF] + k * REDS_LEVEL_WORDS * 4u;
     reds_level *lv = &m->levels[k];
     lv->ops = list;
     lv->slots = slots;
+    lv->counts = counts;
     lv->n_ops = n_ops;
     lv->in_bytes = l[REDS_L_IN_BYTES];
     lv->out_bytes = elems;
@@ -301,7 +381,8 @@ reds_status reds_model_init(reds_model *m, const uint8_t *blob, uint32_t len)
     uint32_t h[REDS_HEADER_WORDS];
     load_words(blob, h, REDS_HEADER_WORDS);
     const uint32_t total = h[REDS_H_TOTAL];
-    if (h[REDS_H_MAGIC] != REDS_BLOB_MAGIC || h[REDS_H_VERSION] != REDS_BLOB_VERSION || total > len ||
+    if (h[REDS_H_MAGIC] != REDS_BLOB_MAGIC ||
+        (h[REDS_H_VERSION] != REDS_BLOB_VERSION && h[REDS_H_VERSION] != REDS_BLOB_VERSION_SPARSE) || total > len ||
         h[REDS_H_N_LEVELS] < 1 || h[REDS_H_N_LEVELS] > REDS_MAX_LEVELS ||
         h[REDS_H_LEVELS_OFF] != REDS_HEADER_WORDS * 4u ||
         !in_bounds(h[REDS_H_LEVELS_OFF], (uint64_t)h[REDS_H_N_LEVELS] * REDS_LEVEL_WORDS * 4u, total) ||
@@ -363,8 +444,8 @@ reds_status reds_set_level(reds_model *m, int32_t k)
     return REDS_OK;
 }
 
-static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *in, const int8_t *in2,
-                          int8_t *out)
+static reds_status run_op(const reds_model *m, const uint32_t *f, uint32_t count, const int8_t *in,
+                          const int8_t *in2, int8_t *out)
 {
     const reds_dims in_dims = {1, (int32_t)f[REDS_F_IN_H], (int32_t)f[REDS_F_IN_W], (int32_t)f[REDS_F_IN_C]};
     const reds_dims out_dims = {1, (int32_t)f[REDS_F_OUT_H], (int32_t)f[REDS_F_OUT_W], (int32_t)f[REDS_F_OUT_C]};
@@ -395,6 +476,18 @@ static reds_status run_op(const reds_model *m, const uint32_t *f, const int8_t *
         w.dims = (reds_dims){out_dims.c, 1, 1, in_dims.c};
         w.c_stride = (int32_t)f[REDS_F_W_STRIDE_O]; /* FC: the row stride */
         return reds_fully_connected_s8(&p, &q, 1, in, &w, bias, out);
+    }
+    case REDS_OP_SPARSE_CONV_2D:
+    case REDS_OP_SPARSE_FULLY_CONNECTED: {
+        const reds_sparse_filter sf = {m->arena + f[REDS_F_W_OFF], m->arena + f[REDS_F_IDX_OFF],
+                                       (int32_t)f[REDS_F_IDX_BYTES], (int32_t)f[REDS_F_W_STRIDE_O], (int32_t)count,
+                                       {out_dims.c, (int32_t)f[REDS_F_K_H], (int32_t)f[REDS_F_K_W], in_dims.c}};
+        if (f[REDS_F_TYPE] == REDS_OP_SPARSE_FULLY_CONNECTED) {
+            const reds_fc_params p = {in_off, out_off, act};
+            return reds_sparse_fully_connected_s8(&p, &q, in, &sf, bias, out);
+        }
+        const reds_conv_params p = {in_off, out_off, stride, pad, dil, act};
+        return reds_sparse_conv_s8(&p, &q, &in_dims, in, &sf, bias, &out_dims, out);
     }
     case REDS_OP_AVERAGE_POOL_2D:
     case REDS_OP_MAX_POOL_2D: {
@@ -440,6 +533,7 @@ reds_status reds_invoke(const reds_model *m, const int8_t *input, int8_t *output
         return REDS_ARG_ERROR;
     }
     int8_t *buf = (int8_t *)scratch;
+    const uint8_t *count = lv->counts; /* the next sparse op's count */
     for (uint32_t j = 0; j < lv->n_ops; ++j) {
         const uint8_t *e = lv->ops + j * REDS_ENTRY_WORDS * 4u;
         uint32_t f[REDS_F_USED];
@@ -454,7 +548,9 @@ reds_status reds_invoke(const reds_model *m, const int8_t *input, int8_t *output
                              : in2 == REDS_SLOT_INPUT ? input
                                                       : buf + rd32(lv->slots + 4u * (in2 - REDS_SLOT_SCRATCH));
         int8_t *dst = out == REDS_SLOT_OUTPUT ? output : buf + rd32(lv->slots + 4u * (out - REDS_SLOT_SCRATCH));
-        const reds_status s = run_op(m, f, src, src2, dst);
+        const uint32_t c = is_sparse(f[REDS_F_TYPE]) ? rd32(count) : 0u;
+        count += is_sparse(f[REDS_F_TYPE]) ? 4u : 0u;
+        const reds_status s = run_op(m, f, c, src, src2, dst);
         if (s != REDS_OK) {
             return s;
         }

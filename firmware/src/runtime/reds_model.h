@@ -27,6 +27,10 @@ extern "C" {
 
 #define REDS_BLOB_MAGIC 0x53444552u /* "REDS" */
 #define REDS_BLOB_VERSION 3u /* 3: shared op templates + per-level op lists with buffer slots */
+/* 4: version 3 plus the row-sparse (DRESS) ops and, after each level's slot table, one uint32 count per
+ * sparse op of its op list (in op order). The converter writes 3 for blobs without sparse ops, which a
+ * version-4 parser reads unchanged. */
+#define REDS_BLOB_VERSION_SPARSE 4u
 #define REDS_MAX_LEVELS 16
 #define REDS_MAX_OPS 256     /* per level */
 #define REDS_MAX_SLOTS 16    /* scratch buffers per level */
@@ -80,6 +84,12 @@ enum {
  *  branch's, REDS_F_IN_ZP/OUT_ZP the zero points, and the clamp words must be -128 and 127. */
 enum { REDS_F_ALPHA_MULT = REDS_F_IN1_MULT, REDS_F_ALPHA_SHIFT = REDS_F_IN2_MULT };
 
+/** SPARSE_CONV_2D / SPARSE_FULLY_CONNECTED (reds_sparse_kernels.h): REDS_F_W_OFF is the arena offset of
+ *  the int8 values [out_c, n_max], REDS_F_W_STRIDE_O is n_max, REDS_F_W_STRIDE_P is 0, and two of ADD's
+ *  words hold the arena offset of the column indices [out_c, n_max] and their width in bytes (1: uint8,
+ *  2: uint16). The count of entries a level uses per row is in that level's count table. */
+enum { REDS_F_IDX_OFF = REDS_F_IN1_MULT, REDS_F_IDX_BYTES = REDS_F_IN2_MULT };
+
 /** Op types stored in REDS_F_TYPE (part of the blob format: never renumber). */
 typedef enum {
     REDS_OP_CONV_2D = 1,
@@ -91,12 +101,15 @@ typedef enum {
     REDS_OP_SOFTMAX = 7, /* mult/shift words: input multiplier and left shift (beta folded in) */
     REDS_OP_ADD = 8,     /* two inputs of one shape (entry: second input slot); see REDS_F_IN2_ZP */
     REDS_OP_LEAKY_RELU = 9, /* elementwise on the level's shape; see REDS_F_ALPHA_MULT */
+    REDS_OP_SPARSE_CONV_2D = 10,         /* blob version 4; see REDS_F_IDX_OFF */
+    REDS_OP_SPARSE_FULLY_CONNECTED = 11, /* blob version 4; see REDS_F_IDX_OFF */
 } reds_op_type;
 
 /** What the app needs to know about one level (copied out of the blob by reds_model_init). */
 typedef struct {
     const uint8_t *ops;   /**< first op list entry */
     const uint8_t *slots; /**< slot table: each scratch slot's byte offset in scratch */
+    const uint8_t *counts; /**< count table: entries per row of each sparse op, in op order */
     uint32_t n_ops;
     uint32_t in_bytes;    /**< int8 input elements (h * w * c) */
     uint32_t out_bytes;   /**< int8 output elements (classes) */
