@@ -90,6 +90,7 @@ firmware-test:
 bench: $(PY)
 	$(PY) benchmarks/knapsack.py
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/dress_train_step.py
 	$(PY) benchmarks/mcu_cycles.py
 	$(PY) benchmarks/multiworker.py --out results/bench/multiworker.json
 

@@ -125,7 +125,8 @@ def to_markdown(results: dict[str, Any]) -> str:
     lines.append(
         f"Model `{results.get('model')}` on `{results.get('dataset')}`, "
         f"schedule `{results.get('schedule')}`, "
-        f"seed {results.get('seed')}. MACs are exact (true) MACs of the solved widths."
+        f"seed {results.get('seed')}. MACs are exact (true) MACs of the solved "
+        f"{'per-row counts' if results.get('mode') == 'dress' else 'widths'}."
     )
     lines += ["", "| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

@@ -123,12 +123,17 @@ WIDTH_FUNCS: dict[str, Any] = {
     "div8": lambda v: v // 8,
     "mod8div4": lambda v: v % 8 // 4,
     "mod4": lambda v: v % 4,
-    # the SIMD pointwise tile: an 8-channel asm loop (entered when v >= 8), then 4, then a 3-channel
-    # tail as one SIMD step when a word before it exists (v >= 4), else scalar steps
+    # the SIMD pointwise tile: an 8-channel asm loop (entered when v >= 8), then 4, then the tail when a
+    # word before it exists (v >= 4): 3 channels as one SIMD step, 2 as one packed pair, 1 scalar; below 4
+    # channels every one is a scalar step (and the tile runs in C)
     "ge8": lambda v: (v >= 8) * 1,
     "tail3simd": lambda v: ((v % 4 == 3) * (v >= 4)) * 1,
-    "tail_scalar": lambda v: v % 4 - 3 * ((v % 4 == 3) * (v >= 4)),
+    "tail2pair": lambda v: ((v % 4 == 2) * (v >= 4)) * 1,
+    "tail_scalar": lambda v: v % 4 - (v >= 4) * (3 * (v % 4 == 3) + 2 * (v % 4 == 2)),
+    "small": lambda v: ((v >= 2) * (v <= 3)) * 1,
+    "chunks32": lambda v: (v + 31) // 32,  # the 9-tap first conv's output channels per constants table
     "mod2": lambda v: v % 2,
+    "nz4": lambda v: (v % 4 != 0) * 1,  # a last group of fewer than 4 channels (the depthwise gathers 4)
     "is1": lambda v: (v == 1) * 1,  # a single input channel takes the kernels' scalar path
 }
 

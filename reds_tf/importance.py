@@ -68,29 +68,20 @@ def default_loss(model: keras.Model, y: Any) -> Callable[[Any, Any], Any]:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
 
 
-def taylor_scores(
+def accumulated_gradients(
     model: keras.Model,
+    variables: list[Any],
     data: Iterable[tuple[Any, Any]],
     loss_fn: Callable[[Any, Any], Any] | None = None,
     num_batches: int = 100,
-) -> dict[str, np.ndarray]:
-    """First-order Taylor importance accumulated over ``num_batches`` batches of ``data``.
+) -> list[np.ndarray]:
+    """``G = sum_b dL_b/dv`` (signed, float64) for every variable, over ``num_batches`` batches of ``data``.
 
-    G = sum_b dL_b/dW (signed, so noise cancels), saliency |W * G| per weight, summed per
-    unit over its incoming weights (and its tied depthwise channel). The model runs in
-    inference mode (BatchNorm uses its moving statistics, dropout is off).
-
-    Args:
-        model: plain or nested model (scored at full width).
-        data: iterable or ``tf.data.Dataset`` of (x, y) batches.
-        loss_fn: ``loss_fn(y_true, y_pred)``; default: cross-entropy chosen by ``default_loss``.
-        num_batches: how many batches to accumulate (fewer if ``data`` ends first).
+    The model runs in inference mode at full width (BatchNorm uses its moving statistics, dropout is
+    off). ``loss_fn(y_true, y_pred)`` defaults to the cross-entropy ``default_loss`` picks.
     """
     if num_batches < 1:
         raise ValueError(f"taylor_scores needs num_batches >= 1. Received: num_batches={num_batches}")
-    members = unit_groups(model)
-    pairs = [_unit_vars(model, m) for m in members]
-    variables = [v for vs in pairs for v, _ in vs]
     acc = [np.zeros(v.shape, np.float64) for v in variables]
     seen = 0
     with _full_width(model):
@@ -111,6 +102,31 @@ def taylor_scores(
                 break
     if seen == 0:
         raise ValueError("taylor_scores got no batches from data. Fix: pass an iterable of (x, y) batches.")
+    return acc
+
+
+def taylor_scores(
+    model: keras.Model,
+    data: Iterable[tuple[Any, Any]],
+    loss_fn: Callable[[Any, Any], Any] | None = None,
+    num_batches: int = 100,
+) -> dict[str, np.ndarray]:
+    """First-order Taylor importance accumulated over ``num_batches`` batches of ``data``.
+
+    G = sum_b dL_b/dW (signed, so noise cancels), saliency |W * G| per weight, summed per
+    unit over its incoming weights (and its tied depthwise channel). The model runs in
+    inference mode (BatchNorm uses its moving statistics, dropout is off).
+
+    Args:
+        model: plain or nested model (scored at full width).
+        data: iterable or ``tf.data.Dataset`` of (x, y) batches.
+        loss_fn: ``loss_fn(y_true, y_pred)``; default: cross-entropy chosen by ``default_loss``.
+        num_batches: how many batches to accumulate (fewer if ``data`` ends first).
+    """
+    members = unit_groups(model)
+    pairs = [_unit_vars(model, m) for m in members]
+    variables = [v for vs in pairs for v, _ in vs]
+    acc = accumulated_gradients(model, variables, data, loss_fn, num_batches)
     out, i = {}, 0
     for m, vs in zip(members, pairs, strict=True):
         score = np.zeros(m.full, np.float64)

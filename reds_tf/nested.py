@@ -25,6 +25,7 @@ from .layers import (
     NestedDepthwiseConv2D,
     custom_objects,
     is_nested,
+    is_switched,
 )
 from .plan import WidthPlan
 from .runstore import atomic_path
@@ -62,6 +63,11 @@ _NESTED: dict[str, tuple[type, Callable[[Any, Callable, bool], dict[str, Any]]]]
 def nested_layers(model: keras.Model) -> list[Any]:
     """The nested layers of a model, in layer order."""
     return [layer for layer in model.layers if is_nested(layer)]
+
+
+def switched_layers(model: keras.Model) -> list[Any]:
+    """The layers whose ``level`` attribute selects the submodel (nested and other ``LevelState`` layers)."""
+    return [layer for layer in model.layers if is_switched(layer)]
 
 
 def _plain_config(layer: Any) -> dict[str, Any]:
@@ -157,8 +163,8 @@ def set_plan(model: keras.Model, plan: WidthPlan) -> None:
 
 
 def num_levels(model: keras.Model) -> int:
-    """Number of levels of a nested model (1 when no layer is width-controlled)."""
-    layers = nested_layers(model)
+    """Number of levels of a nested (or other level-switched) model (1 when no layer is controlled)."""
+    layers = switched_layers(model)
     if not layers:
         raise NotARedsModelError(
             f"Model '{model.name}' has no nested layers, so it has no levels. Fix: make_nested(model, plan)."
@@ -195,8 +201,8 @@ def _clear_functions(model: keras.Model) -> None:
 
 
 def get_level(model: keras.Model) -> int | None:
-    """The level of the first nested layer (None = full width)."""
-    layers = nested_layers(model)
+    """The level of the first level-switched layer (None = full width)."""
+    layers = switched_layers(model)
     return layers[0].level if layers else None
 
 
@@ -207,7 +213,7 @@ def set_level(model: keras.Model, level: int | None) -> None:
         raise PlanError(
             f"Model '{model.name}' has {k} levels; level must be in [0, {k - 1}] or None. Received: {level}"
         )
-    for layer in nested_layers(model):
+    for layer in switched_layers(model):
         layer.level = level
     _clear_functions(model)
 

@@ -2,6 +2,10 @@
 
     pretrain -> importance -> permute -> solve -> fine-tune -> evaluate -> (baselines) -> convert
 
+A recipe with ``mode: dress`` runs DRESS's nested row-sparse levels instead (``reds_tf.dress.steps``):
+
+    pretrain -> per-weight importance -> row orders -> counts -> fine-tune -> evaluate -> convert
+
 The steps themselves live in ``reds_tf.steps``. Every artifact lands in one run directory (see
 ``runstore.RunDir``). Each step records completion in
 ``state.json``; training stages checkpoint every epoch, so ``resume=True`` skips finished steps and
@@ -19,6 +23,7 @@ from typing import Any
 from . import __version__, model_source, multiworker, nested, plots, topology, train
 from ._keras import keras
 from .convert import VerificationError
+from .dress import steps as dress_steps
 from .errors import NotARedsModelError, RunExistsError
 from .evaluate import level_accuracies, level_rows, write_results
 from .plan import WidthPlan
@@ -120,20 +125,13 @@ def _run(
     if pretrained_from is not None and not rd.is_done("pretrain"):
         adopt_pretrained(pretrained_from, fp, ctx)
     pre = pretrain(recipe, splits, batched, ctx)
-    scores = rank(recipe, pre, batched, recipe.importance.method, ctx)
-    perm, sorted_scores = permute_model(pre, scores, batched, ctx)
-    graph, plan, report = solve_plan(recipe, perm, sorted_scores, ctx)
-    model = finetune(recipe, perm, plan, graph, batched, ctx, stage="finetune")
-    trained_plbn = None
-    if recipe.bn.per_level_finetune and train.bn_variables(perm):
-        trained_plbn = finetune_per_level_bn(recipe, perm, plan, graph, batched, ctx)
-    results = evaluate_run(recipe, splits, batched, pre, model, graph, plan, report, ctx, trained_plbn)
-    if recipe.baselines:
-        results["baselines"] = baselines(recipe, pre, model, graph, plan, batched, ctx)
-    write_results(rd.root, results)
-    plots.accuracy_vs_macs(results, rd.path("plots", "accuracy_vs_macs.png"))
-    plots.widths(plan, rd.path("plots", "widths.png"), f"{recipe.model}: per-layer widths")
-    results["converted"] = convert_run(recipe, batched, ctx)
+    if recipe.mode == "dress":
+        results, model = dress_steps.run_steps(recipe, splits, batched, pre, ctx)
+        write_results(rd.root, results)
+        plots.accuracy_vs_macs(results, rd.path("plots", "accuracy_vs_macs.png"))
+        results["converted"] = dress_steps.convert(recipe, model, batched, ctx)
+    else:
+        results = _reds_steps(recipe, splits, batched, pre, ctx)
     int8 = (results["converted"] or {}).get("int8_accuracy") or []
     if len(int8) == len(results["levels"]):
         for row, acc in zip(results["levels"], int8, strict=True):
@@ -148,6 +146,27 @@ def _run(
     if failed:  # the numbers of a long run are on disk; the run is not marked complete
         raise VerificationError(failed)
     rd.mark_done("results")
+    return results
+
+
+def _reds_steps(recipe: Recipe, splits: Any, batched: dict, pre: Any, ctx: StepContext) -> dict[str, Any]:
+    """REDS after pretraining: importance -> permute -> solve -> fine-tune -> evaluate -> (baselines)
+    -> plots -> convert; returns the results dict (``converted`` included)."""
+    rd = ctx.rd
+    scores = rank(recipe, pre, batched, recipe.importance.method, ctx)
+    perm, sorted_scores = permute_model(pre, scores, batched, ctx)
+    graph, plan, report = solve_plan(recipe, perm, sorted_scores, ctx)
+    model = finetune(recipe, perm, plan, graph, batched, ctx, stage="finetune")
+    trained_plbn = None
+    if recipe.bn.per_level_finetune and train.bn_variables(perm):
+        trained_plbn = finetune_per_level_bn(recipe, perm, plan, graph, batched, ctx)
+    results = evaluate_run(recipe, splits, batched, pre, model, graph, plan, report, ctx, trained_plbn)
+    if recipe.baselines:
+        results["baselines"] = baselines(recipe, pre, model, graph, plan, batched, ctx)
+    write_results(rd.root, results)
+    plots.accuracy_vs_macs(results, rd.path("plots", "accuracy_vs_macs.png"))
+    plots.widths(plan, rd.path("plots", "widths.png"), f"{recipe.model}: per-layer widths")
+    results["converted"] = convert_run(recipe, batched, ctx)
     return results
 
 
@@ -185,6 +204,8 @@ def fingerprint(
 def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path | None = None) -> list[dict]:
     """Re-measure every level of a finished run's ``model.keras`` on ``split`` (rows as in results)."""
     rd = RunDir(run_dir)
+    if (rd.root / "recipe.yaml").is_file() and Recipe.load(rd.path("recipe.yaml")).mode == "dress":
+        return dress_steps.evaluate_dir(rd, split, data_dir)
     needed = ("recipe.yaml", "plan.json", "permuted.keras", "model.keras")
     missing = [name for name in needed if not (rd.root / name).is_file()]
     if not rd.is_done("finetune") or missing:

@@ -30,7 +30,8 @@ def accuracy_vs_macs(results: dict[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     rows = results["levels"]
     x = [r["macs"] for r in rows]
-    ax.plot(x, [100 * r["test_accuracy"] for r in rows], "o-", label="REDS (shared BN)", zorder=3)
+    label = f"{results.get('method', 'REDS')} (shared BN)"
+    ax.plot(x, [100 * r["test_accuracy"] for r in rows], "o-", label=label, zorder=3)
     if any(r.get("test_accuracy_per_level_bn") is not None for r in rows):
         y = [100 * r["test_accuracy_per_level_bn"] for r in rows]
         ax.plot(x, y, "s--", label="REDS (per-level BN, recalibrated)")

@@ -20,6 +20,7 @@ import yaml
 from .errors import RedsError
 
 IMPORTANCE_METHODS = ("taylor", "magnitude", "random")
+MODES = ("reds", "dress")
 BASELINES = ("magnitude", "random", "scratch")
 
 
@@ -125,6 +126,19 @@ class ConvertConfig:
 
 
 @dataclass(frozen=True)
+class DressConfig:
+    """DRESS (``mode: dress``) settings: nested row-sparse levels instead of nested widths.
+
+    ``weight_bytes``: optional caps on every budget level's int8 weight bytes including the column
+    indices (one per ``solve.budgets`` entry; [] = MACs only). ``min_count``: fewest weights any row
+    keeps. Budgets, solver, gap, time limit, strategy and granularity come from ``solve``.
+    """
+
+    weight_bytes: tuple[float, ...] = ()
+    min_count: int = 1
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A validated recipe. Build it with ``Recipe.load(path)`` or ``Recipe.from_dict(d)``."""
 
@@ -143,6 +157,8 @@ class Recipe:
     bn: BNConfig = field(default_factory=BNConfig)
     baselines: tuple[str, ...] = ()
     convert: ConvertConfig = field(default_factory=ConvertConfig)
+    mode: str = "reds"
+    dress: DressConfig = field(default_factory=DressConfig)
     schedules: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -188,6 +204,11 @@ class Recipe:
         """A plain dict (YAML/JSON-able) that ``from_dict`` accepts and that reproduces this recipe."""
         d = dataclasses.asdict(self)
         d.pop("schedules")
+        if self.mode == "reds":
+            # Keys added with DRESS stay out of REDS recipes' dicts: the run fingerprint is this dict,
+            # so runs started before them still resume.
+            d.pop("mode")
+            d.pop("dress")
         return _plain(d)
 
     def to_yaml(self) -> str:
@@ -257,6 +278,7 @@ def _value(f: dataclasses.Field, v: Any, where: str) -> Any:
         "FinetuneConfig": FinetuneConfig,
         "BNConfig": BNConfig,
         "ConvertConfig": ConvertConfig,
+        "DressConfig": DressConfig,
     }
     if t in sub:
         return _build(sub[t], v or {}, where)
@@ -330,9 +352,50 @@ def _validate(obj: Any, where: str) -> None:
             bad(f"need epochs >= 0 and learning_rate > 0. Received: {obj}")
         if not 0.0 <= obj.final_lr_fraction <= 1.0 or obj.warmup_epochs < 0:
             bad(f"need 0 <= final_lr_fraction <= 1 and warmup_epochs >= 0. Received: {obj}")
+    elif isinstance(obj, DressConfig):
+        if obj.min_count < 1 or any(not 0 < b < math.inf for b in obj.weight_bytes):
+            bad(f"need min_count >= 1 and weight_bytes > 0. Received: {obj}")
     elif isinstance(obj, Recipe):
+        if obj.mode not in MODES:
+            bad(f"mode must be one of {list(MODES)}. Received: mode={obj.mode!r}")
+        if obj.mode == "dress":
+            _validate_dress(obj, bad)
+        elif obj.dress != DressConfig():
+            bad("the 'dress' section applies to mode: dress only. Fix: add 'mode: dress' or remove it.")
         bad_b = [b for b in obj.baselines if b not in BASELINES]
         if bad_b:
             bad(f"baselines must be chosen from {list(BASELINES)}. Received: {bad_b}")
         if obj.levels < 2:
             bad(f"a REDS recipe needs at least 2 levels. Received: budgets={list(obj.solve.budgets)}")
+
+
+def _validate_dress(r: Recipe, bad: Any) -> None:
+    """Settings a DRESS run does not use must not be set (they would be silently ignored)."""
+    s = r.solve
+    if s.latency_ms or s.peak_memory_bytes is not None:
+        bad(
+            "mode: dress budgets MACs (and optionally dress.weight_bytes); it has no latency or peak-memory "
+            f"budget (row sparsity leaves activations unchanged). Received: latency_ms={list(s.latency_ms)}, "
+            f"peak_memory_bytes={s.peak_memory_bytes}. Fix: remove them."
+        )
+    if s.min_width != 1:
+        bad(
+            f"solve.min_width bounds REDS widths; a DRESS row keeps dress.min_count weights at least. "
+            f"Received: min_width={s.min_width}. Fix: set dress.min_count instead."
+        )
+    if s.strategy not in ("bottom_up", "joint"):
+        bad(f"solve.strategy must be 'bottom_up' or 'joint'. Received: {s.strategy!r}")
+    if r.dress.weight_bytes and len(r.dress.weight_bytes) != len(s.budgets):
+        bad(
+            f"dress.weight_bytes needs one cap per solve.budgets entry. Received: "
+            f"{list(r.dress.weight_bytes)} for budgets {list(s.budgets)}"
+        )
+    if r.baselines or r.bn.recalibrate or r.bn.per_level_finetune:
+        bad(
+            "mode: dress runs no baselines and no per-level BN comparison. Received: "
+            f"baselines={list(r.baselines)}, bn.recalibrate={r.bn.recalibrate}, "
+            f"bn.per_level_finetune={r.bn.per_level_finetune}. Fix: baselines: [] and "
+            "bn: {recalibrate: false}."
+        )
+    if r.convert.calibration_mode != "shared":
+        bad(f"mode: dress converts with shared calibration. Received: {r.convert.calibration_mode!r}")

@@ -208,13 +208,15 @@ def adopt_pretrained(source: str | Path, fingerprint: dict[str, Any], ctx: StepC
     ctx.log(f"[pretrain] adopted {src.path('pretrained.keras')} (same model, data, seed and pretraining)")
 
 
-def _save_scores(path: Path, scores: dict[str, np.ndarray]) -> None:
+def save_arrays(path: Path, scores: dict[str, np.ndarray]) -> None:
+    """Write named arrays as one .npz, atomically."""
     buf = io.BytesIO()
     np.savez(buf, **{k: np.asarray(v) for k, v in scores.items()})
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load_scores(path: Path) -> dict[str, np.ndarray]:
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Read the named arrays ``save_arrays`` wrote."""
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
 
@@ -225,7 +227,7 @@ def rank(
     """Importance scores per unit group (Taylor, magnitude or random)."""
     path = ctx.rd.path("scores.npz")
     if ctx.rd.is_done("importance"):
-        return _load_scores(path)
+        return load_arrays(path)
     if method == "taylor":
         augment.set_pass(ctx.pass_key, "importance")
         scores = importance.taylor_scores(model, batched["train"], num_batches=recipe.importance.num_batches)
@@ -233,7 +235,7 @@ def rank(
         scores = importance.magnitude_scores(model)
     else:
         scores = importance.random_scores(model, seed=recipe.seed)
-    _save_scores(path, scores)
+    save_arrays(path, scores)
     ctx.rd.mark_done("importance", {"method": method})
     return scores
 
@@ -244,12 +246,12 @@ def permute_model(
     """Sort units by score (function-preserving); record the max output difference it caused."""
     path, spath = ctx.rd.path("permuted.keras"), ctx.rd.path("sorted_scores.npz")
     if ctx.rd.is_done("permute"):
-        return keras.models.load_model(path, compile=False), _load_scores(spath)
+        return keras.models.load_model(path, compile=False), load_arrays(spath)
     perm, sorted_scores = permute.sort_model(model, scores)
     x = next(iter(batched["val"]))[0]
     diff = float(np.max(np.abs(model(x, training=False).numpy() - perm(x, training=False).numpy())))
     _save_keras(perm, path)
-    _save_scores(spath, sorted_scores)
+    save_arrays(spath, sorted_scores)
     ctx.rd.mark_done("permute", {"max_abs_diff": diff})
     return perm, sorted_scores
 
@@ -282,7 +284,7 @@ def solve_plan(recipe: Recipe, model: keras.Model, sorted_scores: dict, ctx: Ste
     )
     rep = report.to_dict()
     report.plan.save(ctx.rd.path("plan.json"))
-    atomic_write_text(ctx.rd.path("solve_report.json"), _json(rep))
+    atomic_write_text(ctx.rd.path("solve_report.json"), json_text(rep))
     ctx.log(f"[solve] {_solver_summary(rep)}")
     ctx.log(report.plan.describe())
     ctx.rd.mark_done("solve", rep)
@@ -301,7 +303,8 @@ def _solver_summary(rep: dict[str, Any]) -> str:
     return ", ".join(f"{k}={rep[k]}" for k in keys if k in rep) or "solved"
 
 
-def _json(x: Any) -> str:
+def json_text(x: Any) -> str:
+    """Indented JSON with NumPy values as lists, one trailing newline."""
     return json.dumps(x, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n"
 
 

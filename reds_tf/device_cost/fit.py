@@ -148,8 +148,9 @@ def grid_shapes(kind: str) -> list[Shape]:
         if kind in ("depthwise", "global_pool"):
             out += [make_shape(kind, hw, k, s, c, c, FULL, FULL) for c in ws]
             continue
-        # pointwise: every residue mod 8 beyond the first block too (its SIMD tails differ by residue)
-        extra = [11, 19, 23] if kind == "pointwise" else []
+        # pointwise: every residue mod 8 beyond the first block too (its SIMD tails differ by residue), and
+        # 2 and 3 input channels (a tile in C)
+        extra = [2, 9, 11, 13, 17, 19, 21, 23, 33] if kind == "pointwise" else []
         cins = [fixed_in] if fixed_in else ws[::2] + extra + [64]
         couts = ws
         full_in = fixed_in or FULL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._slice import LevelState
 from .batch_normalization import NestedBatchNormalization
 from .conv2d import NestedConv2D
 from .dense import NestedDense
@@ -20,12 +21,20 @@ def is_nested(layer: object) -> bool:
     return isinstance(layer, NESTED_CLASSES)
 
 
+def is_switched(layer: object) -> bool:
+    """True for every layer whose submodel is chosen by its ``level`` attribute: the nested layers and
+    any other ``LevelState`` layer (e.g. ``reds_tf.dress``'s row-sparse layers)."""
+    return isinstance(layer, LevelState)
+
+
 __all__ = [
     "NESTED_CLASSES",
+    "LevelState",
     "NestedBatchNormalization",
     "NestedConv2D",
     "NestedDense",
     "NestedDepthwiseConv2D",
     "custom_objects",
     "is_nested",
+    "is_switched",
 ]

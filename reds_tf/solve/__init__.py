@@ -13,6 +13,8 @@ Strategies: ``joint`` puts all levels in one model (nesting as constraints, maxi
 the summed importance); ``bottom_up`` is the paper's rule: smallest level first, each
 later level at least as wide as the one below.
 
+``rows.py`` holds DRESS's per-row count MILP (``reds_tf.dress.counts`` builds its inputs).
+
 No TensorFlow here: this module and its parts import only numpy and pulp.
 """
 

@@ -158,10 +158,12 @@ static inline void pw_step4(const int8_t *w0, const int8_t *w1, const int8_t *xa
     "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
 
 /* Output channels (w0, w1) x pixels (xa, xb) over n input channels, without the input offset:
- * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of eight channels run as one asm loop using 13 registers
- * (4 accumulators, 3 pointers, 6 scratch; the distance to the second weight row and the end pointer are
- * read from memory), so it allocates with or without a frame pointer; left to itself gcc spills
- * accumulators inside the loop (at -Os badly). Then four channels, then one at a time, in C. */
+ * acc += {w0.xa, w0.xb, w1.xa, w1.xb}. Blocks of four channels run as asm (13 registers: 4 accumulators,
+ * 3 pointers, 6 scratch; the distance to the second weight row and the end pointer are read from memory),
+ * so it allocates with or without a frame pointer; left to itself gcc spills accumulators inside the loop
+ * (at -Os badly): an odd block first, then a loop of two. Three channels left (REDS widths 19, 35, 55, ...)
+ * take one more SIMD step on the words ending at them, shifted down one byte so that the channel before
+ * them (already summed) becomes a zero lane; one or two left (cheaper so) run one channel at a time. */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
@@ -169,25 +171,35 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
                                int32_t n, int32_t acc[4])
 {
     int32_t a[4] = {acc[0], acc[1], acc[2], acc[3]};
-    const int32_t n_all = n;
+    const int32_t n_all = n, tail = n & 3;
 #if defined(__OPTIMIZE__) /* unoptimised builds keep fewer registers free (and need no speed) */
-    if (n >= 8) {
-        const int8_t *const end8 = xa + (n & ~7);
+    if (n >= 4) {
         const int32_t d1 = (int32_t)(w1 - w0) - 4;
         uint32_t t0, t1, t2, t3, t4, t5;
-        __asm__("1:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM
-                "ldr %[t0], %[end]\n\t"
-                "cmp %[xa], %[t0]\n\t"
-                "bne 1b\n\t"
-                : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
-                  [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
-                  [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
-                : [end] "m"(end8), [d1] "m"(d1)
-                : "cc", "memory");
+        if (n & 4) {
+            __asm__(REDS_PW_STEP4_ASM
+                    : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
+                      [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+                      [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                    : [d1] "m"(d1)
+                    : "memory");
+        }
+        if (n >= 8) {
+            const int8_t *const end8 = xa + (n & ~7);
+            __asm__("1:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM
+                    "ldr %[t0], %[end]\n\t"
+                    "cmp %[xa], %[t0]\n\t"
+                    "bne 1b\n\t"
+                    : [a0] "+r"(a[0]), [a1] "+r"(a[1]), [a2] "+r"(a[2]), [a3] "+r"(a[3]), [w0] "+r"(w0),
+                      [xa] "+r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+                      [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5)
+                    : [end] "m"(end8), [d1] "m"(d1)
+                    : "cc", "memory");
+        }
         w1 = w0 + d1 + 4;
+        n = tail;
     }
-    n &= 7;
-#endif
+#else
     for (; n >= 4; n -= 4) {
         pw_step4(w0, w1, xa, xb, a);
         xa += 4;
@@ -195,9 +207,8 @@ static inline void pw_tile_2x2(const int8_t *w0, const int8_t *w1, const int8_t 
         w0 += 4;
         w1 += 4;
     }
-    if (n == 3 && n_all >= 4) {
-        /* Three channels left (REDS widths 19, 35, 55, ...): the words ending at them, shifted down one
-         * byte, hold them with a zero lane on top; one SIMD step instead of three scalar ones. */
+#endif
+    if (tail == 3 && n_all >= 4) {
         const uint32_t va = reds_read_s8x4(xa - 1) >> 8, vb = reds_read_s8x4(xb - 1) >> 8;
         mac_2x2_w4(reds_read_s8x4(w0 - 1) >> 8, reds_read_s8x4(w1 - 1) >> 8, reds_sxtb16(va), reds_sxtb16_ror8(va),
                    reds_sxtb16(vb), reds_sxtb16_ror8(vb), a);
@@ -289,6 +300,196 @@ static inline void pw_pair(const pw_geom *g, const int8_t *w0, const int8_t *w1,
     }
 }
 
+#if defined(__OPTIMIZE__) /* the asm needs 13 free registers: unoptimised builds lack them */
+#define REDS_PW_FLAT 1
+/* Two int32 read by one LDRD. */
+typedef struct {
+    int32_t a, b;
+} pw_pair32;
+
+/* What pw_flat's asm reads (memory operands of a copy on pw_flat's stack, so that the asm needs no base
+ * register of its own: 13 registers leave the frame pointer free). */
+typedef struct {
+    const int8_t *w0;       /* weight row of the first channel */
+    int32_t d1;             /* (w1 - w0) - 4, w1 the second channel's row */
+    pw_pair32 in_c_n4;      /* in_c, in_c & ~3 */
+    const int8_t *x_end;    /* first pixel after the last tile */
+    pw_pair32 c01;          /* the channels' pw_chan c0 */
+    pw_pair32 m_rnd0;       /* first channel's requantisation (reds_rq_fast_x2): multiplier, rnd */
+    int32_t right0;         /* and right */
+    pw_pair32 m_rnd1;       /* second channel's */
+    int32_t right1;
+    struct {
+        int8_t *o;          /* output of the next tile's first pixel, first channel */
+        int32_t out_c;      /* output pixel stride */
+    } o_out_c;
+    const int8_t *end;      /* scratch: where the tile's blocks of four end */
+} pw_flat_ctx;
+
+/* pw_flat's asm text in parts. Tile setup: xa = xb (the previous tile's end), xb = xa + in_c, the
+ * accumulators from c0 / c1, the end of the blocks of four. */
+#define REDS_PW_FLAT_SETUP                                                                                   \
+    "1:\n\t"                                                                                               \
+    "mov %[xa], %[xb]\n\t"                                                                                 \
+    "ldrd %[t0], %[t1], %[in_c_n4]\n\t"                                                                    \
+    "add %[xb], %[xa], %[t0]\n\t"                                                                          \
+    "add %[t1], %[xa], %[t1]\n\t"                                                                          \
+    "str %[t1], %[end]\n\t"                                                                           \
+    "ldr %[w0], %[w0p]\n\t"                                                                            \
+    "ldrd %[a0], %[a2], %[c01]\n\t"                                                                   \
+    "mov %[a1], %[a0]\n\t"                                                                                 \
+    "mov %[a3], %[a2]\n\t"
+/* An odd block of four (in_c & 4), then pairs of blocks; after the odd one there may be none left. */
+#define REDS_PW_FLAT_ODD                                                                                     \
+    REDS_PW_STEP4_ASM                                                                      \
+    "ldr %[t0], %[end]\n\t"                                                                           \
+    "cmp %[xa], %[t0]\n\t"                                                                                 \
+    "beq 3f\n\t"
+#define REDS_PW_FLAT_PAIRS                                                                                   \
+    "2:\n\t" REDS_PW_STEP4_ASM REDS_PW_STEP4_ASM                          \
+    "ldr %[t0], %[end]\n\t"                                                                           \
+    "cmp %[xa], %[t0]\n\t"                                                                                 \
+    "bne 2b\n\t"                                                                                           \
+    "3:\n\t"
+/* Tails (in_c & 3), each leaving xb on the next tile's first pixel; the second weight row's bytes are
+ * at w0 + d1 + 4. One channel: four MLA. */
+#define REDS_PW_FLAT_TAIL1                                                                                   \
+    "ldrsb %[t1], [%[xa]]\n\t"                                                                             \
+    "ldrsb %[t2], [%[xb]], #1\n\t"                                                                         \
+    "ldrsb %[t4], [%[w0]]\n\t"                                                                             \
+    "ldr %[t3], %[d1]\n\t"                                                                            \
+    "add %[t3], %[t3], %[w0]\n\t"                                                                          \
+    "ldrsb %[t3], [%[t3], #4]\n\t"                                                                         \
+    "mla %[a0], %[t4], %[t1], %[a0]\n\t"                                                                   \
+    "mla %[a1], %[t4], %[t2], %[a1]\n\t"                                                                   \
+    "mla %[a2], %[t3], %[t1], %[a2]\n\t"                                                                   \
+    "mla %[a3], %[t3], %[t2], %[a3]\n\t"
+/* Two channels: each operand's two bytes paired into 16-bit lanes (LDRSB, LDRSB, PKHBT), one SMLAD per
+ * output. */
+#define REDS_PW_FLAT_PAIR(dst, base, off)                                                                    \
+    "ldrsb %[" dst "], [%[" base "], #" off "]\n\t"                                                        \
+    "ldrsb %[t0], [%[" base "], #" off " + 1]\n\t"                                                         \
+    "pkhbt %[" dst "], %[" dst "], %[t0], lsl #16\n\t"
+#define REDS_PW_FLAT_TAIL2                                                                                   \
+    REDS_PW_FLAT_PAIR("t1", "xa", "0")                                                                     \
+    REDS_PW_FLAT_PAIR("t2", "xb", "0")                                                                     \
+    "adds %[xb], %[xb], #2\n\t" REDS_PW_FLAT_PAIR("t3", "w0", "0")                                         \
+    "smlad %[a0], %[t3], %[t1], %[a0]\n\t"                                                                 \
+    "smlad %[a1], %[t3], %[t2], %[a1]\n\t"                                                                 \
+    "ldr %[t4], %[d1]\n\t"                                                                            \
+    "add %[t4], %[t4], %[w0]\n\t" REDS_PW_FLAT_PAIR("t3", "t4", "4")                                       \
+    "smlad %[a2], %[t3], %[t1], %[a2]\n\t"                                                                 \
+    "smlad %[a3], %[t3], %[t2], %[a3]\n\t"
+/* Three channels: the words ending at them, shifted down a byte (the summed channel before them becomes a
+ * zero lane), one SIMD step. */
+#define REDS_PW_FLAT_TAIL3                                                                                   \
+    "ldr %[t0], [%[w0], #-1]\n\t"                                                                          \
+    "ldr %[t1], [%[xa], #-1]\n\t"                                                                          \
+    "ldr %[t2], [%[xb], #-1]\n\t"                                                                          \
+    "adds %[xb], %[xb], #3\n\t"                                                                            \
+    "lsr %[t0], %[t0], #8\n\t"                                                                             \
+    "lsr %[t1], %[t1], #8\n\t"                                                                             \
+    "lsr %[t2], %[t2], #8\n\t"                                                                             \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                              \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                      \
+    "sxtb16 %[t4], %[t1]\n\t"                                                                              \
+    "sxtb16 %[t1], %[t1], ror #8\n\t"                                                                      \
+    "sxtb16 %[t5], %[t2]\n\t"                                                                              \
+    "sxtb16 %[t2], %[t2], ror #8\n\t"                                                                      \
+    "smlad %[a0], %[t3], %[t4], %[a0]\n\t"                                                                 \
+    "smlad %[a0], %[t0], %[t1], %[a0]\n\t"                                                                 \
+    "smlad %[a1], %[t3], %[t5], %[a1]\n\t"                                                                 \
+    "smlad %[a1], %[t0], %[t2], %[a1]\n\t"                                                                 \
+    "ldr %[t0], %[d1]\n\t"                                                                            \
+    "add %[t0], %[t0], %[w0]\n\t"                                                                          \
+    "ldr %[t0], [%[t0], #3]\n\t"                                                                           \
+    "lsr %[t0], %[t0], #8\n\t"                                                                             \
+    "sxtb16 %[t3], %[t0]\n\t"                                                                              \
+    "sxtb16 %[t0], %[t0], ror #8\n\t"                                                                      \
+    "smlad %[a2], %[t3], %[t4], %[a2]\n\t"                                                                 \
+    "smlad %[a2], %[t0], %[t1], %[a2]\n\t"                                                                 \
+    "smlad %[a3], %[t3], %[t5], %[a3]\n\t"                                                                 \
+    "smlad %[a3], %[t0], %[t2], %[a3]\n\t"
+/* Requantise one accumulator with (m, rnd) in (t0, t1) and right in t2: (rnd - [acc < 0]) +
+ * SMMLAR(2 acc, m) >> right, SSAT. */
+#define REDS_PW_FLAT_RQ(a)                                                                                   \
+    "lsl %[" a "], %[" a "], #1\n\t"                                                                       \
+    "add %[t3], %[t1], %[" a "], asr #31\n\t"                                                              \
+    "smmlar %[" a "], %[" a "], %[t0], %[t3]\n\t"                                                          \
+    "asr %[" a "], %[" a "], %[t2]\n\t"                                                                    \
+    "ssat %[" a "], #8, %[" a "]\n\t"
+/* The four outputs, stored; next tile until xb reaches x_end. */
+#define REDS_PW_FLAT_OUT                                                                                     \
+    "ldrd %[t0], %[t1], %[m_rnd0]\n\t"                                                                   \
+    "ldr %[t2], %[right0]\n\t" REDS_PW_FLAT_RQ("a0") REDS_PW_FLAT_RQ("a1")                               \
+    "ldrd %[t0], %[t1], %[m_rnd1]\n\t"                                                                   \
+    "ldr %[t2], %[right1]\n\t" REDS_PW_FLAT_RQ("a2") REDS_PW_FLAT_RQ("a3")                               \
+    "ldrd %[t0], %[t1], %[o_out_c]\n\t"                                                                   \
+    "strb %[a0], [%[t0]]\n\t"                                                                              \
+    "strb %[a2], [%[t0], #1]\n\t"                                                                          \
+    "add %[t0], %[t0], %[t1]\n\t"                                                                          \
+    "strb %[a1], [%[t0]]\n\t"                                                                              \
+    "strb %[a3], [%[t0], #1]\n\t"                                                                          \
+    "add %[t0], %[t0], %[t1]\n\t"                                                                          \
+    "str %[t0], %[o_out_c]\n\t"                                                                           \
+    "ldr %[t1], %[x_end]\n\t"                                                                           \
+    "cmp %[xb], %[t1]\n\t"                                                                                 \
+    "bne 1b\n\t"
+#define REDS_PW_FLAT_ASM(odd, tail)                                                                          \
+    __asm__ volatile(REDS_PW_FLAT_SETUP odd REDS_PW_FLAT_PAIRS tail REDS_PW_FLAT_OUT                        \
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [a2] "=&r"(a2), [a3] "=&r"(a3), [w0] "=&r"(w0),     \
+                       [xa] "=&r"(xa), [xb] "+r"(xb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),    \
+                       [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5), [end] "+m"(c.end),                 \
+                       [o_out_c] "+m"(c.o_out_c)                                                          \
+                     : [in_c_n4] "m"(c.in_c_n4), [w0p] "m"(c.w0), [c01] "m"(c.c01), [d1] "m"(c.d1),           \
+                       [x_end] "m"(c.x_end), [m_rnd0] "m"(c.m_rnd0), [right0] "m"(c.right0),              \
+                       [m_rnd1] "m"(c.m_rnd1), [right1] "m"(c.right1)                                    \
+                     : "cc", "memory")
+
+/* 2x2 tiles (channels (w0, w1) x pixels (x, x + in_c)) of contiguous pixels from x to k->x_end, each summed,
+ * requantised (reds_rq_fast_x2 with the zero point folded, SSAT to [-128, 127]) and stored to o, o + 1,
+ * o + out_c, o + out_c + 1, as one asm loop: tile setup, the blocks of four channels (REDS_PW_STEP4_ASM),
+ * the tail and the requantisation in 13 registers, constants read from a copy of `k`. One loop per (in_c & 4,
+ * in_c & 3), so no tile branches on them. In C, gcc kept the two channels' constants and pointers in stack
+ * slots around each tile. Sums modulo 2^32 as pw_tile_2x2's. in_c >= 4. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void pw_flat(const pw_flat_ctx *k, const int8_t *x)
+{
+    pw_flat_ctx c = *k;
+    int32_t a0, a1, a2, a3;
+    uint32_t t0, t1, t2, t3, t4, t5;
+    const int8_t *w0, *xa, *xb = x;
+    switch (c.in_c_n4.a & 7) {
+    case 0:
+        REDS_PW_FLAT_ASM("", "");
+        break;
+    case 1:
+        REDS_PW_FLAT_ASM("", REDS_PW_FLAT_TAIL1);
+        break;
+    case 2:
+        REDS_PW_FLAT_ASM("", REDS_PW_FLAT_TAIL2);
+        break;
+    case 3:
+        REDS_PW_FLAT_ASM("", REDS_PW_FLAT_TAIL3);
+        break;
+    case 4:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, "");
+        break;
+    case 5:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, REDS_PW_FLAT_TAIL1);
+        break;
+    case 6:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, REDS_PW_FLAT_TAIL2);
+        break;
+    default:
+        REDS_PW_FLAT_ASM(REDS_PW_FLAT_ODD, REDS_PW_FLAT_TAIL3);
+        break;
+    }
+}
+#endif /* __OPTIMIZE__ */
+
 /* Pointwise on a DSP core: output channels in pairs (outermost, so the pair's constants are prepared
  * once; an odd last channel pairs with the one before it, recomputing that one), pixels in pairs, 2x2
  * accumulators sharing every loaded word twice. Rows of pixels are contiguous in the input when the
@@ -306,6 +507,28 @@ static void pw_simd(const pw_geom *g, const reds_quant *quant, const int8_t *fil
         const int8_t *const w0 = filter + o0 * cs, *const w1 = w0 + d1 * cs;
         const pw_chan c0 = pw_chan_prepare(quant, bias, w0, o0, in_c, g->in_off, g->out_off);
         const pw_chan c1 = pw_chan_prepare(quant, bias, w1, o0 + d1, in_c, g->in_off, g->out_off);
+#if REDS_PW_FLAT
+        if (flat && c0.fold && c1.fold && sat8 && in_c >= 4 && d1 == 1 && row_len >= 2) {
+            pw_flat_ctx k = {w0,
+                             (int32_t)(w1 - w0) - 4,
+                             {in_c, in_c & ~3},
+                             g->in + 2 * (row_len >> 1) * in_c,
+                             {c0.c0, c1.c0},
+                             {c0.rq.multiplier, c0.rnd},
+                             c0.rq.right,
+                             {c1.rq.multiplier, c1.rnd},
+                             c1.rq.right,
+                             {output + o0, out_c},
+                             NULL};
+            pw_flat(&k, g->in);
+            if (row_len & 1) { /* odd: a last tile of the last two pixels, the one before stored again */
+                k.x_end = g->in + row_len * in_c;
+                k.o_out_c.o = output + o0 + (row_len - 2) * out_c;
+                pw_flat(&k, g->in + (row_len - 2) * in_c);
+            }
+            continue;
+        }
+#endif
         if (c0.fold && c1.fold && sat8) {
             pw_pair(g, w0, w1, &c0, &c1, d1, rows, row_len, output + o0, 1, 1);
         } else if (c0.fold && c1.fold) {
@@ -582,6 +805,129 @@ static inline void conv_simd_run(const reds_conv_params *p, const reds_quant *qu
     }
 }
 
+#if defined(__OPTIMIZE__) /* the asm needs 12 free registers: unoptimised builds lack them */
+#define REDS_CONV9 1
+/* Output channels per conv9 table: 32 x 36 bytes of stack. */
+#define REDS_CONV9_CHUNK 32
+/* Words per channel in a conv9 table: bias; weights (w0, w2), (w1, w3), (w4, w6), (w5, w7), w8 as int16
+ * lanes; multiplier, rnd, right (reds_rq_fast_x2 with the zero point folded). */
+#define REDS_CONV9_WORDS 9
+
+/* One pixel of a 9-tap-window convolution (3x3, one input channel: first layers of grayscale images) for
+ * the output channels whose table `t` lists (REDS_CONV9_WORDS each; `end` past the last): the window
+ * (x + input_offset as int16 pairs (x0, x2), (x1, x3), (x4, x6), (x5, x7) and x8 in the top half of
+ * `x8`) stays in five registers while one asm loop takes each channel's split weights from the table, four
+ * SMLAD and one SMLABT, and requantises (SSAT to [-128, 127]): 18 instructions per output. Sums as
+ * conv_tile_2x2's. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void conv9_pixel(uint32_t x02, uint32_t x13, uint32_t x46, uint32_t x57, uint32_t x8, const int32_t *t,
+                        const int32_t *end, int8_t *o)
+{
+    int32_t acc;
+    uint32_t t0, t1;
+    __asm__ volatile("1:\n\t"
+                     "ldrd %[acc], %[t0], [%[t]], #36\n\t"
+                     "smlad %[acc], %[t0], %[x02], %[acc]\n\t"
+                     "ldrd %[t0], %[t1], [%[t], #-28]\n\t"
+                     "smlad %[acc], %[t0], %[x13], %[acc]\n\t"
+                     "smlad %[acc], %[t1], %[x46], %[acc]\n\t"
+                     "ldrd %[t0], %[t1], [%[t], #-20]\n\t"
+                     "smlad %[acc], %[t0], %[x57], %[acc]\n\t"
+                     "smlabt %[acc], %[t1], %[x8], %[acc]\n\t"
+                     "ldrd %[t0], %[t1], [%[t], #-12]\n\t"
+                     "lsl %[acc], %[acc], #1\n\t"
+                     "add %[t1], %[t1], %[acc], asr #31\n\t"
+                     "smmlar %[acc], %[acc], %[t0], %[t1]\n\t"
+                     "ldr %[t0], [%[t], #-4]\n\t"
+                     "asr %[acc], %[acc], %[t0]\n\t"
+                     "ssat %[acc], #8, %[acc]\n\t"
+                     "strb %[acc], [%[o]], #1\n\t"
+                     "cmp %[t], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [acc] "=&r"(acc), [t0] "=&r"(t0), [t1] "=&r"(t1), [t] "+r"(t), [o] "+r"(o)
+                     : [x02] "r"(x02), [x13] "r"(x13), [x46] "r"(x46), [x57] "r"(x57), [x8] "r"(x8),
+                       [end] "r"(end)
+                     : "cc", "memory");
+}
+
+/* All outputs of a 9-tap-window convolution with contiguous weight rows under reds_rq_fold_ok and the
+ * clamp [-128, 127]: output channels in chunks of REDS_CONV9_CHUNK (weights split and constants tabled
+ * once), each
+ * pixel's window built once per chunk for conv9_pixel. A 3x3 window of one channel whose three rows can be
+ * read as words inside the image (the word's fourth byte too) is built from three loads: SXTAB16 adds the
+ * input offset to bytes (0, 2) or (1, 3) of a row, PKHBT pairs the taps; at the border tap by tap (taps
+ * outside the image as 0); any other 9-tap window is gathered by conv_gather. */
+static void conv9_run(const reds_conv_params *p, const reds_quant *quant, const reds_dims *in, const int8_t *input,
+                      const reds_filter *f, const int32_t *bias, const reds_dims *out, int8_t *output)
+{
+    int32_t t[REDS_CONV9_CHUNK * REDS_CONV9_WORDS];
+    int16_t col[REDS_CONV_COL_MAX];
+    const int32_t out_c = out->c, in_w = in->w, in_h = in->h;
+    const int words = f->dims.h == 3 && f->dims.w == 3 && in->c == 1 && p->dilation.h == 1 && p->dilation.w == 1;
+    const uint32_t oo = ((uint32_t)p->input_offset & 0xffffu) * 0x10001u; /* input offset in both halves */
+    for (int32_t c0 = 0; c0 < out_c; c0 += REDS_CONV9_CHUNK) {
+        const int32_t nch = out_c - c0 < REDS_CONV9_CHUNK ? out_c - c0 : REDS_CONV9_CHUNK;
+        for (int32_t j = 0; j < nch; ++j) {
+            const int32_t q = quant->per_channel ? c0 + j : 0;
+            const reds_rq rq = reds_rq_prepare(quant->multiplier[q], quant->shift[q]);
+            const int8_t *const wj = f->data + (c0 + j) * 9;
+            int32_t *const tj = t + REDS_CONV9_WORDS * j;
+            tj[0] = bias != NULL ? bias[c0 + j] : 0;
+            for (int32_t i = 0; i < 2; ++i) {
+                const uint32_t v = reds_read_s8x4(wj + 4 * i);
+                tj[1 + 2 * i] = (int32_t)reds_sxtb16(v);
+                tj[2 + 2 * i] = (int32_t)reds_sxtb16_ror8(v);
+            }
+            tj[5] = wj[8];
+            tj[6] = rq.multiplier;
+            tj[7] = reds_rq_fold_rnd(rq, p->output_offset);
+            tj[8] = rq.right;
+        }
+        const int32_t *const t_end = t + REDS_CONV9_WORDS * nch;
+        int8_t *o = output + c0;
+        for (int32_t b = 0; b < in->n; ++b) {
+            const int8_t *const img = input + b * in_h * in_w * in->c;
+            for (int32_t oy = 0; oy < out->h; ++oy) {
+                const int32_t y0 = oy * p->stride.h - p->padding.h;
+                for (int32_t ox = 0; ox < out->w; ++ox, o += out_c) {
+                    const int32_t x0 = ox * p->stride.w - p->padding.w;
+                    if (words && y0 >= 0 && y0 + 3 <= in_h && x0 >= 0 && x0 + 4 <= in_w) {
+                        const int8_t *const src = img + y0 * in_w + x0;
+                        const uint32_t v0 = reds_read_s8x4(src), v1 = reds_read_s8x4(src + in_w),
+                                       v2 = reds_read_s8x4(src + 2 * in_w);
+                        const uint32_t e1 = reds_sxtab16(oo, v1), e2 = reds_sxtab16(oo, v2); /* (x3, x5), (x6, x8) */
+                        conv9_pixel(reds_sxtab16(oo, v0), reds_pkhbt_lsl16(reds_sxtab16_ror8(oo, v0), e1),
+                                    reds_pkhbt_lsl16(reds_sxtab16_ror8(oo, v1), e2),
+                                    reds_pkhbt_lsl16(e1 >> 16, reds_sxtab16_ror8(oo, v2)), e2, t, t_end, o);
+                        continue;
+                    }
+                    if (words) { /* 3x3 of one channel at the border: taps outside the image are 0 */
+                        uint32_t v[9];
+                        for (int32_t ky = 0; ky < 3; ++ky) {
+                            for (int32_t kx = 0; kx < 3; ++kx) {
+                                const int32_t y = y0 + ky, xx = x0 + kx;
+                                v[3 * ky + kx] = y >= 0 && y < in_h && xx >= 0 && xx < in_w
+                                                     ? (uint32_t)(img[y * in_w + xx] + p->input_offset) & 0xffffu
+                                                     : 0u;
+                            }
+                        }
+                        conv9_pixel(v[0] | v[2] << 16, v[1] | v[3] << 16, v[4] | v[6] << 16, v[5] | v[7] << 16,
+                                    v[8] << 16, t, t_end, o);
+                        continue;
+                    }
+                    conv_gather(p, in, img, f->dims.h, f->dims.w, y0, x0, col);
+                    uint32_t x[4];
+                    __builtin_memcpy(x, col, 16);
+                    conv9_pixel(x[0], x[1], x[2], x[3], (uint32_t)(uint16_t)col[8] << 16, t, t_end, o);
+                }
+            }
+        }
+    }
+}
+#endif /* __OPTIMIZE__ */
+
 /* General convolution on a DSP core when every output channel's window of weights is contiguous
  * (c_stride == in_c, which holds for a first layer: its input channels never narrow) and fits
  * REDS_CONV_COL_MAX. Returns 0 (and computes nothing) otherwise. */
@@ -601,6 +947,12 @@ static int conv_simd(const reds_conv_params *p, const reds_quant *quant, const r
         fold = reds_rq_fold_ok(reds_rq_prepare(quant->multiplier[q], quant->shift[q]), bound, p->output_offset);
     }
     if (fold && p->activation.min == -128 && p->activation.max == 127) {
+#if REDS_CONV9
+        if (k == 9) {
+            conv9_run(p, quant, in, input, f, bias, out, output);
+            return 1;
+        }
+#endif
         conv_simd_run(p, quant, in, input, f, bias, out, output, 2);
     } else if (fold) {
         conv_simd_run(p, quant, in, input, f, bias, out, output, 1);

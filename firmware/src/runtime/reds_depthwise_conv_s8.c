@@ -175,9 +175,11 @@ static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch,
 {
     int8_t *const d1 = d0 + 3 * REDS_DW_ROW_STRIDE;
     int32_t x = 0;
-    if (src == NULL) {
-        for (; x < in_w; ++x) {
-            d0[x] = d1[x] = pad;
+    if (src == NULL) { /* whole words: the columns past the image hold the zero point too (or nothing read) */
+        const uint32_t v = (uint32_t)(uint8_t)pad * 0x01010101u;
+        for (; x < in_w; x += 4) {
+            __builtin_memcpy(d0 + x, &v, 4);
+            __builtin_memcpy(d1 + x, &v, 4);
         }
         return;
     }
@@ -192,92 +194,217 @@ static void dw_fill_row(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch,
     }
 }
 
-/* dw3_rows' weights: (2 w0, 2 w2) per tap row, 2 w1 of rows 0 and 1 in one register (SMLAxB / SMLAxT),
- * 2 w1 of row 2, and 2 (bias + input_offset * sum w). */
-typedef struct {
-    uint32_t k02[3], k1_01, k1_2;
-    int32_t c2;
-} dw3_w;
+/* Bytes between the rings of the channels of one dw3_rows group (three slots and their copies). */
+#define REDS_DW_RING (6 * REDS_DW_ROW_STRIDE)
 
-/* Doubled sums of n outputs of one row from three padded rows at p, p + 1 row, p + 2 rows (see dw3_rows);
- * an odd n also computes its unused neighbour into acc[n]. Its own function, so the loop gets the
- * registers to itself instead of spilling its caller's around it on every row. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void dw3_row_sums(const int8_t *p, int32_t *acc, int32_t n, const dw3_w *k)
+/* Four gathered pixels into a ring slot and its copy. */
+static inline void dw_store2(int8_t *d, uint32_t v)
 {
-    const uint32_t k0 = k->k02[0], k1 = k->k02[1], k2 = k->k02[2], k1_01 = k->k1_01, k1_2 = k->k1_2;
-    const int32_t c2 = k->c2;
-    const int8_t *const end = p + n;
-    for (; p < end; p += 2, acc += 2) {
-        uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
-        int32_t a0 = reds_smlabb(d, k1_01, reds_smlad(e, k0, c2));
-        int32_t a1 = reds_smlatb(e, k1_01, reds_smlad(d, k0, c2));
-        v = reds_read_s8x4(p + REDS_DW_ROW_STRIDE);
-        e = reds_sxtb16(v);
-        d = reds_sxtb16_ror8(v);
-        a0 = reds_smlabt(d, k1_01, reds_smlad(e, k1, a0));
-        a1 = reds_smlatt(e, k1_01, reds_smlad(d, k1, a1));
-        v = reds_read_s8x4(p + 2 * REDS_DW_ROW_STRIDE);
-        e = reds_sxtb16(v);
-        d = reds_sxtb16_ror8(v);
-        acc[0] = reds_smlabb(d, k1_2, reds_smlad(e, k2, a0));
-        acc[1] = reds_smlatb(e, k1_2, reds_smlad(d, k2, a1));
+    __builtin_memcpy(d, &v, 4);
+    __builtin_memcpy(d + 3 * REDS_DW_ROW_STRIDE, &v, 4);
+}
+
+/* Four pixels (src, src + ch, ...) of four adjacent channels into the channels' rings at d (REDS_DW_RING
+ * apart): one word load per pixel gives its four channels, and a 4x4 byte transpose (UXTB16 / AND into
+ * pairs, PKHBT / PKHTB into rows) turns them into one word per channel. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void dw_fill_block4(int8_t *d, const int8_t *src, int32_t ch)
+{
+    const uint32_t a = reds_read_s8x4(src), b = reds_read_s8x4(src + ch), c = reds_read_s8x4(src + 2 * ch),
+                   e = reds_read_s8x4(src + 3 * ch);
+    const uint32_t ab02 = reds_uxtb16(a) | reds_uxtb16(b) << 8;     /* a0 b0 a2 b2 */
+    const uint32_t ab13 = reds_uxtb16_ror8(a) | (b & 0xff00ff00u); /* a1 b1 a3 b3 */
+    const uint32_t ce02 = reds_uxtb16(c) | reds_uxtb16(e) << 8;
+    const uint32_t ce13 = reds_uxtb16_ror8(c) | (e & 0xff00ff00u);
+    dw_store2(d, reds_pkhbt_lsl16(ab02, ce02));
+    dw_store2(d + REDS_DW_RING, reds_pkhbt_lsl16(ab13, ce13));
+    dw_store2(d + 2 * REDS_DW_RING, reds_pkhtb_asr16(ce02, ab02));
+    dw_store2(d + 3 * REDS_DW_RING, reds_pkhtb_asr16(ce13, ab13));
+}
+
+/* dw_fill_row for four adjacent channels at once (src points at the first; the group's rings
+ * REDS_DW_RING apart from d0), four pixels per dw_fill_block4; a row whose width is not a multiple of four
+ * ends with a block overlapping the one before (its pixels are written again with the same values). */
+static void dw_fill_row4(int8_t *d0, const int8_t *src, int32_t in_w, int32_t ch, int8_t pad)
+{
+    if (src == NULL) {
+        for (int32_t j = 0; j < 4; ++j) {
+            dw_fill_row(d0 + j * REDS_DW_RING, NULL, in_w, ch, pad);
+        }
+        return;
+    }
+    int32_t x = 0;
+    for (; x + 4 <= in_w; x += 4) {
+        dw_fill_block4(d0 + x, src + x * ch, ch);
+    }
+    if (x < in_w) {
+        if (in_w >= 4) {
+            dw_fill_block4(d0 + in_w - 4, src + (in_w - 4) * ch, ch);
+            return;
+        }
+        for (; x < in_w; ++x) {
+            for (int32_t j = 0; j < 4; ++j) {
+                d0[j * REDS_DW_RING + x] = d0[j * REDS_DW_RING + 3 * REDS_DW_ROW_STRIDE + x] = src[x * ch + j];
+            }
+        }
     }
 }
 
-/* All outputs of channel oc of a 3x3, stride-1, undilated depthwise with padding <= 1, under
- * reds_rq_fold_ok and the activation clamp [-128, 127]. The channel's padded input rows are gathered into
- * `rows` (dw_fill_row; its padding columns hold the input zero point), and rows outside the image are the
- * zero point too: such taps add w * (zp + off) = 0, exactly what TFLM's skipped taps add, so every window,
- * borders included, runs the same loop. With the offset folded into the constant
- * (sum w (x + off) + b = sum w x + (b + off sum w)) and the requantisation's doubling into the weights
- * (reds_rq_fast_x2; 2 |acc| < 2^31), two neighbouring outputs take per tap row one word of four pixels
- * (p0..p3), split by SXTB16 into (p0, p2) and (p1, p3): SMLAD with (2 w0, 2 w2) and one SMLAxB with 2 w1
- * each. Sums modulo 2^32: the same integer as TFLM's. A row's sums go to `acc` first and are requantised
- * in a second loop, so each loop keeps its constants in registers. */
+/* dw3_rows' constants: (2 w0, 2 w2) per tap row, 2 w1 of rows 0 and 1 in one register (SMLAxB / SMLAxT),
+ * 2 w1 of row 2, 2 (bias + input_offset * sum w), and the requantisation (reds_rq_fast_x2) with the output
+ * channel stride. */
+typedef struct {
+    uint32_t k02[3], k1_01, k1_2;
+    int32_t c2, mult, rnd, right, ch;
+} dw3_w;
+
+#if defined(__OPTIMIZE__) /* the asm needs 14 free registers: unoptimised builds lack them */
+/* One tap row of two neighbouring outputs (a0 at x, a1 at x + 1) as asm text: the word of pixels
+ * x .. x + 3 at `addr`, split by SXTB16 into d = (p1, p3) and v = (p0, p2) (the word itself is dead);
+ * SMLAD with (2 w0, 2 w2) and one SMLAxy with 2 w1 each. `acc0`/`acc1` are what a0/a1 add to. */
+#define REDS_DW3_ROW_ASM(addr, k, k1, b0, b1, acc0, acc1)                                                    \
+    "ldr %[v], " addr "\n\t"                                                                               \
+    "sxtb16 %[d], %[v], ror #8\n\t"                                                                        \
+    "sxtb16 %[v], %[v]\n\t"                                                                                \
+    "smlad %[a0], %[v], %[" k "], %[" acc0 "]\n\t"                                                         \
+    "smla" b0 " %[a0], %[d], %[" k1 "], %[a0]\n\t"                                                         \
+    "smlad %[a1], %[d], %[" k "], %[" acc1 "]\n\t"                                                         \
+    "smla" b1 " %[a1], %[v], %[" k1 "], %[a1]\n\t"
+#endif
+
+/* Outputs o[0], o[ch], ... o[(2 pairs - 1) ch] of one row from three padded rows at p, p + 1 row,
+ * p + 2 rows, two neighbours per step, requantised as they are summed (reds_rq_fast_x2 with the zero
+ * point folded into rnd, SSAT to [-128, 127]). The asm keeps the nine weights, the constant, the multiplier,
+ * the output stride and both pointers in registers (14 in all) and reads (rnd, right) with one LDRD and
+ * the end from memory; gcc spilled and stored the sums to a buffer instead. Sums modulo 2^32 as
+ * dw_mla_lo/hi. */
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
-static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int8_t *output, int8_t *rows)
+static void dw3_row(const int8_t *p, int8_t *o, int32_t pairs, const dw3_w *k)
 {
-    const int32_t ch = c->in_c, cs = c->cs, in_w = c->in_w, in_h = c->in_h, p_w = g->p_w;
-    const int32_t out_w = g->out_w, out_h = g->out_h;
-    const int8_t *const wc = c->w + oc;
-    uint32_t k02[3], k1[3];
-    int32_t wsum = 0;
-    for (int32_t r = 0; r < 3; ++r) {
-        const int32_t a = wc[3 * r * cs], b = wc[(3 * r + 1) * cs], d = wc[(3 * r + 2) * cs];
-        k02[r] = ((uint32_t)(2 * d) << 16) | ((uint32_t)(2 * a) & 0xffffu);
-        k1[r] = (uint32_t)(2 * b) & 0xffffu;
-        wsum += a + b + d;
+#if defined(__OPTIMIZE__)
+    const uint32_t k0 = k->k02[0], k1 = k->k02[1], k2 = k->k02[2], k1_01 = k->k1_01, k1_2 = k->k1_2;
+    const int32_t c2 = k->c2, m = k->mult, ch = k->ch;
+    const struct {
+        int32_t rnd, right;
+    } rr = {k->rnd, k->right};
+    const int8_t *const end = p + 2 * pairs;
+    int32_t a0, a1;
+    uint32_t v, d;
+    __asm__ volatile("1:\n\t" REDS_DW3_ROW_ASM("[%[p]], #2", "k0", "k1_01", "bb", "tb", "c2", "c2")
+                         REDS_DW3_ROW_ASM("[%[p], %[r1]]", "k1", "k1_01", "bt", "tt", "a0", "a1")
+                             REDS_DW3_ROW_ASM("[%[p], %[r2]]", "k2", "k1_2", "bb", "tb", "a0", "a1")
+                     "ldrd %[d], %[v], %[rr]\n\t"
+                     "add %[d], %[d], %[a0], asr #31\n\t"
+                     "smmlar %[a0], %[a0], %[m], %[d]\n\t"
+                     "ldr %[d], %[rr]\n\t"
+                     "add %[d], %[d], %[a1], asr #31\n\t"
+                     "smmlar %[a1], %[a1], %[m], %[d]\n\t"
+                     "asr %[a0], %[a0], %[v]\n\t"
+                     "asr %[a1], %[a1], %[v]\n\t"
+                     "ssat %[a0], #8, %[a0]\n\t"
+                     "ssat %[a1], #8, %[a1]\n\t"
+                     "strb %[a0], [%[o]]\n\t"
+                     "strb %[a1], [%[o], %[ch]]\n\t"
+                     "add %[o], %[o], %[ch], lsl #1\n\t"
+                     "ldr %[d], %[end]\n\t"
+                     "cmp %[p], %[d]\n\t"
+                     "bne 1b\n\t"
+                     : [a0] "=&r"(a0), [a1] "=&r"(a1), [v] "=&r"(v), [d] "=&r"(d), [p] "+r"(p), [o] "+r"(o)
+                     : [k0] "r"(k0), [k1] "r"(k1), [k2] "r"(k2), [k1_01] "r"(k1_01), [k1_2] "r"(k1_2),
+                       [c2] "r"(c2), [m] "r"(m), [ch] "r"(ch), [rr] "m"(rr), [end] "m"(end),
+                       [r1] "i"(REDS_DW_ROW_STRIDE - 2), [r2] "i"(2 * REDS_DW_ROW_STRIDE - 2)
+                     : "cc", "memory");
+#else
+    for (; pairs > 0; --pairs, p += 2, o += 2 * k->ch) {
+        uint32_t v = reds_read_s8x4(p), e = reds_sxtb16(v), d = reds_sxtb16_ror8(v);
+        int32_t a0 = reds_smlabb(d, k->k1_01, reds_smlad(e, k->k02[0], k->c2));
+        int32_t a1 = reds_smlatb(e, k->k1_01, reds_smlad(d, k->k02[0], k->c2));
+        v = reds_read_s8x4(p + REDS_DW_ROW_STRIDE);
+        e = reds_sxtb16(v);
+        d = reds_sxtb16_ror8(v);
+        a0 = reds_smlabt(d, k->k1_01, reds_smlad(e, k->k02[1], a0));
+        a1 = reds_smlatt(e, k->k1_01, reds_smlad(d, k->k02[1], a1));
+        v = reds_read_s8x4(p + 2 * REDS_DW_ROW_STRIDE);
+        e = reds_sxtb16(v);
+        d = reds_sxtb16_ror8(v);
+        a0 = reds_smlabb(d, k->k1_2, reds_smlad(e, k->k02[2], a0));
+        a1 = reds_smlatb(e, k->k1_2, reds_smlad(d, k->k02[2], a1));
+        o[0] = (int8_t)reds_ssat8(reds_rq_fast_x2(a0, k->mult, k->right, k->rnd));
+        o[k->ch] = (int8_t)reds_ssat8(reds_rq_fast_x2(a1, k->mult, k->right, k->rnd));
     }
-    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
-    const dw3_w k = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
-                     (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum)))};
-    const reds_rq rq = reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]);
-    const int32_t m = rq.multiplier, right = rq.right, rnd = reds_rq_fold_rnd(rq, c->out_off);
+#endif
+}
+
+/* All outputs of channels oc .. oc + nch - 1 (nch <= 4) of a 3x3, stride-1, undilated depthwise with
+ * padding <= 1 and at least two output columns, each under reds_rq_fold_ok and the activation clamp
+ * [-128, 127]. The channels' padded input rows are gathered into their rings in `rows` (dw_fill_row4 for
+ * four channels, else dw_fill_row per channel; the padding columns hold the input zero point), and rows
+ * outside the image are the zero point too: such taps add w * (zp + off) = 0, exactly what TFLM's skipped
+ * taps add, so every window, borders included, runs the same loop. With the offset folded into the
+ * constant (sum w (x + off) + b = sum w x + (b + off sum w)) and the requantisation's doubling into the
+ * weights (reds_rq_fast_x2; 2 |acc| < 2^31), two neighbouring outputs take per tap row one word of four
+ * pixels (p0..p3), split by SXTB16 into (p0, p2) and (p1, p3): SMLAD with (2 w0, 2 w2) and one SMLAxB with
+ * 2 w1 each (dw3_row). Sums modulo 2^32: the same integer as TFLM's. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void dw3_rows(const dw_ctx *c, const dw_geom *g, int32_t n, int32_t oc, int32_t nch, int8_t *output,
+                     int8_t *rows)
+{
+    const int32_t ch = c->in_c, cs = c->cs, out_w = g->out_w, out_h = g->out_h, p_h = g->p_h, p_w = g->p_w;
+    dw3_w k[4];
+    for (int32_t j = 0; j < nch; ++j) {
+        const int8_t *const wc = c->w + oc + j;
+        uint32_t k02[3], k1[3];
+        int32_t wsum = 0;
+        for (int32_t r = 0; r < 3; ++r) {
+            const int32_t a = wc[3 * r * cs], b = wc[(3 * r + 1) * cs], d = wc[(3 * r + 2) * cs];
+            k02[r] = ((uint32_t)(2 * d) << 16) | ((uint32_t)(2 * a) & 0xffffu);
+            k1[r] = (uint32_t)(2 * b) & 0xffffu;
+            wsum += a + b + d;
+        }
+        const int32_t b0 = c->bias != NULL ? c->bias[oc + j] : 0;
+        const reds_rq rq = reds_rq_prepare(c->qm[(oc + j) * c->q_step], c->qs[(oc + j) * c->q_step]);
+        const dw3_w kj = {{k02[0], k02[1], k02[2]}, k1[0] | (k1[1] << 16), k1[2],
+                          (int32_t)(2u * ((uint32_t)b0 + (uint32_t)(c->off * wsum))), rq.multiplier,
+                          reds_rq_fold_rnd(rq, c->out_off), rq.right, ch};
+        k[j] = kj;
+    }
+    const int32_t pairs = out_w >> 1, odd = out_w & 1, in_h = c->in_h, in_w = c->in_w, row_in = in_w * ch;
     const int8_t pad = (int8_t)-c->off; /* the input zero point */
-    int32_t acc[REDS_DW_ROW_STRIDE];
     for (int32_t b = 0; b < n; ++b) {
-        const int8_t *const in_b = c->in + b * in_h * in_w * ch + oc;
-        /* Row y >= -1 lives in slot (y + 3) % 3 (and that + 3): slots of the next row to gather and of
-         * the window's top row, advanced mod 3 as the rows go. */
-        int32_t next = -g->p_h, next_slot = 3 - g->p_h == 3 ? 0 : 3 - g->p_h, top_slot = next_slot;
-        for (int32_t oy = 0; oy < out_h; ++oy) {
-            const int32_t y0 = oy - g->p_h;
-            for (; next <= y0 + 2; ++next) {
-                dw_fill_row(rows + next_slot * REDS_DW_ROW_STRIDE + p_w,
-                            next >= 0 && next < in_h ? in_b + next * in_w * ch : NULL, in_w, ch, pad);
-                next_slot = next_slot == 2 ? 0 : next_slot + 1;
+        const int8_t *const in_b = c->in + b * in_h * row_in + oc;
+        int8_t *o = output + b * out_h * out_w * ch + oc;
+        /* Padded row r (image row r - p_h) goes to slot r % 3 (and its copy 3 rows on); once rows r - 2 .. r
+         * are in, output row r - 2 reads them from slot (r - 2) % 3 = (r + 1) % 3, the next slot to fill. */
+        int32_t slot = 0;
+        for (int32_t r = 0, y = -p_h; r < out_h + 2; ++r, ++y) {
+            const int8_t *const src = y >= 0 && y < in_h ? in_b + y * row_in : NULL;
+            int8_t *const d = rows + slot * REDS_DW_ROW_STRIDE + p_w;
+            if (nch == 4) {
+                dw_fill_row4(d, src, in_w, ch, pad);
+            } else {
+                for (int32_t j = 0; j < nch; ++j) {
+                    dw_fill_row(d + j * REDS_DW_RING, src != NULL ? src + j : NULL, in_w, ch, pad);
+                }
             }
-            const int8_t *p = rows + top_slot * REDS_DW_ROW_STRIDE;
-            top_slot = top_slot == 2 ? 0 : top_slot + 1;
-            dw3_row_sums(p, acc, out_w, &k);
-            int8_t *o = output + ((b * out_h + oy) * out_w) * ch + oc;
-            for (int32_t x = 0; x < out_w; ++x, o += ch) {
-                *o = (int8_t)reds_ssat8(reds_rq_fast_x2(acc[x], m, right, rnd));
+            slot = slot == 2 ? 0 : slot + 1;
+            if (r >= 2) {
+                /* An odd row's last pair also writes the next output row's first pixel, which that row
+                 * rewrites later; the very last row ends with a pair overlapping the one before instead. */
+                const int last = b == n - 1 && r == out_h + 1;
+                for (int32_t j = 0; j < nch; ++j) {
+                    const int8_t *const p = rows + j * REDS_DW_RING + slot * REDS_DW_ROW_STRIDE;
+                    dw3_row(p, o + j, pairs + (odd && !last), &k[j]);
+                    if (odd && last) {
+                        dw3_row(p + out_w - 2, o + j + (out_w - 2) * ch, 1, &k[j]);
+                    }
+                }
+                o += out_w * ch;
             }
         }
     }
@@ -463,6 +590,15 @@ static void dw_inner(int32_t out, int32_t s, int32_t p, int32_t k, int32_t dil, 
     *hi = h > l ? h : l;
 }
 
+/* Whether reds_rq_fold_ok holds for every accumulator of channel oc. */
+static int dw_fold_ok(const dw_ctx *c, int32_t oc)
+{
+    /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
+    const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
+    const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * c->k_h * c->k_w;
+    return reds_rq_fold_ok(reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]), bound, c->out_off);
+}
+
 #if defined(__GNUC__)
 __attribute__((noinline))
 #endif
@@ -477,31 +613,39 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
 #if REDS_DSP
     /* dw3_rows' shapes: stride 1, padding <= 1, padded rows that fit its buffer, an int8 zero point */
     const int rows3 = fast3 && g.s_h == 1 && g.s_w == 1 && g.p_h <= 1 && g.p_w <= 1 &&
-                      c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w + 2 <= REDS_DW_ROW_STRIDE &&
+                      c->in_w + 2 * g.p_w <= REDS_DW_ROW_MAX && out_w >= 2 && out_w + 3 <= REDS_DW_ROW_STRIDE &&
                       c->off >= -127 && c->off <= 128;
-    /* dw3_rows' row buffers: their padding columns (and rows outside the image) hold the input zero
-     * point, set once here; the image columns are rewritten per row. */
-    int8_t rows[6 * REDS_DW_ROW_STRIDE];
+    /* dw3_rows' rings (four channels): the columns its windows read outside the image (left padding, and
+     * right of the image up to the last window's end) hold the input zero point, set once here; the image
+     * columns are rewritten per row (rows outside the image with the zero point). */
+    int8_t rows[4 * REDS_DW_RING];
     if (rows3) {
-        for (int32_t i = 0; i < 6 * REDS_DW_ROW_STRIDE; ++i) {
-            rows[i] = (int8_t)-c->off;
+        for (int32_t i = 0; i < 4 * REDS_DW_RING; i += REDS_DW_ROW_STRIDE) {
+            for (int32_t x = 0; x < g.p_w; ++x) {
+                rows[i + x] = (int8_t)-c->off;
+            }
+            for (int32_t x = g.p_w + c->in_w; x < out_w + 2; ++x) {
+                rows[i + x] = (int8_t)-c->off;
+            }
         }
     }
 #endif
-    for (int32_t oc = 0; oc < c->in_c; ++oc) {
-        /* |acc| <= |bias| + sum |w| * |x + off| with |w| <= 128, |x + off| <= 255. */
-        const int32_t b0 = c->bias != NULL ? c->bias[oc] : 0;
-        const int64_t bound = (b0 < 0 ? -(int64_t)b0 : (int64_t)b0) + (int64_t)255 * 128 * c->k_h * c->k_w;
-        const int fold = reds_rq_fold_ok(reds_rq_prepare(c->qm[oc * c->q_step], c->qs[oc * c->q_step]), bound,
-                                         c->out_off);
+    for (int32_t oc = 0; oc < c->in_c;) {
+        const int fold = dw_fold_ok(c, oc);
+#if REDS_DSP
+        if (rows3 && sat8 && fold) {
+            /* up to four adjacent channels that all take dw3_rows */
+            int32_t nch = 1;
+            while (nch < 4 && oc + nch < c->in_c && dw_fold_ok(c, oc + nch)) {
+                ++nch;
+            }
+            dw3_rows(c, &g, n, oc, nch, output, rows);
+            oc += nch;
+            continue;
+        }
+#endif
         if (fast3) {
             if (fold && sat8) {
-#if REDS_DSP
-                if (rows3) {
-                    dw3_rows(c, &g, n, oc, output, rows);
-                    continue;
-                }
-#endif
                 dw_channel(c, &g, n, oc, output, 2, 1);
             } else if (fold) {
                 dw_channel(c, &g, n, oc, output, 1, 1);
@@ -513,6 +657,7 @@ static void dw_mult1(const dw_ctx *c, const reds_dw_params *params, int32_t n, i
         } else {
             dw_channel(c, &g, n, oc, output, 0, 0);
         }
+        ++oc;
     }
 }
 

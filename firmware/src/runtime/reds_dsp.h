@@ -45,6 +45,36 @@ static inline uint32_t reds_sxtb16_ror8(uint32_t x)
     return r;
 }
 
+/** Bytes 0 and 2 of x zero-extended into the two 16-bit halves; _ror8: bytes 1 and 3. */
+static inline uint32_t reds_uxtb16(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline uint32_t reds_uxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+/** Low half of a, high half of b: (a & 0xffff) | (b << 16). */
+static inline uint32_t reds_pkhbt_lsl16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
+/** High half of a, high half of b as the low half: (a & 0xffff0000) | (b >> 16). */
+static inline uint32_t reds_pkhtb_asr16(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+
 /** Halves of a plus bytes 0 and 2 of x sign-extended (16-bit lanes, modulo 2^16). */
 static inline uint32_t reds_sxtab16(uint32_t a, uint32_t x)
 {
@@ -77,11 +107,11 @@ REDS_DSP_MLA(reds_smlabt, "smlabt")
 REDS_DSP_MLA(reds_smlatt, "smlatt")
 #undef REDS_DSP_MLA
 
-/** (a * b + 2^31) >> 32: the rounding high multiply. */
-static inline int32_t reds_smmulr(int32_t a, int32_t b)
+/** c + ((a * b + 2^31) >> 32): the rounding high multiply, accumulated (the high word, so c is added exactly). */
+static inline int32_t reds_smmlar(int32_t a, int32_t b, int32_t c)
 {
     int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
 }
 

@@ -82,12 +82,13 @@ static inline int32_t reds_rq_apply(int32_t x, const reds_rq q)
 
 /**
  * Whether reds_rq_fast may stand in for reds_rq_apply(acc, q) for every |acc| <= acc_bound: no pre-shift,
- * a rounding shift of at least one bit, and |acc| < 2^30. Then |hm| <= |acc| < 2^30 (|multiplier| <= 2^31
- * and the high multiply cannot saturate), so hm + rnd - 1 cannot overflow.
+ * a rounding shift of at least one bit, a non-negative multiplier (TFLite's are in [2^30, 2^31) or 0) and
+ * |acc| < 2^30. Then |hm| <= |acc| < 2^30 (the high multiply cannot saturate), so hm + rnd - 1 cannot
+ * overflow, and hm has the sign of acc or is 0.
  */
 static inline int reds_rq_fast_ok(const reds_rq q, int64_t acc_bound)
 {
-    return q.left == 0 && q.right >= 1 && acc_bound < ((int64_t)1 << 30);
+    return q.left == 0 && q.right >= 1 && q.multiplier >= 0 && acc_bound < ((int64_t)1 << 30);
 }
 
 #if REDS_DSP
@@ -95,9 +96,11 @@ static inline int reds_rq_fast_ok(const reds_rq q, int64_t acc_bound)
  * doubling into their weights and bias call this directly. */
 static inline int32_t reds_rq_fast_x2(int32_t acc2, int32_t multiplier, int32_t right, int32_t rnd)
 {
-    /* (acc * m + 2^30) >> 31 == (2 acc * m + 2^31) >> 32: one SMMULR (rounding high multiply). */
-    const int32_t hm = reds_smmulr(acc2, multiplier);
-    return (hm + (hm >> 31) + rnd) >> right;
+    /* (acc * m + 2^30) >> 31 == (2 acc * m + 2^31) >> 32: SMMLAR (rounding high multiply, accumulated)
+     * adds it to rnd - [acc < 0]. That is reds_rq_fast's rnd - [hm < 0] because hm has acc's sign or is 0
+     * (m >= 0), and where hm = 0 > acc the two give the same floor: rnd - 1 and rnd lie in one multiple
+     * of 2^right (rnd = 2^(right-1) + k 2^right, right >= 1). */
+    return reds_smmlar(acc2, multiplier, rnd + (acc2 >> 31)) >> right;
 }
 #endif
 
