@@ -131,12 +131,20 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reds", type=Path, required=True, help="a finished REDS run directory")
-    ap.add_argument("--dress", type=Path, required=True, help="a finished DRESS run directory")
+    ap.add_argument("--reds", type=Path, help="a finished REDS run directory")
+    ap.add_argument("--dress", type=Path, help="a finished DRESS run directory")
+    ap.add_argument("--table", action="store_true", help="only print the table of --json (no emulation)")
     ap.add_argument("--build-dir", type=Path, default=mcu_cycles.FIRMWARE / "build")
     ap.add_argument("--json", type=Path, help="write the rows here")
     ap.add_argument("--plot", type=Path, help="write the figure here (PNG)")
     a = ap.parse_args(argv)
+    if a.table:
+        if a.json is None or not a.json.is_file():
+            ap.error("--table prints an earlier run's --json FILE: name an existing file")
+        print(table(json.loads(a.json.read_text())["rows"]))
+        return 0
+    if a.reds is None or a.dress is None:
+        ap.error("--reds RUN_DIR and --dress RUN_DIR are needed (or --table --json FILE)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(mcu_cycles.ROOT))
     from reds_tf.runstore import atomic_write_text
