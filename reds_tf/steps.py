@@ -38,7 +38,7 @@ from . import (
 from ._keras import keras, tf
 from .data import augment
 from .errors import RunMismatchError
-from .evaluate import accuracy, level_accuracies, level_rows
+from .evaluate import accuracy, level_accuracies, level_max_abs_diff, level_rows
 from .graph import Graph
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -434,6 +434,23 @@ BN_NOTE = (
 )
 
 
+def run_fields(recipe: Recipe, splits: Any, pre: keras.Model, batched: dict) -> dict[str, Any]:
+    """The results fields every mode shares: the recipe's settings, the data and the pretrained accuracy."""
+    return {
+        "model": recipe.model,
+        "dataset": recipe.dataset,
+        "synthetic_data": bool(splits.info.get("synthetic")),
+        "schedule": recipe.schedule,
+        "seed": recipe.seed,
+        "importance": recipe.importance.method,
+        "data": {"sizes": dict(splits.sizes), "num_classes": splits.num_classes, "info": splits.info},
+        "pretrained": {
+            "test_accuracy": accuracy(pre, batched["test"]),
+            "val_accuracy": accuracy(pre, batched["val"]),
+        },
+    }
+
+
 def evaluate_run(
     recipe: Recipe,
     splits: Any,
@@ -468,25 +485,10 @@ def evaluate_run(
     if len(cols) > 2:
         notes.append(BN_NOTE)
     x = next(iter(batched["test"]))[0]
-    agree = []
-    for k in range(plan.num_levels):
-        nested.set_level(model, k)
-        ref = model(x, training=False).numpy()
-        agree.append(float(np.max(np.abs(ref - nested.extract_level(model, k)(x, training=False).numpy()))))
-    nested.set_level(model, plan.num_levels - 1)
+    agree = level_max_abs_diff(model, x, lambda k: nested.extract_level(model, k))
     results = {
         "recipe": recipe.name,
-        "model": recipe.model,
-        "dataset": recipe.dataset,
-        "synthetic_data": bool(splits.info.get("synthetic")),
-        "schedule": recipe.schedule,
-        "seed": recipe.seed,
-        "importance": recipe.importance.method,
-        "data": {"sizes": dict(splits.sizes), "num_classes": splits.num_classes, "info": splits.info},
-        "pretrained": {
-            "test_accuracy": accuracy(pre, batched["test"]),
-            "val_accuracy": accuracy(pre, batched["val"]),
-        },
+        **run_fields(recipe, splits, pre, batched),
         "levels": level_rows(graph, plan, **cols),
         "extract_level_max_abs_diff": agree,
         "permute_max_abs_diff": ctx.rd.done_info("permute").get("max_abs_diff"),
