@@ -14,7 +14,7 @@ import contextlib
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from . import (
 )
 from ._keras import keras, tf
 from .data import augment
-from .errors import RunMismatchError
+from .errors import NotARedsModelError, RunMismatchError
 from .evaluate import accuracy, level_accuracies, level_max_abs_diff, level_rows
 from .graph import Graph
 from .plan import WidthPlan
@@ -449,6 +449,17 @@ def run_fields(recipe: Recipe, splits: Any, pre: keras.Model, batched: dict) -> 
             "val_accuracy": accuracy(pre, batched["val"]),
         },
     }
+
+
+def require_finished(rd: RunDir, step: str, files: Sequence[str], what: str) -> None:
+    """Raise NotARedsModelError unless ``rd`` has finished ``step`` and holds every one of ``files``."""
+    missing = [name for name in files if not (rd.root / name).is_file()]
+    if not rd.is_done(step) or missing:
+        raise NotARedsModelError(
+            f"{rd.root} has no complete {what} (missing: {', '.join(missing) or 'finished fine-tuning'}). "
+            f"Fix: finish the run with reds run --recipe {rd.root / 'recipe.yaml'} --run-dir {rd.root} "
+            "--resume."
+        )
 
 
 def evaluate_run(

@@ -20,11 +20,10 @@ from .. import train
 from .._keras import keras
 from ..convert import verify
 from ..data import augment
-from ..errors import NotARedsModelError
 from ..evaluate import level_accuracies, level_max_abs_diff
 from ..recipe import Recipe
 from ..runstore import atomic_write_text
-from ..steps import StepContext, json_text, load_arrays, load_data, run_fields, save_arrays
+from ..steps import StepContext, json_text, load_arrays, load_data, require_finished, run_fields, save_arrays
 from . import scores as weight_scores
 from .costs import ModelCosts, model_costs
 from .counts import solve_counts
@@ -289,13 +288,8 @@ def run_steps(
 
 def evaluate_dir(rd: Any, split: str, data_dir: Any) -> list[dict[str, Any]]:
     """Re-measure every level of a finished DRESS run's ``model.keras`` on ``split`` (rows as in results)."""
-    missing = [n for n in ("row_plan.json", "pretrained.keras", "model.keras") if not (rd.root / n).is_file()]
-    if not rd.is_done("dress_finetune") or missing:
-        raise NotARedsModelError(
-            f"{rd.root} has no complete fine-tuned DRESS model (missing: {', '.join(missing) or 'finished '}"
-            f"fine-tuning). Fix: finish the run with reds run --recipe {rd.root / 'recipe.yaml'} --run-dir "
-            f"{rd.root} --resume."
-        )
+    needed = ("row_plan.json", "pretrained.keras", "model.keras")
+    require_finished(rd, "dress_finetune", needed, "fine-tuned DRESS model")
     recipe = Recipe.load(rd.path("recipe.yaml"))
     _, batched = load_data(recipe, data_dir)
     model = load_model(rd.path("model.keras"))
