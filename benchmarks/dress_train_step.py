@@ -14,21 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-
-import numpy as np
+import sys
+from pathlib import Path
 
 from reds_tf import costs, dress, importance, nested, permute, solve, topology, train, zoo
-from reds_tf._keras import keras, tf
+from reds_tf._keras import keras
 from reds_tf.dress.steps import level_params
 
-
-def _time(step, x, y, n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        loss = step(x, y)
-    float(tf.reduce_sum(loss))  # wait for the last step
-    return (time.perf_counter() - t0) / n
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_step import random_batch, time_step  # noqa: E402  (the REDS benchmark's timer and batch)
 
 
 def _joint(model, a) -> object:
@@ -63,9 +57,7 @@ def main() -> None:
     dense_levels = dress.RowPlan(rplan.layers, rplan.fan_in, (rplan.fan_in,) * rplan.num_levels)
     unmasked = dress.make_row_sparse(plain, dress.row_orders(w), dense_levels)
 
-    shape = (args.batch, *plain.input_shape[1:])
-    x = tf.constant(np.random.default_rng(0).random(shape, dtype=np.float32))
-    y = tf.constant(np.random.default_rng(1).integers(0, plain.output_shape[-1], args.batch), tf.int32)
+    x, y = random_batch(plain, args.batch)
     steps = {
         "plain full-model step": train.make_step(
             plain, keras.optimizers.Adam(1e-4), train.non_bn_variables(plain), None, None, False
@@ -75,11 +67,11 @@ def main() -> None:
         "DRESS step, no masks": _joint(unmasked, a_dress),
     }
     for step in steps.values():  # trace and warm up
-        _time(step, x, y, 3)
+        time_step(step, x, y, 3)
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(args.repeats):
         for name, step in steps.items():
-            times[name].append(_time(step, x, y, args.steps))
+            times[name].append(time_step(step, x, y, args.steps))
     med = {k: statistics.median(v) for k, v in times.items()}
     base = med["plain full-model step"]
     print(f"model {args.model}, batch {args.batch}, {plan.num_levels} levels, budgets {budgets} + full")

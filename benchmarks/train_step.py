@@ -21,12 +21,21 @@ from reds_tf import costs, importance, nested, permute, solve, topology, train, 
 from reds_tf._keras import keras, tf
 
 
-def _time(step, x, y, n: int) -> float:
+def time_step(step, x, y, n: int) -> float:
+    """Seconds per call of ``step(x, y)``, averaged over ``n`` calls."""
     t0 = time.perf_counter()
     for _ in range(n):
         loss = step(x, y)
     float(tf.reduce_sum(loss))  # wait for the last step
     return (time.perf_counter() - t0) / n
+
+
+def random_batch(model, batch: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """A fixed random batch of inputs and labels shaped for ``model``."""
+    shape = (batch, *model.input_shape[1:])
+    x = tf.constant(np.random.default_rng(0).random(shape, dtype=np.float32))
+    y = tf.constant(np.random.default_rng(1).integers(0, model.output_shape[-1], batch), tf.int32)
+    return x, y
 
 
 def main() -> None:
@@ -48,19 +57,17 @@ def main() -> None:
     fractions = [c.macs_fraction for c in costs.plan_costs(graph, plan)]
     a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])
 
-    shape = (args.batch, *plain.input_shape[1:])
-    x = tf.constant(np.random.default_rng(0).random(shape, dtype=np.float32))
-    y = tf.constant(np.random.default_rng(1).integers(0, plain.output_shape[-1], args.batch), tf.int32)
+    x, y = random_batch(plain, args.batch)
     joint = train.make_step(
         model, keras.optimizers.Adam(1e-4), train.non_bn_variables(model), range(plan.num_levels), a, False
     )
     full = train.make_step(perm, keras.optimizers.Adam(1e-4), train.non_bn_variables(perm), None, None, False)
     for step in (joint, full):  # trace and warm up
-        _time(step, x, y, 3)
+        time_step(step, x, y, 3)
     tj, tp = [], []
     for _ in range(args.repeats):
-        tp.append(_time(full, x, y, args.steps))
-        tj.append(_time(joint, x, y, args.steps))
+        tp.append(time_step(full, x, y, args.steps))
+        tj.append(time_step(joint, x, y, args.steps))
     j, p = statistics.median(tj), statistics.median(tp)
     ratio, total = j / p, sum(fractions)
     print(

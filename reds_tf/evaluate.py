@@ -59,6 +59,21 @@ def level_accuracies(
     return out
 
 
+def level_max_abs_diff(model: keras.Model, x: Any, standalone: Callable[[int], keras.Model]) -> list[float]:
+    """Per level k, the largest |output of ``model`` at level k - output of ``standalone(k)``| on batch ``x``.
+
+    Checks that a standalone per-level model (the one that is exported) computes what the shared model
+    does at that level. Leaves ``model`` at its top level.
+    """
+    out = []
+    for k in range(nested.num_levels(model)):
+        nested.set_level(model, k)
+        ref = model(x, training=False).numpy()
+        out.append(float(np.max(np.abs(ref - standalone(k)(x, training=False).numpy()))))
+    nested.set_level(model, nested.num_levels(model) - 1)
+    return out
+
+
 def level_rows(
     graph: Graph, plan: WidthPlan, **accuracy_columns: Sequence[float | None]
 ) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ._keras import keras
 from .errors import NotARedsModelError, PlanError
+from .keras_file import load_keras, save_keras
 from .layers import (
     NestedBatchNormalization,
     NestedConv2D,
@@ -28,7 +29,6 @@ from .layers import (
     is_switched,
 )
 from .plan import WidthPlan
-from .runstore import atomic_path
 from .topology import analyse
 
 L = keras.layers
@@ -253,28 +253,12 @@ def extract_level(model: keras.Model, level: int) -> keras.Model:
 
 def save_model(model: keras.Model, path: str | Path) -> None:
     """Save a nested model as ``.keras`` (atomically); weights and WidthPlan columns included."""
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(
-            f"save_model writes the .keras format. Received: path={str(path)!r}. Fix: end it in '.keras'."
-        )
-    plan_of(model)  # refuse to save something load_model would reject
-    with atomic_path(path, suffix=".tmp.keras") as tmp:
-        model.save(str(tmp), save_format="keras")
+    save_keras(model, path, plan_of)  # plan_of: refuse to save something load_model would reject
 
 
 def load_model(path: str | Path, compile: bool = False) -> keras.Model:
     """Load a nested model saved by ``save_model``; raises NotARedsModelError otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise NotARedsModelError(f"No reds model at {str(path)!r}: the path does not exist.")
-    try:
-        model = keras.models.load_model(path, custom_objects=custom_objects(), compile=compile)
-    except Exception as e:  # keras raises many types for foreign files
-        raise NotARedsModelError(
-            f"{str(path)!r} is not a Keras model reds_tf can read ({type(e).__name__}: {e}). "
-            "Fix: pass a .keras file written by reds_tf.nested.save_model."
-        ) from e
+    model = load_keras(path, custom_objects(), "reds model", "reds_tf.nested.save_model", compile)
     if not isinstance(model, keras.Model) or not nested_layers(model):
         raise NotARedsModelError(
             f"{str(path)!r} is a plain Keras model without nested layers, not a reds model. "

@@ -24,7 +24,7 @@ from . import __version__, model_source, multiworker, nested, plots, topology, t
 from ._keras import keras
 from .convert import VerificationError
 from .dress import steps as dress_steps
-from .errors import NotARedsModelError, RunExistsError
+from .errors import RunExistsError
 from .evaluate import level_accuracies, level_rows, write_results
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -42,6 +42,7 @@ from .steps import (
     permute_model,
     pretrain,
     rank,
+    require_finished,
     solve_plan,
 )
 
@@ -207,13 +208,7 @@ def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path 
     if (rd.root / "recipe.yaml").is_file() and Recipe.load(rd.path("recipe.yaml")).mode == "dress":
         return dress_steps.evaluate_dir(rd, split, data_dir)
     needed = ("recipe.yaml", "plan.json", "permuted.keras", "model.keras")
-    missing = [name for name in needed if not (rd.root / name).is_file()]
-    if not rd.is_done("finetune") or missing:
-        raise NotARedsModelError(
-            f"{rd.root} has no complete fine-tuned model (missing: "
-            f"{', '.join(missing) or 'finished fine-tuning'}). Fix: finish the run with reds run --recipe "
-            f"{rd.root / 'recipe.yaml'} --run-dir {rd.root} --resume."
-        )
+    require_finished(rd, "finetune", needed, "fine-tuned model")
     recipe = Recipe.load(rd.path("recipe.yaml"))
     _, batched = load_data(recipe, data_dir)
     model = nested.load_model(rd.path("model.keras"))

@@ -14,7 +14,7 @@ import contextlib
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +37,8 @@ from . import (
 )
 from ._keras import keras, tf
 from .data import augment
-from .errors import RunMismatchError
-from .evaluate import accuracy, level_accuracies, level_rows
+from .errors import NotARedsModelError, RunMismatchError
+from .evaluate import accuracy, level_accuracies, level_max_abs_diff, level_rows
 from .graph import Graph
 from .plan import WidthPlan
 from .recipe import Recipe
@@ -434,6 +434,34 @@ BN_NOTE = (
 )
 
 
+def run_fields(recipe: Recipe, splits: Any, pre: keras.Model, batched: dict) -> dict[str, Any]:
+    """The results fields every mode shares: the recipe's settings, the data and the pretrained accuracy."""
+    return {
+        "model": recipe.model,
+        "dataset": recipe.dataset,
+        "synthetic_data": bool(splits.info.get("synthetic")),
+        "schedule": recipe.schedule,
+        "seed": recipe.seed,
+        "importance": recipe.importance.method,
+        "data": {"sizes": dict(splits.sizes), "num_classes": splits.num_classes, "info": splits.info},
+        "pretrained": {
+            "test_accuracy": accuracy(pre, batched["test"]),
+            "val_accuracy": accuracy(pre, batched["val"]),
+        },
+    }
+
+
+def require_finished(rd: RunDir, step: str, files: Sequence[str], what: str) -> None:
+    """Raise NotARedsModelError unless ``rd`` has finished ``step`` and holds every one of ``files``."""
+    missing = [name for name in files if not (rd.root / name).is_file()]
+    if not rd.is_done(step) or missing:
+        raise NotARedsModelError(
+            f"{rd.root} has no complete {what} (missing: {', '.join(missing) or 'finished fine-tuning'}). "
+            f"Fix: finish the run with reds run --recipe {rd.root / 'recipe.yaml'} --run-dir {rd.root} "
+            "--resume."
+        )
+
+
 def evaluate_run(
     recipe: Recipe,
     splits: Any,
@@ -468,25 +496,10 @@ def evaluate_run(
     if len(cols) > 2:
         notes.append(BN_NOTE)
     x = next(iter(batched["test"]))[0]
-    agree = []
-    for k in range(plan.num_levels):
-        nested.set_level(model, k)
-        ref = model(x, training=False).numpy()
-        agree.append(float(np.max(np.abs(ref - nested.extract_level(model, k)(x, training=False).numpy()))))
-    nested.set_level(model, plan.num_levels - 1)
+    agree = level_max_abs_diff(model, x, lambda k: nested.extract_level(model, k))
     results = {
         "recipe": recipe.name,
-        "model": recipe.model,
-        "dataset": recipe.dataset,
-        "synthetic_data": bool(splits.info.get("synthetic")),
-        "schedule": recipe.schedule,
-        "seed": recipe.seed,
-        "importance": recipe.importance.method,
-        "data": {"sizes": dict(splits.sizes), "num_classes": splits.num_classes, "info": splits.info},
-        "pretrained": {
-            "test_accuracy": accuracy(pre, batched["test"]),
-            "val_accuracy": accuracy(pre, batched["val"]),
-        },
+        **run_fields(recipe, splits, pre, batched),
         "levels": level_rows(graph, plan, **cols),
         "extract_level_max_abs_diff": agree,
         "permute_max_abs_diff": ctx.rd.done_info("permute").get("max_abs_diff"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from reds_tf import nested, pipeline
-from reds_tf.errors import RunMismatchError
+from reds_tf.errors import NotARedsModelError, RunMismatchError
 from reds_tf.recipe import Recipe
 from reds_tf.runstore import RunDir
 
@@ -141,3 +143,17 @@ def test_resume_with_other_settings_is_refused_before_any_work(tmp_path, change,
 def test_unknown_strategy_is_rejected():
     with pytest.raises(ValueError, match="Unknown strategy.*'mirrored'"):
         pipeline.make_strategy("tpu")
+
+
+@pytest.mark.parametrize(
+    "recipe, what",
+    [
+        ("tiny-fashion_mnist.yaml", "fine-tuned model"),
+        ("ds_cnn_s-fashion_mnist-dress.yaml", "fine-tuned DRESS model"),
+    ],
+)
+def test_evaluate_dir_names_what_an_unfinished_run_lacks(tmp_path, recipe, what):
+    shutil.copy(Path(__file__).parents[1] / "models" / recipe, tmp_path / "recipe.yaml")
+    lacks = rf"no complete {what} \(missing: [^)]*model\.keras\)\. Fix: "
+    with pytest.raises(NotARedsModelError, match=lacks):
+        pipeline.evaluate_dir(tmp_path)

@@ -53,7 +53,8 @@ class RowMask(LevelState):
     """Mixin (list it first) for a keras layer with a ``kernel`` whose rows are output units.
 
     The host class defines ``rows``, ``fan_in`` and ``_to_kernel_layout(mask_rows)``, which turns a
-    ``(rows, fan_in)`` mask into the kernel's own layout.
+    ``(rows, fan_in)`` mask into the kernel's own layout. The mixin's ``build`` adds the order
+    weights after the host's kernel, and its ``get_config`` adds ``counts`` to the host's config.
     """
 
     counts: list[int] | None = None
@@ -62,7 +63,8 @@ class RowMask(LevelState):
     def num_levels(self) -> int | None:
         return None if self.counts is None else len(self.counts)
 
-    def _build_order(self) -> None:
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)  # the host keras layer makes the kernel first
         check_counts(self.name, self.counts, self.fan_in)
         for name in ("order", "rank"):  # the identity order is its own inverse
             setattr(
@@ -118,3 +120,8 @@ class RowMask(LevelState):
         if n >= self.fan_in:
             return kernel
         return kernel * self._to_kernel_layout(self.row_mask(n)).numpy()
+
+    def get_config(self) -> dict[str, Any]:
+        cfg = super().get_config()
+        cfg["counts"] = None if self.counts is None else [int(n) for n in self.counts]
+        return cfg

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._keras import keras
 from ..errors import NotARedsModelError, PlanError
-from ..runstore import atomic_path
+from ..keras_file import load_keras, save_keras
 from .plan import RowPlan
 from .row_sparse_conv2d import RowSparseConv2D
 from .row_sparse_dense import RowSparseDense
@@ -123,27 +123,11 @@ def orders_of(model: keras.Model) -> dict[str, np.ndarray]:
 
 def save_model(model: keras.Model, path: str | Path) -> None:
     """Save a row-sparse model as ``.keras`` (atomically): weights, row orders and counts included."""
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(
-            f"save_model writes the .keras format. Received: path={str(path)!r}. Fix: end it in '.keras'."
-        )
-    plan_of(model)  # refuse to save something load_model would reject
-    with atomic_path(path, suffix=".tmp.keras") as tmp:
-        model.save(str(tmp), save_format="keras")
+    save_keras(model, path, plan_of)  # plan_of: refuse to save something load_model would reject
 
 
 def load_model(path: str | Path) -> keras.Model:
     """Load a row-sparse model saved by ``save_model``; raises NotARedsModelError otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise NotARedsModelError(f"No row-sparse model at {str(path)!r}: the path does not exist.")
-    try:
-        model = keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
-    except Exception as e:  # keras raises many types for foreign files
-        raise NotARedsModelError(
-            f"{str(path)!r} is not a Keras model reds_tf can read ({type(e).__name__}: {e}). "
-            "Fix: pass a .keras file written by reds_tf.dress.save_model."
-        ) from e
+    model = load_keras(path, custom_objects(), "row-sparse model", "reds_tf.dress.save_model")
     plan_of(model)
     return model

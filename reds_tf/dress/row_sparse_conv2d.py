@@ -34,10 +34,6 @@ class RowSparseConv2D(RowMask, keras.layers.Conv2D):
             )
         self.counts = check_counts(self.name, counts)
 
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        self._build_order()
-
     @property
     def rows(self) -> int:
         return int(self.filters)
@@ -61,8 +57,3 @@ class RowSparseConv2D(RowMask, keras.layers.Conv2D):
     def plain_config(self) -> dict[str, Any]:
         """Config of the plain ``keras.layers.Conv2D`` with the same shape."""
         return keras.layers.Conv2D.get_config(self)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg["counts"] = None if self.counts is None else [int(n) for n in self.counts]
-        return cfg

@@ -26,10 +26,6 @@ class RowSparseDense(RowMask, keras.layers.Dense):
         super().__init__(units, **kwargs)
         self.counts = check_counts(self.name, counts)
 
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        self._build_order()
-
     @property
     def rows(self) -> int:
         return int(self.units)
@@ -57,8 +53,3 @@ class RowSparseDense(RowMask, keras.layers.Dense):
     def plain_config(self) -> dict[str, Any]:
         """Config of the plain ``keras.layers.Dense`` with the same shape."""
         return keras.layers.Dense.get_config(self)
-
-    def get_config(self) -> dict[str, Any]:
-        cfg = super().get_config()
-        cfg["counts"] = None if self.counts is None else [int(n) for n in self.counts]
-        return cfg

@@ -16,15 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from .. import nested, train
+from .. import train
 from .._keras import keras
 from ..convert import verify
 from ..data import augment
-from ..errors import NotARedsModelError
-from ..evaluate import accuracy, level_accuracies
+from ..evaluate import level_accuracies, level_max_abs_diff
 from ..recipe import Recipe
 from ..runstore import atomic_write_text
-from ..steps import StepContext, json_text, load_arrays, load_data, save_arrays
+from ..steps import StepContext, json_text, load_arrays, load_data, require_finished, run_fields, save_arrays
 from . import scores as weight_scores
 from .costs import ModelCosts, model_costs
 from .counts import solve_counts
@@ -201,28 +200,12 @@ def evaluate(
     test = level_accuracies(model, batched["test"], log=progress("test"))
     plain, row_orders, counts, names = to_plain(model)
     x = next(iter(batched["test"]))[0]
-    agree = []
-    for k in range(plan.num_levels):
-        nested.set_level(model, k)
-        ref = model(x, training=False).numpy()
-        dense = expand_level(plain, row_orders, counts, names, k)(x, training=False).numpy()
-        agree.append(float(np.max(np.abs(ref - dense))))
-    nested.set_level(model, plan.num_levels - 1)
+    agree = level_max_abs_diff(model, x, lambda k: expand_level(plain, row_orders, counts, names, k))
     return {
         "recipe": recipe.name,
         "method": "DRESS",
         "mode": "dress",
-        "model": recipe.model,
-        "dataset": recipe.dataset,
-        "synthetic_data": bool(splits.info.get("synthetic")),
-        "schedule": recipe.schedule,
-        "seed": recipe.seed,
-        "importance": recipe.importance.method,
-        "data": {"sizes": dict(splits.sizes), "num_classes": splits.num_classes, "info": splits.info},
-        "pretrained": {
-            "test_accuracy": accuracy(pre, batched["test"]),
-            "val_accuracy": accuracy(pre, batched["val"]),
-        },
+        **run_fields(recipe, splits, pre, batched),
         "levels": level_rows(model, mc, plan, val_accuracy=val, test_accuracy=test),
         "row_plan": plan.to_dict(),
         "shared_weight_bytes_int8": mc.shared_weight_bytes(plan),
@@ -305,13 +288,8 @@ def run_steps(
 
 def evaluate_dir(rd: Any, split: str, data_dir: Any) -> list[dict[str, Any]]:
     """Re-measure every level of a finished DRESS run's ``model.keras`` on ``split`` (rows as in results)."""
-    missing = [n for n in ("row_plan.json", "pretrained.keras", "model.keras") if not (rd.root / n).is_file()]
-    if not rd.is_done("dress_finetune") or missing:
-        raise NotARedsModelError(
-            f"{rd.root} has no complete fine-tuned DRESS model (missing: {', '.join(missing) or 'finished '}"
-            f"fine-tuning). Fix: finish the run with reds run --recipe {rd.root / 'recipe.yaml'} --run-dir "
-            f"{rd.root} --resume."
-        )
+    needed = ("row_plan.json", "pretrained.keras", "model.keras")
+    require_finished(rd, "dress_finetune", needed, "fine-tuned DRESS model")
     recipe = Recipe.load(rd.path("recipe.yaml"))
     _, batched = load_data(recipe, data_dir)
     model = load_model(rd.path("model.keras"))

@@ -20,6 +20,7 @@ from reds_tf.convert.c_prepare import SPARSE_FIELDS
 from reds_tf.convert.dress import convert_dress
 from reds_tf.convert.flatbuffer import op_name, read_tflite, tensor_array
 from reds_tf.errors import RunExistsError
+from tests.firmware.test_model import _feed, _tflm_outputs, host_app  # noqa: F401 - fixture
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 FRACTIONS = (0.2, 0.45, 0.7, 0.9)  # per level; the top level is sparse too (n_max < fan_in)
@@ -88,25 +89,6 @@ def dress(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             "dense_top": request.param.endswith("_dense_top")}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def host_app() -> Path:
-    subprocess.run(["make", "-s", "-C", str(FIRMWARE), "host"], check=True, capture_output=True)
-    return FIRMWARE / "build" / "host" / "reds_host"
-
-
-def _tflm(path: Path, xs: np.ndarray) -> np.ndarray:
-    from tflite_micro import runtime
-
-    it = runtime.Interpreter.from_bytes(path.read_bytes(), arena_size=64 * 1024)
-    shape = it.get_input_details(0)["shape"]
-    outs = []
-    for x in xs:
-        it.set_input(x.reshape(shape), 0)
-        it.invoke()
-        outs.append(np.asarray(it.get_output(0)).reshape(-1))
-    return np.stack(outs)
-
-
 def _host(app: Path, blob: Path, script: str) -> tuple[int, list[str], str]:
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
     r = subprocess.run(
@@ -114,11 +96,6 @@ def _host(app: Path, blob: Path, script: str) -> tuple[int, list[str], str]:
     )
     assert "runtime error" not in r.stderr and "AddressSanitizer" not in r.stderr, r.stderr[-2000:]
     return r.returncode, r.stdout.splitlines(), r.stderr
-
-
-def _feed(x: np.ndarray) -> str:
-    vals = [str(int(v)) for v in x.reshape(-1)]
-    return "".join("in " + " ".join(vals[i : i + 40]) + "\n" for i in range(0, len(vals), 40))
 
 
 def _sparse_ops(info: dict, k: int) -> list[dict]:
@@ -161,7 +138,7 @@ def _expand(blob: bytes, info: dict, k: int) -> list[np.ndarray]:
     return out
 
 
-def test_every_level_bit_exact_with_its_zero_expanded_tflite(dress: dict, host_app: Path) -> None:
+def test_every_level_bit_exact_with_its_zero_expanded_tflite(dress: dict, host_app: Path) -> None:  # noqa: F811
     """(a) The firmware's sparse kernels give byte-equal outputs with TFLM on level_k.tflite, every level."""
     out, k_levels = dress["out"], len(dress["counts"])
     rng = np.random.default_rng(11)
@@ -175,7 +152,7 @@ def test_every_level_bit_exact_with_its_zero_expanded_tflite(dress: dict, host_a
     assert len(outs) == k_levels * len(xs)
     prev = None
     for k in range(k_levels):
-        want = _tflm(out / f"level_{k}.tflite", xs)
+        want = _tflm_outputs(out / f"level_{k}.tflite", xs)
         got = np.array([[int(v) for v in ln.split()[2:]] for ln in outs[k * len(xs) : (k + 1) * len(xs)]])
         np.testing.assert_array_equal(got, want, err_msg=f"{dress['kind']} level {k} differs from TFLM")
         assert prev is None or not np.array_equal(want, prev), (
@@ -274,7 +251,12 @@ def _patch(blob: bytes, info: dict, what: str) -> bytes:
 
 
 @pytest.mark.parametrize("what", ["index", "count", "nesting", "version"])
-def test_init_rejects_a_corrupted_sparse_op(dress: dict, host_app: Path, tmp_path: Path, what: str) -> None:
+def test_init_rejects_a_corrupted_sparse_op(
+    dress: dict,
+    host_app: Path,  # noqa: F811
+    tmp_path: Path,
+    what: str,
+) -> None:
     """(d) reds_model_init refuses the blob (REDS_BAD_BLOB = 2) before any level runs."""
     blob = (dress["out"] / "reds_model.bin").read_bytes()
     path = tmp_path / f"{what}.bin"
