@@ -14,7 +14,7 @@ APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewli
 
 help:
 	@echo "make quickstart      set up everything, then run the default recipe (DS-CNN-S on Fashion-MNIST)"
-	@echo "make test            run the default test suite (about 10 min on 2 cores)"
+	@echo "make test            run the default test suite (about 15 min on 2 cores)"
 	@echo "make test-slow       run the slow tests"
 	@echo "make run RECIPE=...  run any recipe under models/ (SCHEDULE=full for the long schedule)"
 	@echo "make train-kws DATA_DIR=... [MODEL=ds_cnn_s|dnn_s|cnn_s|ds_cnn_l]   Speech Commands v0.02"
