@@ -661,6 +661,9 @@ def _prepare_out(out, overwrite: bool) -> None:
 @click.option("--calibration-mode", type=click.Choice(["shared", "per_level"]), default=None,
               help="Activation calibration: the full level's for all levels (shared) or per level. "
               "Default: the run's recipe, else shared.")  # fmt: skip
+@click.option("--equalize/--no-equalize", default=None,
+              help="Rescale channels (function-preserving) so they share each int8 activation range "
+              "evenly before quantising. Default: the run's recipe, else off.")  # fmt: skip
 def convert_cmd(
     source,
     out_dir,
@@ -673,6 +676,7 @@ def convert_cmd(
     no_verify,
     overwrite,
     calibration_mode,
+    equalize,
 ) -> None:
     """Convert a REDS run directory or nested .keras model to per-level int8 .tflite files, a
     shared-weight TFLite Micro bundle, the firmware's C arena and report.json / report.md."""
@@ -714,6 +718,7 @@ def convert_cmd(
             _, batched = pipeline.load_data(recipe, data_dir)
             cal = batched["val"]  # as the pipeline's own conversion: the same files byte for byte
             calibration_mode = calibration_mode or recipe.convert.calibration_mode
+            equalize = recipe.convert.equalize if equalize is None else equalize
             samples = samples or recipe.convert.calibration_samples
             test = test if test is not None else batched["test"]
         if cal is None:
@@ -723,7 +728,8 @@ def convert_cmd(
             )
         rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples or 200,
                       test_data=test, verify=not no_verify, strategy=strategy,
-                      calibration_mode=calibration_mode or "shared", log=click.echo)  # fmt: skip
+                      calibration_mode=calibration_mode or "shared", equalize=bool(equalize),
+                      log=click.echo)  # fmt: skip
     except RedsError as e:
         raise click.ClickException(str(e)) from e
     click.echo(rep.markdown())

@@ -123,6 +123,9 @@ class ConvertConfig:
     # "shared": every level uses the full level's activation calibration (smaller blob and bundle);
     # "per_level": each level calibrated through itself. See README "Calibration modes".
     calibration_mode: str = "shared"
+    # rescale channels so they share each int8 activation range evenly (function-preserving;
+    # convert.equalize.channel_factors)
+    equalize: bool = False
 
 
 @dataclass(frozen=True)

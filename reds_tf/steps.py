@@ -585,6 +585,7 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
             test_data=batched["test"],
             verify=recipe.convert.verify,
             calibration_mode=recipe.convert.calibration_mode,
+            equalize=recipe.convert.equalize,
             log=log,
         )
     except convert.VerificationError as e:

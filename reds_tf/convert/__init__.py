@@ -24,6 +24,7 @@ from ..errors import NotARedsModelError, RedsError
 from ..plan import WidthPlan
 from ..runstore import atomic_write_bytes, atomic_write_text
 from . import bundle as _bundle
+from .equalize import apply_factors, channel_factors
 from .flatbuffer import pack_model, read_tflite
 from .quantize import CALIBRATION_MODES, check_supported, share_activations, share_weights
 from .report import ConvertReport, LevelReport, bundle_breakdown, tflite_macs, weight_bytes
@@ -209,6 +210,7 @@ def convert(
     strategy: str = "auto",
     firmware: bool = True,
     calibration_mode: str = "shared",
+    equalize: bool = False,
     log: Callable[[str], Any] | None = None,
 ) -> ConvertReport:
     """Convert a REDS model to int8 TFLite: per-level files, one shared-weight bundle, a report.
@@ -231,6 +233,9 @@ def convert(
         calibration_mode: ``"shared"`` (every level uses the full level's activation calibration, so
             a level's biases, multipliers and shifts are prefixes of the full level's and are stored
             once) or ``"per_level"`` (each level calibrated through itself).
+        equalize: first rescale each unit group's channels so they use the per-tensor int8 activation
+            range evenly (``equalize.channel_factors``; the float function is unchanged). Groups
+            with a non-homogeneous activation (ReLU6, sigmoid, ...) are left alone.
         log: called with one line per step and level (conversion takes minutes).
     """
     say = log or (lambda _line: None)
@@ -250,6 +255,13 @@ def convert(
             "a tf.data.Dataset (CLI: --calibration-data PATH.npz with arrays x and y)."
         )
     cal_x, _ = as_arrays(calibration, rank, calibration_samples)
+    eq = None
+    if equalize:
+        say("[convert] equalising per-channel activation ranges (function-preserving)")
+        models = [_copy(m) for m in models] if plan is None else models  # never edit the caller's models
+        eq = channel_factors(models, cal_x)
+        for m in models:
+            apply_factors(m, eq)
     test_x, test_y = as_arrays(test_data, rank, None) if test_data is not None else (None, None)
     final = Path(out_dir)
     final.mkdir(parents=True, exist_ok=True)
@@ -370,6 +382,7 @@ def convert(
             files=files,
             verified=verify,
             calibration_mode=calibration_mode,
+            equalization=None if eq is None else eq.summary(),
         )
         if firmware:
             say("[convert] firmware blob and C sources")
@@ -383,6 +396,12 @@ def convert(
     if verify:
         _raise_on_failures(report)
     return report
+
+
+def _copy(model: keras.Model) -> keras.Model:
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    return twin
 
 
 def _verify_level(

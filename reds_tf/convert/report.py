@@ -149,6 +149,8 @@ class ConvertReport:
     verified: bool = False
     bundle_breakdown: dict[str, dict[str, int]] = field(default_factory=dict)
     calibration_mode: str = "shared"
+    #: per-group factor summary of ``equalize.channel_factors`` (None: not equalised)
+    equalization: dict[str, Any] | None = None
 
     @property
     def bundle_ratio(self) -> float:
@@ -196,6 +198,18 @@ class ConvertReport:
             + _blob_ledger(fw)
         )
 
+    def _equalization_line(self) -> str:
+        if self.equalization is None:
+            return "Channel ranges not equalised before quantisation.\n\n"
+        g, skipped = self.equalization["groups"], self.equalization["skipped"]
+        lo = min((v["min"] for v in g.values()), default=1.0)
+        hi = max((v["max"] for v in g.values()), default=1.0)
+        left = f"; left alone: {', '.join(f'{k} ({v})' for k, v in skipped.items())}" if skipped else ""
+        return (
+            f"Channel ranges equalised before quantisation in {len(g)} unit groups "
+            f"(factors {lo:.3g} .. {hi:.3g}){left}.\n\n"
+        )
+
     def markdown(self) -> str:
         """A table per level plus the bundle totals and the measured strategies."""
 
@@ -228,7 +242,7 @@ class ConvertReport:
             "TFLM (tflite-micro) is the device reference; the tf.lite reference-kernel column is reported "
             "only (the two interpreters differ by a few LSB on ordinary models). `bundle.tflite` is for "
             "TFLM only: tf.lite refuses its per-channel scale vectors with a single zero point.\n\n"
-            f"{self._firmware_line()}"
+            f"{self._firmware_line()}{self._equalization_line()}"
             f"Bundle `{Path(self.bundle_file).name}` ({self.bundle_strategy}): {self.bundle_bytes:,} B = "
             f"{self.bundle_ratio:.3f} x the full level's standalone file ({self.full_standalone_bytes:,} B), "
             f"{self.bundle_ratio_stripped:.3f} x the full level stripped like the bundle "
