@@ -158,8 +158,11 @@ def to_markdown(results: dict[str, Any]) -> str:
             + " |"
         )
         for name, b in base.items():
+            by_level = {x.get("level"): x for x in b["levels"]}  # `reds scratch` may train some levels only
+            got = [by_level.get(r["level"]) for r in rows]
             cells = [
-                f"{_fmt(x.get('test_accuracy'), 'pct')} @ {x.get('macs_pct', 0):.0f} %" for x in b["levels"]
+                "-" if x is None else f"{_fmt(x.get('test_accuracy'), 'pct')} @ {x.get('macs_pct', 0):.0f} %"
+                for x in got
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if results.get("pretrained"):

@@ -24,11 +24,11 @@ from . import __version__, model_source, multiworker, nested, plots, topology, t
 from ._keras import keras
 from .convert import VerificationError
 from .dress import steps as dress_steps
-from .errors import RunExistsError
+from .errors import NotARedsModelError, RunExistsError
 from .evaluate import level_accuracies, level_rows, write_results
-from .plan import WidthPlan
+from .plan import WidthPlan, parse_levels
 from .recipe import Recipe
-from .runstore import FINGERPRINT_FILE, RunDir, atomic_write_text
+from .runstore import FINGERPRINT_FILE, RunDir, atomic_write_text, require_finished
 from .steps import (
     StepContext,
     adopt_pretrained,
@@ -42,11 +42,21 @@ from .steps import (
     permute_model,
     pretrain,
     rank,
-    require_finished,
+    scratch_level,
+    scratch_stage,
     solve_plan,
 )
 
-__all__ = ["RunExistsError", "evaluate_dir", "git_revision", "load_data", "make_strategy", "run"]
+__all__ = [
+    "RunExistsError",
+    "check_scratch_run",
+    "evaluate_dir",
+    "git_revision",
+    "load_data",
+    "make_strategy",
+    "run",
+    "scratch",
+]
 
 
 def run(
@@ -215,3 +225,115 @@ def evaluate_dir(run_dir: str | Path, split: str = "test", data_dir: str | Path 
     plan = WidthPlan.load(rd.path("plan.json"))
     graph = topology.graph_of(keras.models.load_model(rd.path("permuted.keras"), compile=False))
     return level_rows(graph, plan, **{f"{split}_accuracy": level_accuracies(model, batched[split])})
+
+
+# --- scratch baselines after a run -------------------------------------------------------------------
+
+#: what ``scratch`` reads from a finished REDS run directory
+SCRATCH_NEEDS = ("recipe.yaml", "plan.json", "permuted.keras", "model.keras", "results.json")
+
+
+def check_scratch_run(run_dir: str | Path, levels: str | list[int] = "all") -> list[int]:
+    """The chosen level indices of a finished REDS run (``"all"``, ``"0,2"`` or ints).
+
+    Raises ``NotARedsModelError`` when ``run_dir`` is not a finished REDS run (a DRESS run has no nested
+    levels to extract) and ``PlanError`` when a level index is not one of the run's plan.
+    """
+    rd = RunDir(run_dir)
+    require_finished(rd, "finetune", SCRATCH_NEEDS, "finished REDS run")
+    res = json.loads(rd.path("results.json").read_text())
+    if "wall_seconds_this_call" not in res:  # as `results add`: written only when the run has finished
+        raise NotARedsModelError(
+            f"{rd.root} is a run that did not finish (its results.json has no wall time). Fix: complete "
+            f"it with reds run --recipe {rd.root / 'recipe.yaml'} --run-dir {rd.root} --resume."
+        )
+    if res.get("mode") == "dress":
+        raise NotARedsModelError(
+            f"{rd.root} is a DRESS run: its levels are row-sparse, not narrower architectures. Fix: pass "
+            "the directory of a REDS run."
+        )
+    return parse_levels(levels, WidthPlan.load(rd.path("plan.json")).num_levels)
+
+
+def scratch(
+    run_dir: str | Path,
+    levels: str | list[int] = "all",
+    *,
+    epochs: int | None = None,
+    data_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    max_epochs_this_call: int | None = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train chosen levels of a finished REDS run from scratch, after the run (``reds scratch``).
+
+    The run's own ``recipe.yaml`` (its schedule and model options as run), ``model.keras`` and
+    ``plan.json`` decide each level's architecture, data and training (``steps.scratch_level``; default
+    epochs: pretraining + fine-tuning). Training goes under ``RUN_DIR/baselines/scratch/``; after each
+    level its row is merged into ``results.json`` (and ``results.md``) under ``baselines.scratch.levels``,
+    replacing that level's earlier row and keeping the others. A level already recorded with the same
+    epochs is skipped; ``resume`` continues an interrupted level at its next epoch. Returns
+    ``baselines.scratch``. ``data_dir`` defaults to the run's own (its fingerprint).
+    """
+    chosen = check_scratch_run(run_dir, levels)
+    rd = RunDir(run_dir)
+    recipe = Recipe.load(rd.path("recipe.yaml"))
+    default = recipe.pretrain.epochs + recipe.finetune.epochs
+    epochs = default if epochs is None else int(epochs)
+    sub = RunDir(rd.root / "baselines" / "scratch")
+    todo = [k for k in chosen if not _scratch_recorded(rd, sub, k, epochs, default)]
+    for k in todo:
+        stage = scratch_stage(k, epochs, default)
+        started = sub.last_epoch(stage)[0]
+        if started and not resume:
+            raise RunExistsError(
+                f"{sub.root}: level {k}'s scratch training ({epochs} epochs) was interrupted after epoch "
+                f"{started}. Fix: pass --resume to continue it."
+            )
+    for k in sorted(set(chosen) - set(todo)):
+        log(f"[scratch] level {k}: already recorded ({epochs} epochs), skipped")
+    if todo:
+        if data_dir is None:
+            data_dir = (rd.fingerprint() or {}).get("data_dir")
+        keras.utils.set_random_seed(recipe.seed)
+        splits, batched = load_data(recipe, data_dir)
+        model = nested.load_model(rd.path("model.keras"))
+        plan = WidthPlan.load(rd.path("plan.json"))
+        graph = topology.graph_of(keras.models.load_model(rd.path("permuted.keras"), compile=False))
+        ctx = StepContext(sub, resume=resume, progress=progress, stop=max_epochs_this_call, log=log,
+                          seed=recipe.seed, pass_key=splits.pass_key)  # fmt: skip
+        for k in todo:
+            row = scratch_level(recipe, model, graph, plan, k, batched, ctx, epochs=epochs)
+            _merge_scratch_row(rd, row)
+            log(f"[scratch] level {k}: test accuracy {100 * row['test_accuracy']:.2f} % "
+                f"({row['macs_pct']:.1f} % MACs, {row['wall_seconds']:.0f} s)")  # fmt: skip
+    return json.loads(rd.path("results.json").read_text())["baselines"]["scratch"]
+
+
+def _scratch_recorded(rd: RunDir, sub: RunDir, k: int, epochs: int, default: int) -> bool:
+    """Level ``k`` trained from scratch for ``epochs`` is recorded: done in ``baselines/scratch`` and in
+    results.json, or (a run's own scratch baseline from before levels were recorded) in results.json."""
+    res = json.loads(rd.path("results.json").read_text())
+    rows = ((res.get("baselines") or {}).get("scratch") or {}).get("levels") or []
+    row = next((r for r in rows if r.get("level") == k), None)
+    if row is not None and row.get("epochs", default) == epochs:
+        return True
+    stage = scratch_stage(k, epochs, default)
+    if sub.is_done(stage):  # trained, then interrupted before results.json was rewritten: merge it now
+        _merge_scratch_row(rd, sub.done_info(stage)["row"])
+        return True
+    return False
+
+
+def _merge_scratch_row(rd: RunDir, row: dict[str, Any]) -> None:
+    """Put ``row`` into results.json's ``baselines.scratch.levels`` (replacing its level's row; the others
+    stay), then rewrite results.json and results.md atomically."""
+    res = json.loads(rd.path("results.json").read_text())
+    if not res.get("baselines"):
+        res["baselines"] = {}
+    scratch = res["baselines"].setdefault("scratch", {})
+    rows = [r for r in scratch.get("levels") or [] if r.get("level") != row["level"]]
+    scratch["levels"] = sorted(rows + [row], key=lambda r: r["level"])
+    write_results(rd.root, res)
+    plots.accuracy_vs_macs(res, rd.path("plots", "accuracy_vs_macs.png"))

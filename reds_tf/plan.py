@@ -126,3 +126,26 @@ class WidthPlan:
         cols = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
         fmt = "  ".join(f"{{:>{c}}}" for c in cols)
         return "\n".join(fmt.format(*r) for r in [head] + rows)
+
+
+def parse_levels(levels: str | Sequence[int], num_levels: int) -> list[int]:
+    """Level indices from ``"all"``, ``"0,2"`` or ints: sorted, once each, in [0, num_levels)."""
+    given = levels
+    if isinstance(levels, str):
+        if levels.strip() == "all":
+            return list(range(num_levels))
+        try:
+            levels = [int(s) for s in levels.split(",") if s.strip()]
+        except ValueError:
+            raise PlanError(
+                f"Levels must be 'all' or comma-separated indices such as '0,2'. Received: levels={given!r}. "
+                "Fix: pass all or level indices such as 0,2."
+            ) from None
+    out = sorted({int(i) for i in levels})
+    if not out or out[0] < 0 or out[-1] >= num_levels:
+        raise PlanError(
+            f"Levels must be in [0, {num_levels - 1}] (the plan has {num_levels} levels). Received: "
+            f"levels={given if isinstance(given, str) else list(given)!r}. Fix: pass indices from 0 to "
+            f"{num_levels - 1} (0 is the smallest level), or all."
+        )
+    return out

@@ -4,7 +4,9 @@
 ``results/<recipe>-<schedule>-seed<k>.json``; ``python -m reds_tf.results table`` prints one markdown
 table per recipe and schedule: every level's true MACs and its float and int8 (TFLM) test accuracy as
 mean +- std over the seeds present, with the seeds, git revisions and wall time the numbers came from,
-and the paper's accuracy at the same true MACs where it published one (``PAPER``).
+the accuracy of each level trained from scratch where a run has it (``baselines.scratch``, from the recipe's
+baselines or ``reds scratch RUN_DIR --levels ...``), and the paper's accuracy at the same true MACs where
+it published one (``PAPER``).
 ``python -m reds_tf.results plot --out F.png`` draws accuracy vs true MACs of every recipe and schedule
 (mean +- std over seeds) with the paper's points. ``python -m reds_tf.results ablation --recipe R --seed K
 --base S`` compares the schedules of one recipe and seed level by level against schedule ``S``.
@@ -75,6 +77,21 @@ def _mean_std(values: list[float]) -> str:
     return f"{pct.mean():.2f}" if len(pct) == 1 else f"{pct.mean():.2f} +- {pct.std(ddof=1):.2f}"
 
 
+def _scratch_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's scratch-baseline rows (``baselines.scratch.levels``; some levels only, or none)."""
+    return ((res.get("baselines") or {}).get("scratch") or {}).get("levels") or []
+
+
+def _scratch_accuracy(res: dict[str, Any], level: int) -> float | None:
+    """Test accuracy of ``level`` trained from scratch, when the run has it."""
+    return next((r.get("test_accuracy") for r in _scratch_rows(res) if r.get("level") == level), None)
+
+
+def _scratch_epochs(res: dict[str, Any]) -> list[Any]:
+    """Epochs of each scratch row (rows from before epochs were recorded: the run's pretrain + finetune)."""
+    return [r.get("epochs", "pretrain + finetune") for r in _scratch_rows(res)]
+
+
 def _groups(out_dir: str | Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """The registry's runs by (recipe, schedule), sorted by seed."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -106,9 +123,17 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
         if failed:  # the pipeline keeps such a run's numbers (results.json) but says so here
             note = "(results.json: converted.verification_failed)"
             out += [f"Int8 verification FAILED for seed(s) {failed} {note}.", ""]
+        scratch = [[_scratch_accuracy(r, k) for r in runs] for k in range(len(runs[0]["levels"]))]
+        has_scratch = any(v is not None for col in scratch for v in col)
+        if has_scratch:
+            epochs = sorted({str(e) for r in runs for e in _scratch_epochs(r)})
+            out += [f"Scratch: each level trained alone from a fresh start ({'/'.join(epochs)} epochs; "
+                    "reds scratch or the recipe's baselines), n = seeds with that level.", ""]  # fmt: skip
         out += [
-            "| level | MACs | MACs % | test % float | test % int8 (TFLM) |" + (" paper % |" if paper else ""),
-            "|---|---|---|---|---|" + ("---|" if paper else ""),
+            "| level | MACs | MACs % | test % float | test % int8 (TFLM) |"
+            + (" scratch % |" if has_scratch else "")
+            + (" paper % |" if paper else ""),
+            "|---|---|---|---|---|" + ("---|" if has_scratch else "") + ("---|" if paper else ""),
         ]
         for k, row in enumerate(runs[0]["levels"]):
             float_acc = [r["levels"][k]["test_accuracy"] for r in runs]
@@ -119,6 +144,10 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
                 f"| {k} | {'/'.join(f'{m:,}' for m in sorted(macs))} | {row['macs_pct']:.1f} | "
                 f"{_mean_std(float_acc)} | {int8_cell} |"
             )
+            if has_scratch:
+                got = [v for v in scratch[k] if v is not None]
+                n = f" (n={len(got)})" if 0 < len(got) < len(runs) else ""
+                line += f" {_mean_std(got)}{n} |" if got else " - |"
             if paper:
                 ref = paper_accuracy(recipe, row["macs_pct"])
                 line += f" {100 * ref:.1f} |" if ref is not None else " - |"

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +207,14 @@ class RunDir:
         for old in (self.root / "checkpoints" / stage).glob("epoch-*"):
             if old.name != f"epoch-{epoch}":
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def require_finished(rd: RunDir, step: str, files: Sequence[str], what: str) -> None:
+    """Raise NotARedsModelError unless ``rd`` has finished ``step`` and holds every one of ``files``."""
+    missing = [name for name in files if not (rd.root / name).is_file()]
+    if not rd.is_done(step) or missing:
+        raise NotARedsModelError(
+            f"{rd.root} has no complete {what} (missing: {', '.join(missing) or 'finished fine-tuning'}). "
+            f"Fix: finish the run with reds run --recipe {rd.root / 'recipe.yaml'} --run-dir {rd.root} "
+            "--resume."
+        )

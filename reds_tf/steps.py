@@ -14,7 +14,8 @@ import contextlib
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from . import (
 )
 from ._keras import keras, tf
 from .data import augment
-from .errors import NotARedsModelError, RunMismatchError
+from .errors import RunMismatchError
 from .evaluate import accuracy, level_accuracies, level_max_abs_diff, level_rows
 from .graph import Graph
 from .plan import WidthPlan
@@ -451,17 +452,6 @@ def run_fields(recipe: Recipe, splits: Any, pre: keras.Model, batched: dict) -> 
     }
 
 
-def require_finished(rd: RunDir, step: str, files: Sequence[str], what: str) -> None:
-    """Raise NotARedsModelError unless ``rd`` has finished ``step`` and holds every one of ``files``."""
-    missing = [name for name in files if not (rd.root / name).is_file()]
-    if not rd.is_done(step) or missing:
-        raise NotARedsModelError(
-            f"{rd.root} has no complete {what} (missing: {', '.join(missing) or 'finished fine-tuning'}). "
-            f"Fix: finish the run with reds run --recipe {rd.root / 'recipe.yaml'} --run-dir {rd.root} "
-            "--resume."
-        )
-
-
 def evaluate_run(
     recipe: Recipe,
     splits: Any,
@@ -524,38 +514,79 @@ def baselines(
     for name in recipe.baselines:
         sub = ctx.in_dir(RunDir(ctx.rd.root / "baselines" / name))
         if name == "scratch":
-            rows = []
-            for k in range(plan.num_levels):
-                arch = nested.extract_level(reds_model, k)
-                keras.utils.set_random_seed(train.stage_seed(recipe.seed, f"scratch_level{k}/init"))
-                with ctx.scope():
-                    m = keras.models.clone_model(arch)  # same architecture, fresh initial weights
-                epochs = recipe.pretrain.epochs + recipe.finetune.epochs
-                train.fit(
-                    m,
-                    batched["train"],
-                    batched["val"],
-                    recipe.pretrain,
-                    stage=f"scratch_level{k}",
-                    epochs=epochs,
-                    **sub.fit_options,
-                )
-                if any(train.is_bn(layer) for layer in m.layers):  # as for the pretrained model
-                    augment.set_pass(ctx.pass_key, f"scratch_level{k}", "bn")
-                    train.recalibrate_bn(m, batched["train"], recipe.bn.recalibration_batches)
-                rows.append(accuracy(m, batched["test"]))
-            lv = level_rows(graph, plan, test_accuracy=rows)
+            levels = range(plan.num_levels)
+            lv = [scratch_level(recipe, reds_model, graph, plan, k, batched, sub) for k in levels]
         else:
             scores = rank(recipe, pre, batched, name, sub)
             perm, sorted_scores = permute_model(pre, scores, batched, sub)
             g, p, _ = solve_plan(recipe, perm, sorted_scores, sub)
             m = finetune(recipe, perm, p, g, batched, sub, stage="finetune")
             lv = level_rows(g, p, test_accuracy=level_accuracies(m, batched["test"]))
-        out[name] = {
-            "levels": [{k: r[k] for k in ("level", "macs", "macs_pct", "test_accuracy")} for r in lv]
-        }
+            lv = [{k: r[k] for k in ("level", "macs", "macs_pct", "test_accuracy")} for r in lv]
+        out[name] = {"levels": lv}
         ctx.log(f"[baseline {name}] " + ", ".join(f"{100 * r['test_accuracy']:.2f}%" for r in lv))
     return out
+
+
+def scratch_stage(k: int, epochs: int, default_epochs: int) -> str:
+    """The training stage of level ``k``'s scratch baseline: ``scratch_level<k>`` for the recipe's
+    epochs (the pipeline's), ``scratch_level<k>_e<N>`` for another count, so the two never mix."""
+    return f"scratch_level{k}" if epochs == default_epochs else f"scratch_level{k}_e{epochs}"
+
+
+def scratch_level(
+    recipe: Recipe,
+    reds_model: keras.Model,
+    graph: Graph,
+    plan: WidthPlan,
+    k: int,
+    batched: dict,
+    ctx: StepContext,
+    *,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Level ``k``'s architecture trained from scratch: the baseline REDS's nested level is compared with.
+
+    The level is extracted from the nested model and re-initialised from (seed, level), trained for
+    ``epochs`` (default: pretraining + fine-tuning epochs, the REDS model's training budget) with the
+    pretraining settings, its BN statistics re-estimated, then measured on the test split. ``ctx``
+    writes into the baseline's own run directory (``baselines/scratch``): each epoch is checkpointed
+    (``ctx.resume`` continues an interrupted level) and a finished level is recorded in its
+    ``state.json``, so asking for it again returns the recorded row without training.
+
+    Returns the results row: level, macs, macs_pct, test_accuracy, epochs, seed, wall_seconds.
+    """
+    default = recipe.pretrain.epochs + recipe.finetune.epochs
+    epochs = default if epochs is None else int(epochs)
+    stage = scratch_stage(k, epochs, default)
+    if ctx.rd.is_done(stage):
+        return dict(ctx.rd.done_info(stage)["row"])
+    t0 = time.perf_counter()
+    arch = nested.extract_level(reds_model, k)
+    keras.utils.set_random_seed(train.stage_seed(recipe.seed, f"scratch_level{k}/init"))
+    with ctx.scope():
+        m = keras.models.clone_model(arch)  # same architecture, fresh initial weights
+    ctx.log(f"[scratch] level {k}: {m.count_params():,} params, {epochs} epochs")
+    hist = train.fit(m, batched["train"], batched["val"], recipe.pretrain, stage=stage, epochs=epochs,
+                     **ctx.fit_options)  # fmt: skip
+    if any(train.is_bn(layer) for layer in m.layers):  # as for the pretrained model
+        augment.set_pass(ctx.pass_key, stage, "bn")
+        train.recalibrate_bn(m, batched["train"], recipe.bn.recalibration_batches)
+    cost = level_rows(graph, plan)[k]
+    row = {
+        "level": k,
+        "macs": cost["macs"],
+        "macs_pct": cost["macs_pct"],
+        "test_accuracy": accuracy(m, batched["test"]),
+        "epochs": epochs,
+        "seed": recipe.seed,
+        # this call's time: a resumed level counts only the epochs it trained now
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    }
+    if hist.resumed_from:
+        row["resumed_from_epoch"] = hist.resumed_from
+    ctx.rd.mark_done(stage, {"row": row, "history": hist.to_dict()})
+    return row
 
 
 def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:

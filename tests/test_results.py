@@ -124,3 +124,35 @@ def test_ablation_compares_schedules_of_one_seed_at_the_same_true_macs(tmp_path)
     with pytest.raises(NotARedsModelError, match=r"schedule 'nope', seed 0.*\['base', 'distill', 'short'\]"):
         results.ablation("r", 0, "nope", reg)
     assert results.main(["ablation", "--recipe", "r", "--base", "nope", "--dir", str(reg)]) == 1
+
+
+def _with_scratch(run, rows):
+    """Add ``baselines.scratch.levels`` rows (level, test accuracy, epochs) to a run's results.json."""
+    res = json.loads((run / "results.json").read_text())
+    levels = [{"level": k, "macs": 1, "macs_pct": 1.0, "test_accuracy": a, "epochs": e, "seed": res["seed"],
+               "wall_seconds": 60.0} for k, a, e in rows]  # fmt: skip
+    res["baselines"] = {"scratch": {"levels": levels}}
+    (run / "results.json").write_text(json.dumps(res))
+    return run
+
+
+def test_add_carries_scratch_rows_and_table_shows_them_per_level(tmp_path):
+    reg = tmp_path / "results"
+    path = results.add(_with_scratch(_run(tmp_path, 0, [0.80, 0.90]), [(0, 0.70, 12)]), reg)
+    assert json.loads(path.read_text())["baselines"]["scratch"]["levels"][0]["epochs"] == 12
+    results.add(_with_scratch(_run(tmp_path, 1, [0.82, 0.92]), [(0, 0.74, 12), (1, 0.88, 12)]), reg)
+    text = results.tables(reg)
+    assert "| level | MACs | MACs % | test % float | test % int8 (TFLM) | scratch % |" in text
+    assert "| 0 | 100 | 50.0 | 81.00 +- 1.41 | - | 72.00 +- 2.83 |" in text
+    assert "| 1 | 200 | 100.0 | 91.00 +- 1.41 | - | 88.00 (n=1) |" in text  # one seed has level 1
+    assert "(12 epochs;" in text
+
+
+def test_table_without_scratch_rows_has_no_scratch_column(tmp_path):
+    reg = tmp_path / "results"
+    results.add(_paper_recipe_run(tmp_path, 0, [0.890, 0.905, 0.915, 0.920]), reg)
+    results.add(_with_scratch(_run(tmp_path, 0, [0.8, 0.9]), [(1, 0.85, 3)]), reg)
+    paper_part, other = results.tables(reg).split("### r, short schedule")
+    assert "scratch" not in paper_part
+    assert "| level | MACs | MACs % | test % float | test % int8 (TFLM) | paper % |" in paper_part
+    assert "| 0 | 100 | 50.0 | 80.00 | - | - |" in other and "| 1 | 200 | 100.0 | 90.00 | - | 85.00 |" in other

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from .._keras import keras, tf
-from ..errors import NotARedsModelError, RedsError
-from ..plan import WidthPlan
+from ..errors import NotARedsModelError, PlanError, RedsError
+from ..plan import WidthPlan, parse_levels
 from ..runstore import atomic_write_bytes, atomic_write_text
 from . import bundle as _bundle
 from .equalize import apply_factors, channel_factors
@@ -149,19 +149,10 @@ def _labels(y: np.ndarray | None) -> np.ndarray | None:
 
 
 def _parse_levels(levels: str | Sequence[int], k: int) -> list[int]:
-    if isinstance(levels, str):
-        if levels == "all":
-            return list(range(k))
-        try:
-            levels = [int(s) for s in levels.split(",") if s.strip()]
-        except ValueError:
-            raise NotARedsModelError(
-                f"Levels must be 'all' or comma-separated indices such as '0,2'. Received: levels={levels!r}"
-            ) from None
-    out = sorted({int(i) for i in levels})
-    if not out or out[0] < 0 or out[-1] >= k:
-        raise NotARedsModelError(f"Levels must be in [0, {k - 1}]. Received: levels={list(levels)}")
-    return out
+    try:
+        return parse_levels(levels, k)
+    except PlanError as e:
+        raise NotARedsModelError(str(e)) from None
 
 
 def _graph_macs(model: keras.Model) -> int | None:

@@ -22,8 +22,8 @@ from ..convert import verify
 from ..data import augment
 from ..evaluate import level_accuracies, level_max_abs_diff
 from ..recipe import Recipe
-from ..runstore import atomic_write_text
-from ..steps import StepContext, json_text, load_arrays, load_data, require_finished, run_fields, save_arrays
+from ..runstore import atomic_write_text, require_finished
+from ..steps import StepContext, json_text, load_arrays, load_data, run_fields, save_arrays
 from . import scores as weight_scores
 from .costs import ModelCosts, model_costs
 from .counts import solve_counts
