@@ -240,7 +240,12 @@ def check_scratch_run(run_dir: str | Path, levels: str | list[int] = "all") -> l
     levels to extract) and ``PlanError`` when a level index is not one of the run's plan.
     """
     rd = RunDir(run_dir)
-    require_finished(rd, "finetune", SCRATCH_NEEDS, "finished REDS run")
+    if not rd.path("recipe.yaml").is_file():
+        raise NotARedsModelError(
+            f"{rd.root} is not a reds run directory (no recipe.yaml). Fix: pass the directory of a finished "
+            "reds run (reds run --recipe models/X.yaml --run-dir DIR)."
+        )
+    require_finished(rd, "finetune", SCRATCH_NEEDS, "REDS run")
     res = json.loads(rd.path("results.json").read_text())
     if "wall_seconds_this_call" not in res:  # as `results add`: written only when the run has finished
         raise NotARedsModelError(

@@ -155,4 +155,5 @@ def test_table_without_scratch_rows_has_no_scratch_column(tmp_path):
     paper_part, other = results.tables(reg).split("### r, short schedule")
     assert "scratch" not in paper_part
     assert "| level | MACs | MACs % | test % float | test % int8 (TFLM) | paper % |" in paper_part
-    assert "| 0 | 100 | 50.0 | 80.00 | - | - |" in other and "| 1 | 200 | 100.0 | 90.00 | - | 85.00 |" in other
+    assert "| 0 | 100 | 50.0 | 80.00 | - | - |" in other
+    assert "| 1 | 200 | 100.0 | 90.00 | - | 85.00 |" in other
