@@ -1,4 +1,4 @@
-"""Atomic file writes: nothing a user made is half-written if a run is interrupted."""
+"""Atomic file writes (nothing a user made is half-written if a run is interrupted) and run directories."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The pipeline's steps, one function each, every one resumable from its run directory.
 
 ``pretrain``, ``rank`` (importance), ``permute_model``, ``solve_plan``, ``finetune`` (joint, shared BN),
-the per-level BN variants, ``evaluate_run``, ``baselines`` and ``convert_run``. A step that
+the per-level BN variants, ``evaluate_run``, ``baselines`` (its scratch baseline is ``scratch_level``, one
+level at a time, which ``reds scratch`` also runs after a run) and ``convert_run``. A step that
 ``state.json`` records as done loads its artifact instead of recomputing it; training steps resume at
 the epoch after their last checkpoint. Each resumable step takes one ``StepContext`` (run directory,
 resume, strategy, progress, epoch limit, log, seed, data pass key) as its last positional argument.
