@@ -1,6 +1,8 @@
-"""Device flash of a nested model under the two activation-calibration modes, side by side.
+"""Device flash and int8 accuracy of a nested model under the two activation-calibration modes, with
+and without channel-range equalisation, side by side.
 
 Usage: python benchmarks/convert_sharing.py --run-dir RUN_DIR [--data-dir D] [--test N] [--json OUT]
+                                            [--modes per_level,shared] [--equalize off|on|both]
        python benchmarks/convert_sharing.py --json OUT      # print the table of a stored measurement
 
 Converts the run's ``model.keras`` twice with ``reds_tf.convert.convert``: ``per_level`` (every level
@@ -11,7 +13,9 @@ the firmware blob against a blob of the full level alone, the TFLM bundle agains
 standalone .tflite, and every level's float and int8 (TFLM) accuracy on the test split, beside the
 targets of the issue that asked for sharing (blob <= 1.10 x, bundle <= 1.12 x). Calibration uses the
 recipe's ``convert.calibration_samples`` from the validation split, as ``reds run`` does; the test
-split is read whole (the run's ``data.limit`` is ignored) unless ``--test`` caps it.
+split is read whole (the run's ``data.limit`` is ignored) unless ``--test`` caps it. ``--equalize``
+converts each mode without and/or with ``convert.equalize`` (rows "<mode>, equalised"), so its int8
+gain per level is measured on the same calibration and test data.
 """
 
 from __future__ import annotations
@@ -39,9 +43,16 @@ def _data(run_dir: Path, data_dir: str | None):
     return recipe, batched
 
 
-def measure(run_dir: Path, data_dir: str | None, n_test: int | None) -> dict:
-    """Convert the run in both modes; flash and per-level accuracy of each, as one JSON-able dict."""
-    from reds_tf.convert import as_arrays, convert, level_models
+def measure(
+    run_dir: Path,
+    data_dir: str | None,
+    n_test: int | None,
+    modes_wanted: tuple[str, ...] = MODES,
+    equalize: tuple[bool, ...] = (False,),
+) -> dict:
+    """Convert the run in each mode and equalisation setting; flash and per-level accuracy of each, as
+    one JSON-able dict keyed by ``<mode>`` or ``<mode>, equalised``."""
+    from reds_tf.convert import VerificationError, as_arrays, convert, level_models
     from reds_tf.pipeline import git_revision
 
     recipe, batched = _data(run_dir, data_dir)
@@ -51,19 +62,24 @@ def measure(run_dir: Path, data_dir: str | None, n_test: int | None) -> dict:
     cal = as_arrays(batched["val"], rank, recipe.convert.calibration_samples)  # as `reds run` does
     modes = {}
     with tempfile.TemporaryDirectory(prefix="reds_sharing_") as tmp:
-        for mode in MODES:
+        for mode, eq in [(m, e) for m in modes_wanted for e in equalize]:
+            key = mode + (", equalised" if eq else "")
             t0 = time.perf_counter()
-            rep = convert(
-                run_dir / "model.keras",
-                Path(tmp) / mode,
-                calibration=cal,
-                calibration_samples=recipe.convert.calibration_samples,
-                test_data=test,
-                verify_samples=200,
-                calibration_mode=mode,
-            )
+            try:
+                rep = convert(
+                    run_dir / "model.keras",
+                    Path(tmp) / key.replace(", ", "_"),
+                    calibration=cal,
+                    calibration_samples=recipe.convert.calibration_samples,
+                    test_data=test,
+                    verify_samples=200,
+                    calibration_mode=mode,
+                    equalize=eq,
+                )
+            except VerificationError as e:  # the accuracy columns are the point: keep every setting's
+                rep = e.report
             fw = rep.firmware
-            modes[mode] = {
+            modes[key] = {
                 "blob_bytes": fw["blob_bytes"],
                 "blob_ratio_vs_full": fw["blob_ratio_vs_full"],
                 "bundle_bytes": rep.bundle_bytes,
@@ -110,6 +126,9 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None, help="dataset root, as for `reds run`")
     ap.add_argument("--test", type=int, default=None, help="test samples (default: the whole split)")
     ap.add_argument("--json", type=Path, help="write the measurements here (without --run-dir: read)")
+    ap.add_argument("--modes", default=",".join(MODES), help="calibration modes, comma-separated")
+    ap.add_argument("--equalize", choices=("off", "on", "both"), default="off",
+                    help="convert without and/or with channel-range equalisation")  # fmt: skip
     args = ap.parse_args()
     if args.run_dir is None:
         if args.json is None:
@@ -117,10 +136,23 @@ def main() -> None:
         print(table(json.loads(args.json.read_text())))
         return
 
-    d = measure(args.run_dir, args.data_dir, args.test)
+    modes = tuple(m.strip() for m in args.modes.split(","))
+    if not set(modes) <= set(MODES):
+        ap.error(f"--modes takes {', '.join(MODES)}. Received: {args.modes}")
+    eq = {"off": (False,), "on": (True,), "both": (False, True)}[args.equalize]
+    d = measure(args.run_dir, args.data_dir, args.test, modes, eq)
     if args.json:
         atomic_write_text(args.json, json.dumps(d, indent=2) + "\n")
     print(table(d))
+    for mode in modes:
+        a, b = d["modes"].get(mode), d["modes"].get(f"{mode}, equalised")
+        if a and b:
+            q0, q1, fl = a["int8_accuracy"], b["int8_accuracy"], b["float_accuracy"]
+            gain = [round(100 * (y - x), 2) for x, y in zip(q0, q1, strict=True)]
+            gap = [round(100 * (f - y), 2) for f, y in zip(fl, q1, strict=True)]
+            print(f"\n{mode}: int8 gain of equalisation per level (pp): {gain}; float - int8 after it: {gap}")
+    if "per_level" not in d["modes"] or "shared" not in d["modes"]:
+        return
     per, shared = d["modes"]["per_level"], d["modes"]["shared"]
     pairs = zip(per["int8_accuracy"], shared["int8_accuracy"], strict=True)
     cost = [round(100 * (a - b), 2) for a, b in pairs]

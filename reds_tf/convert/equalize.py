@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._keras import keras
+from ..errors import UnsupportedLayerError
 from ..topology import analyse
 
 L = keras.layers
@@ -133,7 +134,10 @@ def channel_factors(models: list[keras.Model], x: np.ndarray, max_factor: float 
     """Factors for every unit group, from the levels' activations on ``x`` (``models``: plain per-level
     models, smallest first, the last one full width; a single plain model works too)."""
     full = models[-1]
-    members, carriers, bad = _group_layers(full)
+    try:
+        members, carriers, bad = _group_layers(full)
+    except UnsupportedLayerError as e:  # no unit groups to scale; the converter may still take the model
+        return Equalization(skipped={"model": f"no unit groups ({type(e).__name__})"})
     eq = Equalization(skipped=dict(bad))
     names = {g: _deployed(full, carriers[g]) for g in carriers if g not in bad}
     flat = [n for g in names for n in names[g]]
@@ -159,6 +163,8 @@ def channel_factors(models: list[keras.Model], x: np.ndarray, max_factor: float 
 
 def apply_factors(model: keras.Model, eq: Equalization) -> None:
     """Rescale ``model``'s weights in place by ``eq`` (any level: factors are cut to its widths)."""
+    if not eq.factors:
+        return
     members, _, _ = _group_layers(model)
     for g in members:
         f_full = eq.factors.get(g.name)
