@@ -39,6 +39,9 @@ class Equalization:
 
     factors: dict[str, np.ndarray] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: group names in execution order: levels built separately name their layers differently, so
+    #: ``apply_factors`` matches their groups by position
+    order: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -138,15 +141,22 @@ def channel_factors(models: list[keras.Model], x: np.ndarray, max_factor: float 
         members, carriers, bad = _group_layers(full)
     except UnsupportedLayerError as e:  # no unit groups to scale; the converter may still take the model
         return Equalization(skipped={"model": f"no unit groups ({type(e).__name__})"})
-    eq = Equalization(skipped=dict(bad))
+    eq = Equalization(skipped=dict(bad), order=[g.name for g in members])
     names = {g: _deployed(full, carriers[g]) for g in carriers if g not in bad}
     flat = [n for g in names for n in names[g]]
     if not flat:
         return eq
     spans_full = _spans(full, flat, x)
     share = {n: np.zeros(spans_full[n].shape[-1]) for n in flat}
+    at = {layer.name: i for i, layer in enumerate(full.layers)}
     for m in models:
-        sp = spans_full if m is full else _spans(m, flat, x)
+        if m is full:
+            sp = spans_full
+        elif [type(a) for a in m.layers] == [type(b) for b in full.layers]:  # same layers, any names
+            local = [m.layers[at[n]].name for n in flat]
+            sp = dict(zip(flat, _spans(m, local, x).values(), strict=True))
+        else:
+            continue
         for n in flat:
             # The full level's range sets the shared scale; a smaller level may reach beyond it.
             s = sp[n] / max(float(spans_full[n].max()), 1e-12)
@@ -166,8 +176,9 @@ def apply_factors(model: keras.Model, eq: Equalization) -> None:
     if not eq.factors:
         return
     members, _, _ = _group_layers(model)
-    for g in members:
-        f_full = eq.factors.get(g.name)
+    names = eq.order if len(eq.order) == len(members) else [g.name for g in members]
+    for g, name in zip(members, names, strict=True):
+        f_full = eq.factors.get(name)
         if f_full is None:
             continue
         for name in g.producers:
