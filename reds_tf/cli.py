@@ -727,7 +727,7 @@ def _prepare_out(out, overwrite: bool) -> None:
               "Default: the run's recipe, else shared.")  # fmt: skip
 @click.option("--equalize/--no-equalize", default=None,
               help="Rescale channels (function-preserving) so they share each int8 activation range "
-              "evenly before quantising. Default: the run's recipe, else on.")  # fmt: skip
+              "evenly before quantising. Default: the run's recipe, else off.")  # fmt: skip
 def convert_cmd(
     source,
     out_dir,
@@ -792,7 +792,7 @@ def convert_cmd(
             )
         rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples or 200,
                       test_data=test, verify=not no_verify, strategy=strategy,
-                      calibration_mode=calibration_mode or "shared", equalize=equalize is not False,
+                      calibration_mode=calibration_mode or "shared", equalize=bool(equalize),
                       log=click.echo)  # fmt: skip
     except RedsError as e:
         raise click.ClickException(str(e)) from e

@@ -125,7 +125,7 @@ class ConvertConfig:
     calibration_mode: str = "shared"
     # rescale channels so they share each int8 activation range evenly (function-preserving;
     # convert.equalize.channel_factors)
-    equalize: bool = True
+    equalize: bool = False
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,7 @@ def convert(
     strategy: str = "auto",
     firmware: bool = True,
     calibration_mode: str = "shared",
-    equalize: bool = True,
+    equalize: bool = False,
     log: Callable[[str], Any] | None = None,
 ) -> ConvertReport:
     """Convert a REDS model to int8 TFLite: per-level files, one shared-weight bundle, a report.
