@@ -70,8 +70,14 @@ def _fused_activation_ok(layer: Any) -> bool:
 
 
 def _group_layers(model: keras.Model) -> tuple[list[Any], dict[str, list[str]], dict[str, str]]:
-    """Unit groups, the layers whose output carries each group's units, and groups that cannot scale."""
+    """Unit groups, the layers whose output tensor carries each group's units AND is quantised on its
+    own, and groups that cannot scale. Not quantised on their own: a conv's output that only feeds its
+    BN (folded by the converter), Flatten/Reshape and Dropout (they pass their input's tensor on)."""
     graph, members, roles = analyse(model)
+    readers: dict[str, list[str]] = {}
+    for op in graph.ops:
+        for src in op.inputs:
+            readers.setdefault(src, []).append(op.kind)
     carriers: dict[str, list[str]] = {m.name: [] for m in members}
     bad: dict[str, str] = {}
     for name, role in roles.items():
@@ -79,7 +85,9 @@ def _group_layers(model: keras.Model) -> tuple[list[Any], dict[str, list[str]], 
         if g is None:
             continue
         layer = model.get_layer(name)
-        carriers[g].append(name)
+        folded = role.kind in ("conv2d", "dense", "depthwise") and readers.get(name) == ["batchnorm"]
+        if role.kind not in ("flatten", "dropout") and not folded:
+            carriers[g].append(name)
         if role.kind == "activation" and not _homogeneous(layer):
             bad[g] = f"layer '{name}' ({type(layer).__name__}) is not positively homogeneous"
         elif role.kind in ("conv2d", "dense", "depthwise") and not _fused_activation_ok(layer):
@@ -87,23 +95,6 @@ def _group_layers(model: keras.Model) -> tuple[list[Any], dict[str, list[str]], 
         elif role.kind not in _PASS_KINDS + ("activation", "conv2d", "dense"):
             bad[g] = f"layer '{name}' of kind {role.kind}"
     return members, carriers, bad
-
-
-def _deployed(model: keras.Model, names: list[str]) -> list[str]:
-    """Drop layers whose output is folded away by the converter (a conv feeding only its BN) or that
-    only reshape (Flatten, Dropout): their tensors are not quantised on their own."""
-    keep = []
-    for n in names:
-        layer = model.get_layer(n)
-        if isinstance(layer, (L.Flatten, L.Reshape, L.Dropout)):
-            continue
-        outs = [node.outbound_layer for node in layer._outbound_nodes]
-        if len(outs) == 1 and isinstance(outs[0], L.BatchNormalization) and not isinstance(
-            layer, L.BatchNormalization
-        ):
-            continue
-        keep.append(n)
-    return keep
 
 
 def _spans(model: keras.Model, names: list[str], x: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
@@ -142,7 +133,7 @@ def channel_factors(models: list[keras.Model], x: np.ndarray, max_factor: float 
     except UnsupportedLayerError as e:  # no unit groups to scale; the converter may still take the model
         return Equalization(skipped={"model": f"no unit groups ({type(e).__name__})"})
     eq = Equalization(skipped=dict(bad), order=[g.name for g in members])
-    names = {g: _deployed(full, carriers[g]) for g in carriers if g not in bad}
+    names = {g: carriers[g] for g in carriers if g not in bad}
     flat = [n for g in names for n in names[g]]
     if not flat:
         return eq
