@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3.11
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 RECIPE ?= models/ds_cnn_s-fashion_mnist.yaml
-RUN_DIR ?= runs/$(basename $(notdir $(RECIPE)))$(if $(SCHEDULE),-$(SCHEDULE))
+RUN_DIR ?= runs/$(basename $(notdir $(RECIPE)))$(if $(SCHEDULE),-$(SCHEDULE))$(if $(SEED),-seed$(SEED))
 MODEL ?= ds_cnn_s
 APT_PACKAGES := dataset-fashion-mnist espeak-ng flite gcc-arm-none-eabi libnewlib-arm-none-eabi clang libclang-rt-14-dev
 
@@ -16,7 +16,7 @@ help:
 	@echo "make quickstart      set up everything, then run the default recipe (DS-CNN-S on Fashion-MNIST)"
 	@echo "make test            run the default test suite (about 15 min on 2 cores)"
 	@echo "make test-slow       run the slow tests"
-	@echo "make run RECIPE=...  run any recipe under models/ (SCHEDULE=full for the long schedule)"
+	@echo "make run RECIPE=...  run any recipe under models/ (SCHEDULE=full for the long schedule, SEED=k for another seed)"
 	@echo "make train-kws DATA_DIR=... [MODEL=ds_cnn_s|dnn_s|cnn_s|ds_cnn_l]   Speech Commands v0.02"
 	@echo "make train-vww DATA_DIR=...  Visual Wake Words (vw_coco2014_96 or TFRecords)"
 	@echo "make demo-kws        synthetic espeak/flite keywords through the KWS pipeline (labelled synthetic)"
@@ -47,7 +47,7 @@ install: install-system install-python
 quickstart: install run
 
 run: $(PY)
-	$(VENV)/bin/reds run --recipe $(RECIPE) --run-dir $(RUN_DIR) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RESUME),--resume) $(if $(QUIET),--quiet)
+	$(VENV)/bin/reds run --recipe $(RECIPE) --run-dir $(RUN_DIR) $(if $(SCHEDULE),--schedule $(SCHEDULE)) $(if $(SEED),--seed $(SEED)) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RESUME),--resume) $(if $(QUIET),--quiet)
 
 test: $(PY)
 	$(PY) -m pytest -m "not slow" -q --durations=15

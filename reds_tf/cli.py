@@ -48,10 +48,16 @@ _RUN_COLUMNS = [
     "--run-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Default: runs/<recipe file name>[-<schedule>] (as make run).",
+    help="Default: runs/<recipe file name>[-<schedule>][-seed<k>] (as make run).",
 )
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Dataset root (see docs).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --run-dir.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Override the recipe's seed (weights init, data order, dropout); results record it.",
+)
 @click.option(
     "--strategy",
     type=click.Choice(["mirrored", "multiworker"]),
@@ -82,6 +88,7 @@ def run_cmd(
     run_dir,
     data_dir,
     resume,
+    seed,
     strategy,
     schedule,
     limit,
@@ -95,9 +102,10 @@ def run_cmd(
     import sys
     from pathlib import Path
 
-    # as `make run`: one directory per recipe, and per schedule when one is named
-    run_dir = Path(run_dir or Path("runs") / (Path(recipe_path).stem + (f"-{schedule}" if schedule else "")))
-    recipe = _checked_recipe(recipe_path, schedule, limit, data_dir, run_dir)
+    # as `make run`: one directory per recipe, and per schedule and seed when they are named
+    suffix = (f"-{schedule}" if schedule else "") + (f"-seed{seed}" if seed is not None else "")
+    run_dir = Path(run_dir or Path("runs") / (Path(recipe_path).stem + suffix))
+    recipe = _checked_recipe(recipe_path, schedule, limit, data_dir, run_dir, seed)
     if strategy == "multiworker":
         _check_cluster()
     # TensorFlow is imported only now: every mistake above was reported within a second or two.
@@ -159,7 +167,14 @@ def _is_peer_failure(e: BaseException) -> bool:
     return isinstance(e, kinds)
 
 
-def _checked_recipe(recipe_path: str, schedule: str | None, limit: int | None, data_dir: str | None, run_dir):
+def _checked_recipe(
+    recipe_path: str,
+    schedule: str | None,
+    limit: int | None,
+    data_dir: str | None,
+    run_dir,
+    seed: int | None = None,
+):
     """The recipe, with everything a run needs checked before TensorFlow is imported: the recipe
     file and schedule, the model (zoo name and model_options, or model file), the dataset's name and
     layout, and that the run directory can be made and written. Each mistake is a usage error naming
@@ -171,7 +186,8 @@ def _checked_recipe(recipe_path: str, schedule: str | None, limit: int | None, d
     from reds_tf.recipe import Recipe, RecipeError, ScheduleError
 
     try:
-        recipe = Recipe.load(recipe_path, schedule=schedule, **({"data.limit": limit} if limit else {}))
+        overrides = {**({"data.limit": limit} if limit else {}), **({"seed": seed} if seed is not None else {})}
+        recipe = Recipe.load(recipe_path, schedule=schedule, **overrides)
     except ScheduleError as e:
         raise click.BadParameter(str(e), param_hint="'--schedule'") from e
     except RecipeError as e:
