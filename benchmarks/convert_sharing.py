@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from reds_tf.convert.ranges import RANGE_METHODS
 from reds_tf.runstore import atomic_write_text
 
 BLOB_TARGET, BUNDLE_TARGET = 1.10, 1.12
@@ -50,6 +51,7 @@ def measure(
     n_test: int | None,
     modes_wanted: tuple[str, ...] = MODES,
     equalize: tuple[bool, ...] = (False,),
+    ranges: tuple[str, ...] = ("minmax",),
 ) -> dict:
     """Convert the run in each mode and equalisation setting; flash and per-level accuracy of each, as
     one JSON-able dict keyed by ``<mode>`` or ``<mode>, equalised``."""
@@ -63,19 +65,20 @@ def measure(
     cal = as_arrays(batched["val"], rank, recipe.convert.calibration_samples)  # as `reds run` does
     modes = {}
     with tempfile.TemporaryDirectory(prefix="reds_sharing_") as tmp:
-        for mode, eq in [(m, e) for m in modes_wanted for e in equalize]:
-            key = mode + (", equalised" if eq else "")
+        for mode, eq, rg in [(m, e, r) for m in modes_wanted for e in equalize for r in ranges]:
+            key = mode + (", equalised" if eq else "") + ("" if rg == "minmax" else f", {rg} ranges")
             t0 = time.perf_counter()
             try:
                 rep = convert(
                     run_dir / "model.keras",
-                    Path(tmp) / key.replace(", ", "_"),
+                    Path(tmp) / key.replace(", ", "_").replace(" ", "_"),
                     calibration=cal,
                     calibration_samples=recipe.convert.calibration_samples,
                     test_data=test,
                     verify_samples=200,
                     calibration_mode=mode,
                     equalize=eq,
+                    activation_ranges=rg,
                 )
             except VerificationError as e:  # the accuracy columns are the point: keep every setting's
                 rep = e.report
@@ -130,8 +133,10 @@ def _equalisation_lines(d: dict) -> None:
             q0, q1, fl = a["int8_accuracy"], b["int8_accuracy"], b["float_accuracy"]
             gain = [round(100 * (y - x), 2) for x, y in zip(q0, q1, strict=True)]
             gap = [round(100 * (f - y), 2) for f, y in zip(fl, q1, strict=True)]
-            print(f"\n{mode}: int8 gain of equalisation per level (pp): {gain}; float - int8 after it: {gap}"
-                  f" (issue 12 target: <= {INT8_TARGET_PP} pp at every level)")
+            print(
+                f"\n{mode}: int8 gain of equalisation per level (pp): {gain}; float - int8 after it: {gap}"
+                f" (issue 12 target: <= {INT8_TARGET_PP} pp at every level)"
+            )
 
 
 def main() -> None:
@@ -143,6 +148,8 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES), help="calibration modes, comma-separated")
     ap.add_argument("--equalize", choices=("off", "on", "both"), default="off",
                     help="convert without and/or with channel-range equalisation")  # fmt: skip
+    ap.add_argument("--ranges", default="minmax",
+                    help="activation range methods, comma-separated: minmax, mse, percentile")  # fmt: skip
     args = ap.parse_args()
     if args.run_dir is None:
         if args.json is None:
@@ -156,7 +163,10 @@ def main() -> None:
     if not set(modes) <= set(MODES):
         ap.error(f"--modes takes {', '.join(MODES)}. Received: {args.modes}")
     eq = {"off": (False,), "on": (True,), "both": (False, True)}[args.equalize]
-    d = measure(args.run_dir, args.data_dir, args.test, modes, eq)
+    rgs = tuple(r.strip() for r in args.ranges.split(","))
+    if not set(rgs) <= set(RANGE_METHODS):
+        ap.error(f"--ranges takes {', '.join(RANGE_METHODS)}. Received: {args.ranges}")
+    d = measure(args.run_dir, args.data_dir, args.test, modes, eq, rgs)
     if args.json:
         atomic_write_text(args.json, json.dumps(d, indent=2) + "\n")
     print(table(d))

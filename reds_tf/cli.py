@@ -186,7 +186,10 @@ def _checked_recipe(
     from reds_tf.recipe import Recipe, RecipeError, ScheduleError
 
     try:
-        overrides = {**({"data.limit": limit} if limit else {}), **({"seed": seed} if seed is not None else {})}
+        overrides = {
+            **({"data.limit": limit} if limit else {}),
+            **({"seed": seed} if seed is not None else {}),
+        }
         recipe = Recipe.load(recipe_path, schedule=schedule, **overrides)
     except ScheduleError as e:
         raise click.BadParameter(str(e), param_hint="'--schedule'") from e
@@ -744,6 +747,9 @@ def _prepare_out(out, overwrite: bool) -> None:
 @click.option("--equalize/--no-equalize", default=None,
               help="Rescale channels (function-preserving) so they share each int8 activation range "
               "evenly before quantising. Default: the run's recipe, else off.")  # fmt: skip
+@click.option("--activation-ranges", type=click.Choice(["minmax", "mse", "percentile"]), default=None,
+              help="Activation int8 ranges: min..max seen (minmax), clipped for least squared error (mse) "
+              "or to the 0.01 %% tails (percentile). Default: the run's recipe, else minmax.")  # fmt: skip
 def convert_cmd(
     source,
     out_dir,
@@ -757,6 +763,7 @@ def convert_cmd(
     overwrite,
     calibration_mode,
     equalize,
+    activation_ranges,
 ) -> None:
     """Convert a REDS run directory or nested .keras model to per-level int8 .tflite files, a
     shared-weight TFLite Micro bundle, the firmware's C arena and report.json / report.md."""
@@ -799,6 +806,7 @@ def convert_cmd(
             cal = batched["val"]  # as the pipeline's own conversion: the same files byte for byte
             calibration_mode = calibration_mode or recipe.convert.calibration_mode
             equalize = recipe.convert.equalize if equalize is None else equalize
+            activation_ranges = activation_ranges or recipe.convert.activation_ranges
             samples = samples or recipe.convert.calibration_samples
             test = test if test is not None else batched["test"]
         if cal is None:
@@ -809,7 +817,7 @@ def convert_cmd(
         rep = convert(source, out_dir, levels=levels, calibration=cal, calibration_samples=samples or 200,
                       test_data=test, verify=not no_verify, strategy=strategy,
                       calibration_mode=calibration_mode or "shared", equalize=bool(equalize),
-                      log=click.echo)  # fmt: skip
+                      activation_ranges=activation_ranges or "minmax", log=click.echo)  # fmt: skip
     except RedsError as e:
         raise click.ClickException(str(e)) from e
     click.echo(rep.markdown())

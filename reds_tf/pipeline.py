@@ -114,7 +114,13 @@ def _run(
         model_source.load_file(recipe.model)  # an unreadable file fails before the run directory exists
     rd = RunDir(run_dir)
     fp = fingerprint(recipe, data_dir, pretrained_from)
-    rd.claim(fp, resume)
+    changed = rd.claim(fp, resume)
+    earlier = None  # wall time of the finished run whose conversion this call redoes
+    if changed:
+        log(f"--resume with other conversion settings ({'; '.join(changed)}): converting again")
+        if rd.path("results.json").is_file():
+            old = json.loads(rd.path("results.json").read_text())
+            earlier = old.get("wall_seconds_run", old.get("wall_seconds_this_call"))
     if resume and rd.is_done("results"):
         log(f"{rd.root} is already complete; nothing to do.")
         return json.loads(rd.path("results.json").read_text())
@@ -149,6 +155,9 @@ def _run(
             row["int8_test_accuracy"] = acc
     # Wall time of this call (a resumed run counts only what it redid); stage timings are in state.json.
     results["wall_seconds_this_call"] = round(time.perf_counter() - t0, 1)
+    if earlier is not None:  # conservative: the earlier call's conversion is counted too
+        results["wall_seconds_run"] = round(earlier + results["wall_seconds_this_call"], 1)
+        results["reconverted"] = changed
     if strat is not None:
         results["distribution"] = multiworker.topology(strat, cluster, recipe.data.batch_size)
     results["reds_tf"] = {"version": __version__, "git_revision": git_revision()}

@@ -126,6 +126,9 @@ class ConvertConfig:
     # rescale channels so they share each int8 activation range evenly (function-preserving;
     # convert.equalize.channel_factors)
     equalize: bool = False
+    # activation ranges: "minmax" (the converter's: min and max seen), "mse" or "percentile" (clipped;
+    # convert.ranges.clip_ranges)
+    activation_ranges: str = "minmax"
 
 
 @dataclass(frozen=True)
@@ -212,6 +215,9 @@ class Recipe:
             # so runs started before them still resume.
             d.pop("mode")
             d.pop("dress")
+        if self.convert.activation_ranges == "minmax":
+            # Likewise the default activation ranges: fingerprints of runs started before the key match.
+            d["convert"].pop("activation_ranges")
         return _plain(d)
 
     def to_yaml(self) -> str:
@@ -346,6 +352,11 @@ def _validate(obj: Any, where: str) -> None:
             bad(f"calibration_mode must be 'shared' or 'per_level'. Received: {obj.calibration_mode!r}")
         if obj.calibration_samples < 1:
             bad(f"calibration_samples must be >= 1. Received: {obj.calibration_samples}")
+        if obj.activation_ranges not in ("minmax", "mse", "percentile"):
+            bad(
+                "activation_ranges must be 'minmax', 'mse' or 'percentile'. "
+                f"Received: {obj.activation_ranges!r}"
+            )
     elif isinstance(obj, TrainConfig):
         if isinstance(obj, FinetuneConfig) and not 0.0 <= obj.distill_weight <= 1.0:
             bad(f"distill_weight must be in [0, 1] (0 = no distillation). Received: {obj.distill_weight}")
@@ -402,3 +413,5 @@ def _validate_dress(r: Recipe, bad: Any) -> None:
         )
     if r.convert.calibration_mode != "shared":
         bad(f"mode: dress converts with shared calibration. Received: {r.convert.calibration_mode!r}")
+    if r.convert.activation_ranges != "minmax":
+        bad(f"mode: dress converts with minmax activation ranges. Received: {r.convert.activation_ranges!r}")

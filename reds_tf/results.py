@@ -112,7 +112,11 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
         paper = recipe in PAPER
         seeds = ", ".join(str(r["seed"]) for r in runs)
         revs = sorted({(r.get("reds_tf") or {}).get("git_revision") or "unknown" for r in runs})
-        wall = ", ".join(f"{r['wall_seconds_this_call'] / 60:.0f}" for r in runs)
+        wall = ", ".join(
+            f"{r.get('wall_seconds_run', r['wall_seconds_this_call']) / 60:.0f}"
+            + (" (incl. a reconversion)" if r.get("reconverted") else "")
+            for r in runs
+        )
         out += [
             f"### {recipe}, {schedule} schedule (seeds {seeds})",
             "",

@@ -63,6 +63,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 STATE_FILE = "state.json"
 FINGERPRINT_FILE = "fingerprint.json"
+# Fingerprint keys that only conversion reads, and the steps to redo when a resume changes them.
+CONVERT_KEYS = "recipe.convert."
+RECONVERT_STEPS = ("convert", "dress_convert", "results")
 
 
 def fingerprint_diff(old: Any, new: Any, where: str = "") -> list[str]:
@@ -142,11 +145,14 @@ class RunDir:
         p = self.root / FINGERPRINT_FILE
         return json.loads(p.read_text()) if p.exists() else None
 
-    def claim(self, fingerprint: dict[str, Any], resume: bool) -> None:
+    def claim(self, fingerprint: dict[str, Any], resume: bool) -> list[str]:
         """Start a run here, or check that ``--resume`` continues the run that was started here.
 
         Raises ``FileExistsError`` (a ``RedsError``) when the directory holds a run and ``resume`` is
-        False, and ``RunMismatchError`` when it holds a run with a different fingerprint.
+        False, and ``RunMismatchError`` when it holds a run with a different fingerprint, unless only
+        the recipe's ``convert`` settings differ: training does not depend on them, so the run is
+        taken over with the new settings and its conversion (and results) are redone. Returns those
+        differences (``key: old -> new`` lines; [] when there are none).
         """
         old, started = self.fingerprint(), bool(self.state()["done"] or self.state()["epochs"])
         if not resume and (started or old is not None):
@@ -154,8 +160,13 @@ class RunDir:
                 f"Run directory {self.root} already holds a run. Fix: pass --resume to continue it, or "
                 "choose another --run-dir."
             )
+        text = json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
         if old is not None:
             diff = fingerprint_diff(old, json.loads(json.dumps(fingerprint)))
+            if diff and all(line.startswith(CONVERT_KEYS) for line in diff):
+                atomic_write_text(self.root / FINGERPRINT_FILE, text)
+                self._update(lambda s: [s["done"].pop(k, None) for k in RECONVERT_STEPS])
+                return diff
             if diff:
                 raise RunMismatchError(
                     f"--resume: {self.root} was started with other settings, so resuming would mix "
@@ -164,8 +175,8 @@ class RunDir:
                     f"{self.root} --resume, same --data-dir), or choose another --run-dir."
                 )
         elif not started:
-            text = json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
             atomic_write_text(self.root / FINGERPRINT_FILE, text)
+        return []
 
     def is_done(self, step: str) -> bool:
         return step in self.state()["done"]

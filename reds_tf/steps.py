@@ -618,6 +618,7 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
             verify=recipe.convert.verify,
             calibration_mode=recipe.convert.calibration_mode,
             equalize=recipe.convert.equalize,
+            activation_ranges=recipe.convert.activation_ranges,
             log=log,
         )
     except convert.VerificationError as e:

@@ -25,7 +25,8 @@ def test_run_stops_resumes_at_next_epoch_and_writes_report(tmp_path):
     path.write_text(yaml.safe_dump(recipe))
     run_dir = tmp_path / "run"
     runner = CliRunner()
-    args = ["run", "--recipe", str(path), "--run-dir", str(run_dir), "--quiet"]
+    # --seed overrides the recipe's seed (0), and results record it
+    args = ["run", "--recipe", str(path), "--run-dir", str(run_dir), "--quiet", "--seed", "3"]
 
     first = runner.invoke(main, args + ["--stop-after-epochs", "1"])
     assert first.exit_code == 3, first.output
@@ -58,7 +59,7 @@ def test_run_stops_resumes_at_next_epoch_and_writes_report(tmp_path):
     ]:
         assert (run_dir / name).is_file(), name
     res = json.loads((run_dir / "results.json").read_text())
-    assert len(res["levels"]) == 4 and res["seed"] == 0
+    assert len(res["levels"]) == 4 and res["seed"] == 3
     for row in res["levels"]:
         for key in ("macs", "macs_pct", "params", "weight_bytes_int8", "peak_memory_int8", "test_accuracy"):
             assert row[key] is not None, key

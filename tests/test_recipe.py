@@ -110,3 +110,13 @@ def test_latency_budgets_set_the_levels():
         Recipe.from_dict(_base(solve={"budgets": [0.5], "latency_ms": [40, 80]}))
     with pytest.raises(RecipeError, match="clock_mhz must be > 0"):
         Recipe.from_dict(_base(solve={"latency_ms": [40, 80, 120], "clock_mhz": 0}))
+
+
+def test_activation_ranges_are_checked_and_the_default_stays_out_of_the_fingerprint():
+    with pytest.raises(RecipeError, match="activation_ranges must be 'minmax', 'mse' or 'percentile'"):
+        Recipe.from_dict(_base(convert={"activation_ranges": "kl"}))
+    # Runs started before the key existed resume: the default is not written into the recipe's dict.
+    assert "activation_ranges" not in Recipe.from_dict(_base()).to_dict()["convert"]
+    mse = Recipe.from_dict(_base(convert={"activation_ranges": "mse"}))
+    assert mse.to_dict()["convert"]["activation_ranges"] == "mse"
+    assert Recipe.from_dict(mse.to_dict()) == mse

@@ -27,6 +27,7 @@ from . import bundle as _bundle
 from .equalize import apply_factors, channel_factors
 from .flatbuffer import pack_model, read_tflite
 from .quantize import CALIBRATION_MODES, check_supported, share_activations, share_weights
+from .ranges import check_method
 from .report import ConvertReport, LevelReport, bundle_breakdown, tflite_macs, weight_bytes
 from .tflite import convert_int8
 from .verify import dequantize_output, io_quant, measure_arenas, quantize_input, run_tflite_ref, run_tflm
@@ -202,6 +203,7 @@ def convert(
     firmware: bool = True,
     calibration_mode: str = "shared",
     equalize: bool = False,
+    activation_ranges: str = "minmax",
     log: Callable[[str], Any] | None = None,
 ) -> ConvertReport:
     """Convert a REDS model to int8 TFLite: per-level files, one shared-weight bundle, a report.
@@ -227,9 +229,14 @@ def convert(
         equalize: first rescale each unit group's channels so they use the per-tensor int8 activation
             range evenly (``equalize.channel_factors``; the float function is unchanged). Groups
             with a non-homogeneous activation (ReLU6, sigmoid, ...) are left alone.
+        activation_ranges: ``"minmax"`` (the converter's calibration: every activation's range is the
+            min and max seen), ``"mse"`` (each range clipped to minimise the expected squared
+            quantisation error over the calibration values) or ``"percentile"`` (the 0.01 % tails
+            clipped); see ``ranges.clip_ranges``. In the shared mode the full level's ranges serve all.
         log: called with one line per step and level (conversion takes minutes).
     """
     say = log or (lambda _line: None)
+    check_method(activation_ranges, 99.99)
     if calibration_mode not in CALIBRATION_MODES:
         raise ValueError(
             f"Unknown calibration_mode. Received: calibration_mode={calibration_mode!r}; expected one of "
@@ -266,8 +273,12 @@ def convert(
         need = sorted(set(chosen) | {k_all - 1})
         converted = {}
         for k in need:
-            say(f"[convert] level {k}: int8 conversion ({calibration_samples} calibration samples)")
-            converted[k] = read_tflite(convert_int8(models[k], cal_x, calibration_samples), name=f"level {k}")
+            say(
+                f"[convert] level {k}: int8 conversion ({calibration_samples} calibration samples, "
+                f"{activation_ranges} activation ranges)"
+            )
+            q = convert_int8(models[k], cal_x, calibration_samples, ranges=activation_ranges)
+            converted[k] = read_tflite(q, name=f"level {k}")
         full = converted[k_all - 1]
         for k in need:
             check_supported(converted[k], f"level {k}")
@@ -373,6 +384,7 @@ def convert(
             files=files,
             verified=verify,
             calibration_mode=calibration_mode,
+            activation_ranges=activation_ranges,
             equalization=None if eq is None else eq.summary(),
         )
         if firmware:

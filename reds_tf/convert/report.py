@@ -149,6 +149,8 @@ class ConvertReport:
     verified: bool = False
     bundle_breakdown: dict[str, dict[str, int]] = field(default_factory=dict)
     calibration_mode: str = "shared"
+    #: how activation ranges were set: "minmax" (the converter's), "mse" or "percentile" (ranges.clip_ranges)
+    activation_ranges: str = "minmax"
     #: per-group factor summary of ``equalize.channel_factors`` (None: not equalised)
     equalization: dict[str, Any] | None = None
 
@@ -242,6 +244,7 @@ class ConvertReport:
             "TFLM (tflite-micro) is the device reference; the tf.lite reference-kernel column is reported "
             "only (the two interpreters differ by a few LSB on ordinary models). `bundle.tflite` is for "
             "TFLM only: tf.lite refuses its per-channel scale vectors with a single zero point.\n\n"
+            f"Calibration: {self.calibration_mode} mode, {self.activation_ranges} activation ranges.\n\n"
             f"{self._firmware_line()}{self._equalization_line()}"
             f"Bundle `{Path(self.bundle_file).name}` ({self.bundle_strategy}): {self.bundle_bytes:,} B = "
             f"{self.bundle_ratio:.3f} x the full level's standalone file ({self.full_standalone_bytes:,} B), "

@@ -13,9 +13,11 @@ import os
 import warnings
 
 import numpy as np
+from tensorflow.lite.python.convert import mlir_quantize
 
 from .._keras import keras, tf
 from ..errors import UnsupportedLayerError
+from .ranges import check_method, clip_ranges
 
 
 def representative(x: np.ndarray, samples: int):
@@ -44,14 +46,46 @@ def _quiet():
             os.close(saved)
 
 
-def convert_int8(model: keras.Model, calibration_x: np.ndarray, samples: int = 200) -> bytes:
-    """Convert a plain Keras model to a full-integer int8 flatbuffer (int8 in and out)."""
+def _converter(model: keras.Model, calibration_x: np.ndarray, samples: int):
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative(calibration_x, samples)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
+    return conv
+
+
+def convert_int8(
+    model: keras.Model,
+    calibration_x: np.ndarray,
+    samples: int = 200,
+    ranges: str = "minmax",
+    percentile: float = 99.99,
+) -> bytes:
+    """Convert a plain Keras model to a full-integer int8 flatbuffer (int8 in and out).
+
+    ``ranges``: ``"minmax"`` (TFLiteConverter's own calibration, in one call) or a clipping method of
+    ``ranges.clip_ranges`` (``"mse"``, ``"percentile"``): then the converter calibrates only, the
+    activation ranges are narrowed, and the converter's quantiser finishes from the edited ranges.
+    """
+    check_method(ranges, percentile)
+    conv = _converter(model, calibration_x, samples)
+    if ranges != "minmax":
+        # The two halves of TFLiteConverter's own int8 path (as tf.lite's QuantizationDebugger
+        # runs them), with the ranges edited in between.
+        conv._experimental_calibrate_only = True
+        calibrated = _run(conv, model)
+        x = calibration_x[: min(int(samples), len(calibration_x))]
+        edited, _ = clip_ranges(calibrated, x, ranges, percentile)
+        with _quiet():
+            return bytes(
+                mlir_quantize(edited, fully_quantize=True, input_data_type=tf.int8, output_data_type=tf.int8)
+            )
+    return _run(conv, model)
+
+
+def _run(conv, model: keras.Model) -> bytes:
     try:
         with _quiet():
             return bytes(conv.convert())

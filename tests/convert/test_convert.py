@@ -27,6 +27,20 @@ def fc2_report(fc2_levels, fmnist, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def fc2_mse_report(fc2_levels, fmnist, tmp_path_factory):
+    """fc2 with activation ranges clipped for least squared error (convert.ranges)."""
+    data = fmnist
+    return convert(
+        fc2_levels,
+        tmp_path_factory.mktemp("fc2_mse"),
+        calibration=(data["x_train"], data["y_train"]),
+        calibration_samples=100,
+        test_data=(data["x_test"], data["y_test"]),
+        activation_ranges="mse",
+    )
+
+
+@pytest.fixture(scope="session")
 def ds_report(ds_cnn_levels, fmnist, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds_cnn")
     data = fmnist
@@ -44,9 +58,10 @@ def ds_report(ds_cnn_levels, fmnist, tmp_path_factory):
     )
 
 
-@pytest.mark.parametrize("which", ["fc2_report", "ds_report"])
+@pytest.mark.parametrize("which", ["fc2_report", "fc2_mse_report", "ds_report"])
 def test_every_level_verifies(which, request):
     rep = request.getfixturevalue(which)
+    assert rep.activation_ranges == ("mse" if which == "fc2_mse_report" else "minmax")
     assert len(rep.levels) == 3
     for r in rep.levels:
         assert r.bundle_bit_exact is True, r

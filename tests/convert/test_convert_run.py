@@ -86,3 +86,41 @@ def test_failed_verification_keeps_the_runs_numbers(tmp_path, monkeypatch):
     ]
     state = json.loads((run_dir / "state.json").read_text())
     assert "convert" not in state["done"] and "results" not in state["done"]
+
+
+def test_resume_with_other_conversion_settings_converts_again(tmp_path):
+    """Conversion settings do not touch training: ``--resume`` with only ``convert`` changed keeps every
+    trained file, converts again and rewrites the results; any other change is still refused."""
+    from reds_tf import pipeline
+    from reds_tf.errors import RunMismatchError
+    from reds_tf.recipe import Recipe
+
+    settings = {
+        "model_options": {"filters": 8, "blocks": 1, "pool": [13, 5], "leaky_relu": 0.3},
+        "data.limit": 300,
+        "solve.budgets": [0.5],
+        "bn.recalibrate": False,
+        "convert": {"enabled": True, "calibration_samples": 32},
+    }
+    run_dir = tmp_path / "run"
+    first = pipeline.run(Recipe.load("models/tiny-fashion_mnist.yaml", **settings), run_dir, progress=False)
+    trained = (run_dir / "model.keras").read_bytes()
+    lines: list[str] = []
+    mse = {**settings, "convert": {**settings["convert"], "activation_ranges": "mse"}}
+    again = pipeline.run(
+        Recipe.load("models/tiny-fashion_mnist.yaml", **mse),
+        run_dir,
+        resume=True,
+        progress=False,
+        log=lines.append,
+    )
+    assert any(
+        "convert.activation_ranges: '<absent>' -> 'mse'" in s and "converting again" in s for s in lines
+    )
+    assert (run_dir / "model.keras").read_bytes() == trained
+    assert json.loads((run_dir / "converted" / "report.json").read_text())["activation_ranges"] == "mse"
+    assert again["reconverted"] and again["wall_seconds_run"] > first["wall_seconds_this_call"]
+    assert [r["test_accuracy"] for r in again["levels"]] == [r["test_accuracy"] for r in first["levels"]]
+    assert json.loads((run_dir / "results.json").read_text())["converted"] == again["converted"]
+    with pytest.raises(RunMismatchError, match="recipe.seed: 0 -> 1"):
+        pipeline.run(Recipe.load("models/tiny-fashion_mnist.yaml", seed=1, **mse), run_dir, resume=True)
