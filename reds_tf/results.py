@@ -113,14 +113,14 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
         seeds = ", ".join(str(r["seed"]) for r in runs)
         revs = sorted({(r.get("reds_tf") or {}).get("git_revision") or "unknown" for r in runs})
         wall = ", ".join(
-            f"{r.get('wall_seconds_run', r['wall_seconds_this_call']) / 60:.0f}"
-            + (" (incl. a reconversion)" if r.get("reconverted") else "")
+            f"{r.get('wall_seconds_run', r['wall_seconds_this_call']) / 60:.0f} min"
+            + (" (incl. a second conversion)" if r.get("reconverted") else "")
             for r in runs
         )
         out += [
             f"### {recipe}, {schedule} schedule (seeds {seeds})",
             "",
-            f"Revision {', '.join(rev[:12] for rev in revs)}; wall time per seed {wall} min.",
+            f"Revision {', '.join(rev[:12] for rev in revs)}; wall time per seed {wall}.",
             "",
         ]
         failed = [r["seed"] for r in runs if (r.get("converted") or {}).get("verification_failed")]

@@ -37,6 +37,17 @@ def test_table_gives_mean_and_std_over_seeds(tmp_path):
     assert "| 1 | 200 | 100.0 | 91.00 +- 1.41 | 90.50 +- 0.71 |" in text
 
 
+def test_wall_time_of_a_run_converted_again_counts_both_calls(tmp_path):
+    reg = tmp_path / "results"
+    results.add(_run(tmp_path, 0, [0.8]), reg)
+    d = _run(tmp_path, 1, [0.8])
+    res = json.loads((d / "results.json").read_text())
+    res |= {"wall_seconds_run": 300.0, "reconverted": ["recipe.convert.activation_ranges: ..."]}
+    (d / "results.json").write_text(json.dumps(res))
+    results.add(d, reg)
+    assert "wall time per seed 2 min, 5 min (incl. a second conversion)." in results.tables(reg)
+
+
 def test_unfinished_run_and_empty_registry_are_refused(tmp_path):
     with pytest.raises(NotARedsModelError, match="did not finish"):
         results.add(_run(tmp_path, 0, [0.5], finished=False), tmp_path / "results")
