@@ -6,6 +6,15 @@ import json
 
 import pytest
 
+# The tiny recipe with the paper's head and LeakyReLU, two levels, conversion on: a run in seconds.
+TINY_PAPER_ARCH = {
+    "model_options": {"filters": 8, "blocks": 1, "pool": [13, 5], "leaky_relu": 0.3},
+    "data.limit": 300,
+    "solve.budgets": [0.5],
+    "bn.recalibrate": False,
+    "convert": {"enabled": True, "calibration_samples": 32},
+}
+
 
 @pytest.mark.slow
 def test_pipeline_run_dir_converts(tmp_path):
@@ -60,16 +69,7 @@ def test_failed_verification_keeps_the_runs_numbers(tmp_path, monkeypatch):
     # Every level "fails" the int8-vs-float accuracy check: the policy threshold set below any drop.
     monkeypatch.setattr(convert, "ACCURACY_DROP_MAX_PP", -1e9)
     monkeypatch.setattr(c_arena, "MAX_LEVELS", 1)  # a runtime built for one level: this run has two
-    recipe = Recipe.load(
-        "models/tiny-fashion_mnist.yaml",
-        **{
-            "model_options": {"filters": 8, "blocks": 1, "pool": [13, 5], "leaky_relu": 0.3},
-            "data.limit": 300,
-            "solve.budgets": [0.5],
-            "bn.recalibrate": False,
-            "convert": {"enabled": True, "calibration_samples": 32},
-        },
-    )
+    recipe = Recipe.load("models/tiny-fashion_mnist.yaml", **TINY_PAPER_ARCH)
     run_dir = tmp_path / "run"
     with pytest.raises(convert.VerificationError, match="Conversion verification failed"):
         pipeline.run(recipe, run_dir, progress=False, log=lambda *_: None)
@@ -95,13 +95,7 @@ def test_resume_with_other_conversion_settings_converts_again(tmp_path):
     from reds_tf.errors import RunMismatchError
     from reds_tf.recipe import Recipe
 
-    settings = {
-        "model_options": {"filters": 8, "blocks": 1, "pool": [13, 5], "leaky_relu": 0.3},
-        "data.limit": 300,
-        "solve.budgets": [0.5],
-        "bn.recalibrate": False,
-        "convert": {"enabled": True, "calibration_samples": 32},
-    }
+    settings = TINY_PAPER_ARCH
     run_dir = tmp_path / "run"
     first = pipeline.run(Recipe.load("models/tiny-fashion_mnist.yaml", **settings), run_dir, progress=False)
     trained = (run_dir / "model.keras").read_bytes()
