@@ -115,12 +115,13 @@ def _run(
     rd = RunDir(run_dir)
     fp = fingerprint(recipe, data_dir, pretrained_from)
     changed = rd.claim(fp, resume)
-    earlier = None  # wall time of the finished run whose conversion this call redoes
+    earlier = None  # wall time of the finished call whose conversion this call redoes
     if changed:
-        log(f"--resume with other conversion settings ({'; '.join(changed)}): converting again")
-        if rd.path("results.json").is_file():
+        if rd.path("results.json").is_file():  # without a wall time: written before conversion
             old = json.loads(rd.path("results.json").read_text())
             earlier = old.get("wall_seconds_run", old.get("wall_seconds_this_call"))
+        then = "the run continues with them" if earlier is None else "converting again"
+        log(f"--resume with other conversion settings ({'; '.join(changed)}): {then}")
     if resume and rd.is_done("results"):
         log(f"{rd.root} is already complete; nothing to do.")
         return json.loads(rd.path("results.json").read_text())
