@@ -1,6 +1,6 @@
 """The end-to-end REDS pipeline driven by a recipe: one call per step, in the method's order.
 
-    pretrain -> importance -> permute -> solve -> fine-tune -> evaluate -> (baselines) -> convert
+    pretrain -> importance -> permute -> solve -> fine-tune -> evaluate -> (baselines) -> (qat) -> convert
 
 A recipe with ``mode: dress`` runs DRESS's nested row-sparse levels instead (``reds_tf.dress.steps``):
 
@@ -41,6 +41,7 @@ from .steps import (
     make_strategy,
     permute_model,
     pretrain,
+    qat_finetune,
     rank,
     scratch_level,
     scratch_stage,
@@ -121,7 +122,7 @@ def _run(
             old = json.loads(rd.path("results.json").read_text())
             earlier = old.get("wall_seconds_run", old.get("wall_seconds_this_call"))
         then = "the run continues with them" if earlier is None else "converting again"
-        log(f"--resume with other conversion settings ({'; '.join(changed)}): {then}")
+        log(f"--resume with other post-training settings ({'; '.join(changed)}): {then}")
     if resume and rd.is_done("results"):
         log(f"{rd.root} is already complete; nothing to do.")
         return json.loads(rd.path("results.json").read_text())
@@ -172,7 +173,8 @@ def _run(
 
 def _reds_steps(recipe: Recipe, splits: Any, batched: dict, pre: Any, ctx: StepContext) -> dict[str, Any]:
     """REDS after pretraining: importance -> permute -> solve -> fine-tune -> evaluate -> (baselines)
-    -> plots -> convert; returns the results dict (``converted`` included)."""
+    -> plots -> (quantisation-aware fine-tuning) -> convert; returns the results dict (``converted``
+    included)."""
     rd = ctx.rd
     scores = rank(recipe, pre, batched, recipe.importance.method, ctx)
     perm, sorted_scores = permute_model(pre, scores, batched, ctx)
@@ -187,6 +189,9 @@ def _reds_steps(recipe: Recipe, splits: Any, batched: dict, pre: Any, ctx: StepC
     write_results(rd.root, results)
     plots.accuracy_vs_macs(results, rd.path("plots", "accuracy_vs_macs.png"))
     plots.widths(plan, rd.path("plots", "widths.png"), f"{recipe.model}: per-layer widths")
+    qat_summary = qat_finetune(recipe, batched, ctx)
+    if qat_summary is not None:
+        results["qat"] = {k: v for k, v in qat_summary.items() if k != "history"}
     results["converted"] = convert_run(recipe, batched, ctx)
     return results
 

@@ -99,6 +99,21 @@ class FinetuneConfig(TrainConfig):
 
 
 @dataclass(frozen=True)
+class QATConfig(TrainConfig):
+    """Quantisation-aware fine-tuning after the joint fine-tuning (``reds_tf.qat``); 0 epochs = off.
+
+    All levels train through the rounding of their int8 conversion: kernels folded with their BN and
+    rounded per channel with the full level's scales, activations rounded over the ranges the
+    converter's calibration gives (``convert.activation_ranges``, ``convert.calibration_mode``), with
+    the fine-tuning's loss weights and distillation. The float results stay the fine-tuned model's;
+    the converter quantises ``model_qat.keras``.
+    """
+
+    epochs: int = 0
+    learning_rate: float = 1e-4
+
+
+@dataclass(frozen=True)
 class BNConfig:
     """Per-level BN comparisons with the reference's shared, frozen BN.
 
@@ -163,6 +178,7 @@ class Recipe:
     bn: BNConfig = field(default_factory=BNConfig)
     baselines: tuple[str, ...] = ()
     convert: ConvertConfig = field(default_factory=ConvertConfig)
+    qat: QATConfig = field(default_factory=QATConfig)
     mode: str = "reds"
     dress: DressConfig = field(default_factory=DressConfig)
     schedules: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -218,6 +234,8 @@ class Recipe:
         if self.convert.activation_ranges == "minmax":
             # Likewise the default activation ranges: fingerprints of runs started before the key match.
             d["convert"].pop("activation_ranges")
+        if self.qat == QATConfig():
+            d.pop("qat")  # likewise: runs without quantisation-aware fine-tuning keep their fingerprints
         return _plain(d)
 
     def to_yaml(self) -> str:
@@ -287,6 +305,7 @@ def _value(f: dataclasses.Field, v: Any, where: str) -> Any:
         "FinetuneConfig": FinetuneConfig,
         "BNConfig": BNConfig,
         "ConvertConfig": ConvertConfig,
+        "QATConfig": QATConfig,
         "DressConfig": DressConfig,
     }
     if t in sub:
@@ -376,6 +395,12 @@ def _validate(obj: Any, where: str) -> None:
             _validate_dress(obj, bad)
         elif obj.dress != DressConfig():
             bad("the 'dress' section applies to mode: dress only. Fix: add 'mode: dress' or remove it.")
+        if obj.qat.epochs and (obj.mode != "reds" or not obj.convert.enabled or obj.convert.equalize):
+            bad(
+                "qat trains through the REDS int8 conversion: it needs mode: reds, convert.enabled: true "
+                f"and convert.equalize: false. Received: mode={obj.mode!r}, convert={obj.convert}. "
+                "Fix: set qat.epochs: 0 or change those settings."
+            )
         bad_b = [b for b in obj.baselines if b not in BASELINES]
         if bad_b:
             bad(f"baselines must be chosen from {list(BASELINES)}. Received: {bad_b}")

@@ -63,9 +63,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 STATE_FILE = "state.json"
 FINGERPRINT_FILE = "fingerprint.json"
-# Fingerprint keys that only conversion reads, and the steps to redo when a resume changes them.
-CONVERT_KEYS = "recipe.convert."
-RECONVERT_STEPS = ("convert", "dress_convert", "results")
+# Fingerprint keys that only the steps after fine-tuning read (quantisation-aware fine-tuning and
+# conversion), and those steps: a resume that changes only these keys redoes them.
+POST_TRAINING_KEYS = ("recipe.convert.", "recipe.qat.", "recipe.qat:")
+REDO_STEPS = ("qat", "convert", "dress_convert", "results")
 
 
 def fingerprint_diff(old: Any, new: Any, where: str = "") -> list[str]:
@@ -150,8 +151,9 @@ class RunDir:
 
         Raises ``FileExistsError`` (a ``RedsError``) when the directory holds a run and ``resume`` is
         False, and ``RunMismatchError`` when it holds a run with a different fingerprint, unless only
-        the recipe's ``convert`` settings differ: training does not depend on them, so the run is
-        taken over with the new settings and its conversion (and results) are redone. Returns those
+        the recipe's ``convert`` and ``qat`` settings (and with them the schedule's name) differ:
+        training before them does not depend on them, so the run is taken over with the new settings
+        and its quantisation-aware fine-tuning, conversion and results are redone. Returns those
         differences (``key: old -> new`` lines; [] when there are none).
         """
         old, started = self.fingerprint(), bool(self.state()["done"] or self.state()["epochs"])
@@ -163,9 +165,12 @@ class RunDir:
         text = json.dumps(fingerprint, indent=2, sort_keys=True) + "\n"
         if old is not None:
             diff = fingerprint_diff(old, json.loads(json.dumps(fingerprint)))
-            if diff and all(line.startswith(CONVERT_KEYS) for line in diff):
+            post = [line for line in diff if line.startswith(POST_TRAINING_KEYS)]
+            if post and all(line in post or line.startswith("recipe.schedule:") for line in diff):
                 atomic_write_text(self.root / FINGERPRINT_FILE, text)
-                self._update(lambda s: [s["done"].pop(k, None) for k in RECONVERT_STEPS])
+                self._update(lambda s: [s[p].pop(k, None) for k in REDO_STEPS for p in ("done", "epochs")])
+                for step in REDO_STEPS:  # their checkpoints belong to the old settings
+                    shutil.rmtree(self.root / "checkpoints" / step, ignore_errors=True)
                 return diff
             if diff:
                 raise RunMismatchError(

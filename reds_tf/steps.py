@@ -33,6 +33,7 @@ from . import (
     multiworker,
     nested,
     permute,
+    qat,
     solve,
     topology,
     train,
@@ -436,6 +437,73 @@ BN_NOTE = (
 )
 
 
+def qat_finetune(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, Any] | None:
+    """Quantisation-aware fine-tuning of the fine-tuned levels (``recipe.qat``; ``reds_tf.qat``).
+
+    Trains a copy of ``model.keras`` through its simulated int8 rounding, with activation ranges
+    measured on the converter's calibration inputs, and writes ``model_qat.keras`` for the converter;
+    ``model.keras`` (the float model the results report) is left as it is. The epoch with the best
+    simulated int8 validation accuracy is kept, or the fine-tuned weights when no epoch beats them.
+    Returns the summary for results.json (None when ``qat.epochs`` is 0).
+    """
+    rd, q = ctx.rd, recipe.qat
+    if q.epochs <= 0:
+        rd.path("model_qat.keras").unlink(missing_ok=True)  # a resume that turned qat off: convert model.keras
+        return None
+    if rd.is_done("qat"):
+        return rd.done_info("qat")
+    with ctx.scope():
+        model = nested.load_model(rd.path("model.keras"))
+    levels = list(range(nested.num_levels(model)))
+    input_rank = len(model.inputs[0].shape) - 1  # without the batch axis
+    cal_x, _ = convert.as_arrays(batched["val"], input_rank, recipe.convert.calibration_samples)
+    per_level = recipe.convert.calibration_mode == "per_level"
+    method = recipe.convert.activation_ranges
+    ranges = qat.calibrate(model, cal_x, method=method, levels=levels if per_level else [None])
+    weights = rd.done_info("finetune")["loss_weights"]
+    ctx.log(
+        f"[qat] {q.epochs} epochs through simulated int8 ({method} activation ranges on "
+        f"{len(cal_x)} calibration samples, {recipe.convert.calibration_mode} calibration)"
+    )
+    with qat.simulated_int8(model, ranges) as twin:
+        before = level_accuracies(twin, batched["val"], levels)
+        ctx.log(f"[qat] simulated int8 validation before: {np.round(np.multiply(before, 100), 2).tolist()} %")
+        hist = train.fit(
+            twin,
+            batched["train"],
+            batched["val"],
+            q,
+            stage="qat",
+            levels=levels,
+            weights=weights,
+            variables=train.non_bn_variables(model),
+            training=False,
+            **_distill(recipe.finetune),
+            **ctx.fit_options,
+        )
+        kept = hist.best_score > float(np.mean(before))
+        if not kept:
+            model.set_weights(nested.load_model(rd.path("model.keras")).get_weights())
+        after = level_accuracies(twin, batched["val"], levels)
+    nested.save_model(model, rd.path("model_qat.keras"))
+    summary = {
+        "epochs": q.epochs,
+        "learning_rate": q.learning_rate,
+        "activation_ranges": method,
+        "simulated_int8_val_before": before,
+        "simulated_int8_val_after": after,
+        "kept": "qat" if kept else "fine-tuned (no qat epoch beat it)",
+        "float_test_accuracy": level_accuracies(model, batched["test"], levels),
+        "history": hist.to_dict(),
+    }
+    ctx.log(
+        f"[qat] simulated int8 validation after: {np.round(np.multiply(after, 100), 2).tolist()} % "
+        f"(kept: {summary['kept']})"
+    )
+    rd.mark_done("qat", summary)
+    return summary
+
+
 def run_fields(recipe: Recipe, splits: Any, pre: keras.Model, batched: dict) -> dict[str, Any]:
     """The results fields every mode shares: the recipe's settings, the data and the pretrained accuracy."""
     return {
@@ -606,7 +674,7 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
     failed = None
     try:
         report = convert.convert(
-            rd.path("model.keras"),
+            rd.path("model_qat.keras" if recipe.qat.epochs > 0 else "model.keras"),
             rd.path("converted"),
             levels="all",
             # The validation split: a fixed, seeded, unaugmented sample read from its start, so that

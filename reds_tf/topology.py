@@ -125,7 +125,7 @@ SUPPORTED = "InputLayer, " + ", ".join(
 )
 
 
-def _kind(layer: Any) -> str | None:
+def layer_kind(layer: Any) -> str | None:
     """Op kind of a supported layer, None for InputLayer; raises for anything else."""
     if isinstance(layer, L.InputLayer):
         return None
@@ -163,7 +163,7 @@ def _short_config(layer: Any) -> str:
     return ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg) or "defaults"
 
 
-def _ordered_layers(model: keras.Model) -> list[tuple[Any, list[str]]]:
+def ordered_layers(model: keras.Model) -> list[tuple[Any, list[str]]]:
     """(layer, names of its input layers) in topological order; one call per layer."""
     if not getattr(model, "_is_graph_network", False) or not model.inputs:
         raise UnsupportedLayerError(
@@ -191,7 +191,7 @@ def _ordered_layers(model: keras.Model) -> list[tuple[Any, list[str]]]:
             )
         if isinstance(layer, L.InputLayer):
             continue
-        kind = _kind(layer)  # the first unsupported layer in execution order raises here
+        kind = layer_kind(layer)  # the first unsupported layer in execution order raises here
         # Sequential models do not list their InputLayer; name every input tensor INPUT.
         ins = [] if not nodes else [_src_name(lyr) for lyr, *_ in nodes[0].iterate_inbound()]
         if len(ins) > 1 and kind != "add":
@@ -248,8 +248,8 @@ def analyse(
     model: keras.Model, name: str | None = None
 ) -> tuple[Graph, list[GroupMembers], dict[str, LayerRole]]:
     """Graph, group membership and per-layer roles of a plain or nested Keras model."""
-    ordered = _ordered_layers(model)
-    kinds = {layer.name: _kind(layer) for layer, _ in ordered}
+    ordered = ordered_layers(model)
+    kinds = {layer.name: layer_kind(layer) for layer, _ in ordered}
     consumers: dict[str, list[str]] = {n: [] for n in kinds}
     consumers[INPUT] = []
     for layer, ins in ordered:

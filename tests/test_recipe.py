@@ -120,3 +120,13 @@ def test_activation_ranges_are_checked_and_the_default_stays_out_of_the_fingerpr
     mse = Recipe.from_dict(_base(convert={"activation_ranges": "mse"}))
     assert mse.to_dict()["convert"]["activation_ranges"] == "mse"
     assert Recipe.from_dict(mse.to_dict()) == mse
+
+
+def test_qat_section_is_checked_and_off_by_default():
+    assert "qat" not in Recipe.from_dict(_base()).to_dict()  # fingerprints of earlier runs still match
+    q = Recipe.from_dict(_base(qat={"epochs": 2, "learning_rate": 5e-5}))
+    assert q.qat.epochs == 2 and Recipe.from_dict(q.to_dict()) == q
+    with pytest.raises(RecipeError, match="convert.equalize: false"):
+        Recipe.from_dict(_base(qat={"epochs": 1}, convert={"equalize": True}))
+    with pytest.raises(RecipeError, match="need epochs >= 0"):
+        Recipe.from_dict(_base(qat={"epochs": -1}))

@@ -77,7 +77,8 @@ def level_models(model_or_path: Any) -> tuple[list[keras.Model], WidthPlan | Non
                     f"{p} is not a reds run directory: it has no model.keras. Fix: pass a run directory "
                     "written by `reds run`, or the path of a nested .keras model."
                 )
-            p = p / "model.keras"
+            # The weights the run deploys: after quantisation-aware fine-tuning, that stage's.
+            p = p / ("model_qat.keras" if (p / "model_qat.keras").is_file() else "model.keras")
         if not p.is_file():
             raise NotARedsModelError(
                 f"No such model file. Received: {p}. Fix: pass a nested .keras model or run dir."

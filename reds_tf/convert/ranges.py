@@ -29,7 +29,7 @@ FIXED_RANGE_OPS = {"SOFTMAX", "LOGISTIC", "TANH", "LOG_SOFTMAX"}
 SAME_RANGE_OPS = {
     "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE", "SQUEEZE", "SLICE", "STRIDED_SLICE", "PAD", "EXPAND_DIMS",
 }  # fmt: skip
-_BINS = 4096
+HISTOGRAM_BINS = 4096
 _CANDIDATES = np.linspace(0.05, 1.0, 96)  # fractions of the observed min (max) tried as the clipped bound
 
 
@@ -87,12 +87,7 @@ def clip_ranges(
     for t in targets:
         q = sg.tensors[t].quantization
         lo0, hi0 = float(q.min[0]), float(q.max[0])
-        counts = hists[t]
-        lo, hi = (
-            _mse_range(counts, lo0, hi0)
-            if method == "mse"
-            else _percentile_range(counts, lo0, hi0, percentile)
-        )
+        lo, hi = clip_histogram(hists[t], lo0, hi0, method, percentile)
         q.min = np.array([lo], np.float32)
         q.max = np.array([hi], np.float32)
         changed.append(ClippedRange(_name(sg, t), op_name(model, producer[t]), lo0, hi0, lo, hi))
@@ -118,7 +113,7 @@ def _bounds(sg: S.SubGraphT, t: int) -> tuple[float, float]:
 def _histograms(
     calibrated: bytes, x: np.ndarray, bounds: dict[int, tuple[float, float]]
 ) -> dict[int, np.ndarray]:
-    """Histogram (``_BINS`` bins over the recorded [min, max]) of every target tensor's values."""
+    """Histogram (``HISTOGRAM_BINS`` bins over the recorded [min, max]) of every target tensor's values."""
     from ai_edge_litert.interpreter import Interpreter
 
     with warnings.catch_warnings():  # its "for debugging only" note: reading every tensor is the point
@@ -126,22 +121,43 @@ def _histograms(
         it = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
     it.allocate_tensors()
     inp = it.get_input_details()[0]
-    hists = {t: np.zeros(_BINS, np.int64) for t in bounds}
+    hists = {t: np.zeros(HISTOGRAM_BINS, np.int64) for t in bounds}
     for i in range(len(x)):
         it.set_tensor(inp["index"], x[i : i + 1].astype(inp["dtype"]))
         it.invoke()
         for t, (lo, hi) in bounds.items():
-            v = it.get_tensor(t).ravel()
-            idx = np.clip(((v - lo) * (_BINS / (hi - lo))).astype(np.int64), 0, _BINS - 1)
-            hists[t] += np.bincount(idx, minlength=_BINS)
+            hists[t] += histogram(it.get_tensor(t), lo, hi)
     return hists
+
+
+def histogram(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Counts of ``values`` in ``HISTOGRAM_BINS`` bins over [lo, hi] (outside: the end bins)."""
+    idx = np.clip(
+        ((values.ravel() - lo) * (HISTOGRAM_BINS / (hi - lo))).astype(np.int64),
+        0,
+        HISTOGRAM_BINS - 1,
+    )
+    return np.bincount(idx, minlength=HISTOGRAM_BINS)
+
+
+def clip_histogram(
+    counts: np.ndarray, lo0: float, hi0: float, method: str, percentile: float = 99.99
+) -> tuple[float, float]:
+    """The clipped range (``"mse"`` or ``"percentile"``; ``"minmax"`` keeps it) of values whose
+    ``histogram`` over their observed [lo0, hi0] is ``counts``."""
+    check_method(method, percentile)
+    if method == "minmax":
+        return lo0, hi0
+    if method == "mse":
+        return _mse_range(counts, lo0, hi0)
+    return _percentile_range(counts, lo0, hi0, percentile)
 
 
 def _mse_range(counts: np.ndarray, lo0: float, hi0: float) -> tuple[float, float]:
     """The (lo, hi) among fractions of the observed bounds with the least expected squared error:
     values outside are clipped to the bound, values inside round with error step^2 / 12."""
-    width = (hi0 - lo0) / _BINS
-    x = lo0 + width * (np.arange(_BINS) + 0.5)
+    width = (hi0 - lo0) / HISTOGRAM_BINS
+    x = lo0 + width * (np.arange(HISTOGRAM_BINS) + 0.5)
     los, his = np.minimum(lo0 * _CANDIDATES, 0.0), np.maximum(hi0 * _CANDIDATES, 0.0)
     below = np.clip(los[:, None] - x[None, :], 0.0, None)  # [lo candidate, bin]
     above = np.clip(x[None, :] - his[:, None], 0.0, None)  # [hi candidate, bin]
@@ -156,7 +172,7 @@ def _mse_range(counts: np.ndarray, lo0: float, hi0: float) -> tuple[float, float
 
 def _percentile_range(counts: np.ndarray, lo0: float, hi0: float, percentile: float) -> tuple[float, float]:
     cdf = np.cumsum(counts) / max(int(counts.sum()), 1)
-    width = (hi0 - lo0) / _BINS
+    width = (hi0 - lo0) / HISTOGRAM_BINS
     p = percentile / 100.0
     lo = lo0 + width * int(np.searchsorted(cdf, 1.0 - p))
     hi = lo0 + width * (int(np.searchsorted(cdf, p)) + 1)

@@ -8,7 +8,8 @@ own MACs and a ``tf.function`` traces one graph per level.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import PlanError
 
@@ -74,7 +75,8 @@ def as_list(widths: Sequence[int] | None) -> list[int] | None:
 
 
 class LevelState:
-    """The ``level``/``num_levels`` attributes every nested layer shares (a mixin; list it first).
+    """The ``level``/``num_levels`` attributes every nested layer shares (a mixin; list it first), and the
+    training-time ``kernel_quantizer`` hook of the layers with a kernel.
 
     The host class provides ``name``, ``in_widths`` and ``out_widths``. ``level`` is a plain
     Python attribute, not part of the config (None = full width); setting it validates the
@@ -82,6 +84,14 @@ class LevelState:
     """
 
     _level: int | None = None
+    #: training-time hook (not part of the config): ``call`` slices ``kernel_quantizer(full kernel)``
+    #: instead of the kernel, so that level k trains through the rounding of the int8 weights it
+    #: shares with the full level (``reds_tf.qat``). None = the float kernel.
+    kernel_quantizer: Callable[[Any], Any] | None = None
+
+    def full_kernel(self, kernel: Any) -> Any:
+        """The full kernel ``call`` slices: quantised by ``kernel_quantizer`` when one is set."""
+        return kernel if self.kernel_quantizer is None else self.kernel_quantizer(kernel)
 
     @property
     def level(self) -> int | None:

@@ -62,7 +62,7 @@ class NestedConv2D(LevelState, keras.layers.Conv2D):
 
     def call(self, inputs: Any) -> Any:
         w_in, w_out = self.active_widths()
-        outputs = self.convolution_op(inputs, self.kernel[:, :, :w_in, :w_out])
+        outputs = self.convolution_op(inputs, self.full_kernel(self.kernel)[:, :, :w_in, :w_out])
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias[:w_out])
         if self.activation is not None:

@@ -78,7 +78,7 @@ class NestedDense(LevelState, keras.layers.Dense):
 
     def call(self, inputs: Any) -> Any:
         w_in, w_out = self.active_widths()
-        kernel = self._slice_kernel(self.kernel, w_in, w_out)
+        kernel = self._slice_kernel(self.full_kernel(self.kernel), w_in, w_out)
         x = tf.cast(inputs, self.compute_dtype)
         outputs = tf.matmul(x, tf.cast(kernel, self.compute_dtype))
         if self.use_bias:

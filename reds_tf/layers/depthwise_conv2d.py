@@ -50,7 +50,7 @@ class NestedDepthwiseConv2D(LevelState, keras.layers.DepthwiseConv2D):
         w = self.active_widths()[0]
         outputs = tf.nn.depthwise_conv2d(
             inputs,
-            self.depthwise_kernel[:, :, :w, :],
+            self.full_kernel(self.depthwise_kernel)[:, :, :w, :],
             strides=(1,) + tuple(self.strides) + (1,),
             padding=self.padding.upper(),
             dilations=self.dilation_rate,

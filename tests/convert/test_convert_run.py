@@ -118,3 +118,38 @@ def test_resume_with_other_conversion_settings_converts_again(tmp_path):
     assert json.loads((run_dir / "results.json").read_text())["converted"] == again["converted"]
     with pytest.raises(RunMismatchError, match="recipe.seed: 0 -> 1"):
         pipeline.run(Recipe.load("models/tiny-fashion_mnist.yaml", seed=1, **mse), run_dir, resume=True)
+
+
+def test_resume_with_quantisation_aware_finetuning(tmp_path):
+    """``qat`` settings, like ``convert``'s, come after fine-tuning: ``--resume`` with one epoch of
+    quantisation-aware fine-tuning keeps the float model and its results, trains ``model_qat.keras``
+    through the simulated int8 levels and converts that; turning qat off again converts ``model.keras``."""
+    from reds_tf import pipeline
+    from reds_tf.recipe import Recipe
+
+    run_dir = tmp_path / "run"
+    first = pipeline.run(
+        Recipe.load("models/tiny-fashion_mnist.yaml", **TINY_PAPER_ARCH), run_dir, progress=False
+    )
+    trained = (run_dir / "model.keras").read_bytes()
+    lines: list[str] = []
+    with_qat = {**TINY_PAPER_ARCH, "qat": {"epochs": 1}}
+    again = pipeline.run(
+        Recipe.load("models/tiny-fashion_mnist.yaml", **with_qat),
+        run_dir,
+        resume=True,
+        progress=False,
+        log=lines.append,
+    )
+    assert any("recipe.qat: '<absent>' ->" in s for s in lines) and any(s.startswith("[qat]") for s in lines)
+    assert (run_dir / "model.keras").read_bytes() == trained and (run_dir / "model_qat.keras").is_file()
+    q = again["qat"]
+    assert len(q["simulated_int8_val_before"]) == len(q["simulated_int8_val_after"]) == 2
+    assert all(0.0 <= a <= 1.0 for a in q["float_test_accuracy"])
+    assert [r["test_accuracy"] for r in again["levels"]] == [r["test_accuracy"] for r in first["levels"]]
+    assert len(again["converted"]["int8_accuracy"]) == 2
+    off = pipeline.run(
+        Recipe.load("models/tiny-fashion_mnist.yaml", **TINY_PAPER_ARCH), run_dir, resume=True, progress=False
+    )
+    assert not (run_dir / "model_qat.keras").exists() and "qat" not in off
+    assert off["converted"]["int8_accuracy"] == first["converted"]["int8_accuracy"]
