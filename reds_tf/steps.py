@@ -448,7 +448,7 @@ def qat_finetune(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, A
     """
     rd, q = ctx.rd, recipe.qat
     if q.epochs <= 0:
-        rd.path("model_qat.keras").unlink(missing_ok=True)  # a resume that turned qat off: convert model.keras
+        rd.path("model_qat.keras").unlink(missing_ok=True)  # qat turned off by a resume: convert model.keras
         return None
     if rd.is_done("qat"):
         return rd.done_info("qat")

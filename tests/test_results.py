@@ -33,8 +33,9 @@ def test_table_gives_mean_and_std_over_seeds(tmp_path):
         assert path.name == f"r-short-seed{seed}.json"
     text = results.tables(reg)
     assert "### r, short schedule (seeds 0, 1)" in text and "abcdef123456" in text
-    assert "| 0 | 100 | 50.0 | 81.00 +- 1.41 | 80.00 +- 1.41 |" in text
-    assert "| 1 | 200 | 100.0 | 91.00 +- 1.41 | 90.50 +- 0.71 |" in text
+    # The last column: the worst seed's int8 - float (seed 1 at level 1: 91 - 92).
+    assert "| 0 | 100 | 50.0 | 81.00 +- 1.41 | 80.00 +- 1.41 | -1.00 |" in text
+    assert "| 1 | 200 | 100.0 | 91.00 +- 1.41 | 90.50 +- 0.71 | -1.00 |" in text
 
 
 def test_wall_time_of_a_run_converted_again_counts_both_calls(tmp_path):
@@ -46,6 +47,10 @@ def test_wall_time_of_a_run_converted_again_counts_both_calls(tmp_path):
     (d / "results.json").write_text(json.dumps(res))
     results.add(d, reg)
     assert "wall time per seed 2 min, 5 min (incl. a second conversion)." in results.tables(reg)
+    res["reconverted"] = ["recipe.qat: '<absent>' -> {'epochs': 3}"]
+    (d / "results.json").write_text(json.dumps(res))
+    results.add(d, reg)
+    assert "5 min (incl. quantisation-aware fine-tuning and a second conversion)." in results.tables(reg)
 
 
 def test_unfinished_run_and_empty_registry_are_refused(tmp_path):
