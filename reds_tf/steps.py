@@ -493,6 +493,11 @@ def qat_finetune(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, A
         "simulated_int8_val_before": before,
         "simulated_int8_val_after": after,
         "kept": "qat" if kept else "fine-tuned (no qat epoch beat it)",
+        # the activation ranges trained with ("all" = the full level's, shared by every level)
+        "ranges": {
+            ("all" if k is None else str(k)): {n: [round(a, 5), round(b, 5)] for n, (a, b) in r.items()}
+            for k, r in ranges.items()
+        },
         "float_test_accuracy": level_accuracies(model, batched["test"], levels),
         "history": hist.to_dict(),
     }

@@ -146,6 +146,7 @@ def test_resume_with_quantisation_aware_finetuning(tmp_path):
     q = again["qat"]
     assert len(q["simulated_int8_val_before"]) == len(q["simulated_int8_val_after"]) == 2
     assert all(0.0 <= a <= 1.0 for a in q["float_test_accuracy"])
+    assert list(q["ranges"]) == ["all"] and all(lo <= 0.0 <= hi for lo, hi in q["ranges"]["all"].values())
     assert [r["test_accuracy"] for r in again["levels"]] == [r["test_accuracy"] for r in first["levels"]]
     assert len(again["converted"]["int8_accuracy"]) == 2
     off = pipeline.run(
