@@ -105,6 +105,11 @@ def _groups(out_dir: str | Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
     return dict(sorted(groups.items()))
 
 
+def _short_rev(rev: str) -> str:
+    """A commit's first 12 hex digits, keeping the ``+dirty`` mark of uncommitted changes."""
+    return rev[:12] + ("+dirty" if rev.endswith("+dirty") else "")
+
+
 def _redone(changed: list[str]) -> str:
     """What a resumed call redid after training, from its changed post-training settings."""
     qat = any(line.startswith("recipe.qat") for line in changed)
@@ -126,7 +131,7 @@ def tables(out_dir: str | Path = DEFAULT_DIR) -> str:
         out += [
             f"### {recipe}, {schedule} schedule (seeds {seeds})",
             "",
-            f"Revision {', '.join(rev[:12] for rev in revs)}; wall time per seed {wall}.",
+            f"Revision {', '.join(_short_rev(rev) for rev in revs)}; wall time per seed {wall}.",
             "",
         ]
         failed = [r["seed"] for r in runs if (r.get("converted") or {}).get("verification_failed")]

@@ -51,6 +51,10 @@ def test_wall_time_of_a_run_converted_again_counts_both_calls(tmp_path):
     (d / "results.json").write_text(json.dumps(res))
     results.add(d, reg)
     assert "5 min (incl. quantisation-aware fine-tuning and a second conversion)." in results.tables(reg)
+    res["reds_tf"]["git_revision"] = "0123456789abcdef0123+dirty"  # run from uncommitted changes: said so
+    (d / "results.json").write_text(json.dumps(res))
+    results.add(d, reg)
+    assert "Revision 0123456789ab+dirty, abcdef123456;" in results.tables(reg)
 
 
 def test_unfinished_run_and_empty_registry_are_refused(tmp_path):
