@@ -121,8 +121,11 @@ def _run(
         if rd.path("results.json").is_file():  # without a wall time: written before conversion
             old = json.loads(rd.path("results.json").read_text())
             earlier = old.get("wall_seconds_run", old.get("wall_seconds_this_call"))
+        rd.record_takeover(changed, earlier)
         then = "the run continues with them" if earlier is None else "converting again"
         log(f"--resume with other post-training settings ({'; '.join(changed)}): {then}")
+    elif resume:  # an earlier call took the run over and stopped before its results
+        changed, earlier = rd.takeover()
     if resume and rd.is_done("results"):
         log(f"{rd.root} is already complete; nothing to do.")
         return json.loads(rd.path("results.json").read_text())

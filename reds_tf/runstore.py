@@ -183,6 +183,20 @@ class RunDir:
             atomic_write_text(self.root / FINGERPRINT_FILE, text)
         return []
 
+    def record_takeover(self, changed: list[str], earlier_wall_seconds: float | None) -> None:
+        """Keep what a resume with other post-training settings changed, and the wall time of the call
+        whose work it redoes, until the run's results are written: a call that stops before them (an
+        interruption, a crash) leaves them for the next ``--resume``."""
+        record = {"changed": list(changed), "earlier_wall_seconds": earlier_wall_seconds}
+        self._update(lambda s: s.__setitem__("takeover", record))
+
+    def takeover(self) -> tuple[list[str], float | None]:
+        """(changed settings, earlier wall time) of a takeover whose results are not written yet."""
+        t = self.state().get("takeover")
+        if not t or self.is_done("results"):
+            return [], None
+        return list(t["changed"]), t["earlier_wall_seconds"]
+
     def is_done(self, step: str) -> bool:
         return step in self.state()["done"]
 

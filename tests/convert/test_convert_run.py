@@ -121,11 +121,13 @@ def test_resume_with_other_conversion_settings_converts_again(tmp_path):
 
 
 def test_resume_with_quantisation_aware_finetuning(tmp_path):
-    """``qat`` settings, like ``convert``'s, come after fine-tuning: ``--resume`` with one epoch of
-    quantisation-aware fine-tuning keeps the float model and its results, trains ``model_qat.keras``
-    through the simulated int8 levels and converts that; turning qat off again converts ``model.keras``."""
+    """``qat`` settings, like ``convert``'s, come after fine-tuning: ``--resume`` with two epochs of
+    quantisation-aware fine-tuning (interrupted after one, then resumed) keeps the float model and its
+    results, trains ``model_qat.keras`` through the simulated int8 levels and converts that; turning qat
+    off again converts ``model.keras``."""
     from reds_tf import pipeline
     from reds_tf.recipe import Recipe
+    from reds_tf.train import TrainingInterrupted
 
     run_dir = tmp_path / "run"
     first = pipeline.run(
@@ -133,15 +135,23 @@ def test_resume_with_quantisation_aware_finetuning(tmp_path):
     )
     trained = (run_dir / "model.keras").read_bytes()
     lines: list[str] = []
-    with_qat = {**TINY_PAPER_ARCH, "qat": {"epochs": 1}}
-    again = pipeline.run(
-        Recipe.load("models/tiny-fashion_mnist.yaml", **with_qat),
-        run_dir,
-        resume=True,
-        progress=False,
-        log=lines.append,
-    )
+    with_qat = {**TINY_PAPER_ARCH, "qat": {"epochs": 2}}
+    with pytest.raises(TrainingInterrupted):  # stopped after the first qat epoch
+        pipeline.run(
+            Recipe.load("models/tiny-fashion_mnist.yaml", **with_qat),
+            run_dir,
+            resume=True,
+            progress=False,
+            log=lines.append,
+            max_epochs_this_call=1,
+        )
     assert any("recipe.qat: '<absent>' ->" in s for s in lines) and any(s.startswith("[qat]") for s in lines)
+    again = pipeline.run(
+        Recipe.load("models/tiny-fashion_mnist.yaml", **with_qat), run_dir, resume=True, progress=False
+    )
+    # The interrupted call's takeover is kept: the changed settings and the first call's wall time.
+    assert any(line.startswith("recipe.qat:") for line in again["reconverted"])
+    assert again["wall_seconds_run"] > first["wall_seconds_this_call"]
     assert (run_dir / "model.keras").read_bytes() == trained and (run_dir / "model_qat.keras").is_file()
     q = again["qat"]
     assert len(q["simulated_int8_val_before"]) == len(q["simulated_int8_val_after"]) == 2
