@@ -17,7 +17,7 @@ import numpy as np
 
 from ._keras import keras, tf
 from .nested import level_scope, nested_layers
-from .topology import GroupMembers, unit_groups
+from .topology import GroupMembers, is_softmax, unit_groups
 
 L = keras.layers
 
@@ -54,9 +54,7 @@ def random_scores(model: keras.Model, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _outputs_probabilities(model: keras.Model) -> bool:
-    layer = model.outputs[0]._keras_history.layer
-    act = getattr(layer, "activation", None)
-    return isinstance(layer, L.Softmax) or getattr(act, "__name__", "") == "softmax"
+    return is_softmax(model.outputs[0]._keras_history.layer)
 
 
 def default_loss(model: keras.Model, y: Any) -> Callable[[Any, Any], Any]:

@@ -36,7 +36,7 @@ from .convert.ranges import clip_histogram, histogram
 from .errors import UnsupportedLayerError
 from .graph import INPUT
 from .layers import LevelState
-from .topology import layer_kind, ordered_layers
+from .topology import is_softmax, layer_kind, ordered_layers
 
 L = keras.layers
 # Keras layers whose output the converter fuses into the op before them (conv/dense/BN/Add).
@@ -69,13 +69,6 @@ def _fused_activation(layer: Any) -> bool:
     return False
 
 
-def _softmax(layer: Any) -> bool:
-    return (
-        isinstance(layer, L.Softmax)
-        or getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
-    )
-
-
 def analyse(model: keras.Model) -> tuple[list[QuantPoint], dict[str, str]]:
     """The int8 tensors of ``model``'s converted graph and the BN folded into each conv layer
     (conv layer name -> BN layer name)."""
@@ -100,7 +93,7 @@ def analyse(model: keras.Model) -> tuple[list[QuantPoint], dict[str, str]]:
     for layer, _ in ordered:
         kind, nxt = layer_kind(layer), consumers.get(layer.name, [])
         if layer.name in outputs:
-            if not _softmax(layer):  # softmax: a fixed output range in int8
+            if not is_softmax(layer):  # softmax: a fixed output range in int8
                 points.append(QuantPoint(layer.name, clipped=False))
             continue
         if kind in _SAME_RANGE_KINDS or layer.name in folds:

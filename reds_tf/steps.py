@@ -679,7 +679,7 @@ def convert_run(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, An
     failed = None
     try:
         report = convert.convert(
-            rd.path("model_qat.keras" if recipe.qat.epochs > 0 else "model.keras"),
+            rd.root,  # the model the run deploys: model_qat.keras after qat_finetune, else model.keras
             rd.path("converted"),
             levels="all",
             # The validation split: a fixed, seeded, unaugmented sample read from its start, so that

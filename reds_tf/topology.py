@@ -125,6 +125,14 @@ SUPPORTED = "InputLayer, " + ", ".join(
 )
 
 
+def is_softmax(layer: Any) -> bool:
+    """True for a layer whose output is a softmax (a Softmax layer, or any layer with softmax activation)."""
+    return (
+        isinstance(layer, L.Softmax)
+        or getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
+    )
+
+
 def layer_kind(layer: Any) -> str | None:
     """Op kind of a supported layer, None for InputLayer; raises for anything else."""
     if isinstance(layer, L.InputLayer):

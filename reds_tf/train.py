@@ -35,6 +35,7 @@ from .data.augment import set_pass
 from .errors import RedsError
 from .evaluate import accuracy, level_accuracies
 from .runstore import RunDir, atomic_dir
+from .topology import is_softmax
 
 STOP_ENV = "REDS_STOP_AFTER_EPOCHS"
 
@@ -153,9 +154,7 @@ def non_bn_variables(model: keras.Model) -> list[tf.Variable]:
 
 
 def _outputs_probabilities(model: keras.Model) -> bool:
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    return type(last).__name__ == "Softmax" or getattr(act, "__name__", "") == "softmax"
+    return is_softmax(model.layers[-1])
 
 
 # --- the training step -------------------------------------------------------------------------------
