@@ -14,7 +14,11 @@ converter's int8 model computes, up to integer rounding inside kernels:
   activation the converter does not fuse, of global pooling, of Add, the input and the output) is
   rounded to 8 bits over a fixed range measured on the calibration inputs the converter uses, with
   the recipe's range method (``convert.ranges``). Pooling, Flatten, Reshape and Dropout keep their
-  input's quantisation in TFLite, so they add no rounding.
+  input's quantisation in TFLite: only an average pool rounds (back onto its input's grid);
+- LeakyReLU: TFLM's int8 kernel (the reference one; CMSIS-NN has none) rescales the input's integer
+  code with a fixed-point multiplier and two roundings (``Int8LeakyReLU``). For the alpha branch the
+  first rounding happens before the right shift, on a value as small as the int8 code, so the result
+  is often one step below the nearest one: a bias that plain rounding would hide from training.
 
 Gradients pass straight through the rounding (zero outside a clipped range), the usual
 fake-quantisation estimator. The twin shares every layer and variable with the model, so training
@@ -32,6 +36,7 @@ import numpy as np
 
 from . import nested
 from ._keras import keras, tf
+from .convert.c_prepare import leaky_relu_multipliers
 from .convert.ranges import clip_histogram, histogram
 from .errors import UnsupportedLayerError
 from .graph import INPUT
@@ -43,6 +48,8 @@ L = keras.layers
 _FUSED_ACTIVATIONS = ("relu", "relu6")
 # Kinds TFLite runs with their input's quantisation: no rounding of their own.
 _SAME_RANGE_KINDS = ("pool", "flatten", "dropout", "pad")
+# Same-range kinds whose int8 op still rounds (the mean of grid values is not on the grid).
+_AVERAGING = (L.AveragePooling1D, L.AveragePooling2D)
 # Kinds whose int8 op takes a following ReLU/ReLU6 as its fused activation (a BN here is a folded one).
 _FUSING_KINDS = ("conv2d", "depthwise", "dense", "add", "batchnorm")
 
@@ -179,12 +186,83 @@ class FakeQuant(LevelState, L.Layer):
     def num_levels(self) -> int | None:
         return len(self.ranges) if len(self.ranges) > 1 else None
 
+    def _row(self, ranges: Sequence[Sequence[float]]) -> Sequence[float]:
+        return ranges[0 if len(ranges) == 1 else (-1 if self.level is None else self.level)]
+
     def call(self, inputs: Any) -> Any:
-        lo, hi = self.ranges[0 if len(self.ranges) == 1 else (-1 if self.level is None else self.level)]
+        lo, hi = self._row(self.ranges)
         return tf.quantization.fake_quant_with_min_max_args(inputs, min=lo, max=hi, num_bits=8)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "ranges": self.ranges}
+
+
+def _grid(lo: float, hi: float) -> tuple[float, int, int]:
+    """The 8-bit grid ``fake_quant_with_min_max_args`` (and the converter) put on [lo, hi]: scale and
+    the lowest and highest integer codes relative to the zero point (zero is exactly representable)."""
+    scale = (np.float32(hi) - np.float32(lo)) / np.float32(255.0)
+    zero = int(np.clip(np.round(-np.float32(lo) / scale), 0, 255))
+    return float(scale), -zero, 255 - zero
+
+
+def _requantize(v: tf.Tensor, multiplier: int, shift: int) -> tf.Tensor:
+    """TFLM's ``MultiplyByQuantizedMultiplier`` (double rounding) on integer-valued float64 ``v``:
+    ``SaturatingRoundingDoublingHighMul(v << left, multiplier)`` then ``RoundingDivideByPOT(., right)``.
+    Every product stays below 2**53, so float64 computes it exactly."""
+    ab = v * float(2 ** max(shift, 0)) * float(multiplier)
+    high = tf.where(ab >= 0, tf.floor((ab + 2.0**30) / 2.0**31), -tf.floor((-ab + 2.0**30 - 1) / 2.0**31))
+    div = 2 ** max(-shift, 0)
+    q = tf.floor(high / float(div))
+    rem = high - q * float(div)
+    threshold = float((div - 1) // 2) + tf.cast(high < 0, tf.float64)
+    return q + tf.cast(rem > threshold, tf.float64)
+
+
+class Int8LeakyReLU(FakeQuant):
+    """LeakyReLU(alpha) from one int8 tensor to another as TFLM computes it (``QuantizeLeakyRelu``):
+    the input's code minus its zero point is rescaled by ``s_in / s_out`` (>= 0) or
+    ``s_in * alpha / s_out`` (< 0) as a fixed-point multiplier, rounded twice, and clamped to the
+    output's codes. The input must already lie on its grid (a ``FakeQuant`` over ``input_ranges``).
+
+    Gradients are LeakyReLU's where the output is not clamped, zero where it is.
+
+    Args:
+        ranges: the output's ranges, as ``FakeQuant``'s.
+        alpha: the negative slope.
+        input_ranges: the input's ranges, one row or one per level like ``ranges``.
+    """
+
+    def __init__(
+        self,
+        ranges: Sequence[Sequence[float]],
+        alpha: float,
+        input_ranges: Sequence[Sequence[float]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(ranges, **kwargs)
+        self.alpha = float(alpha)
+        self.input_ranges = [[float(a), float(b)] for a, b in input_ranges]
+        n_in, n_out = len(self.input_ranges), len(self.ranges)
+        if n_in != 1 and n_out != 1 and n_in != n_out:
+            raise ValueError(
+                f"Layer '{self.name}': {n_in} input ranges for {n_out} output "
+                "ranges. Fix: one row, or one per level for both."
+            )
+
+    def call(self, inputs: Any) -> Any:
+        s_in, _, _ = _grid(*self._row(self.input_ranges))
+        s_out, q_lo, q_hi = _grid(*self._row(self.ranges))
+        m = leaky_relu_multipliers(s_in, self.alpha, s_out)
+        v = tf.round(tf.cast(inputs, tf.float64) / s_in)
+        codes = tf.where(
+            v >= 0, _requantize(v, m["mult"], m["shift"]), _requantize(v, m["alpha_mult"], m["alpha_shift"])
+        )
+        q = tf.cast(tf.clip_by_value(codes, q_lo, q_hi) * s_out, inputs.dtype)
+        y = tf.clip_by_value(tf.where(inputs >= 0, inputs, self.alpha * inputs), q_lo * s_out, q_hi * s_out)
+        return y + tf.stop_gradient(q - y)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha": self.alpha, "input_ranges": self.input_ranges}
 
 
 def kernel_quantizer(layer: Any, bn: Any | None) -> Any:
@@ -242,13 +320,27 @@ def simulated_int8(
         for la in weight_layers:
             bn = model.get_layer(folds[la.name]) if la.name in folds else None
             la.kernel_quantizer = kernel_quantizer(la, bn)
-        fq = {n: FakeQuant(rows[n], name=f"fq_{n}") for n in names}
         inp = keras.Input(shape=model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
-        tensors = {INPUT: fq[INPUT](inp)}
+        tensors = {INPUT: FakeQuant(rows[INPUT], name=f"fq_{INPUT}")(inp)}
+        grid = {INPUT: rows[INPUT]}  # the ranges each tensor's int8 values lie on
         for layer, ins in ordered_layers(model):
             args = [tensors[n] for n in ins]
-            out = layer(args[0] if len(args) == 1 else args)
-            tensors[layer.name] = fq[layer.name](out) if layer.name in fq else out
+            if layer.name in rows and isinstance(layer, L.LeakyReLU) and grid.get(ins[0]):
+                out = Int8LeakyReLU(
+                    rows[layer.name], float(layer.alpha), grid[ins[0]], name=f"fq_{layer.name}"
+                )(args[0])
+            else:
+                out = layer(args[0] if len(args) == 1 else args)
+                if layer.name in rows:
+                    out = FakeQuant(rows[layer.name], name=f"fq_{layer.name}")(out)
+                elif isinstance(layer, _AVERAGING) and grid.get(ins[0]):
+                    # an int8 average lands back on its input's grid (rounded, same scale)
+                    out = FakeQuant(grid[ins[0]], name=f"fq_{layer.name}")(out)
+            tensors[layer.name] = out
+            if layer.name in rows:
+                grid[layer.name] = rows[layer.name]
+            elif layer_kind(layer) in _SAME_RANGE_KINDS and len(ins) == 1:
+                grid[layer.name] = grid.get(ins[0])
         twin = keras.Model(inp, [tensors[n] for n in model.output_names], name=f"{model.name}_int8sim")
         nested.set_level(twin, nested.get_level(model))
         yield twin
