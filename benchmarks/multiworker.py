@@ -104,5 +104,6 @@ def main() -> None:
         res = {"cpu_count": cores, "load_average_1min": load, "rows": rows, "note": note}
         atomic_write_text(Path(args.out), json.dumps(res, indent=2) + "\n")
 
+
 if __name__ == "__main__":
     main()

@@ -824,9 +824,7 @@ def convert_cmd(
     click.echo(f"wrote {out_dir}")
 
 
-@main.command(
-    "launch", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
-)
+@main.command("launch", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Local workers.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True)
 def launch_cmd(workers, command) -> None:
