@@ -176,3 +176,45 @@ def test_int8_leaky_relu_equals_tflm_on_every_code(alpha, mean, std):
     assert again.alpha == alpha and again.input_ranges == layer.input_ranges
     with pytest.raises(ValueError, match="input ranges"):
         Int8LeakyReLU([[-1.0, 1.0], [-2.0, 2.0]], alpha, [[-1.0, 1.0]] * 3)
+
+
+def test_int8_leaky_relu_exact_where_float32_meets_a_tie():
+    """The float32 path is taken only where it reproduces every code; a grid where it would miss a
+    rounding tie gets the exact codes too (the table lookup)."""
+    from reds_tf import qat
+    from reds_tf.convert.c_prepare import leaky_relu_multipliers
+
+    def exact_and_float(r_in, r_out, alpha):
+        (s_in, lo, hi), (s_out, _, _) = qat._grid(*r_in), qat._grid(*r_out)
+        m = leaky_relu_multipliers(s_in, alpha, s_out)
+        v = np.arange(lo, hi + 1)
+        exact = np.where(
+            v >= 0,
+            qat._requantize(v, m["mult"], m["shift"]),
+            qat._requantize(v, m["alpha_mult"], m["alpha_shift"]),
+        )
+        f32 = v.astype(np.float32)
+        fast = np.where(
+            v >= 0,
+            qat._float_requantize(np.maximum(f32, 0), m["mult"], m["shift"], True, np),
+            qat._float_requantize(np.minimum(f32, 0), m["alpha_mult"], m["alpha_shift"], False, np),
+        )
+        return s_in, v, exact, fast
+
+    rng = np.random.default_rng(0)
+    found = {}
+    for _ in range(5000):
+        lo_in, hi_in = -rng.uniform(0.5, 8.0), rng.uniform(0.5, 8.0)
+        alpha = float(rng.choice([0.1, 0.2, 0.3]))
+        r_in, r_out = (lo_in, hi_in), (alpha * lo_in * rng.uniform(0.5, 1.0), hi_in * rng.uniform(0.5, 1.0))
+        _, _, exact, fast = exact_and_float(r_in, r_out, alpha)
+        found.setdefault(bool(np.array_equal(exact, fast)), (r_in, r_out, alpha))
+        if len(found) == 2:
+            break
+    assert set(found) == {True, False}, "no grid where float32 meets a tie: widen the search"
+    for r_in, r_out, alpha in found.values():
+        s_in, v, exact, _ = exact_and_float(r_in, r_out, alpha)
+        layer = qat.Int8LeakyReLU([r_out], alpha, [r_in])
+        s_out, _, _ = qat._grid(*r_out)
+        got = layer((v * s_in).astype(np.float32)[None]).numpy()[0]
+        np.testing.assert_array_equal(np.round(got / s_out), np.clip(exact, *qat._grid(*r_out)[1:]))
