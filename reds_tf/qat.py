@@ -36,7 +36,7 @@ import numpy as np
 
 from . import nested
 from ._keras import keras, tf
-from .convert.c_prepare import leaky_relu_multipliers
+from .convert.c_prepare import leaky_relu_multipliers, requantize
 from .convert.ranges import clip_histogram, histogram
 from .errors import UnsupportedLayerError
 from .graph import INPUT
@@ -205,20 +205,10 @@ def _grid(lo: float, hi: float) -> tuple[float, int, int]:
     return float(scale), -zero, 255 - zero
 
 
-def _requantize(v: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
-    """TFLM's ``MultiplyByQuantizedMultiplier`` (double rounding) on int64 ``v``:
-    ``SaturatingRoundingDoublingHighMul(v << left, multiplier)`` then ``RoundingDivideByPOT(., right)``."""
-    ab = (v << max(shift, 0)) * multiplier
-    high = np.where(ab >= 0, (ab + (1 << 30)) >> 31, -((-ab + (1 << 30) - 1) >> 31))
-    right = max(-shift, 0)
-    mask = (1 << right) - 1
-    return (high >> right) + ((high & mask) > (mask >> 1) + (high < 0))
-
-
 def _float_requantize(v: Any, multiplier: int, shift: int, positive: bool, xp: Any) -> Any:
-    """``_requantize`` in float32 for integer-valued ``v``, all >= 0 (``positive``) or all <= 0
-    (``xp``: numpy or tf.math): the high multiply rounds half up, the division by ``2**right`` half away
-    from zero."""
+    """``c_prepare.requantize`` (TFLM's double rounding) in float32 for integer-valued ``v``, all >= 0
+    (``positive``) or all <= 0 (``xp``: numpy or tf.math): the high multiply rounds half up, the
+    division by ``2**right`` half away from zero."""
     t = xp.floor(v * np.float32(multiplier * 2.0 ** (max(shift, 0) - 31)) + np.float32(0.5))
     if shift >= 0:
         return t
@@ -264,23 +254,23 @@ class Int8LeakyReLU(FakeQuant):
         codes = np.arange(in_lo, in_hi + 1)
         exact = np.where(
             codes >= 0,
-            _requantize(codes, m["mult"], m["shift"]),
-            _requantize(codes, m["alpha_mult"], m["alpha_shift"]),
+            requantize(codes, m["mult"], m["shift"]),
+            requantize(codes, m["alpha_mult"], m["alpha_shift"]),
         )
         # Float32 arithmetic is 3x cheaper than a table lookup (TF's CPU gather) and gives the exact
         # codes unless some v * m lies within float32 error of a rounding tie: checked on all 256 codes.
         pos, neg = codes[codes >= 0].astype(np.float32), codes[codes < 0].astype(np.float32)
 
-        def requantize(p: Any, n: Any, xp: Any) -> Any:
+        def float_codes(p: Any, n: Any, xp: Any) -> Any:
             return (
                 _float_requantize(p, m["mult"], m["shift"], True, xp),
                 _float_requantize(n, m["alpha_mult"], m["alpha_shift"], False, xp),
             )
 
         v = tf.round(inputs / s_in)
-        if np.array_equal(np.concatenate(requantize(pos, neg, np)[::-1]), exact):
+        if np.array_equal(np.concatenate(float_codes(pos, neg, np)[::-1]), exact):
             # 0 maps to 0 on both branches, so each branch may see the other's values as 0
-            out = tf.add_n(requantize(tf.maximum(v, 0.0), tf.minimum(v, 0.0), tf.math))
+            out = tf.add_n(float_codes(tf.maximum(v, 0.0), tf.minimum(v, 0.0), tf.math))
         else:
             table = tf.constant(exact.astype(np.float32))
             out = tf.gather(table, tf.clip_by_value(tf.cast(v, tf.int32) - in_lo, 0, len(exact) - 1))

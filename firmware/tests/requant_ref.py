@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
+# MultiplyByQuantizedMultiplier lives in the package, which the QAT twin also uses.
+from reds_tf.convert.c_prepare import INT32_MAX, INT32_MIN, requantize  # noqa: F401
+
 ACT_NONE, ACT_RELU, ACT_RELU6 = 0, 1, 3  # tflite ActivationFunctionType values
 
 
@@ -67,38 +68,6 @@ def activation_range(activation: int, scale: float, zero_point: int) -> tuple[in
     elif activation != ACT_NONE:
         raise ValueError(f"unsupported fused activation: Received: activation={activation}")
     return lo, hi
-
-
-def sat_round_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """gemmlowp SaturatingRoundingDoublingHighMul on int32 values held in int64 arrays."""
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    ab = a * b
-    s = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    q = np.where(s >= 0, s >> 31, -((-s) >> 31))  # C division truncates toward zero
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, q)
-
-
-def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    """gemmlowp RoundingDivideByPOT: round half away from zero, exponent in [0, 31]."""
-    x = np.asarray(x, np.int64)
-    e = np.asarray(exponent, np.int64)
-    mask = (np.int64(1) << e) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> e) + ((x & mask) > threshold)
-
-
-def _wrap32(v: np.ndarray) -> np.ndarray:
-    return ((np.asarray(v, np.int64) + 2**31) % 2**32) - 2**31
-
-
-def requantize(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """MultiplyByQuantizedMultiplier(int32 x, multiplier, shift), elementwise, as int64 array."""
-    shift = np.asarray(shift, np.int64)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    shifted = _wrap32(np.asarray(x, np.int64) << left)  # int32 multiply by 2^left wraps in TFLM
-    return rounding_divide_by_pot(sat_round_doubling_high_mul(shifted, multiplier), right)
 
 
 def mean_multiplier(multiplier: int, shift: int, n: int) -> tuple[int, int]:

@@ -182,7 +182,7 @@ def test_int8_leaky_relu_exact_where_float32_meets_a_tie():
     """The float32 path is taken only where it reproduces every code; a grid where it would miss a
     rounding tie gets the exact codes too (the table lookup)."""
     from reds_tf import qat
-    from reds_tf.convert.c_prepare import leaky_relu_multipliers
+    from reds_tf.convert.c_prepare import leaky_relu_multipliers, requantize
 
     def exact_and_float(r_in, r_out, alpha):
         (s_in, lo, hi), (s_out, _, _) = qat._grid(*r_in), qat._grid(*r_out)
@@ -190,8 +190,8 @@ def test_int8_leaky_relu_exact_where_float32_meets_a_tie():
         v = np.arange(lo, hi + 1)
         exact = np.where(
             v >= 0,
-            qat._requantize(v, m["mult"], m["shift"]),
-            qat._requantize(v, m["alpha_mult"], m["alpha_shift"]),
+            requantize(v, m["mult"], m["shift"]),
+            requantize(v, m["alpha_mult"], m["alpha_shift"]),
         )
         f32 = v.astype(np.float32)
         fast = np.where(
