@@ -83,19 +83,26 @@ class TrainConfig:
     patience: int | None = None
 
 
+#: what the nested levels distil from (``FinetuneConfig.distill_teacher``)
+DISTILL_TEACHERS = ("full", "pretrained")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig(TrainConfig):
     """Joint fine-tuning plus the reference's short gamma/beta-only BN stage.
 
     ``distill_weight`` w in [0, 1] (0 = off): in-place distillation -- the full level learns the labels,
     every smaller level ``(1 - w) * CE + w * T^2 * KL`` towards the full level's softened predictions at
-    temperature ``distill_temperature`` (see ``train.distillation_loss``).
+    temperature ``distill_temperature`` (see ``train.distillation_loss``). ``distill_teacher:
+    pretrained`` distils every level, the full one too, from the frozen dense pretrained model instead
+    (it is more accurate than the full level becomes under joint fine-tuning).
     """
 
     bn_epochs: int = 1
     bn_learning_rate: float = 1e-3
     distill_weight: float = 0.0
     distill_temperature: float = 4.0
+    distill_teacher: str = "full"
 
 
 @dataclass(frozen=True)
@@ -234,6 +241,8 @@ class Recipe:
         if self.convert.activation_ranges == "minmax":
             # Likewise the default activation ranges: fingerprints of runs started before the key match.
             d["convert"].pop("activation_ranges")
+        if self.finetune.distill_teacher == "full":
+            d["finetune"].pop("distill_teacher")  # likewise: in-place distillation keeps fingerprints
         if self.qat == QATConfig():
             d.pop("qat")  # likewise: runs without quantisation-aware fine-tuning keep their fingerprints
         return _plain(d)
@@ -379,6 +388,11 @@ def _validate(obj: Any, where: str) -> None:
     elif isinstance(obj, TrainConfig):
         if isinstance(obj, FinetuneConfig) and not 0.0 <= obj.distill_weight <= 1.0:
             bad(f"distill_weight must be in [0, 1] (0 = no distillation). Received: {obj.distill_weight}")
+        if isinstance(obj, FinetuneConfig) and obj.distill_teacher not in DISTILL_TEACHERS:
+            bad(
+                f"distill_teacher must be one of {', '.join(DISTILL_TEACHERS)} (the full level in place, or "
+                f"the frozen dense pretrained model). Received: {obj.distill_teacher!r}"
+            )
         if isinstance(obj, FinetuneConfig) and not 0.0 < obj.distill_temperature < math.inf:
             bad(f"distill_temperature must be a number > 0 (e.g. 4). Received: {obj.distill_temperature}")
         if obj.epochs < 0 or obj.learning_rate <= 0:

@@ -311,9 +311,23 @@ def json_text(x: Any) -> str:
     return json.dumps(x, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n"
 
 
-def _distill(ft: Any) -> dict[str, float]:
-    """``train.fit``'s in-place distillation options from the recipe's ``finetune`` section."""
-    return {"distill_weight": ft.distill_weight, "distill_temperature": ft.distill_temperature}
+def _distill(ft: Any, pretrained: keras.Model) -> dict[str, Any]:
+    """``train.fit``'s distillation options from the recipe's ``finetune`` section; ``pretrained`` (the
+    permuted dense model) is the teacher under ``distill_teacher: pretrained``."""
+    teacher = pretrained if ft.distill_weight and ft.distill_teacher == "pretrained" else None
+    return {
+        "distill_weight": ft.distill_weight,
+        "distill_temperature": ft.distill_temperature,
+        "teacher": teacher,
+    }
+
+
+def _distill_note(ft: Any) -> str:
+    if not ft.distill_weight:
+        return ""
+    dense = ft.distill_teacher == "pretrained"
+    source = "the dense pretrained model" if dense else "the full level (in place)"
+    return f", distillation from {source} w={ft.distill_weight:g} T={ft.distill_temperature:g}"
 
 
 def finetune(
@@ -338,10 +352,7 @@ def finetune(
     a = train.loss_weights([c.params for c in costs.plan_costs(graph, plan)])
     levels = list(range(plan.num_levels))
     ft = recipe.finetune
-    kd = ""
-    if ft.distill_weight:
-        kd = f", in-place distillation w={ft.distill_weight:g} T={ft.distill_temperature:g}"
-    ctx.log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}{kd}")
+    ctx.log(f"[{stage}] {plan.num_levels} levels, loss weights {np.round(a, 4).tolist()}{_distill_note(ft)}")
     h1 = train.fit(
         model,
         batched["train"],
@@ -352,7 +363,7 @@ def finetune(
         weights=a,
         variables=train.non_bn_variables(model),
         training=False,
-        **_distill(ft),
+        **_distill(ft, perm),
         **ctx.fit_options,
     )
     has_bn = bool(train.bn_variables(model))
@@ -368,7 +379,7 @@ def finetune(
         training=False,
         epochs=ft.bn_epochs if has_bn else 0,
         learning_rate=ft.bn_learning_rate,
-        **_distill(ft),
+        **_distill(ft, perm),
         **ctx.fit_options,
     )
     nested.save_model(model, path)
@@ -403,7 +414,7 @@ def finetune_per_level_bn(
         levels=list(range(plan.num_levels)),
         weights=a,
         training=True,
-        **_distill(recipe.finetune),
+        **_distill(recipe.finetune, perm),
         **ctx.fit_options,
     )
     augment.set_pass(ctx.pass_key, stage, "bn")
@@ -454,6 +465,9 @@ def qat_finetune(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, A
         return rd.done_info("qat")
     with ctx.scope():
         model = nested.load_model(rd.path("model.keras"))
+        teacher = None  # the frozen dense teacher, only when the fine-tuning distilled from it
+        if recipe.finetune.distill_teacher == "pretrained":
+            teacher = keras.models.load_model(rd.path("permuted.keras"), compile=False)
     levels = list(range(nested.num_levels(model)))
     input_rank = len(model.inputs[0].shape) - 1  # without the batch axis
     cal_x, _ = convert.as_arrays(batched["val"], input_rank, recipe.convert.calibration_samples)
@@ -478,7 +492,7 @@ def qat_finetune(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, A
             weights=weights,
             variables=train.non_bn_variables(model),
             training=False,
-            **_distill(recipe.finetune),
+            **_distill(recipe.finetune, teacher),
             **ctx.fit_options,
         )
         kept = hist.best_score > float(np.mean(before))

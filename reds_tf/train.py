@@ -190,6 +190,7 @@ def make_step(
     strategy: tf.distribute.Strategy | None = None,
     distill_weight: float = 0.0,
     distill_temperature: float = 4.0,
+    teacher: keras.Model | None = None,
 ) -> Callable[[Any, Any], tf.Tensor]:
     """A compiled train step ``step(x, y) -> per-level losses``.
 
@@ -199,6 +200,9 @@ def make_step(
 
     ``distill_weight`` w > 0 (nested levels only): the largest listed level (the teacher) learns the
     labels; every other level's loss is ``(1 - w) * CE + w * distillation_loss(teacher, level, T)``.
+    With a frozen ``teacher`` model (e.g. the dense pretrained model, which is more accurate than the
+    jointly fine-tuned full level) every level, the largest too, distils from it instead; it runs in
+    inference mode outside the gradient tape.
     """
     probabilities = _outputs_probabilities(model)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(
@@ -215,12 +219,19 @@ def make_step(
             "make_step needs 0 <= distill_weight <= 1 and distill_temperature > 0. Received: "
             f"distill_weight={distill_weight}, distill_temperature={distill_temperature}"
         )
-    distill = distill_weight > 0 and levels is not None and len(lv) > 1
-    teacher = max(lv) if distill else None
-    order = [teacher] + [k for k in lv if k != teacher] if distill else lv  # the teacher runs first
+    external = teacher is not None and distill_weight > 0 and levels is not None
+    if external and _outputs_probabilities(teacher) != probabilities:
+        raise ValueError(
+            f"make_step: the teacher {teacher.name!r} and the model {model.name!r} must both end in a "
+            "softmax or both give logits. Fix: distil from a model with the same output layer."
+        )
+    distill = external or (distill_weight > 0 and levels is not None and len(lv) > 1)
+    top = None if external or not distill else max(lv)  # the in-place teacher level
+    order = [top] + [k for k in lv if k != top] if top is not None else lv  # the teacher runs first
     variables = list(variables)
 
     def replica_step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        target = teacher(x, training=False) if external else None
         with tf.GradientTape() as tape:
             outs, by_level = {}, {}
             for k in order:
@@ -228,8 +239,9 @@ def make_step(
                     nested.set_level(model, k)  # read at trace time: one static graph per level
                 outs[k] = model(x, training=training)
                 per_sample = loss_fn(y, outs[k])
-                if distill and k != teacher:
-                    kd = distillation_loss(outs[teacher], outs[k], distill_temperature, probabilities)
+                if distill and k != top:
+                    t = target if external else outs[top]
+                    kd = distillation_loss(t, outs[k], distill_temperature, probabilities)
                     per_sample = (1.0 - distill_weight) * per_sample + distill_weight * kd
                 by_level[k] = tf.nn.compute_average_loss(per_sample)
             losses = [by_level[k] for k in lv]
@@ -293,6 +305,7 @@ def fit(
     pass_key: tf.Variable | None = None,
     distill_weight: float = 0.0,
     distill_temperature: float = 4.0,
+    teacher: keras.Model | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` (default ``cfg.epochs``) epochs on batched ``train``.
 
@@ -314,7 +327,8 @@ def fit(
     ``pass_key`` (the loaders' option) every epoch's data pass is named (stage, epoch) by ``set_pass``.
     A stage killed after any epoch and resumed then trains exactly as an uninterrupted one.
 
-    ``distill_weight`` / ``distill_temperature``: in-place distillation of the nested levels (``make_step``).
+    ``distill_weight`` / ``distill_temperature`` / ``teacher``: distillation of the nested levels, in
+    place or from a frozen teacher model (``make_step``).
     """
     epochs = cfg.epochs if epochs is None else epochs
     hist = History(stage)
@@ -341,7 +355,16 @@ def fit(
             hist.best_epoch, hist.best_score = int(rec.get("best_epoch", 0)), float(rec.get("best_score", -1))
             hist.resumed_from = start
     step = make_step(
-        model, optimizer, variables, levels, weights, training, strategy, distill_weight, distill_temperature
+        model,
+        optimizer,
+        variables,
+        levels,
+        weights,
+        training,
+        strategy,
+        distill_weight,
+        distill_temperature,
+        teacher,
     )
     data = strategy.experimental_distribute_dataset(_shardable(train, strategy)) if strategy else train
     stop_after = max_epochs_this_call or (int(os.environ[STOP_ENV]) if os.environ.get(STOP_ENV) else None)

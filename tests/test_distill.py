@@ -1,5 +1,6 @@
-"""In-place distillation in joint fine-tuning: off by default, the teacher's gradient stopped, the loss
-as written down in numpy, recipe validation, and a tiny pipeline run with it on."""
+"""Distillation in joint fine-tuning: off by default, the in-place teacher's gradient stopped, the loss
+as written down in numpy (in place and from a frozen teacher model), recipe validation, and tiny
+pipeline runs with it on."""
 
 from __future__ import annotations
 
@@ -101,9 +102,44 @@ def test_distillation_does_not_pull_the_teacher():
     assert np.abs(g[..., kept:]).max() > 0
 
 
+@pytest.mark.parametrize("softmax", [False, True], ids=["logits", "probabilities"])
+def test_frozen_teacher_loss_matches_numpy(softmax):
+    """With a teacher model every level, the full one too, distils from it; the teacher is not trained."""
+    x, y = _batch()
+    model, a, _ = _nested(softmax)
+    keras.utils.set_random_seed(7)
+    teacher = zoo.build("ds_cnn_fmnist", num_classes=4, filters=8, blocks=1, softmax=softmax)
+    frozen = [v.numpy() for v in teacher.weights]
+    w, t = 0.25, 2.0
+    outs = []
+    for k in range(4):
+        with nested.level_scope(model, k):
+            outs.append(model(x, training=False).numpy().astype(np.float64))
+    z_t = teacher(x, training=False).numpy().astype(np.float64)
+    if softmax:
+        outs, z_t = [np.log(np.clip(o, 1e-7, 1.0)) for o in outs], np.log(np.clip(z_t, 1e-7, 1.0))
+    losses, _ = _step_result(model, a, x, y, distill_weight=w, distill_temperature=t, teacher=teacher)
+    log_pt = _log_softmax(z_t / t)
+    for k in range(4):
+        ce = -_log_softmax(outs[k])[np.arange(len(y)), y].mean()
+        kl = (np.exp(log_pt) * (log_pt - _log_softmax(outs[k] / t))).sum(-1).mean()
+        assert losses[k] == pytest.approx((1 - w) * ce + w * t * t * kl, abs=1e-5)
+    for before, after in zip(frozen, teacher.weights, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+
+
+def test_teacher_with_another_output_layer_is_refused():
+    model, a, _ = _nested(softmax=False)
+    teacher = zoo.build("ds_cnn_fmnist", num_classes=4, filters=8, blocks=1, softmax=True)
+    with pytest.raises(ValueError, match="must both end in a softmax or both give logits"):
+        train.make_step(model, keras.optimizers.SGD(0.1), model.trainable_variables, range(4), a,
+                        distill_weight=0.5, teacher=teacher)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("finetune", "match"),
     [
+        ({"distill_teacher": "dense"}, r"distill_teacher must be one of full, pretrained.*Received: 'dense'"),
         ({"distill_weight": 1.5}, r"distill_weight must be in \[0, 1\].*Received: 1.5"),
         ({"distill_weight": -0.1}, r"distill_weight must be in \[0, 1\]"),
         ({"distill_temperature": 0}, r"distill_temperature must be a number > 0.*Received: 0"),
@@ -130,6 +166,30 @@ def test_tiny_run_with_distillation_finishes(tmp_path):
     assert recipe.finetune.distill_weight == 0.5
     lines = []
     res = pipeline.run(recipe, tmp_path / "run", progress=False, log=lines.append)
-    assert any("in-place distillation w=0.5 T=2" in line for line in lines)
+    assert any("distillation from the full level (in place) w=0.5 T=2" in line for line in lines)
     assert len(res["levels"]) == 3
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in res["levels"])
+    assert "distill_teacher" not in recipe.to_dict()["finetune"]  # runs from before the key still resume
+
+
+def test_tiny_run_distilling_from_the_pretrained_model_finishes(tmp_path):
+    """Fine-tuning and quantisation-aware fine-tuning both distil from the frozen dense model."""
+    recipe = Recipe.load(
+        "models/tiny-fashion_mnist.yaml",
+        **{
+            "data.limit": 300,
+            "solve.budgets": [0.3, 0.6],
+            "bn.recalibrate": False,
+            "finetune.distill_weight": 0.5,
+            "finetune.distill_teacher": "pretrained",
+            "qat.epochs": 1,
+            "convert.enabled": True,
+            "convert.calibration_samples": 64,
+        },
+    )
+    lines = []
+    res = pipeline.run(recipe, tmp_path / "run", progress=False, log=lines.append)
+    assert any("distillation from the dense pretrained model w=0.5 T=4" in line for line in lines)
+    assert recipe.to_dict()["finetune"]["distill_teacher"] == "pretrained"
+    assert res["qat"]["epochs"] == 1
+    assert len(res["levels"]) == 3 and len(res["converted"]["int8_accuracy"]) == 3
