@@ -130,6 +130,7 @@ def _run(
         log(f"{rd.root} is already complete; nothing to do.")
         return json.loads(rd.path("results.json").read_text())
     t0 = time.perf_counter()
+    before = rd.begin_call()  # what earlier calls of this run recorded (0 for a new run)
     keras.utils.set_random_seed(recipe.seed)
     atomic_write_text(rd.path("recipe.yaml"), recipe.to_yaml())
     splits, batched = load_data(recipe, data_dir)
@@ -158,10 +159,13 @@ def _run(
     if len(int8) == len(results["levels"]):
         for row, acc in zip(results["levels"], int8, strict=True):
             row["int8_test_accuracy"] = acc
-    # Wall time of this call (a resumed run counts only what it redid); stage timings are in state.json.
-    results["wall_seconds_this_call"] = round(time.perf_counter() - t0, 1)
-    if earlier is not None:  # conservative: the earlier call's conversion is counted too
-        results["wall_seconds_run"] = round(earlier + results["wall_seconds_this_call"], 1)
+    # Wall time of this call, and of the whole run: every call's time up to its last finished step or
+    # epoch (state.json's "calls"; a takeover counts the earlier call's conversion too, conservatively).
+    # Runs started before calls were recorded only know a takeover's earlier call, from its results.
+    this_call = round(time.perf_counter() - t0, 1)
+    results["wall_seconds_this_call"] = this_call
+    results["wall_seconds_run"] = round(this_call + (before or earlier or 0.0), 1)
+    if earlier is not None:
         results["reconverted"] = changed
     if strat is not None:
         results["distribution"] = multiworker.topology(strat, cluster, recipe.data.batch_size)

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,16 @@ class RunDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._call: tuple[float, int] | None = None  # (start, index in state.json's "calls") once counting
+
+    def begin_call(self) -> float:
+        """Count this call's wall time: from now on every state write (each finished step and epoch)
+        records the seconds since now under ``calls`` in state.json, so a call that is stopped or killed
+        leaves the time of the work it kept. Returns the seconds the run's earlier calls recorded."""
+        calls = self.state().get("calls", [])
+        self._call = (time.perf_counter(), len(calls))
+        self._update(lambda s: None)
+        return round(sum(c["seconds"] for c in calls), 1)
 
     def path(self, *parts: str) -> Path:
         """A path inside the run directory (parents created)."""
@@ -139,6 +150,9 @@ class RunDir:
     def _update(self, fn: Any) -> None:
         s = self.state()
         fn(s)
+        if self._call is not None:
+            start, i = self._call
+            s.setdefault("calls", [])[i:] = [{"seconds": round(time.perf_counter() - start, 1)}]
         atomic_write_text(self.root / STATE_FILE, json.dumps(s, indent=2, sort_keys=True) + "\n")
 
     def fingerprint(self) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ RECIPE = {
     "convert": {"enabled": False},
 }
 
-TIMING_KEYS = {"wall_seconds_this_call", "wall_s", "seconds", "reds_tf"}
+TIMING_KEYS = {"wall_seconds_this_call", "wall_seconds_run", "wall_s", "seconds", "reds_tf"}
 
 
 def _numbers(x):
@@ -76,6 +76,21 @@ def test_run_was_really_interrupted_in_both_training_stages(runs):
     assert "Stage 'finetune' stopped after epoch 1 of 2" in stops[1]
     state = json.loads((parts / "state.json").read_text())
     assert state["done"]["finetune"]["history"]["resumed_from"] == 1
+
+
+def test_wall_time_of_the_run_counts_every_call(runs):
+    """A run stopped twice records each call's time up to its last epoch; the run's wall time is their
+    sum, not only the last call's."""
+    whole, parts, _ = runs
+    calls = json.loads((parts / "state.json").read_text())["calls"]
+    assert len(calls) == 3 and all(c["seconds"] > 0 for c in calls)
+    res = json.loads((parts / "results.json").read_text())
+    assert res["wall_seconds_this_call"] == pytest.approx(calls[2]["seconds"], abs=2.0)
+    assert res["wall_seconds_run"] == pytest.approx(res["wall_seconds_this_call"] + calls[0]["seconds"]
+                                                   + calls[1]["seconds"], abs=0.15)  # fmt: skip
+    one = json.loads((whole / "results.json").read_text())
+    assert len(json.loads((whole / "state.json").read_text())["calls"]) == 1
+    assert one["wall_seconds_run"] == one["wall_seconds_this_call"]
 
 
 def test_resumed_results_equal_uninterrupted(runs):
