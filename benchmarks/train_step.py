@@ -4,7 +4,9 @@
 
 Prints the joint step time (every level forward + backward, one apply_gradients), the plain
 full-model step time, their ratio, and the sum of the levels' true MAC fractions. Ideal scaling makes
-the ratio equal that sum; the target is ratio <= 1.25 x sum. Both steps are built by
+the ratio equal that sum; the target is ratio <= 1.25 x sum. Also the joint step with in-place
+distillation (w = 0.5) and with distillation from the frozen dense model (``distill_teacher:
+pretrained``), whose extra inference forward pass costs about one full-model forward. All steps are built by
 ``reds_tf.train.make_step`` with the pipeline's settings (frozen BN, non-BN variables), and timed in
 alternating blocks so machine load affects both alike; the median block is reported.
 """
@@ -62,13 +64,21 @@ def main() -> None:
         model, keras.optimizers.Adam(1e-4), train.non_bn_variables(model), range(plan.num_levels), a, False
     )
     full = train.make_step(perm, keras.optimizers.Adam(1e-4), train.non_bn_variables(perm), None, None, False)
-    for step in (joint, full):  # trace and warm up
+    levels, variables = range(plan.num_levels), train.non_bn_variables(model)
+    kd = dict(distill_weight=0.5, distill_temperature=4.0)
+    in_place = train.make_step(model, keras.optimizers.Adam(1e-4), variables, levels, a, False, **kd)
+    frozen = train.make_step(
+        model, keras.optimizers.Adam(1e-4), variables, levels, a, False, **kd, teacher=perm
+    )
+    steps = {"plain": full, "joint": joint, "in_place": in_place, "teacher": frozen}
+    for step in steps.values():  # trace and warm up
         time_step(step, x, y, 3)
-    tj, tp = [], []
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.repeats):
-        tp.append(time_step(full, x, y, args.steps))
-        tj.append(time_step(joint, x, y, args.steps))
-    j, p = statistics.median(tj), statistics.median(tp)
+        for name, step in steps.items():
+            times[name].append(time_step(step, x, y, args.steps))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    j, p = med["joint"], med["plain"]
     ratio, total = j / p, sum(fractions)
     print(
         f"model {args.model}, batch {args.batch}, {plan.num_levels} levels, MAC fractions "
@@ -77,6 +87,11 @@ def main() -> None:
     print(f"plain full-model step : {1e3 * p:8.2f} ms (median of {args.repeats} x {args.steps} steps)")
     print(f"joint REDS step       : {1e3 * j:8.2f} ms")
     print(f"ratio joint / plain   : {ratio:8.2f}")
+    print(f"joint, in-place KD    : {1e3 * med['in_place']:8.2f} ms")
+    print(
+        f"joint, frozen teacher : {1e3 * med['teacher']:8.2f} ms   ratio to in-place KD "
+        f"{med['teacher'] / med['in_place']:.2f} (one more full-model forward, inference mode)"
+    )
     print(
         f"sum of MAC fractions  : {total:8.2f}   target ratio <= 1.25 x sum = {1.25 * total:.2f} "
         f"-> {'OK' if ratio <= 1.25 * total else 'ABOVE TARGET'}"
