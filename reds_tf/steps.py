@@ -311,7 +311,7 @@ def json_text(x: Any) -> str:
     return json.dumps(x, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)) + "\n"
 
 
-def _distill(ft: Any, pretrained: keras.Model) -> dict[str, Any]:
+def _distill(ft: Any, pretrained: keras.Model | None) -> dict[str, Any]:
     """``train.fit``'s distillation options from the recipe's ``finetune`` section; ``pretrained`` (the
     permuted dense model) is the teacher under ``distill_teacher: pretrained``."""
     teacher = pretrained if ft.distill_weight and ft.distill_teacher == "pretrained" else None
@@ -466,7 +466,7 @@ def qat_finetune(recipe: Recipe, batched: dict, ctx: StepContext) -> dict[str, A
     with ctx.scope():
         model = nested.load_model(rd.path("model.keras"))
         teacher = None  # the frozen dense teacher, only when the fine-tuning distilled from it
-        if recipe.finetune.distill_teacher == "pretrained":
+        if recipe.finetune.distill_weight and recipe.finetune.distill_teacher == "pretrained":
             teacher = keras.models.load_model(rd.path("permuted.keras"), compile=False)
     levels = list(range(nested.num_levels(model)))
     input_rank = len(model.inputs[0].shape) - 1  # without the batch axis
