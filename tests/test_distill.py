@@ -152,20 +152,19 @@ def test_recipe_rejects_bad_distillation_values(finetune, match):
         Recipe.from_dict({**base, "finetune": finetune})
 
 
-def test_tiny_run_with_distillation_finishes(tmp_path):
-    recipe = Recipe.load(
-        "models/tiny-fashion_mnist.yaml",
-        **{
-            "data.limit": 300,
-            "solve.budgets": [0.3, 0.6],
-            "bn.recalibrate": False,
-            "finetune.distill_weight": 0.5,
-            "finetune.distill_temperature": 2.0,
-        },
-    )
-    assert recipe.finetune.distill_weight == 0.5
+def _tiny_run(tmp_path, **settings):
+    """A tiny real Fashion-MNIST run with in-place or frozen-teacher distillation: (recipe, results, log)."""
+    base = {"data.limit": 300, "solve.budgets": [0.3, 0.6], "bn.recalibrate": False}
+    base["finetune.distill_weight"] = 0.5
+    recipe = Recipe.load("models/tiny-fashion_mnist.yaml", **{**base, **settings})
     lines = []
     res = pipeline.run(recipe, tmp_path / "run", progress=False, log=lines.append)
+    return recipe, res, lines
+
+
+def test_tiny_run_with_distillation_finishes(tmp_path):
+    recipe, res, lines = _tiny_run(tmp_path, **{"finetune.distill_temperature": 2.0})
+    assert recipe.finetune.distill_weight == 0.5
     assert any("distillation from the full level (in place) w=0.5 T=2" in line for line in lines)
     assert len(res["levels"]) == 3
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in res["levels"])
@@ -174,21 +173,9 @@ def test_tiny_run_with_distillation_finishes(tmp_path):
 
 def test_tiny_run_distilling_from_the_pretrained_model_finishes(tmp_path):
     """Fine-tuning and quantisation-aware fine-tuning both distil from the frozen dense model."""
-    recipe = Recipe.load(
-        "models/tiny-fashion_mnist.yaml",
-        **{
-            "data.limit": 300,
-            "solve.budgets": [0.3, 0.6],
-            "bn.recalibrate": False,
-            "finetune.distill_weight": 0.5,
-            "finetune.distill_teacher": "pretrained",
-            "qat.epochs": 1,
-            "convert.enabled": True,
-            "convert.calibration_samples": 64,
-        },
-    )
-    lines = []
-    res = pipeline.run(recipe, tmp_path / "run", progress=False, log=lines.append)
+    settings = {"finetune.distill_teacher": "pretrained", "qat.epochs": 1, "convert.enabled": True,
+                "convert.calibration_samples": 64}  # fmt: skip
+    recipe, res, lines = _tiny_run(tmp_path, **settings)
     assert any("distillation from the dense pretrained model w=0.5 T=4" in line for line in lines)
     assert recipe.to_dict()["finetune"]["distill_teacher"] == "pretrained"
     assert res["qat"]["epochs"] == 1
